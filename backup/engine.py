@@ -1,0 +1,275 @@
+"""Execute a set of copy specs: blobs, then child manifests, then the tag, byte-exact.
+
+Across the run a blob crosses the network at most once per destination registry: the first
+repository that needs it streams it (source GET straight into destination PUT), every other
+repository mounts it. A tag is written only after everything it references is in place.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import time
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from dataclasses import dataclass
+
+import aiohttp
+import structlog
+
+from backup.errors import BackupError, DigestMismatch, NotFound, SizeMismatch, TransientError
+from backup.oci import Descriptor, Manifest
+from backup.redact import redact_text
+from backup.reference import Registry, Repository
+from backup.registry import RegistryClient
+from backup.report import ImageResult, Stats
+from backup.retry import RETRYABLE_EXCEPTIONS
+from backup.specs import CopySpec
+
+log = structlog.get_logger("backup.engine")
+
+DEFAULT_CONCURRENCY = 16
+_TRANSFER_ATTEMPTS = 3
+_READ_CHUNK = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class _Place:
+    repository: Repository
+    digest: str
+
+
+class _VerifiedStream:
+    """Pass blob bytes through while counting and hashing them; fail on any mismatch."""
+
+    def __init__(self, source: aiohttp.StreamReader, expected: Descriptor, stats: Stats) -> None:
+        self._source = source
+        self._expected = expected
+        self._stats = stats
+        self._hash = hashlib.new(expected.digest.partition(":")[0])
+        self.received = 0
+        self.error: BaseException | None = None
+
+    async def __aiter__(self) -> AsyncIterator[bytes]:
+        try:
+            async for chunk in self._source.iter_chunked(_READ_CHUNK):
+                self.received += len(chunk)
+                if self.received > self._expected.size:
+                    raise SizeMismatch(
+                        f"blob {self._expected.digest} is longer than its {self._expected.size} bytes"
+                    )
+                self._hash.update(chunk)
+                self._stats.bytes_copied += len(chunk)
+                yield chunk
+            self.check()
+        except BaseException as exc:
+            self.error = exc
+            raise
+
+    def check(self) -> None:
+        if self.received != self._expected.size:
+            raise SizeMismatch(
+                f"blob {self._expected.digest} ended after {self.received} of "
+                f"{self._expected.size} bytes"
+            )
+        actual = f"{self._hash.name}:{self._hash.hexdigest()}"
+        if actual != self._expected.digest:
+            raise DigestMismatch(f"blob expected as {self._expected.digest} hashes to {actual}")
+
+
+class CopyEngine:
+    """Copies images between registries. One instance per run: it remembers what it placed."""
+
+    def __init__(
+        self,
+        client_for: Callable[[Registry], RegistryClient],
+        stats: Stats,
+        *,
+        concurrency: int = DEFAULT_CONCURRENCY,
+    ) -> None:
+        self._client_for = client_for
+        self.stats = stats
+        self._images = asyncio.Semaphore(concurrency)
+        self._transfers = asyncio.Semaphore(concurrency)
+        self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
+        self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
+        self._blob_homes: dict[tuple[Registry, str], list[str]] = {}
+        self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
+
+    async def run(self, specs: Iterable[CopySpec] | AsyncIterable[CopySpec]) -> list[ImageResult]:
+        """Copy every spec; one failure never stops the others. Results keep the input order."""
+        tasks: list[asyncio.Task[ImageResult]] = []
+        if isinstance(specs, AsyncIterable):
+            async for spec in specs:
+                tasks.append(asyncio.create_task(self._copy_image(spec)))
+                self.stats.images_total += 1
+        else:
+            for spec in specs:
+                tasks.append(asyncio.create_task(self._copy_image(spec)))
+                self.stats.images_total += 1
+        return list(await asyncio.gather(*tasks))
+
+    # One image
+
+    async def _copy_image(self, spec: CopySpec) -> ImageResult:
+        started = time.monotonic()
+        bound = log.bind(src=str(spec.source), dst=str(spec.destination))
+        async with self._images:
+            try:
+                status, digest = await self._copy_tagged(spec, bound)
+            except BackupError as exc:
+                return self._failed(spec, bound, started, str(exc))
+            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+                return self._failed(spec, bound, started, f"{type(exc).__name__}: {exc}")
+        if status == "copied":
+            self.stats.images_copied += 1
+        else:
+            self.stats.images_skipped += 1
+        elapsed = round(time.monotonic() - started, 3)
+        bound.info(f"image_{status}", digest=digest, duration_s=elapsed)
+        return ImageResult(str(spec.source), str(spec.destination), digest, status, None, elapsed)
+
+    def _failed(
+        self, spec: CopySpec, bound: structlog.BoundLogger, started: float, message: str
+    ) -> ImageResult:
+        message = redact_text(message)
+        self.stats.images_failed += 1
+        bound.error("image_failed", error=message)
+        elapsed = round(time.monotonic() - started, 3)
+        return ImageResult(str(spec.source), str(spec.destination), spec.source.digest,
+                           "failed", message, elapsed)
+
+    async def _copy_tagged(
+        self, spec: CopySpec, bound: structlog.BoundLogger
+    ) -> tuple[str, str]:
+        src, dst = spec.source, spec.destination
+        source = self._client_for(src.repository.registry)
+        target = self._client_for(dst.repository.registry)
+        digest = src.digest
+        if digest is None:
+            found = await source.resolve_manifest(src.repository.name, src.identifier)
+            if found is None:
+                raise NotFound(f"{src} not found")
+            digest = found.digest
+        existing = await target.resolve_manifest(dst.repository.name, dst.identifier)
+        if existing is not None and existing.digest == digest and not spec.platforms:
+            return "skipped", digest
+        manifest = await source.get_manifest(src.repository.name, digest)
+        if spec.platforms:
+            manifest = manifest.limit_platforms(spec.platforms)
+            if existing is not None and existing.digest == manifest.digest:
+                return "skipped", manifest.digest
+        await self._place_content(manifest, src.repository, dst.repository)
+        await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
+        self.stats.manifests_written += 1
+        bound.debug("tag_written", digest=manifest.digest)
+        return "copied", manifest.digest
+
+    async def _place_content(self, manifest: Manifest, src: Repository, dst: Repository) -> None:
+        """Put everything ``manifest`` references at ``dst``: child manifests or blobs."""
+        if manifest.is_index:
+            await _all(self._ensure_manifest(child, src, dst) for child in manifest.children())
+        else:
+            await _all(self._ensure_blob(blob, src, dst) for blob in manifest.blobs())
+
+    # Child manifests, shared between images that reference the same digest
+
+    async def _ensure_manifest(self, child: Descriptor, src: Repository, dst: Repository) -> None:
+        await _shared(self._manifest_tasks, _Place(dst, child.digest),
+                      lambda: self._copy_child(child, src, dst))
+
+    async def _copy_child(self, child: Descriptor, src: Repository, dst: Repository) -> None:
+        target = self._client_for(dst.registry)
+        # A registry accepts a manifest only when all it references is present, so a child
+        # that exists is complete: nothing below it needs checking (this is what resumes).
+        if await target.resolve_manifest(dst.name, child.digest) is not None:
+            return
+        manifest = await self._client_for(src.registry).get_manifest(src.name, child.digest, child)
+        await self._place_content(manifest, src, dst)
+        await target.put_manifest(dst.name, manifest.digest, manifest)
+        self.stats.manifests_written += 1
+
+    # Blobs
+
+    async def _ensure_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
+        await _shared(self._blob_tasks, _Place(dst, blob.digest),
+                      lambda: self._place_blob(blob, src, dst))
+
+    async def _place_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
+        key = (dst.registry, blob.digest)
+        while (leader := self._blob_leaders.get(key)) is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(leader)
+        target = self._client_for(dst.registry)
+        if homes := self._blob_homes.get(key):
+            location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
+            if location is None:
+                self.stats.blobs_mounted += 1
+                log.debug("blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0])
+            else:
+                await self._stream_blob(blob, src, dst, location)
+            homes.append(dst.name)
+            return
+        # First need for this digest on this registry: every other repository waits for us.
+        leader = asyncio.get_running_loop().create_future()
+        self._blob_leaders[key] = leader
+        try:
+            if await target.blob_size(dst.name, blob.digest) is not None:
+                self.stats.blobs_skipped += 1
+            else:
+                await self._stream_blob(blob, src, dst, None)
+            self._blob_homes[key] = [dst.name]
+        finally:
+            del self._blob_leaders[key]
+            leader.set_result(None)
+
+    async def _stream_blob(
+        self, blob: Descriptor, src: Repository, dst: Repository, location: object | None
+    ) -> None:
+        """Stream source GET into destination PUT, restarting on a transient break."""
+        source = self._client_for(src.registry)
+        target = self._client_for(dst.registry)
+        async with self._transfers:
+            for attempt in range(1, _TRANSFER_ATTEMPTS + 1):
+                upload = location or await target.start_upload(dst.name)
+                location = None  # a broken session cannot be reused: start a new one next time
+                try:
+                    async with source.open_blob(src.name, blob.digest) as response:
+                        stream = _VerifiedStream(response.content, blob, self.stats)
+                        try:
+                            await target.put_blob(dst.name, upload, blob, stream)  # type: ignore[arg-type]
+                        except BaseException:
+                            if stream.error is not None:
+                                raise stream.error from None
+                            raise
+                        stream.check()
+                    self.stats.blobs_copied += 1
+                    log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
+                    return
+                except (TransientError, *RETRYABLE_EXCEPTIONS) as exc:
+                    if attempt == _TRANSFER_ATTEMPTS:
+                        raise TransientError(
+                            f"blob {blob.digest} to {dst}: {type(exc).__name__} "
+                            f"after {attempt} attempts"
+                        ) from None
+                    log.warning("blob_transfer_retry", digest=blob.digest, dst=str(dst),
+                                attempt=attempt, error=type(exc).__name__)
+
+
+async def _shared(
+    tasks: dict[_Place, asyncio.Task[None]], key: _Place, start: Callable[[], object]
+) -> None:
+    """Run one task per key; later callers await it. A failed task is retried by the next caller."""
+    task = tasks.get(key)
+    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
+        task = asyncio.ensure_future(start())  # type: ignore[arg-type]
+        tasks[key] = task
+    await asyncio.shield(task)
+
+
+async def _all(awaitables: Iterable[object]) -> None:
+    """Await all; if any fails, let the rest finish, then raise the first failure."""
+    results = await asyncio.gather(*awaitables, return_exceptions=True)  # type: ignore[call-overload]
+    for result in results:
+        if isinstance(result, BaseException):
+            raise result

@@ -1,0 +1,82 @@
+"""Every error the tool raises, in one hierarchy.
+
+    BackupError
+    ├── UsageError            bad flags, config or copy specs; exit 2 before any copy
+    │   ├── InvalidReference  (also a ValueError) a reference, name, tag or digest off-grammar
+    │   └── SpecError         a copy-spec set that cannot be executed as a whole
+    ├── RegistryError         an exchange with a registry failed
+    │   ├── AuthError         credentials missing or refused
+    │   ├── NotFound          the manifest or blob does not exist
+    │   ├── UnsafeRedirect    a redirect the client refuses to follow
+    │   └── TransientError    retries exhausted on a fault that may pass
+    └── ContentError          bytes that do not match what describes them
+        ├── DigestMismatch
+        ├── SizeMismatch
+        ├── InvalidManifest
+        └── NoMatchingPlatform
+
+Messages never carry credentials, Authorization headers or signed-URL query strings, and
+each says what the user can do about it.
+"""
+
+from __future__ import annotations
+
+
+class BackupError(Exception):
+    """Root of every error raised on purpose by github-org-backup."""
+
+
+class UsageError(BackupError):
+    """The invocation cannot run as given; nothing has been copied."""
+
+
+class InvalidReference(UsageError, ValueError):
+    """A reference, repository name, tag or digest does not match its grammar."""
+
+
+class SpecError(UsageError):
+    """A set of copy specs is contradictory or malformed."""
+
+
+class RegistryError(BackupError):
+    """A registry answered in a way the copy cannot continue from."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class AuthError(RegistryError):
+    """The registry refused the credentials, or asked for ones we do not have."""
+
+
+class NotFound(RegistryError):
+    """The registry does not have the requested manifest or blob."""
+
+
+class UnsafeRedirect(RegistryError):
+    """A redirect pointed somewhere the client will not follow (https to http)."""
+
+
+class TransientError(RegistryError):
+    """A fault that may pass (5xx, 429, connection loss) persisted beyond the retry budget."""
+
+
+class ContentError(BackupError):
+    """Content does not match the descriptor that names it."""
+
+
+class DigestMismatch(ContentError):
+    """The bytes hash to a different digest than expected."""
+
+
+class SizeMismatch(ContentError):
+    """The body is longer or shorter than its descriptor says."""
+
+
+class InvalidManifest(ContentError):
+    """A manifest is malformed, too large, ambiguous or of an unknown media type."""
+
+
+class NoMatchingPlatform(ContentError):
+    """A limitPlatforms transform selected none of an index's platforms."""

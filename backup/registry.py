@@ -1,0 +1,338 @@
+"""The HTTP client for one registry (OCI distribution spec). Owns auth, retries and redaction.
+
+Method names follow the protocol steps. Every repository name, tag and digest reaching a URL
+here was validated by backup.reference when the Reference was built.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import time
+from collections.abc import AsyncIterable, AsyncIterator
+from typing import Any
+
+import aiohttp
+import structlog
+import yarl
+
+from backup.auth import Authenticator, Credentials, repository_scope
+from backup.errors import (
+    AuthError,
+    DigestMismatch,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    TransientError,
+    UnsafeRedirect,
+)
+from backup.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from backup.redact import redact_text, redact_url
+from backup.reference import Registry, validate_digest
+from backup.retry import (
+    RETRYABLE_EXCEPTIONS,
+    RETRYABLE_STATUSES,
+    HostBackoff,
+    RetryPolicy,
+    parse_retry_after,
+)
+
+log = structlog.get_logger("backup.registry")
+
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+_MAX_REDIRECTS = 5
+_MAX_ERROR_BODY = 64 * 1024
+_CDN_RETRIES = 2
+
+Body = bytes | AsyncIterable[bytes] | None
+
+
+def pull(name: str) -> tuple[str, ...]:
+    return (repository_scope(name, "pull"),)
+
+
+def push(name: str) -> tuple[str, ...]:
+    return (repository_scope(name, "pull,push"),)
+
+
+class RegistryClient:
+    """Talks to one registry. Shares the run's aiohttp session; one instance per host."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        session: aiohttp.ClientSession,
+        credentials: Credentials | None,
+        policy: RetryPolicy | None = None,
+    ) -> None:
+        self.registry = registry
+        self._session = session
+        self._auth = Authenticator(registry, credentials, session)
+        self._policy = policy or RetryPolicy()
+        self._backoff = HostBackoff()
+        self._origin = yarl.URL(registry.base_url).origin()
+        self.requests = 0
+
+    @property
+    def token_fetches(self) -> int:
+        return self._auth.token_fetches
+
+    def _url(self, name: str, kind: str, identifier: str) -> yarl.URL:
+        return yarl.URL(f"{self.registry.base_url}/v2/{name}/{kind}/{identifier}", encoded=True)
+
+    # Manifests
+
+    async def resolve_manifest(self, name: str, identifier: str) -> Descriptor | None:
+        """HEAD a manifest: its descriptor, or None if absent."""
+        url = self._url(name, "manifests", identifier)
+        headers = {"Accept": MANIFEST_ACCEPT}
+        async with await self._request("HEAD", url, scopes=pull(name), headers=headers) as resp:
+            if resp.status == 404:
+                return None
+            await self._expect(resp, (200,), f"HEAD manifest {name}:{identifier}")
+            digest = resp.headers.get("Docker-Content-Digest")
+        if digest is None:  # some registries omit it on HEAD: hash the body instead
+            return (await self.get_manifest(name, identifier)).descriptor()
+        validate_digest(digest)
+        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+        return Descriptor(media_type, digest, int(resp.headers.get("Content-Length", -1)))
+
+    async def get_manifest(
+        self, name: str, identifier: str, expected: Descriptor | None = None
+    ) -> Manifest:
+        """GET a manifest, capped at 4 MiB and checked against ``expected`` (or a pinned digest)."""
+        url = self._url(name, "manifests", identifier)
+        headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
+        async with await self._request("GET", url, scopes=pull(name), headers=headers) as resp:
+            if resp.status == 404:
+                raise NotFound(f"manifest {self.registry}/{name}:{identifier} not found", status=404)
+            await self._expect(resp, (200,), f"GET manifest {name}:{identifier}")
+            declared = resp.content_length
+            if declared is not None and declared > MAX_MANIFEST_BYTES:
+                raise InvalidManifest(f"manifest {name}@{identifier} is {declared} bytes, over the 4 MiB limit")
+            raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
+            content_type = resp.headers.get("Content-Type")
+        manifest = parse_manifest(raw, content_type, expected)
+        if expected is None and identifier.startswith(("sha256:", "sha512:")):
+            if manifest.digest != identifier:
+                raise DigestMismatch(f"manifest {name}@{identifier} hashes to {manifest.digest}")
+        return manifest
+
+    async def put_manifest(self, name: str, identifier: str, manifest: Manifest) -> None:
+        """PUT a manifest's exact bytes under a tag or its digest."""
+        url = self._url(name, "manifests", identifier)
+        headers = {"Content-Type": manifest.media_type}
+        async with await self._request(
+            "PUT", url, scopes=push(name), headers=headers, data=manifest.raw
+        ) as resp:
+            await self._expect(resp, (201, 200), f"PUT manifest {name}:{identifier}")
+            returned = resp.headers.get("Docker-Content-Digest")
+        if returned and returned != manifest.digest:
+            raise DigestMismatch(
+                f"{self.registry} stored manifest {name}:{identifier} as {returned}, "
+                f"not {manifest.digest}: it rewrote the bytes"
+            )
+
+    # Blobs
+
+    async def blob_size(self, name: str, digest: str) -> int | None:
+        """HEAD a blob: its size, or None if absent."""
+        url = self._url(name, "blobs", digest)
+        async with await self._request("HEAD", url, scopes=pull(name)) as resp:
+            if resp.status == 404:
+                return None
+            await self._expect(resp, (200,), f"HEAD blob {name}@{digest}")
+            return resp.content_length if resp.content_length is not None else -1
+
+    async def mount_blob(self, name: str, digest: str, from_name: str) -> yarl.URL | None:
+        """Cross-repository mount. None when mounted; else the upload session to use instead."""
+        url = yarl.URL(
+            f"{self.registry.base_url}/v2/{name}/blobs/uploads/?mount={digest}&from={from_name}",
+            encoded=True,
+        )
+        scopes = (*push(name), *pull(from_name))
+        async with await self._request("POST", url, scopes=scopes) as resp:
+            await self._expect(resp, (201, 202), f"mount {digest} into {name}")
+            if resp.status == 201:
+                return None
+            return self._location(resp)
+
+    async def start_upload(self, name: str) -> yarl.URL:
+        url = yarl.URL(f"{self.registry.base_url}/v2/{name}/blobs/uploads/", encoded=True)
+        async with await self._request("POST", url, scopes=push(name)) as resp:
+            await self._expect(resp, (202,), f"start upload to {name}")
+            return self._location(resp)
+
+    async def put_blob(
+        self, name: str, location: yarl.URL, descriptor: Descriptor, body: AsyncIterable[bytes]
+    ) -> None:
+        """Finish an upload session with the whole body in one PUT (monolithic upload)."""
+        separator = "&" if location.raw_query_string else "?"
+        url = yarl.URL(f"{location}{separator}digest={descriptor.digest}", encoded=True)
+        headers = {
+            "Content-Type": "application/octet-stream",
+            "Content-Length": str(descriptor.size),
+        }
+        async with await self._request(
+            "PUT", url, scopes=push(name), headers=headers, data=body
+        ) as resp:
+            await self._expect(resp, (201, 204), f"PUT blob {name}@{descriptor.digest}")
+
+    @contextlib.asynccontextmanager
+    async def open_blob(self, name: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET a blob's bytes as served (no decompression), following redirects safely."""
+        url = self._url(name, "blobs", digest)
+        headers = {"Accept-Encoding": "identity"}
+        for attempt in range(_CDN_RETRIES + 1):
+            resp = await self._request("GET", url, scopes=pull(name), headers=headers)
+            # A signed CDN URL that expired answers 403: ask the registry for a fresh one.
+            redirected = resp.url.origin() != self._origin
+            if resp.status == 403 and redirected and attempt < _CDN_RETRIES:
+                resp.release()
+                continue
+            try:
+                if resp.status == 404:
+                    raise NotFound(f"blob {self.registry}/{name}@{digest} not found", status=404)
+                await self._expect(resp, (200,), f"GET blob {name}@{digest}")
+                yield resp
+            finally:
+                resp.release()
+            return
+
+    # Plumbing
+
+    def _location(self, resp: aiohttp.ClientResponse) -> yarl.URL:
+        location = resp.headers.get("Location")
+        if not location:
+            raise RegistryError(f"{self.registry} started an upload without a Location header")
+        target = resp.url.join(yarl.URL(location, encoded=True))
+        self._check_redirect(resp.url, target)
+        return target
+
+    @staticmethod
+    def _check_redirect(source: yarl.URL, target: yarl.URL) -> None:
+        if target.scheme not in ("http", "https"):
+            raise UnsafeRedirect(f"refusing redirect to a non-http URL from {redact_url(source)}")
+        if source.scheme == "https" and target.scheme != "https":
+            raise UnsafeRedirect(
+                f"refusing https-to-http redirect from {redact_url(source)} to {redact_url(target)}"
+            )
+
+    async def _request(
+        self,
+        method: str,
+        url: yarl.URL,
+        *,
+        scopes: tuple[str, ...],
+        headers: dict[str, str] | None = None,
+        data: Body = None,
+    ) -> aiohttp.ClientResponse:
+        """Send with auth, retries and safe redirects. The caller releases the response."""
+        replayable = data is None or isinstance(data, bytes)
+        deadline = time.monotonic() + self._policy.budget_s
+        attempt, reauthenticated = 0, False
+        while True:
+            attempt += 1
+            await self._backoff.wait()
+            authorization = await self._auth.header(scopes) if url.origin() == self._origin else None
+            sent = dict(headers or {})
+            if authorization:
+                sent["Authorization"] = authorization
+            retries_left = replayable and attempt < self._policy.attempts
+            try:
+                resp = await self._send(method, url, sent, data)
+            except RETRYABLE_EXCEPTIONS as exc:
+                if not retries_left or time.monotonic() >= deadline:
+                    raise TransientError(
+                        f"{method} {redact_url(url)} failed after {attempt} attempt(s): "
+                        f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+                    ) from None
+                delay = self._policy.delay(attempt)
+                log.warning("request_retry", method=method, url=redact_url(url),
+                            error=type(exc).__name__, attempt=attempt, delay_s=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            if resp.status == 401 and not reauthenticated and resp.url.origin() == self._origin:
+                challenge = resp.headers.get("WWW-Authenticate")
+                resp.release()
+                await self._auth.challenge(challenge, scopes, sent=authorization)
+                reauthenticated, attempt = True, attempt - 1
+                if not replayable:
+                    raise AuthError(f"{self.registry} asked to re-authenticate mid-upload", status=401)
+                continue
+            if resp.status in RETRYABLE_STATUSES and retries_left and time.monotonic() < deadline:
+                retry_after = _retry_after(resp)
+                if retry_after is not None:
+                    self._backoff.pause(min(retry_after, self._policy.max_retry_after_s))
+                delay = self._policy.delay(attempt, retry_after)
+                resp.release()
+                log.warning("request_retry", method=method, url=redact_url(url),
+                            status=resp.status, attempt=attempt, delay_s=round(delay, 2))
+                await asyncio.sleep(delay)
+                continue
+            return resp
+
+    async def _send(
+        self, method: str, url: yarl.URL, headers: dict[str, str], data: Body
+    ) -> aiohttp.ClientResponse:
+        for _ in range(_MAX_REDIRECTS + 1):
+            self.requests += 1
+            resp = await self._session.request(
+                method, url, headers=headers, data=data, allow_redirects=False
+            )
+            if resp.status not in _REDIRECTS or method not in ("GET", "HEAD"):
+                return resp
+            location = resp.headers.get("Location", "")
+            resp.release()
+            target = url.join(yarl.URL(location, encoded=True))
+            self._check_redirect(url, target)
+            if target.origin() != url.origin():
+                # Never carry the registry's credentials to another host (CDN, object store).
+                headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
+            url = target
+        raise RegistryError(f"too many redirects from {redact_url(url)}")
+
+    async def _expect(self, resp: aiohttp.ClientResponse, ok: tuple[int, ...], what: str) -> None:
+        if resp.status in ok:
+            return
+        detail = await _error_detail(resp)
+        where = f"{what} on {self.registry}"
+        if resp.status in (401, 403):
+            raise AuthError(
+                f"{where}: HTTP {resp.status}{detail}: check the credentials for "
+                f"{self.registry.host} (docker config.json) and that they grant this access",
+                status=resp.status,
+            )
+        if resp.status == 404:
+            raise NotFound(f"{where}: not found{detail}", status=404)
+        if resp.status in RETRYABLE_STATUSES:
+            raise TransientError(f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status)
+        raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
+    return parse_retry_after(resp.headers.get("Retry-After"))
+
+
+async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
+    chunks: list[bytes] = []
+    total = 0
+    async for chunk in resp.content.iter_chunked(64 * 1024):
+        total += len(chunk)
+        if total > limit:
+            raise InvalidManifest(f"manifest body exceeds the {limit}-byte limit")
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def _error_detail(resp: aiohttp.ClientResponse) -> str:
+    """The registry's error code and message, if it sent the standard JSON error body."""
+    if resp.method == "HEAD":
+        return ""
+    try:
+        body: Any = json.loads(await resp.content.read(_MAX_ERROR_BODY))
+        first = body["errors"][0]
+        return redact_text(f" {first.get('code', '')}: {str(first.get('message', ''))[:200]}")
+    except (ValueError, KeyError, IndexError, TypeError, AttributeError, aiohttp.ClientError):
+        return ""
