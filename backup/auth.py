@@ -242,7 +242,7 @@ class Authenticator:
                     "docker config.json (docker login) or the environment",
                     status=401,
                 )
-            if self._scheme == "basic":
+            if sent is not None and sent.startswith("Basic "):
                 raise AuthError(
                     f"{self._registry} rejected the configured username and password", status=401
                 )

@@ -1,0 +1,116 @@
+"""Session fixtures: a GHCR-like source (token auth) and a Basic-auth backup registry."""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import subprocess
+import sys
+import uuid
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import pytest
+
+from tests.harness.images import Pusher
+from tests.harness.registry import RegistryProcess, htpasswd_auth, token_auth
+from tests.harness.tokens import ISSUER, TokenService, read_only, read_write
+from tests.harness.walker import Walker
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@dataclass
+class LiveRegistry:
+    process: RegistryProcess
+    username: str
+    password: str
+    authorize_admin: Callable[[str], str | None]
+
+    @property
+    def host(self) -> str:
+        return self.process.host
+
+    @property
+    def url(self) -> str:
+        return self.process.url
+
+    def pusher(self) -> Pusher:
+        return Pusher(self.url, self.authorize_admin)
+
+    def walker(self) -> Walker:
+        return Walker(self.url, self.authorize_admin)
+
+
+@pytest.fixture(scope="session")
+def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenService]:
+    service = TokenService("ghcr-test", tmp_path_factory.mktemp("tokens")).start()
+    yield service
+    service.stop()
+
+
+@pytest.fixture(scope="session")
+def source(tmp_path_factory: pytest.TempPathFactory, token_service: TokenService) -> Iterator[LiveRegistry]:
+    """A registry behaving like GHCR: Bearer tokens from a realm that takes Basic user:PAT."""
+    password = token_service.add_user("reader", read_only)
+    token_service.add_user("admin", read_write)
+    auth = token_auth(token_service.realm, token_service.service, token_service.cert_path, ISSUER)
+    process = RegistryProcess(tmp_path_factory.mktemp("source"), auth).start()
+    yield LiveRegistry(process, "reader", password,
+                       lambda repo: "Bearer " + token_service.admin_token([repo]))
+    process.stop()
+
+
+@pytest.fixture(scope="session")
+def destination(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LiveRegistry]:
+    """A private backup registry with htpasswd Basic auth."""
+    directory = tmp_path_factory.mktemp("destination")
+    password = uuid.uuid4().hex
+    process = RegistryProcess(directory, htpasswd_auth(directory, {"backup": password})).start()
+    basic = "Basic " + base64.b64encode(f"backup:{password}".encode()).decode()
+    yield LiveRegistry(process, "backup", password, lambda _repo: basic)
+    process.stop()
+
+
+def docker_config_for(directory: Path, *registries: LiveRegistry) -> Path:
+    directory.mkdir(parents=True, exist_ok=True)
+    auths = {
+        r.host: {"auth": base64.b64encode(f"{r.username}:{r.password}".encode()).decode()}
+        for r in registries
+    }
+    (directory / "config.json").write_text(json.dumps({"auths": auths}))
+    return directory
+
+
+@pytest.fixture
+def docker_config(tmp_path: Path, source: LiveRegistry, destination: LiveRegistry) -> Path:
+    return docker_config_for(tmp_path / "docker", source, destination)
+
+
+CliRunner = Callable[..., subprocess.CompletedProcess[str]]
+
+
+@pytest.fixture
+def cli(docker_config: Path) -> CliRunner:
+    """Run the real CLI as a subprocess, with the test registries' credentials."""
+
+    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
+            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+        environment = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+        environment |= {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(ROOT)}
+        environment |= env or {}
+        return subprocess.run(
+            [sys.executable, "-m", "backup", *args],
+            input=input, capture_output=True, text=True, env=environment, timeout=timeout,
+            cwd=ROOT, check=False,
+        )
+
+    return run
+
+
+@pytest.fixture
+def namespace() -> str:
+    """A fresh repository prefix, so tests sharing the session registries never collide."""
+    return f"t{uuid.uuid4().hex[:10]}"
