@@ -144,7 +144,9 @@ def _decode_auth(value: str, host: str) -> tuple[str, str]:
     except (ValueError, UnicodeDecodeError):
         sep = ""
     if not sep:
-        raise UsageError(f"docker config entry for {host} has an 'auth' that is not base64(user:pass)")
+        raise UsageError(
+            f"docker config entry for {host} has an 'auth' that is not base64(user:pass)"
+        )
     return username, password
 
 
@@ -254,7 +256,11 @@ class Authenticator:
         lock = self._locks.setdefault(key, asyncio.Lock())
         async with lock:
             current = self._tokens.get(key)
-            if current is not None and current is not stale and current.expires_at > time.monotonic():
+            if (
+                current is not None
+                and current is not stale
+                and current.expires_at > time.monotonic()
+            ):
                 return current
             token = await self._fetch(key.split(" ") if key else [])
             self._tokens[key] = token
@@ -265,7 +271,9 @@ class Authenticator:
         if realm.scheme not in ("http", "https"):
             raise AuthError(f"{self._registry} named a token realm that is not http(s)")
         if realm.scheme == "http" and not self._registry.plain_http:
-            raise AuthError(f"{self._registry} named a plain-http token realm; refusing to send credentials")
+            raise AuthError(
+                f"{self._registry} named a plain-http token realm; refusing to send credentials"
+            )
         params: list[tuple[str, str]] = []
         if service := self._bearer.get("service"):
             params.append(("service", service))
@@ -282,13 +290,16 @@ class Authenticator:
                 }
                 request = self._session.post(realm, data=form)
             else:
-                headers = {"Authorization": creds.basic_header()} if creds and creds.password else {}
+                headers = (
+                    {"Authorization": creds.basic_header()} if creds and creds.password else {}
+                )
                 request = self._session.get(realm.update_query(params), headers=headers)
             async with request as response:
                 if response.status in (401, 403):
                     raise AuthError(
                         f"token service of {self._registry} refused the credentials "
-                        f"(HTTP {response.status}): check the username and token for {self._registry.host}",
+                        f"(HTTP {response.status}): check the username and token "
+                        f"for {self._registry.host}",
                         status=response.status,
                     )
                 if response.status != 200:
@@ -298,7 +309,9 @@ class Authenticator:
                     )
                 body = await response.json(content_type=None)
         except aiohttp.ClientError as exc:
-            raise AuthError(f"cannot reach the token service of {self._registry}: {type(exc).__name__}") from None
+            raise AuthError(
+                f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
+            ) from None
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise AuthError(f"token service of {self._registry} returned no token")

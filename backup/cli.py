@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import json
 import asyncio
+import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
@@ -36,18 +36,37 @@ def _positive_int(text: str) -> int:
 
 def _common_options() -> argparse.ArgumentParser:
     common = argparse.ArgumentParser(add_help=False)
-    common.add_argument("--concurrency", type=_positive_int, default=DEFAULT_CONCURRENCY,
-                        help="images and blob transfers in flight at once (default %(default)s)")
-    common.add_argument("--report", type=Path, metavar="FILE",
-                        help="write a JSON report of the run to FILE")
-    common.add_argument("--ca-file", type=Path, metavar="PEM",
-                        help="trust this CA bundle in addition to the system's")
-    common.add_argument("--log-format", choices=("auto", "json", "console"), default="auto",
-                        help="log rendering (default: console on a TTY, else JSON)")
-    common.add_argument("--log-level", choices=("debug", "info", "warning", "error"),
-                        default="info")
-    common.add_argument("--progress-interval", type=float, default=5.0, metavar="SECONDS",
-                        help="seconds between progress lines (default %(default)s)")
+    common.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help="images and blob transfers in flight at once (default %(default)s)",
+    )
+    common.add_argument(
+        "--report", type=Path, metavar="FILE", help="write a JSON report of the run to FILE"
+    )
+    common.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="trust this CA bundle in addition to the system's",
+    )
+    common.add_argument(
+        "--log-format",
+        choices=("auto", "json", "console"),
+        default="auto",
+        help="log rendering (default: console on a TTY, else JSON)",
+    )
+    common.add_argument(
+        "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    common.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between progress lines (default %(default)s)",
+    )
     return common
 
 
@@ -67,10 +86,16 @@ def build_parser() -> argparse.ArgumentParser:
     )
     copy.add_argument("source", nargs="?", metavar="SRC", help="[http://]host/repo[:tag][@digest]")
     copy.add_argument("destination", nargs="?", metavar="DST")
-    copy.add_argument("--specs", metavar="FILE",
-                      help="JSON copy specs ({src, dst, transform}); '-' reads stdin")
-    copy.add_argument("--platform", action="append", default=[], metavar="OS/ARCH[/VARIANT]",
-                      help="with SRC DST: copy only these platforms of an index (repeatable)")
+    copy.add_argument(
+        "--specs", metavar="FILE", help="JSON copy specs ({src, dst, transform}); '-' reads stdin"
+    )
+    copy.add_argument(
+        "--platform",
+        action="append",
+        default=[],
+        metavar="OS/ARCH[/VARIANT]",
+        help="with SRC DST: copy only these platforms of an index (repeatable)",
+    )
     return parser
 
 

@@ -11,8 +11,9 @@ import asyncio
 import contextlib
 import hashlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import structlog
@@ -22,7 +23,7 @@ from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
 from backup.registry import RegistryClient
-from backup.report import ImageResult, Stats
+from backup.report import ImageResult, Stats, Status
 from backup.retry import RETRYABLE_EXCEPTIONS
 from backup.specs import CopySpec
 
@@ -31,6 +32,7 @@ log = structlog.get_logger("backup.engine")
 DEFAULT_CONCURRENCY = 16
 _TRANSFER_ATTEMPTS = 3
 _READ_CHUNK = 1024 * 1024
+RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (TransientError, *RETRYABLE_EXCEPTIONS)
 
 
 @dataclass(frozen=True)
@@ -56,7 +58,8 @@ class _VerifiedStream:
                 self.received += len(chunk)
                 if self.received > self._expected.size:
                     raise SizeMismatch(
-                        f"blob {self._expected.digest} is longer than its {self._expected.size} bytes"
+                        f"blob {self._expected.digest} is longer than its "
+                        f"{self._expected.size} bytes"
                     )
                 self._hash.update(chunk)
                 self._stats.bytes_copied += len(chunk)
@@ -119,7 +122,7 @@ class CopyEngine:
                 status, digest = await self._copy_tagged(spec, bound)
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
-            except (aiohttp.ClientError, asyncio.TimeoutError, OSError) as exc:
+            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return self._failed(spec, bound, started, f"{type(exc).__name__}: {exc}")
         if status == "copied":
             self.stats.images_copied += 1
@@ -136,12 +139,13 @@ class CopyEngine:
         self.stats.images_failed += 1
         bound.error("image_failed", error=message)
         elapsed = round(time.monotonic() - started, 3)
-        return ImageResult(str(spec.source), str(spec.destination), spec.source.digest,
-                           "failed", message, elapsed)
+        return ImageResult(
+            str(spec.source), str(spec.destination), spec.source.digest, "failed", message, elapsed
+        )
 
     async def _copy_tagged(
         self, spec: CopySpec, bound: structlog.BoundLogger
-    ) -> tuple[str, str]:
+    ) -> tuple[Status, str]:
         src, dst = spec.source, spec.destination
         source = self._client_for(src.repository.registry)
         target = self._client_for(dst.repository.registry)
@@ -175,8 +179,11 @@ class CopyEngine:
     # Child manifests, shared between images that reference the same digest
 
     async def _ensure_manifest(self, child: Descriptor, src: Repository, dst: Repository) -> None:
-        await _shared(self._manifest_tasks, _Place(dst, child.digest),
-                      lambda: self._copy_child(child, src, dst))
+        await _shared(
+            self._manifest_tasks,
+            _Place(dst, child.digest),
+            lambda: self._copy_child(child, src, dst),
+        )
 
     async def _copy_child(self, child: Descriptor, src: Repository, dst: Repository) -> None:
         target = self._client_for(dst.registry)
@@ -192,8 +199,9 @@ class CopyEngine:
     # Blobs
 
     async def _ensure_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
-        await _shared(self._blob_tasks, _Place(dst, blob.digest),
-                      lambda: self._place_blob(blob, src, dst))
+        await _shared(
+            self._blob_tasks, _Place(dst, blob.digest), lambda: self._place_blob(blob, src, dst)
+        )
 
     async def _place_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
         key = (dst.registry, blob.digest)
@@ -205,7 +213,9 @@ class CopyEngine:
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
             if location is None:
                 self.stats.blobs_mounted += 1
-                log.debug("blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0])
+                log.debug(
+                    "blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0]
+                )
             else:
                 await self._stream_blob(blob, src, dst, location)
             homes.append(dst.name)
@@ -246,30 +256,37 @@ class CopyEngine:
                     self.stats.blobs_copied += 1
                     log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
                     return
-                except (TransientError, *RETRYABLE_EXCEPTIONS) as exc:
+                except RETRYABLE_TRANSFER_ERRORS as exc:
                     if attempt == _TRANSFER_ATTEMPTS:
                         raise TransientError(
                             f"blob {blob.digest} to {dst}: {type(exc).__name__} "
                             f"after {attempt} attempts"
                         ) from None
-                    log.warning("blob_transfer_retry", digest=blob.digest, dst=str(dst),
-                                attempt=attempt, error=type(exc).__name__)
+                    log.warning(
+                        "blob_transfer_retry",
+                        digest=blob.digest,
+                        dst=str(dst),
+                        attempt=attempt,
+                        error=type(exc).__name__,
+                    )
 
 
 async def _shared(
-    tasks: dict[_Place, asyncio.Task[None]], key: _Place, start: Callable[[], object]
+    tasks: dict[_Place, asyncio.Task[None]],
+    key: _Place,
+    start: Callable[[], Coroutine[Any, Any, None]],
 ) -> None:
     """Run one task per key; later callers await it. A failed task is retried by the next caller."""
     task = tasks.get(key)
     if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-        task = asyncio.ensure_future(start())  # type: ignore[arg-type]
+        task = asyncio.create_task(start())
         tasks[key] = task
     await asyncio.shield(task)
 
 
-async def _all(awaitables: Iterable[object]) -> None:
+async def _all(awaitables: Iterable[Coroutine[Any, Any, None]]) -> None:
     """Await all; if any fails, let the rest finish, then raise the first failure."""
-    results = await asyncio.gather(*awaitables, return_exceptions=True)  # type: ignore[call-overload]
+    results = await asyncio.gather(*awaitables, return_exceptions=True)
     for result in results:
         if isinstance(result, BaseException):
             raise result

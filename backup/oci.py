@@ -183,7 +183,8 @@ def _require_type(document: dict[str, Any], content_type: str | None) -> str:
     if media_type not in MANIFEST_MEDIA_TYPES:
         if document.get("schemaVersion") == 1:
             raise InvalidManifest(
-                "Docker schema 1 manifests are not supported: re-push the image with a current client"
+                "Docker schema 1 manifests are not supported: "
+                "re-push the image with a current client"
             )
         raise InvalidManifest(f"unsupported manifest media type {media_type!r}")
     return media_type

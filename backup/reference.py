@@ -149,11 +149,12 @@ def _split_scheme(text: str) -> tuple[str, bool]:
 
 def parse_repository(text: str) -> Repository:
     """Parse ``[http://]host[:port]/path`` (no tag, no digest), as used for prefixes."""
-    rest, plain_http = _split_scheme(text.strip().rstrip("/"))
+    rest, plain_http = _split_scheme(text.rstrip("/"))
     host, sep, path = rest.partition("/")
     if not sep or not path:
         raise InvalidReference(
-            f"{text!r} has no repository path: write host[:port]/path, e.g. registry.example.com/backup"
+            f"{text!r} has no repository path: write host[:port]/path, "
+            "e.g. registry.example.com/backup"
         )
     return Repository(Registry(validate_host(host), plain_http), path)
 
@@ -163,7 +164,7 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
 
     The first path component is always the registry host: there is no implicit Docker Hub.
     """
-    rest, plain_http = _split_scheme(text.strip())
+    rest, plain_http = _split_scheme(text)
     rest, at, digest = rest.partition("@")
     host, sep, path = rest.partition("/")
     if not sep or not path:

@@ -106,17 +106,21 @@ class RegistryClient:
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
         async with await self._request("GET", url, scopes=pull(name), headers=headers) as resp:
             if resp.status == 404:
-                raise NotFound(f"manifest {self.registry}/{name}:{identifier} not found", status=404)
+                raise NotFound(
+                    f"manifest {self.registry}/{name}:{identifier} not found", status=404
+                )
             await self._expect(resp, (200,), f"GET manifest {name}:{identifier}")
             declared = resp.content_length
             if declared is not None and declared > MAX_MANIFEST_BYTES:
-                raise InvalidManifest(f"manifest {name}@{identifier} is {declared} bytes, over the 4 MiB limit")
+                raise InvalidManifest(
+                    f"manifest {name}@{identifier} is {declared} bytes, over the 4 MiB limit"
+                )
             raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
             content_type = resp.headers.get("Content-Type")
         manifest = parse_manifest(raw, content_type, expected)
-        if expected is None and identifier.startswith(("sha256:", "sha512:")):
-            if manifest.digest != identifier:
-                raise DigestMismatch(f"manifest {name}@{identifier} hashes to {manifest.digest}")
+        pinned = identifier.startswith(("sha256:", "sha512:"))
+        if expected is None and pinned and manifest.digest != identifier:
+            raise DigestMismatch(f"manifest {name}@{identifier} hashes to {manifest.digest}")
         return manifest
 
     async def put_manifest(self, name: str, identifier: str, manifest: Manifest) -> None:
@@ -235,7 +239,9 @@ class RegistryClient:
         while True:
             attempt += 1
             await self._backoff.wait()
-            authorization = await self._auth.header(scopes) if url.origin() == self._origin else None
+            authorization = (
+                await self._auth.header(scopes) if url.origin() == self._origin else None
+            )
             sent = dict(headers or {})
             if authorization:
                 sent["Authorization"] = authorization
@@ -249,8 +255,14 @@ class RegistryClient:
                         f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
                     ) from None
                 delay = self._policy.delay(attempt)
-                log.warning("request_retry", method=method, url=redact_url(url),
-                            error=type(exc).__name__, attempt=attempt, delay_s=round(delay, 2))
+                log.warning(
+                    "request_retry",
+                    method=method,
+                    url=redact_url(url),
+                    error=type(exc).__name__,
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                )
                 await asyncio.sleep(delay)
                 continue
             if resp.status == 401 and not reauthenticated and resp.url.origin() == self._origin:
@@ -259,7 +271,9 @@ class RegistryClient:
                 await self._auth.challenge(challenge, scopes, sent=authorization)
                 reauthenticated, attempt = True, attempt - 1
                 if not replayable:
-                    raise AuthError(f"{self.registry} asked to re-authenticate mid-upload", status=401)
+                    raise AuthError(
+                        f"{self.registry} asked to re-authenticate mid-upload", status=401
+                    )
                 continue
             if resp.status in RETRYABLE_STATUSES and retries_left and time.monotonic() < deadline:
                 retry_after = _retry_after(resp)
@@ -267,8 +281,14 @@ class RegistryClient:
                     self._backoff.pause(min(retry_after, self._policy.max_retry_after_s))
                 delay = self._policy.delay(attempt, retry_after)
                 resp.release()
-                log.warning("request_retry", method=method, url=redact_url(url),
-                            status=resp.status, attempt=attempt, delay_s=round(delay, 2))
+                log.warning(
+                    "request_retry",
+                    method=method,
+                    url=redact_url(url),
+                    status=resp.status,
+                    attempt=attempt,
+                    delay_s=round(delay, 2),
+                )
                 await asyncio.sleep(delay)
                 continue
             return resp
@@ -307,7 +327,9 @@ class RegistryClient:
         if resp.status == 404:
             raise NotFound(f"{where}: not found{detail}", status=404)
         if resp.status in RETRYABLE_STATUSES:
-            raise TransientError(f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status)
+            raise TransientError(
+                f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
+            )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
 
 

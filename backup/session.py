@@ -5,7 +5,7 @@ from __future__ import annotations
 import ssl
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import aiohttp
@@ -24,7 +24,7 @@ class HttpSettings:
     # Per socket read, not per request: a slow multi-GB layer that keeps moving never times out.
     read_timeout_s: float = 300.0
     ca_file: Path | None = None
-    retry: RetryPolicy = RetryPolicy()
+    retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:

@@ -41,7 +41,9 @@ def _json_values(text: str) -> Iterator[Any]:
         try:
             value, position = decoder.raw_decode(text, position)
         except json.JSONDecodeError as exc:
-            raise SpecError(f"specs are not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}") from None
+            raise SpecError(
+                f"specs are not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
+            ) from None
         yield value
 
 
@@ -111,9 +113,7 @@ def validate_specs(specs: Iterable[CopySpec]) -> list[CopySpec]:
             )
         key = Reference(dst.repository, dst.tag, dst.digest)
         if (other := by_destination.get(key)) is not None:
-            raise SpecError(
-                f"two different specs write {dst}: from {other.source} and from {src}"
-            )
+            raise SpecError(f"two different specs write {dst}: from {other.source} and from {src}")
         by_destination[key] = spec
     sources = set().union(*(_image_keys(s.source) for s in unique))
     for spec in unique:

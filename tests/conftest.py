@@ -52,14 +52,17 @@ def token_service(tmp_path_factory: pytest.TempPathFactory) -> Iterator[TokenSer
 
 
 @pytest.fixture(scope="session")
-def source(tmp_path_factory: pytest.TempPathFactory, token_service: TokenService) -> Iterator[LiveRegistry]:
+def source(
+    tmp_path_factory: pytest.TempPathFactory, token_service: TokenService
+) -> Iterator[LiveRegistry]:
     """A registry behaving like GHCR: Bearer tokens from a realm that takes Basic user:PAT."""
     password = token_service.add_user("reader", read_only)
     token_service.add_user("admin", read_write)
     auth = token_auth(token_service.realm, token_service.service, token_service.cert_path, ISSUER)
     process = RegistryProcess(tmp_path_factory.mktemp("source"), auth).start()
-    yield LiveRegistry(process, "reader", password,
-                       lambda repo: "Bearer " + token_service.admin_token([repo]))
+    yield LiveRegistry(
+        process, "reader", password, lambda repo: "Bearer " + token_service.admin_token([repo])
+    )
     process.stop()
 
 
@@ -96,15 +99,24 @@ CliRunner = Callable[..., subprocess.CompletedProcess[str]]
 def cli(docker_config: Path) -> CliRunner:
     """Run the real CLI as a subprocess, with the test registries' credentials."""
 
-    def run(*args: str, input: str | None = None, env: dict[str, str] | None = None,
-            timeout: float = 300) -> subprocess.CompletedProcess[str]:
+    def run(
+        *args: str,
+        input: str | None = None,
+        env: dict[str, str] | None = None,
+        timeout: float = 300,
+    ) -> subprocess.CompletedProcess[str]:
         environment = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
         environment |= {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(ROOT)}
         environment |= env or {}
         return subprocess.run(
             [sys.executable, "-m", "backup", *args],
-            input=input, capture_output=True, text=True, env=environment, timeout=timeout,
-            cwd=ROOT, check=False,
+            input=input,
+            capture_output=True,
+            text=True,
+            env=environment,
+            timeout=timeout,
+            cwd=ROOT,
+            check=False,
         )
 
     return run

@@ -15,8 +15,12 @@ pytestmark = pytest.mark.integration
 
 def specs_for(corpus: Corpus, source: LiveRegistry, destination: LiveRegistry, prefix: str) -> str:
     return "\n".join(
-        json.dumps({"src": f"http://{source.host}/{i.repository}:{i.tag}",
-                    "dst": f"http://{destination.host}/{prefix}/{i.repository}:{i.tag}"})
+        json.dumps(
+            {
+                "src": f"http://{source.host}/{i.repository}:{i.tag}",
+                "dst": f"http://{destination.host}/{prefix}/{i.repository}:{i.tag}",
+            }
+        )
         for i in corpus.images
     )
 
@@ -24,8 +28,11 @@ def specs_for(corpus: Corpus, source: LiveRegistry, destination: LiveRegistry, p
 def failures(report_path: Path) -> list[str]:
     if not report_path.exists():
         return []
-    return [f"{i['destination']}: {i['error']}" for i in json.loads(report_path.read_text())["images"]
-            if i["status"] == "failed"]
+    return [
+        f"{i['destination']}: {i['error']}"
+        for i in json.loads(report_path.read_text())["images"]
+        if i["status"] == "failed"
+    ]
 
 
 @pytest.fixture
@@ -36,7 +43,10 @@ def corpus(source: LiveRegistry, namespace: str) -> Corpus:
 
 
 def test_corpus_copies_byte_exact_then_reruns_as_noop(
-    cli: CliRunner, corpus: Corpus, source: LiveRegistry, destination: LiveRegistry,
+    cli: CliRunner,
+    corpus: Corpus,
+    source: LiveRegistry,
+    destination: LiveRegistry,
     tmp_path: Path,
 ) -> None:
     """80 multi-arch tags across 8 repositories arrive with equal digests; a rerun moves nothing."""
@@ -67,5 +77,7 @@ def test_corpus_copies_byte_exact_then_reruns_as_noop(
     assert summary["images_skipped"] == 80
     assert summary["bytes_copied"] == 0
     assert summary["manifests_written"] == 0
-    writes = [r for r in destination.process.requests_since(mark) if r.method in ("PUT", "POST", "PATCH")]
+    writes = [
+        r for r in destination.process.requests_since(mark) if r.method in ("PUT", "POST", "PATCH")
+    ]
     assert writes == []

@@ -122,41 +122,68 @@ def build_image(
 
 
 def build_attestation(rng: random.Random, subject: Manifest, style: int) -> Manifest:
-    statement = Blob(json.dumps({"_type": "https://in-toto.io/Statement/v0.1",
-                                 "subject": [{"digest": subject.digest}],
-                                 "nonce": rng.randbytes(8).hex()}).encode(), IN_TOTO)
-    config = Blob(_dump({"architecture": "unknown", "os": "unknown", "nonce": rng.randbytes(8).hex(),
-                         "rootfs": {"type": "layers", "diff_ids": [statement.digest]}}, style),
-                  OCI_CONFIG)
+    statement = Blob(
+        json.dumps(
+            {
+                "_type": "https://in-toto.io/Statement/v0.1",
+                "subject": [{"digest": subject.digest}],
+                "nonce": rng.randbytes(8).hex(),
+            }
+        ).encode(),
+        IN_TOTO,
+    )
+    config = Blob(
+        _dump(
+            {
+                "architecture": "unknown",
+                "os": "unknown",
+                "nonce": rng.randbytes(8).hex(),
+                "rootfs": {"type": "layers", "diff_ids": [statement.digest]},
+            },
+            style,
+        ),
+        OCI_CONFIG,
+    )
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "config": config.descriptor(),
-        "layers": [statement.descriptor() | {"annotations": {
-            "in-toto.io/predicate-type": "https://spdx.dev/Document"}}],
+        "layers": [
+            statement.descriptor()
+            | {"annotations": {"in-toto.io/predicate-type": "https://spdx.dev/Document"}}
+        ],
     }
     return Manifest(_dump(document, style), OCI_MANIFEST, (config, statement))
 
 
-def build_index(children: list[tuple[str, Manifest]], attestations: list[Manifest],
-                docker: bool, style: int) -> Manifest:
+def build_index(
+    children: list[tuple[str, Manifest]], attestations: list[Manifest], docker: bool, style: int
+) -> Manifest:
     entries: list[dict[str, object]] = []
     for platform, child in children:
         os_name, arch, *variant = platform.split("/")
-        entry: dict[str, object] = {"mediaType": child.media_type, "digest": child.digest,
-                                    "size": len(child.raw),
-                                    "platform": {"architecture": arch, "os": os_name}}
+        entry: dict[str, object] = {
+            "mediaType": child.media_type,
+            "digest": child.digest,
+            "size": len(child.raw),
+            "platform": {"architecture": arch, "os": os_name},
+        }
         if variant:
             entry["platform"]["variant"] = variant[0]  # type: ignore[index]
         entries.append(entry)
     for (_, child), attestation in zip(children, attestations, strict=False):
-        entries.append({
-            "mediaType": attestation.media_type, "digest": attestation.digest,
-            "size": len(attestation.raw),
-            "platform": {"architecture": "unknown", "os": "unknown"},
-            "annotations": {"vnd.docker.reference.digest": child.digest,
-                            "vnd.docker.reference.type": "attestation-manifest"},
-        })
+        entries.append(
+            {
+                "mediaType": attestation.media_type,
+                "digest": attestation.digest,
+                "size": len(attestation.raw),
+                "platform": {"architecture": "unknown", "os": "unknown"},
+                "annotations": {
+                    "vnd.docker.reference.digest": child.digest,
+                    "vnd.docker.reference.type": "attestation-manifest",
+                },
+            }
+        )
     media_type = DOCKER_LIST if docker else OCI_INDEX
     document = {"schemaVersion": 2, "mediaType": media_type, "manifests": entries}
     all_children = tuple(c for _, c in children) + tuple(attestations)
@@ -176,8 +203,10 @@ def generate_corpus(
 ) -> Corpus:
     """Repositories alternate Docker and OCI media types; OCI indexes carry buildx attestations."""
     rng = random.Random(seed)
-    base = {p: [Blob(rng.randbytes(shared_layer_size), OCI_LAYER) for _ in range(shared_layers)]
-            for p in platforms}
+    base = {
+        p: [Blob(rng.randbytes(shared_layer_size), OCI_LAYER) for _ in range(shared_layers)]
+        for p in platforms
+    }
     corpus = Corpus()
     for r in range(repositories):
         docker = r % 2 == 1
@@ -187,8 +216,19 @@ def generate_corpus(
             children = []
             for platform in platforms:
                 unique = Blob(rng.randbytes(unique_layer_size), OCI_LAYER)
-                children.append((platform, build_image(
-                    rng, platform, [*base[platform], unique], docker, style, f"{repository}:{t}")))
+                children.append(
+                    (
+                        platform,
+                        build_image(
+                            rng,
+                            platform,
+                            [*base[platform], unique],
+                            docker,
+                            style,
+                            f"{repository}:{t}",
+                        ),
+                    )
+                )
             attestations = [] if docker else [build_attestation(rng, c, style) for _, c in children]
             index = build_index(children, attestations, docker, style)
             corpus.images.append(Image(repository, f"1.{t}.0", index))
@@ -205,8 +245,14 @@ class Pusher:
         self.base_url = base_url
         self.authorize = authorize
 
-    def _call(self, method: str, url: str, repository: str, data: bytes | None = None,
-              headers: dict[str, str] | None = None) -> tuple[int, dict[str, str]]:
+    def _call(
+        self,
+        method: str,
+        url: str,
+        repository: str,
+        data: bytes | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, dict[str, str]]:
         headers = dict(headers or {})
         if (auth := self.authorize(repository)) is not None:
             headers["Authorization"] = auth
@@ -221,23 +267,37 @@ class Pusher:
             raise RuntimeError(f"{method} {url}: {error.code} {error.read()[:300]!r}") from None
 
     def push_blob(self, repository: str, blob: Blob) -> None:
-        status, _ = self._call("HEAD", f"{self.base_url}/v2/{repository}/blobs/{blob.digest}", repository)
+        status, _ = self._call(
+            "HEAD", f"{self.base_url}/v2/{repository}/blobs/{blob.digest}", repository
+        )
         if status == 200:
             return
-        _, headers = self._call("POST", f"{self.base_url}/v2/{repository}/blobs/uploads/", repository)
+        _, headers = self._call(
+            "POST", f"{self.base_url}/v2/{repository}/blobs/uploads/", repository
+        )
         location = headers["Location"]
         location = location if location.startswith("http") else self.base_url + location
         sep = "&" if "?" in location else "?"
-        self._call("PUT", f"{location}{sep}digest={blob.digest}", repository, blob.data,
-                   {"Content-Type": "application/octet-stream"})
+        self._call(
+            "PUT",
+            f"{location}{sep}digest={blob.digest}",
+            repository,
+            blob.data,
+            {"Content-Type": "application/octet-stream"},
+        )
 
     def push_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         for blob in manifest.blobs:
             self.push_blob(repository, blob)
         for child in manifest.children:
             self.push_manifest(repository, child.digest, child)
-        self._call("PUT", f"{self.base_url}/v2/{repository}/manifests/{reference}", repository,
-                   manifest.raw, {"Content-Type": manifest.media_type})
+        self._call(
+            "PUT",
+            f"{self.base_url}/v2/{repository}/manifests/{reference}",
+            repository,
+            manifest.raw,
+            {"Content-Type": manifest.media_type},
+        )
 
     def push(self, corpus: Corpus) -> None:
         for image in corpus.images:

@@ -100,7 +100,9 @@ class RegistryProcess:
         """Every request the registry answered, from its combined-format access log."""
         text = self.access_log.read_text(errors="replace")
         return [
-            AccessEntry(m["method"], m["uri"], int(m["status"]), int(m["size"]) if m["size"] != "-" else 0)
+            AccessEntry(
+                m["method"], m["uri"], int(m["status"]), int(m["size"]) if m["size"] != "-" else 0
+            )
             for m in _ACCESS_LINE.finditer(text)
         ]
 
@@ -130,13 +132,21 @@ _ACCESS_LINE = re.compile(
 def htpasswd_auth(directory: Path, users: dict[str, str]) -> dict[str, object]:
     path = directory / "htpasswd"
     directory.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(
-        f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
-        for user, password in users.items()
-    ))
+    path.write_text(
+        "".join(
+            f"{user}:{bcrypt.hashpw(password.encode(), bcrypt.gensalt(rounds=5)).decode()}\n"
+            for user, password in users.items()
+        )
+    )
     return {"htpasswd": {"realm": "test-registry", "path": str(path)}}
 
 
 def token_auth(realm: str, service: str, cert_path: Path, issuer: str) -> dict[str, object]:
-    return {"token": {"realm": realm, "service": service, "issuer": issuer,
-                      "rootcertbundle": str(cert_path)}}
+    return {
+        "token": {
+            "realm": realm,
+            "service": service,
+            "issuer": issuer,
+            "rootcertbundle": str(cert_path),
+        }
+    }

@@ -88,16 +88,23 @@ class TokenService:
             "jti": secrets.token_hex(8),
             "access": access,
         }
-        signing_input = f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
-        r, s = decode_dss_signature(self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256())))
+        signing_input = (
+            f"{_b64url(json.dumps(header).encode())}.{_b64url(json.dumps(claims).encode())}"
+        )
+        r, s = decode_dss_signature(
+            self._key.sign(signing_input.encode(), ec.ECDSA(hashes.SHA256()))
+        )
         return f"{signing_input}.{_b64url(r.to_bytes(32, 'big') + s.to_bytes(32, 'big'))}"
 
     def admin_token(self, repositories: list[str]) -> str:
-        return self.issue("admin", [
-            {"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repositories
-        ])
+        return self.issue(
+            "admin",
+            [{"type": "repository", "name": r, "actions": ["pull", "push"]} for r in repositories],
+        )
 
-    def _grant(self, authorization: str | None, scopes: list[str]) -> tuple[str, list[dict[str, object]]] | None:
+    def _grant(
+        self, authorization: str | None, scopes: list[str]
+    ) -> tuple[str, list[dict[str, object]]] | None:
         subject, grant = "anonymous", None
         if authorization:
             if not authorization.startswith("Basic "):
@@ -139,11 +146,14 @@ class TokenService:
                 query = parse_qs(url.query)
                 granted = service._grant(self.headers.get("Authorization"), query.get("scope", []))
                 if granted is None:
-                    self._json(401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]})
+                    self._json(
+                        401, {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}
+                    )
                     return
                 token = service.issue(*granted)
-                self._json(200, {"token": token, "access_token": token,
-                                 "expires_in": service.lifetime_s})
+                self._json(
+                    200, {"token": token, "access_token": token, "expires_in": service.lifetime_s}
+                )
 
             def _json(self, status: int, body: object) -> None:
                 data = json.dumps(body).encode()

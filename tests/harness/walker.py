@@ -9,12 +9,14 @@ import urllib.request
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-ACCEPT = ", ".join([
-    "application/vnd.oci.image.index.v1+json",
-    "application/vnd.oci.image.manifest.v1+json",
-    "application/vnd.docker.distribution.manifest.list.v2+json",
-    "application/vnd.docker.distribution.manifest.v2+json",
-])
+ACCEPT = ", ".join(
+    [
+        "application/vnd.oci.image.index.v1+json",
+        "application/vnd.oci.image.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.list.v2+json",
+        "application/vnd.docker.distribution.manifest.v2+json",
+    ]
+)
 
 
 @dataclass
@@ -34,8 +36,9 @@ class Walker:
         headers = {"Accept": ACCEPT}
         if (auth := self.authorize(repository)) is not None:
             headers["Authorization"] = auth
-        request = urllib.request.Request(f"{self.base_url}/v2/{repository}/{path}",
-                                         method=method, headers=headers)
+        request = urllib.request.Request(
+            f"{self.base_url}/v2/{repository}/{path}", method=method, headers=headers
+        )
         try:
             with urllib.request.urlopen(request, timeout=60) as response:
                 return response.status, response.read(), dict(response.headers)
@@ -64,8 +67,10 @@ class Walker:
         document = json.loads(raw)
         for child in document.get("manifests", []):
             body = self.manifest(repository, child["digest"])
-            if body is None or len(body) != child["size"] or (
-                "sha256:" + hashlib.sha256(body).hexdigest() != child["digest"]
+            if (
+                body is None
+                or len(body) != child["size"]
+                or ("sha256:" + hashlib.sha256(body).hexdigest() != child["digest"])
             ):
                 result.problems.append(f"{repository}@{child['digest']} child missing or wrong")
                 continue

@@ -1,0 +1,189 @@
+"""Registry client edge cases, with aioresponses standing in for the registry."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aioresponses import aioresponses
+from yarl import URL
+
+from backup.auth import Credentials
+from backup.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    TransientError,
+    UnsafeRedirect,
+)
+from backup.oci import OCI_MANIFEST, digest_of, parse_manifest
+from backup.reference import Registry
+from backup.registry import RegistryClient
+from backup.retry import RetryPolicy, parse_retry_after
+
+BASE = "https://r.example.com"
+FAST = RetryPolicy(attempts=4, base_delay_s=0.001, max_delay_s=0.002, max_retry_after_s=0.01)
+RAW = json.dumps(
+    {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "config": {"mediaType": "x", "digest": "sha256:" + "1" * 64, "size": 1},
+        "layers": [],
+    }
+).encode()
+DIGEST = digest_of(RAW)
+
+
+@pytest.fixture
+async def client() -> AsyncIterator[RegistryClient]:
+    async with aiohttp.ClientSession() as session:
+        yield RegistryClient(Registry("r.example.com"), session, Credentials("u", "p"), FAST)
+
+
+def calls(mocked: aioresponses) -> list[tuple[str, URL, dict[str, str]]]:
+    return [
+        (m, u, c.kwargs.get("headers") or {}) for (m, u), cs in mocked.requests.items() for c in cs
+    ]
+
+
+async def test_transient_statuses_are_retried(client: RegistryClient) -> None:
+    """503 and 429 are retried; the eventual 200 is returned."""
+    url = f"{BASE}/v2/a/manifests/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.get(url, status=503)
+        mocked.get(url, status=429, headers={"Retry-After": "0"})
+        mocked.get(url, status=200, body=RAW, headers={"Content-Type": OCI_MANIFEST})
+        manifest = await client.get_manifest("a", DIGEST)
+    assert manifest.digest == DIGEST
+    assert client.requests == 3
+
+
+async def test_retries_are_bounded(client: RegistryClient) -> None:
+    """A fault that persists ends in TransientError after the policy's attempts."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        for _ in range(FAST.attempts):
+            mocked.head(url, status=502)
+        with pytest.raises(TransientError, match="502"):
+            await client.blob_size("a", DIGEST)
+    assert client.requests == FAST.attempts
+
+
+async def test_connection_errors_are_retried(client: RegistryClient) -> None:
+    """A reset connection is transient."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.head(url, exception=aiohttp.ServerDisconnectedError())
+        mocked.head(url, status=200, headers={"Content-Length": "7"})
+        assert await client.blob_size("a", DIGEST) == 7
+
+
+async def test_other_client_errors_are_not_retried(client: RegistryClient) -> None:
+    """A 400 fails at once and carries the registry's error code."""
+    url = f"{BASE}/v2/a/manifests/t"
+    body = {"errors": [{"code": "MANIFEST_INVALID", "message": "bad"}]}
+    with aioresponses() as mocked:
+        mocked.put(url, status=400, payload=body)
+        with pytest.raises(RegistryError, match="MANIFEST_INVALID"):
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert client.requests == 1
+
+
+async def test_absent_manifest_and_blob(client: RegistryClient) -> None:
+    """404 is None for HEAD lookups and NotFound for GET."""
+    with aioresponses() as mocked:
+        mocked.head(f"{BASE}/v2/a/manifests/t", status=404)
+        mocked.head(f"{BASE}/v2/a/blobs/{DIGEST}", status=404)
+        mocked.get(f"{BASE}/v2/a/manifests/t", status=404)
+        assert await client.resolve_manifest("a", "t") is None
+        assert await client.blob_size("a", DIGEST) is None
+        with pytest.raises(NotFound):
+            await client.get_manifest("a", "t")
+
+
+async def test_lying_content_digest_header_is_not_trusted(client: RegistryClient) -> None:
+    """A manifest fetched by digest is hashed; the header cannot vouch for other bytes."""
+    other = RAW.replace(b'"layers": []', b'"layers": [] ')
+    with aioresponses() as mocked:
+        mocked.get(
+            f"{BASE}/v2/a/manifests/{DIGEST}",
+            body=other,
+            headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST},
+        )
+        with pytest.raises(DigestMismatch):
+            await client.get_manifest("a", DIGEST)
+
+
+async def test_oversized_manifest_is_refused_by_length(client: RegistryClient) -> None:
+    """A manifest body over 4 MiB is refused."""
+    with aioresponses() as mocked:
+        mocked.get(
+            f"{BASE}/v2/a/manifests/t",
+            body=b" " * (4 * 2**20 + 1),
+            headers={"Content-Type": OCI_MANIFEST},
+        )
+        with pytest.raises(InvalidManifest, match="limit"):
+            await client.get_manifest("a", "t")
+
+
+async def test_registry_that_rewrites_a_manifest_is_caught(client: RegistryClient) -> None:
+    """A PUT answered with another digest means the bytes were changed: an error."""
+    with aioresponses() as mocked:
+        mocked.put(
+            f"{BASE}/v2/a/manifests/t",
+            status=201,
+            headers={"Docker-Content-Digest": "sha256:" + "9" * 64},
+        )
+        with pytest.raises(DigestMismatch, match="rewrote"):
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+
+
+async def test_cross_host_redirect_drops_authorization(client: RegistryClient) -> None:
+    """Credentials never follow a blob redirect to a CDN host."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    cdn = "https://cdn.example.net/blob?sig=SECRET"
+    with aioresponses() as mocked:
+        mocked.get(url, status=401, headers={"WWW-Authenticate": 'Basic realm="r"'})
+        mocked.get(url, status=307, headers={"Location": cdn})
+        mocked.get(cdn, status=200, body=b"data")
+        async with client.open_blob("a", DIGEST) as response:
+            assert await response.read() == b"data"
+        sent = calls(mocked)
+    registry_headers = [h for _, u, h in sent if u.host == "r.example.com"]
+    cdn_headers = [h for _, u, h in sent if u.host == "cdn.example.net"]
+    assert "Authorization" in registry_headers[-1]
+    assert cdn_headers and all("Authorization" not in h for h in cdn_headers)
+
+
+async def test_expired_cdn_url_is_requested_again(client: RegistryClient) -> None:
+    """A 403 from the CDN asks the registry for a fresh redirect."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.get(url, status=307, headers={"Location": "https://cdn.example.net/1?sig=old"})
+        mocked.get("https://cdn.example.net/1?sig=old", status=403)
+        mocked.get(url, status=307, headers={"Location": "https://cdn.example.net/1?sig=new"})
+        mocked.get("https://cdn.example.net/1?sig=new", status=200, body=b"ok")
+        async with client.open_blob("a", DIGEST) as response:
+            assert await response.read() == b"ok"
+
+
+async def test_https_to_http_redirect_is_refused(client: RegistryClient) -> None:
+    """A downgrade redirect is an UnsafeRedirect whose message hides the query."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.get(url, status=302, headers={"Location": "http://cdn.example.net/x?sig=SECRET"})
+        with pytest.raises(UnsafeRedirect) as caught:
+            async with client.open_blob("a", DIGEST):
+                pass
+    assert "SECRET" not in str(caught.value)
+
+
+def test_retry_after_both_forms() -> None:
+    """Retry-After is read as delta-seconds or as an HTTP-date."""
+    assert parse_retry_after("7") == 7.0
+    assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
+    assert parse_retry_after("soon") is None
+    assert FAST.delay(1, retry_after=1000) == FAST.max_retry_after_s
