@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import sys
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -90,7 +91,15 @@ def build_report(
 
 
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Write atomically, so a reader never sees half a report."""
+    """Write to a regular file atomically (a reader never sees half a report), or to stdout."""
+    if str(path) == "-":
+        json.dump(report, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+        return
+    if path.exists() and not path.is_file():
+        with path.open("w") as handle:  # a FIFO or device: cannot be replaced atomically
+            json.dump(report, handle, indent=2)
+        return
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
     try:
