@@ -43,7 +43,10 @@ def _common_options() -> argparse.ArgumentParser:
         help="images and blob transfers in flight at once (default %(default)s)",
     )
     common.add_argument(
-        "--report", type=Path, metavar="FILE", help="write a JSON report of the run to FILE ('-' for stdout)"
+        "--report",
+        type=Path,
+        metavar="FILE",
+        help="write a JSON report of the run to FILE ('-' for stdout)",
     )
     common.add_argument(
         "--ca-file",

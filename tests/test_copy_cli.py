@@ -15,8 +15,12 @@ pytestmark = pytest.mark.integration
 
 @pytest.fixture
 def small_corpus(source: LiveRegistry, namespace: str) -> Corpus:
-    corpus = generate_corpus(repositories=2, tags=2, prefix=namespace,
-                             platforms=("linux/amd64", "linux/arm64/v8", "linux/s390x"))
+    corpus = generate_corpus(
+        repositories=2,
+        tags=2,
+        prefix=namespace,
+        platforms=("linux/amd64", "linux/arm64/v8", "linux/s390x"),
+    )
     source.pusher().push(corpus)
     return corpus
 
@@ -26,13 +30,19 @@ def ref(registry: LiveRegistry, path: str) -> str:
 
 
 def test_single_image_by_tag_and_by_digest(
-    cli: CliRunner, small_corpus: Corpus, source: LiveRegistry, destination: LiveRegistry,
+    cli: CliRunner,
+    small_corpus: Corpus,
+    source: LiveRegistry,
+    destination: LiveRegistry,
     namespace: str,
 ) -> None:
     """SRC DST copies one tag; a digest reference copies by digest, untagged."""
     image = small_corpus.images[0]
-    result = cli("copy", ref(source, f"{image.repository}:{image.tag}"),
-                 ref(destination, f"single/{image.repository}:{image.tag}"))
+    result = cli(
+        "copy",
+        ref(source, f"{image.repository}:{image.tag}"),
+        ref(destination, f"single/{image.repository}:{image.tag}"),
+    )
     assert result.returncode == 0, result.stderr
     walked = destination.walker().walk(f"single/{image.repository}", image.tag)
     assert (walked.digest, walked.problems) == (image.manifest.digest, [])
@@ -46,13 +56,21 @@ def test_single_image_by_tag_and_by_digest(
 
 
 def test_limit_platforms_leaves_only_chosen_platforms_and_nothing_dangling(
-    cli: CliRunner, small_corpus: Corpus, source: LiveRegistry, destination: LiveRegistry,
+    cli: CliRunner,
+    small_corpus: Corpus,
+    source: LiveRegistry,
+    destination: LiveRegistry,
 ) -> None:
     """--platform rewrites the index; dropped children are not copied; all kept ones exist."""
     image = next(i for i in small_corpus.images if "oci" in i.manifest.media_type)
     dst_repo = f"limited/{image.repository}"
-    result = cli("copy", ref(source, f"{image.repository}:{image.tag}"),
-                 ref(destination, f"{dst_repo}:{image.tag}"), "--platform", "linux/arm64")
+    result = cli(
+        "copy",
+        ref(source, f"{image.repository}:{image.tag}"),
+        ref(destination, f"{dst_repo}:{image.tag}"),
+        "--platform",
+        "linux/arm64",
+    )
     assert result.returncode == 0, result.stderr
     walker = destination.walker()
     walked = walker.walk(dst_repo, image.tag)
@@ -60,16 +78,27 @@ def test_limit_platforms_leaves_only_chosen_platforms_and_nothing_dangling(
     index = json.loads(walker.manifest(dst_repo, image.tag) or b"{}")
     platforms = [(m["platform"]["os"], m["platform"]["architecture"]) for m in index["manifests"]]
     assert platforms == [("linux", "arm64"), ("unknown", "unknown")]
-    assert index["manifests"][1]["annotations"]["vnd.docker.reference.digest"] == (
-        index["manifests"][0]["digest"])
+    assert (
+        index["manifests"][1]["annotations"]["vnd.docker.reference.digest"]
+        == (index["manifests"][0]["digest"])
+    )
     source_index = json.loads(image.manifest.raw)
-    dropped = [m["digest"] for m in source_index["manifests"]
-               if m["platform"]["architecture"] in ("amd64", "s390x")]
+    dropped = [
+        m["digest"]
+        for m in source_index["manifests"]
+        if m["platform"]["architecture"] in ("amd64", "s390x")
+    ]
     assert dropped and all(walker.manifest(dst_repo, d) is None for d in dropped)
 
-    again = cli("copy", ref(source, f"{image.repository}:{image.tag}"),
-                ref(destination, f"{dst_repo}:{image.tag}"), "--platform", "linux/arm64",
-                "--report", "-")
+    again = cli(
+        "copy",
+        ref(source, f"{image.repository}:{image.tag}"),
+        ref(destination, f"{dst_repo}:{image.tag}"),
+        "--platform",
+        "linux/arm64",
+        "--report",
+        "-",
+    )
     assert again.returncode == 0
     assert '"images_skipped": 1' in again.stdout
 
@@ -83,13 +112,22 @@ SPEC_ERRORS = [
 
 @pytest.mark.parametrize(("pairs", "message"), SPEC_ERRORS)
 def test_invalid_spec_sets_exit_2_before_any_request(
-    cli: CliRunner, destination: LiveRegistry, pairs: list[tuple[str, str]], message: str,
+    cli: CliRunner,
+    destination: LiveRegistry,
+    pairs: list[tuple[str, str]],
+    message: str,
 ) -> None:
     """Contradictory spec sets are refused whole with exit 2, and nothing is contacted."""
-    names = {"A": "x/a:1", "A2": "x/a2:1", "B:1": "y/b:1", "C": "z/c:1",
-             "B@" + "sha256:" + "1" * 64: "y/b@sha256:" + "1" * 64}
-    specs = [{"src": ref(destination, names[s]), "dst": ref(destination, names[d])}
-             for s, d in pairs]
+    names = {
+        "A": "x/a:1",
+        "A2": "x/a2:1",
+        "B:1": "y/b:1",
+        "C": "z/c:1",
+        "B@" + "sha256:" + "1" * 64: "y/b@sha256:" + "1" * 64,
+    }
+    specs = [
+        {"src": ref(destination, names[s]), "dst": ref(destination, names[d])} for s, d in pairs
+    ]
     mark = destination.process.mark()
     result = cli("copy", "--specs", "-", input=json.dumps(specs))
     assert result.returncode == 2
@@ -100,8 +138,9 @@ def test_invalid_spec_sets_exit_2_before_any_request(
 def test_digest_dst_with_transform_exits_2(cli: CliRunner) -> None:
     """A pinned destination cannot take a platform transform."""
     digest = "sha256:" + "1" * 64
-    result = cli("copy", f"127.0.0.1:1/a@{digest}", f"127.0.0.1:1/b@{digest}",
-                 "--platform", "linux/amd64")
+    result = cli(
+        "copy", f"127.0.0.1:1/a@{digest}", f"127.0.0.1:1/b@{digest}", "--platform", "linux/amd64"
+    )
     assert result.returncode == 2
     assert "limitPlatforms would change" in result.stderr
 
@@ -116,15 +155,26 @@ def test_usage_errors_exit_2(cli: CliRunner, tmp_path: Path) -> None:
 
 
 def test_one_failing_image_does_not_stop_the_others(
-    cli: CliRunner, small_corpus: Corpus, source: LiveRegistry, destination: LiveRegistry,
+    cli: CliRunner,
+    small_corpus: Corpus,
+    source: LiveRegistry,
+    destination: LiveRegistry,
     tmp_path: Path,
 ) -> None:
     """A missing source tag fails alone (exit 1); every other image is still copied."""
-    specs = [{"src": ref(source, f"{i.repository}:{i.tag}"),
-              "dst": ref(destination, f"partial/{i.repository}:{i.tag}")}
-             for i in small_corpus.images]
-    specs.append({"src": ref(source, f"{small_corpus.images[0].repository}:does-not-exist"),
-                  "dst": ref(destination, "partial/missing:1")})
+    specs = [
+        {
+            "src": ref(source, f"{i.repository}:{i.tag}"),
+            "dst": ref(destination, f"partial/{i.repository}:{i.tag}"),
+        }
+        for i in small_corpus.images
+    ]
+    specs.append(
+        {
+            "src": ref(source, f"{small_corpus.images[0].repository}:does-not-exist"),
+            "dst": ref(destination, "partial/missing:1"),
+        }
+    )
     report_path = tmp_path / "report.json"
     result = cli("copy", "--specs", "-", "--report", str(report_path), input=json.dumps(specs))
     assert result.returncode == 1
@@ -136,16 +186,33 @@ def test_one_failing_image_does_not_stop_the_others(
 
 
 def test_credentials_never_reach_logs_or_report(
-    cli: CliRunner, small_corpus: Corpus, source: LiveRegistry, destination: LiveRegistry,
+    cli: CliRunner,
+    small_corpus: Corpus,
+    source: LiveRegistry,
+    destination: LiveRegistry,
     tmp_path: Path,
 ) -> None:
     """With debug logging, neither password appears in stderr, stdout or the report."""
-    specs = [{"src": ref(source, f"{i.repository}:{i.tag}"),
-              "dst": ref(destination, f"canary/{i.repository}:{i.tag}")}
-             for i in small_corpus.images]
+    specs = [
+        {
+            "src": ref(source, f"{i.repository}:{i.tag}"),
+            "dst": ref(destination, f"canary/{i.repository}:{i.tag}"),
+        }
+        for i in small_corpus.images
+    ]
     report_path = tmp_path / "report.json"
-    result = cli("copy", "--specs", "-", "--report", str(report_path), "--log-level", "debug",
-                 "--progress-interval", "0.01", input=json.dumps(specs))
+    result = cli(
+        "copy",
+        "--specs",
+        "-",
+        "--report",
+        str(report_path),
+        "--log-level",
+        "debug",
+        "--progress-interval",
+        "0.01",
+        input=json.dumps(specs),
+    )
     assert result.returncode == 0
     outputs = result.stderr + result.stdout + report_path.read_text()
     assert '"event": "progress"' in result.stderr

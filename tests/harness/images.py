@@ -286,6 +286,23 @@ class Pusher:
             {"Content-Type": "application/octet-stream"},
         )
 
+    def push_file(self, repository: str, path: str, digest: str, size: int) -> None:
+        """Push a large blob from a file without holding it in memory."""
+        _, headers = self._call(
+            "POST", f"{self.base_url}/v2/{repository}/blobs/uploads/", repository
+        )
+        location = headers["Location"]
+        location = location if location.startswith("http") else self.base_url + location
+        sep = "&" if "?" in location else "?"
+        with open(path, "rb") as handle:
+            self._call(
+                "PUT",
+                f"{location}{sep}digest={digest}",
+                repository,
+                handle,  # type: ignore[arg-type]
+                {"Content-Type": "application/octet-stream", "Content-Length": str(size)},
+            )
+
     def push_manifest(self, repository: str, reference: str, manifest: Manifest) -> None:
         for blob in manifest.blobs:
             self.push_blob(repository, blob)
