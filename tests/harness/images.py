@@ -190,6 +190,23 @@ def build_index(
     return Manifest(_dump(document, style), media_type, children=all_children)
 
 
+def build_artifact(rng: random.Random, subject: Manifest) -> Manifest:
+    """An OCI 1.1 artifact (an SBOM) that refers to its subject image."""
+    empty = Blob(b"{}", "application/vnd.oci.empty.v1+json")
+    sbom = Blob(json.dumps({"spdxVersion": "SPDX-2.3", "nonce": rng.randbytes(8).hex()}).encode(),
+                "application/spdx+json")
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_MANIFEST,
+        "artifactType": "application/spdx+json",
+        "config": empty.descriptor(),
+        "layers": [sbom.descriptor()],
+        "subject": {"mediaType": subject.media_type, "digest": subject.digest,
+                    "size": len(subject.raw)},
+    }
+    return Manifest(_dump(document, 1), OCI_MANIFEST, (empty, sbom))
+
+
 def generate_corpus(
     *,
     repositories: int = 8,
@@ -200,8 +217,10 @@ def generate_corpus(
     unique_layer_size: int = 2048,
     prefix: str = "acme",
     seed: int = 0,
+    artifacts: bool = True,
 ) -> Corpus:
-    """Repositories alternate Docker and OCI media types; OCI indexes carry buildx attestations."""
+    """Repositories alternate Docker and OCI media types; OCI indexes carry buildx attestations
+    and OCI repositories get an SBOM artifact (``sbom``) whose subject is their last index."""
     rng = random.Random(seed)
     base = {
         p: [Blob(rng.randbytes(shared_layer_size), OCI_LAYER) for _ in range(shared_layers)]
@@ -232,6 +251,9 @@ def generate_corpus(
             attestations = [] if docker else [build_attestation(rng, c, style) for _, c in children]
             index = build_index(children, attestations, docker, style)
             corpus.images.append(Image(repository, f"1.{t}.0", index))
+        if not docker and artifacts:
+            subject = corpus.images[-1].manifest
+            corpus.images.append(Image(repository, "sbom", build_artifact(rng, subject)))
     return corpus
 
 
