@@ -68,8 +68,10 @@ def test_corpus_copies_byte_exact_then_reruns_as_noop(
     assert equal == len(corpus.images)
     assert summary["images_copied"] == len(corpus.images)
     assert summary["images_failed"] == 0
-    print(f"\ncold: {equal} of {len(corpus.images)} digests equal; summary {summary}; "
-          f"unique blob bytes {corpus.unique_blob_bytes}")
+    print(
+        f"\ncold: {equal} of {len(corpus.images)} digests equal; summary {summary}; "
+        f"unique blob bytes {corpus.unique_blob_bytes}"
+    )
     assert summary["blobs_mounted"] > 0
     assert summary["bytes_copied"] <= 1.05 * corpus.unique_blob_bytes
 

@@ -193,16 +193,21 @@ def build_index(
 def build_artifact(rng: random.Random, subject: Manifest) -> Manifest:
     """An OCI 1.1 artifact (an SBOM) that refers to its subject image."""
     empty = Blob(b"{}", "application/vnd.oci.empty.v1+json")
-    sbom = Blob(json.dumps({"spdxVersion": "SPDX-2.3", "nonce": rng.randbytes(8).hex()}).encode(),
-                "application/spdx+json")
+    sbom = Blob(
+        json.dumps({"spdxVersion": "SPDX-2.3", "nonce": rng.randbytes(8).hex()}).encode(),
+        "application/spdx+json",
+    )
     document = {
         "schemaVersion": 2,
         "mediaType": OCI_MANIFEST,
         "artifactType": "application/spdx+json",
         "config": empty.descriptor(),
         "layers": [sbom.descriptor()],
-        "subject": {"mediaType": subject.media_type, "digest": subject.digest,
-                    "size": len(subject.raw)},
+        "subject": {
+            "mediaType": subject.media_type,
+            "digest": subject.digest,
+            "size": len(subject.raw),
+        },
     }
     return Manifest(_dump(document, 1), OCI_MANIFEST, (empty, sbom))
 
