@@ -49,7 +49,7 @@ def test_corpus_copies_byte_exact_then_reruns_as_noop(
     destination: LiveRegistry,
     tmp_path: Path,
 ) -> None:
-    """80 multi-arch tags and 4 artifacts in 8 repositories arrive byte-exact; a rerun moves nothing."""
+    """80 multi-arch tags and 4 artifacts in 8 repos arrive byte-exact; a rerun moves nothing."""
     specs = specs_for(corpus, source, destination, "backup")
     report_path = tmp_path / "cold.json"
     cold = cli("copy", "--specs", "-", "--report", str(report_path), input=specs)

@@ -45,6 +45,8 @@ class TokenService:
     service: str
     directory: Path
     users: dict[str, tuple[str, Grant]] = field(default_factory=dict)
+    # Like GHCR: a personal access token works as the password with any username.
+    tokens: dict[str, Grant] = field(default_factory=dict)
     lifetime_s: int = 300
     requests: int = 0
 
@@ -114,9 +116,12 @@ class TokenService:
             except ValueError:
                 return None
             known = self.users.get(user)
-            if known is None or not secrets.compare_digest(known[0], password):
+            if known is not None and secrets.compare_digest(known[0], password):
+                subject, grant = user, known[1]
+            elif password in self.tokens and user:
+                subject, grant = user, self.tokens[password]
+            else:
                 return None
-            subject, grant = user, known[1]
         access = []
         for scope in " ".join(scopes).split():
             kind, _, rest = scope.partition(":")

@@ -1,0 +1,154 @@
+"""The `registry` command's settings: flags first, then environment variables, then defaults.
+
+Secrets are read from the environment or a file, never from a flag value.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from backup.auth import Credentials
+from backup.errors import InvalidReference, UsageError
+from backup.github import Owner
+from backup.oci import Platform
+from backup.policy import PackageFilter, TagPolicy
+from backup.reference import Registry, Repository, parse_repository, validate_host
+
+DEFAULT_API_URL = "https://api.github.com"
+DEFAULT_SOURCE_REGISTRY = "ghcr.io"
+DEFAULT_USERNAME = "github-org-backup"
+
+
+@dataclass(frozen=True)
+class Shard:
+    index: int
+    count: int
+
+    def owns(self, package: str) -> bool:
+        """Stable across runs and machines: sha256 of the name, not Python's hash()."""
+        value = int.from_bytes(hashlib.sha256(package.encode()).digest()[:8], "big")
+        return value % self.count == self.index
+
+
+@dataclass(frozen=True)
+class RegistryConfig:
+    owner: Owner
+    token: str = field(repr=False)
+    username: str
+    api_url: str
+    source: Registry
+    destination: Repository
+    destination_credentials: Credentials | None = field(repr=False)
+    policy: TagPolicy
+    packages: PackageFilter
+    platforms: tuple[Platform, ...]
+    shard: Shard | None
+
+    def wants(self, package: str) -> bool:
+        return self.packages.allows(package) and (self.shard is None or self.shard.owns(package))
+
+    def credentials(self) -> dict[str, Credentials]:
+        found = {self.source.host: Credentials(self.username, self.token)}
+        if self.destination_credentials is not None:
+            found[self.destination.registry.host] = self.destination_credentials
+        return found
+
+
+def parse_registry(text: str) -> Registry:
+    """``host[:port]`` for HTTPS, or ``http://host:port`` for a plain-HTTP registry."""
+    text = text.strip().rstrip("/")
+    plain = text.startswith("http://")
+    host = text.removeprefix("http://").removeprefix("https://")
+    return Registry(validate_host(host), plain)
+
+
+def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    if args.github_token_file:
+        try:
+            token = Path(args.github_token_file).read_text().strip()
+        except OSError as exc:
+            raise UsageError(
+                f"cannot read --github-token-file {args.github_token_file}: {exc.strerror}"
+            ) from None
+    else:
+        token = env.get("GITHUB_TOKEN", "").strip()
+    if not token:
+        raise UsageError(
+            "no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH "
+            "(a classic personal access token with read:packages)"
+        )
+    return token
+
+
+def _shard(args: argparse.Namespace, env: Mapping[str, str]) -> Shard | None:
+    text = args.shard or env.get("BACKUP_SHARD")
+    if text:
+        index_text, sep, count_text = text.partition("/")
+        if not sep:
+            raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4")
+    elif args.shard_count or env.get("BACKUP_SHARD_COUNT"):
+        count_text = str(args.shard_count or env.get("BACKUP_SHARD_COUNT"))
+        index_text = env.get("JOB_COMPLETION_INDEX", "")
+        if not index_text:
+            raise UsageError("--shard-count needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
+    else:
+        return None
+    try:
+        index, count = int(index_text), int(count_text)
+    except ValueError:
+        raise UsageError(f"shard {index_text}/{count_text} is not two integers") from None
+    if count < 1 or not 0 <= index < count:
+        raise UsageError(f"shard {index}/{count}: need 0 <= I < N")
+    return Shard(index, count)
+
+
+def load_registry_config(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> RegistryConfig:
+    org = args.org or env.get("GITHUB_ORG")
+    user = args.user or env.get("GITHUB_OWNER_USER")
+    if bool(org) == bool(user):
+        raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
+    owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
+    dest = args.dest or env.get("BACKUP_DEST")
+    if not dest:
+        raise UsageError(
+            "no destination: pass --dest or set BACKUP_DEST, e.g. registry.example.com/ghcr-backup"
+        )
+    dest_user, dest_password = env.get("DEST_USERNAME"), env.get("DEST_PASSWORD")
+    if bool(dest_user) != bool(dest_password):
+        raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")
+    try:
+        source = parse_registry(
+            args.source_registry or env.get("SOURCE_REGISTRY") or DEFAULT_SOURCE_REGISTRY
+        )
+        destination = parse_repository(dest.strip())
+        platforms = tuple(Platform.parse(p) for p in args.platform)
+        policy = TagPolicy.from_patterns(
+            args.include_tag,
+            args.exclude_tag,
+            all_patches=args.all_patches,
+            keep_prereleases=args.keep_prereleases,
+        )
+    except (InvalidReference, ValueError) as exc:
+        raise UsageError(str(exc)) from None
+    return RegistryConfig(
+        owner=owner,
+        token=_read_token(args, env),
+        username=env.get("GITHUB_USERNAME") or DEFAULT_USERNAME,
+        api_url=args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        source=source,
+        destination=destination,
+        destination_credentials=Credentials(dest_user, dest_password)
+        if dest_user and dest_password
+        else None,
+        policy=policy,
+        packages=PackageFilter(tuple(args.include_package), tuple(args.exclude_package)),
+        platforms=platforms,
+        shard=_shard(args, env),
+    )

@@ -1,0 +1,54 @@
+"""Turn a discovered package into copy specs under the tag policy."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from backup.config import RegistryConfig
+from backup.errors import InvalidReference
+from backup.github import Package
+from backup.policy import Decision, select_tags
+from backup.reference import Reference, Repository
+from backup.specs import CopySpec
+
+
+@dataclass(frozen=True)
+class PackagePlan:
+    package: Package
+    decisions: tuple[Decision, ...]
+    specs: tuple[CopySpec, ...]
+    error: str | None = None
+
+    def render(self) -> str:
+        """The dry-run text: kept tags with digests, dropped tags with the reason."""
+        kept = [d for d in self.decisions if d.keep]
+        lines = [f"{self.package.name}: keep {len(kept)}, drop {len(self.decisions) - len(kept)}"]
+        if self.error:
+            lines.append(f"  skip  {self.error}")
+        for decision in self.decisions:
+            if decision.keep:
+                digest = self.package.tags[decision.tag]
+                lines.append(f"  keep  {decision.tag:<24} {digest}  ({decision.reason})")
+            else:
+                lines.append(f"  drop  {decision.tag:<24} {decision.reason}")
+        return "\n".join(lines)
+
+
+def plan_package(package: Package, config: RegistryConfig) -> PackagePlan:
+    decisions = tuple(select_tags(package.tags, config.policy))
+    path = f"{config.owner.name}/{package.name}".lower()
+    try:
+        source = Repository(config.source, path)
+        target = config.destination.child(path)
+    except InvalidReference as exc:
+        return PackagePlan(package, decisions, (), f"package name cannot be a repository: {exc}")
+    specs = tuple(
+        CopySpec(
+            Reference(source, d.tag, package.tags[d.tag]),
+            Reference(target, d.tag),
+            config.platforms,
+        )
+        for d in decisions
+        if d.keep
+    )
+    return PackagePlan(package, decisions, specs)
