@@ -244,10 +244,7 @@ class Authenticator:
                     "docker config.json (docker login) or the environment",
                     status=401,
                 )
-            if sent is not None and sent.startswith("Basic "):
-                raise AuthError(
-                    f"{self._registry} rejected the configured username and password", status=401
-                )
+            # Sent and still refused: the caller retries once, then reports the 401.
             self._scheme = "basic"
             return
         raise AuthError(f"{self._registry} answered 401 without a usable challenge", status=401)

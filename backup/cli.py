@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import re
+import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
@@ -26,8 +28,35 @@ from backup.session import HttpSettings, open_clients
 from backup.specs import CopySpec, parse_specs
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
 
 log = structlog.get_logger("backup.cli")
+
+
+_UNITS = {
+    "": 1,
+    "b": 1,
+    "k": 1000,
+    "kb": 1000,
+    "kib": 1024,
+    "m": 1000**2,
+    "mb": 1000**2,
+    "mib": 1024**2,
+    "g": 1000**3,
+    "gb": 1000**3,
+    "gib": 1024**3,
+}
+
+
+def _size(text: str) -> int:
+    """A byte count such as 5242880, 64MiB or 100MB."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([A-Za-z]*)\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 64MiB")
+    value = int(match.group(1)) * _UNITS[match.group(2).lower()]
+    if value < 1024:
+        raise argparse.ArgumentTypeError("chunks must be at least 1 KiB")
+    return value
 
 
 def _positive_int(text: str) -> int:
@@ -65,6 +94,36 @@ def _common_options() -> argparse.ArgumentParser:
     )
     common.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
+    )
+    common.add_argument(
+        "--chunk-size",
+        type=_size,
+        metavar="SIZE",
+        help="upload blobs in PATCH chunks of SIZE (e.g. 64MiB) for registries or proxies that "
+        "limit request bodies; default: one streamed PUT per blob",
+    )
+    common.add_argument(
+        "--connect-timeout",
+        type=float,
+        default=30.0,
+        metavar="SECONDS",
+        help="TCP/TLS connect timeout (default %(default)s)",
+    )
+    common.add_argument(
+        "--read-timeout",
+        type=float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest silence on a socket before the request is retried (default %(default)s); "
+        "there is no whole-request limit, so a slow but moving layer never times out",
+    )
+    common.add_argument(
+        "--grace-period",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM, start nothing new and give work in flight this long to finish "
+        "(default %(default)s)",
     )
     common.add_argument(
         "--progress-interval",
@@ -233,21 +292,42 @@ async def execute(
     """Run the engine over ``specs``; the stats and the report (not yet written)."""
     stats = Stats()
     store = CredentialStore.from_docker_config(explicit=credentials)
-    async with open_clients(store, HttpSettings(ca_file=args.ca_file)) as clients:
-        engine = CopyEngine(clients, stats, concurrency=args.concurrency)
+    settings = HttpSettings(
+        ca_file=args.ca_file,
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout,
+    )
+    async with open_clients(store, settings) as clients:
+        engine = CopyEngine(
+            clients, stats, concurrency=args.concurrency, chunk_size=args.chunk_size
+        )
         progress = asyncio.create_task(report_progress(stats, args.progress_interval))
+        loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            log.warning("signal_received", signal=name, grace_period_s=args.grace_period)
+            engine.stop()
+            loop.call_later(args.grace_period, engine.abort)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
         try:
             results = await engine.run(specs)
         finally:
             progress.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
         requests = clients.requests
-    return stats, build_report(stats, results, {"requests": requests})
+    extra = {"requests": requests, "interrupted": engine.stopping}
+    return stats, build_report(stats, results, extra)
 
 
 def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], failed: bool) -> int:
     log.info("run_finished", **report["summary"])
     if args.report:
         write_report(args.report, report)
+    if report["summary"].get("interrupted"):
+        return EXIT_INTERRUPTED
     return EXIT_FAILED if failed or stats.images_failed else EXIT_OK
 
 

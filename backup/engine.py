@@ -9,75 +9,33 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import time
-from collections.abc import AsyncIterable, AsyncIterator, Callable, Coroutine, Iterable
+from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
 from typing import Any
 
 import aiohttp
 import structlog
+import yarl
 
-from backup.errors import BackupError, DigestMismatch, NotFound, SizeMismatch, TransientError
+from backup.errors import BackupError, NotFound
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
 from backup.registry import RegistryClient
 from backup.report import ImageResult, Stats, Status
-from backup.retry import RETRYABLE_EXCEPTIONS
 from backup.specs import CopySpec
+from backup.transfer import BlobTransfer
 
 log = structlog.get_logger("backup.engine")
 
 DEFAULT_CONCURRENCY = 16
-_TRANSFER_ATTEMPTS = 3
-_READ_CHUNK = 1024 * 1024
-RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (TransientError, *RETRYABLE_EXCEPTIONS)
 
 
 @dataclass(frozen=True)
 class _Place:
     repository: Repository
     digest: str
-
-
-class _VerifiedStream:
-    """Pass blob bytes through while counting and hashing them; fail on any mismatch."""
-
-    def __init__(self, source: aiohttp.StreamReader, expected: Descriptor, stats: Stats) -> None:
-        self._source = source
-        self._expected = expected
-        self._stats = stats
-        self._hash = hashlib.new(expected.digest.partition(":")[0])
-        self.received = 0
-        self.error: BaseException | None = None
-
-    async def __aiter__(self) -> AsyncIterator[bytes]:
-        try:
-            async for chunk in self._source.iter_chunked(_READ_CHUNK):
-                self.received += len(chunk)
-                if self.received > self._expected.size:
-                    raise SizeMismatch(
-                        f"blob {self._expected.digest} is longer than its "
-                        f"{self._expected.size} bytes"
-                    )
-                self._hash.update(chunk)
-                self._stats.bytes_copied += len(chunk)
-                yield chunk
-            self.check()
-        except BaseException as exc:
-            self.error = exc
-            raise
-
-    def check(self) -> None:
-        if self.received != self._expected.size:
-            raise SizeMismatch(
-                f"blob {self._expected.digest} ended after {self.received} of "
-                f"{self._expected.size} bytes"
-            )
-        actual = f"{self._hash.name}:{self._hash.hexdigest()}"
-        if actual != self._expected.digest:
-            raise DigestMismatch(f"blob expected as {self._expected.digest} hashes to {actual}")
 
 
 class CopyEngine:
@@ -89,7 +47,9 @@ class CopyEngine:
         stats: Stats,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        chunk_size: int | None = None,
     ) -> None:
+        self._chunk_size = chunk_size
         self._client_for = client_for
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
@@ -98,12 +58,17 @@ class CopyEngine:
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[tuple[Registry, str], list[str]] = {}
         self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
+        self._in_flight: set[asyncio.Task[ImageResult]] = set()
+        self.stopping = False
+        self._aborting = False
 
     async def run(self, specs: Iterable[CopySpec] | AsyncIterable[CopySpec]) -> list[ImageResult]:
         """Copy every spec; one failure never stops the others. Results keep the input order."""
         tasks: list[asyncio.Task[ImageResult]] = []
         if isinstance(specs, AsyncIterable):
             async for spec in specs:
+                if self.stopping:
+                    break
                 tasks.append(asyncio.create_task(self._copy_image(spec)))
                 self.stats.images_total += 1
         else:
@@ -112,18 +77,43 @@ class CopyEngine:
                 self.stats.images_total += 1
         return list(await asyncio.gather(*tasks))
 
+    def stop(self) -> None:
+        """Start no new image; the ones in flight carry on until they finish or ``abort``."""
+        if not self.stopping:
+            log.warning("run_stopping", images_in_flight=len(self._in_flight))
+        self.stopping = True
+
+    def abort(self) -> None:
+        """Abandon what is still in flight. Nothing half-done is tagged: tags are written last."""
+        self._aborting = True
+        for task in [*self._in_flight, *self._blob_tasks.values(), *self._manifest_tasks.values()]:
+            task.cancel()
+
     # One image
 
     async def _copy_image(self, spec: CopySpec) -> ImageResult:
         started = time.monotonic()
         bound = log.bind(src=str(spec.source), dst=str(spec.destination))
         async with self._images:
+            if self.stopping:
+                return self._failed(spec, bound, started, "not started: the run was stopped")
+            task = asyncio.current_task()
+            assert task is not None
+            self._in_flight.add(task)
             try:
                 status, digest = await self._copy_tagged(spec, bound)
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
                 return self._failed(spec, bound, started, f"{type(exc).__name__}: {exc}")
+            except asyncio.CancelledError:
+                if not self._aborting:
+                    raise
+                return self._failed(
+                    spec, bound, started, "abandoned at the end of the grace period"
+                )
+            finally:
+                self._in_flight.discard(task)
         if status == "copied":
             self.stats.images_copied += 1
         else:
@@ -234,41 +224,23 @@ class CopyEngine:
             leader.set_result(None)
 
     async def _stream_blob(
-        self, blob: Descriptor, src: Repository, dst: Repository, location: object | None
+        self, blob: Descriptor, src: Repository, dst: Repository, session: yarl.URL | None
     ) -> None:
-        """Stream source GET into destination PUT, restarting on a transient break."""
-        source = self._client_for(src.registry)
         target = self._client_for(dst.registry)
+        transfer = BlobTransfer(
+            self._client_for(src.registry),
+            src.name,
+            target,
+            dst.name,
+            blob,
+            self.stats,
+            self._chunk_size,
+            target.policy,
+        )
         async with self._transfers:
-            for attempt in range(1, _TRANSFER_ATTEMPTS + 1):
-                upload = location or await target.start_upload(dst.name)
-                location = None  # a broken session cannot be reused: start a new one next time
-                try:
-                    async with source.open_blob(src.name, blob.digest) as response:
-                        stream = _VerifiedStream(response.content, blob, self.stats)
-                        try:
-                            await target.put_blob(dst.name, upload, blob, stream)  # type: ignore[arg-type]
-                        except BaseException:
-                            if stream.error is not None:
-                                raise stream.error from None
-                            raise
-                        stream.check()
-                    self.stats.blobs_copied += 1
-                    log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
-                    return
-                except RETRYABLE_TRANSFER_ERRORS as exc:
-                    if attempt == _TRANSFER_ATTEMPTS:
-                        raise TransientError(
-                            f"blob {blob.digest} to {dst}: {type(exc).__name__} "
-                            f"after {attempt} attempts"
-                        ) from None
-                    log.warning(
-                        "blob_transfer_retry",
-                        digest=blob.digest,
-                        dst=str(dst),
-                        attempt=attempt,
-                        error=type(exc).__name__,
-                    )
+            await transfer.run(session)
+        self.stats.blobs_copied += 1
+        log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
 
 
 async def _shared(

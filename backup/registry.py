@@ -20,14 +20,23 @@ import yarl
 from backup.auth import Authenticator, Credentials, repository_scope
 from backup.errors import (
     AuthError,
+    BackupError,
     DigestMismatch,
     InvalidManifest,
     NotFound,
     RegistryError,
+    SizeMismatch,
     TransientError,
     UnsafeRedirect,
 )
-from backup.oci import MANIFEST_ACCEPT, MAX_MANIFEST_BYTES, Descriptor, Manifest, parse_manifest
+from backup.oci import (
+    MANIFEST_ACCEPT,
+    MAX_MANIFEST_BYTES,
+    Descriptor,
+    Manifest,
+    digest_of,
+    parse_manifest,
+)
 from backup.redact import redact_text, redact_url
 from backup.reference import Registry, validate_digest
 from backup.retry import (
@@ -44,6 +53,12 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _MAX_ERROR_BODY = 64 * 1024
 _CDN_RETRIES = 2
+_CONTENT_ATTEMPTS = 3
+_REFETCHABLE: tuple[type[BaseException], ...] = (
+    DigestMismatch,
+    SizeMismatch,
+    *RETRYABLE_EXCEPTIONS,
+)
 
 Body = bytes | AsyncIterable[bytes] | None
 
@@ -69,7 +84,7 @@ class RegistryClient:
         self.registry = registry
         self._session = session
         self._auth = Authenticator(registry, credentials, session)
-        self._policy = policy or RetryPolicy()
+        self.policy = policy or RetryPolicy()
         self._backoff = HostBackoff()
         self._origin = yarl.URL(registry.base_url).origin()
         self.requests = 0
@@ -101,7 +116,33 @@ class RegistryClient:
     async def get_manifest(
         self, name: str, identifier: str, expected: Descriptor | None = None
     ) -> Manifest:
-        """GET a manifest, capped at 4 MiB and checked against ``expected`` (or a pinned digest)."""
+        """GET a manifest, capped at 4 MiB and checked against ``expected`` (or a pinned digest).
+
+        A body cut short or corrupted on the way is fetched again, a bounded number of times.
+        """
+        for attempt in range(1, _CONTENT_ATTEMPTS + 1):
+            try:
+                return await self._get_manifest_once(name, identifier, expected)
+            except _REFETCHABLE as exc:
+                if attempt == _CONTENT_ATTEMPTS:
+                    if isinstance(exc, BackupError):
+                        raise
+                    raise TransientError(
+                        f"GET manifest {name}:{identifier} on {self.registry} broke "
+                        f"{attempt} times: {type(exc).__name__}"
+                    ) from None
+                log.warning(
+                    "manifest_refetch",
+                    repository=name,
+                    reference=identifier,
+                    error=type(exc).__name__,
+                    attempt=attempt,
+                )
+        raise AssertionError("unreachable")
+
+    async def _get_manifest_once(
+        self, name: str, identifier: str, expected: Descriptor | None
+    ) -> Manifest:
         url = self._url(name, "manifests", identifier)
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
         async with await self._request("GET", url, scopes=pull(name), headers=headers) as resp:
@@ -117,11 +158,12 @@ class RegistryClient:
                 )
             raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
             content_type = resp.headers.get("Content-Type")
-        manifest = parse_manifest(raw, content_type, expected)
-        pinned = identifier.startswith(("sha256:", "sha512:"))
-        if expected is None and pinned and manifest.digest != identifier:
-            raise DigestMismatch(f"manifest {name}@{identifier} hashes to {manifest.digest}")
-        return manifest
+        if expected is None and identifier.startswith(("sha256:", "sha512:")):
+            # Pinned by digest: the hash is checked before a single byte is parsed.
+            actual = digest_of(raw, identifier.partition(":")[0])
+            if actual != identifier:
+                raise DigestMismatch(f"manifest {name}@{identifier} hashes to {actual}")
+        return parse_manifest(raw, content_type, expected)
 
     async def put_manifest(self, name: str, identifier: str, manifest: Manifest) -> None:
         """PUT a manifest's exact bytes under a tag or its digest."""
@@ -184,10 +226,18 @@ class RegistryClient:
             await self._expect(resp, (201, 204), f"PUT blob {name}@{descriptor.digest}")
 
     @contextlib.asynccontextmanager
-    async def open_blob(self, name: str, digest: str) -> AsyncIterator[aiohttp.ClientResponse]:
-        """GET a blob's bytes as served (no decompression), following redirects safely."""
+    async def open_blob(
+        self, name: str, digest: str, offset: int = 0
+    ) -> AsyncIterator[aiohttp.ClientResponse]:
+        """GET a blob's bytes as served (no decompression), following redirects safely.
+
+        With ``offset`` the request asks for ``Range: bytes=offset-``; the caller must check
+        that the answer is a 206 starting there (see ``resumed_at``).
+        """
         url = self._url(name, "blobs", digest)
         headers = {"Accept-Encoding": "identity"}
+        if offset:
+            headers["Range"] = f"bytes={offset}-"
         for attempt in range(_CDN_RETRIES + 1):
             resp = await self._request("GET", url, scopes=pull(name), headers=headers)
             # A signed CDN URL that expired answers 403: ask the registry for a fresh one.
@@ -198,11 +248,63 @@ class RegistryClient:
             try:
                 if resp.status == 404:
                     raise NotFound(f"blob {self.registry}/{name}@{digest} not found", status=404)
-                await self._expect(resp, (200,), f"GET blob {name}@{digest}")
+                await self._expect(resp, (200, 206), f"GET blob {name}@{digest}")
                 yield resp
             finally:
                 resp.release()
             return
+
+    async def patch_chunk(
+        self, name: str, location: yarl.URL, data: bytes, offset: int
+    ) -> yarl.URL:
+        """PATCH one chunk of a chunked upload; resume at the registry's Range after a break.
+
+        Returns the session's next Location. Raises TransientError when the session cannot be
+        resumed (the caller starts a new one).
+        """
+        sent = 0
+        for _ in range(self.policy.attempts):
+            body = data[sent:]
+            headers = {
+                "Content-Type": "application/octet-stream",
+                "Content-Range": f"{offset + sent}-{offset + len(data) - 1}",
+                "Content-Length": str(len(body)),
+            }
+            try:
+                async with await self._request(
+                    "PATCH", location, scopes=push(name), headers=headers, data=body
+                ) as resp:
+                    await self._expect(resp, (202, 204), f"PATCH upload to {name}")
+                    return self._location(resp)
+            except TransientError:
+                location, received = await self.upload_status(name, location)
+                if not offset <= received <= offset + len(data):
+                    raise
+                sent = received - offset
+                log.warning("upload_resumed", repository=name, offset=received)
+                if sent == len(data):
+                    return location
+        raise TransientError(f"PATCH upload to {name} kept failing")
+
+    async def upload_status(self, name: str, location: yarl.URL) -> tuple[yarl.URL, int]:
+        """How many bytes an upload session holds (``Range: 0-N``), and its current Location."""
+        try:
+            async with await self._request("GET", location, scopes=push(name)) as resp:
+                await self._expect(resp, (204,), f"upload status in {name}")
+                end = resp.headers.get("Range", "0--1").rpartition("-")[2]
+                return self._location(resp), int(end) + 1
+        except (RegistryError, ValueError):
+            raise TransientError(f"upload session in {name} cannot be resumed") from None
+
+    async def finish_upload(self, name: str, location: yarl.URL, descriptor: Descriptor) -> None:
+        """Close a chunked upload with an empty PUT naming the digest."""
+        separator = "&" if location.raw_query_string else "?"
+        url = yarl.URL(f"{location}{separator}digest={descriptor.digest}", encoded=True)
+        headers = {"Content-Type": "application/octet-stream", "Content-Length": "0"}
+        async with await self._request(
+            "PUT", url, scopes=push(name), headers=headers, data=b""
+        ) as resp:
+            await self._expect(resp, (201, 204), f"PUT blob {name}@{descriptor.digest}")
 
     # Plumbing
 
@@ -234,7 +336,7 @@ class RegistryClient:
     ) -> aiohttp.ClientResponse:
         """Send with auth, retries and safe redirects. The caller releases the response."""
         replayable = data is None or isinstance(data, bytes)
-        deadline = time.monotonic() + self._policy.budget_s
+        deadline = time.monotonic() + self.policy.budget_s
         attempt, reauthenticated = 0, False
         while True:
             attempt += 1
@@ -245,7 +347,7 @@ class RegistryClient:
             sent = dict(headers or {})
             if authorization:
                 sent["Authorization"] = authorization
-            retries_left = replayable and attempt < self._policy.attempts
+            retries_left = replayable and attempt < self.policy.attempts
             try:
                 resp = await self._send(method, url, sent, data)
             except RETRYABLE_EXCEPTIONS as exc:
@@ -254,7 +356,7 @@ class RegistryClient:
                         f"{method} {redact_url(url)} failed after {attempt} attempt(s): "
                         f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
                     ) from None
-                delay = self._policy.delay(attempt)
+                delay = self.policy.delay(attempt)
                 log.warning(
                     "request_retry",
                     method=method,
@@ -270,16 +372,14 @@ class RegistryClient:
                 resp.release()
                 await self._auth.challenge(challenge, scopes, sent=authorization)
                 reauthenticated, attempt = True, attempt - 1
-                if not replayable:
-                    raise AuthError(
-                        f"{self.registry} asked to re-authenticate mid-upload", status=401
-                    )
+                if not replayable:  # the body is spent: the transfer restarts with new auth
+                    raise TransientError(f"{self.registry} asked to re-authenticate mid-upload")
                 continue
             if resp.status in RETRYABLE_STATUSES and retries_left and time.monotonic() < deadline:
                 retry_after = _retry_after(resp)
                 if retry_after is not None:
-                    self._backoff.pause(min(retry_after, self._policy.max_retry_after_s))
-                delay = self._policy.delay(attempt, retry_after)
+                    self._backoff.pause(min(retry_after, self.policy.max_retry_after_s))
+                delay = self.policy.delay(attempt, retry_after)
                 resp.release()
                 log.warning(
                     "request_retry",
@@ -331,6 +431,16 @@ class RegistryClient:
                 f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def resumed_at(resp: aiohttp.ClientResponse, offset: int) -> bool:
+    """True if a ranged GET really answered from ``offset`` (206 + matching Content-Range)."""
+    if resp.status != 206:
+        return False
+    content_range = resp.headers.get("Content-Range", "")
+    unit, _, rest = content_range.partition(" ")
+    start = rest.partition("-")[0]
+    return unit == "bytes" and start.isdigit() and int(start) == offset
 
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:

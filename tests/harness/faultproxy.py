@@ -1,0 +1,252 @@
+"""A fault-injecting HTTP proxy in front of a real registry, plus a stand-in CDN.
+
+Each request draws from a seeded RNG against the proxy's rules; a matching rule injects its
+fault instead of (or while) forwarding. Location headers are rewritten so that upload
+sessions keep going through the proxy. Counters record every fault injected.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import email.utils
+import random
+import re
+import secrets
+import threading
+import time
+from collections import Counter
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+
+CHUNK = 64 * 1024
+
+
+@dataclass(frozen=True)
+class Rule:
+    """Inject ``fault`` into matching requests with ``probability``, at most ``limit`` times."""
+
+    fault: str
+    methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "PATCH")
+    path: str = ""  # regex searched in the path
+    probability: float = 1.0
+    limit: int | None = None
+
+
+@dataclass
+class FaultProxy:
+    upstream: str  # e.g. http://127.0.0.1:5000
+    rules: list[Rule] = field(default_factory=list)
+    seed: int = 0
+    bandwidth_bps: float | None = None  # throttle response bodies (for kill tests)
+    ignore_range: bool = False  # answer ranged GETs from byte 0, as some servers do
+    stall_s: float = 3.0
+    injected: Counter[str] = field(default_factory=Counter)
+    cdn_headers: list[dict[str, str]] = field(default_factory=list)
+    blob_bytes_served: int = 0
+    requests: int = 0
+
+    def __post_init__(self) -> None:
+        self._rng = random.Random(self.seed)
+        self._uses: Counter[int] = Counter()
+        self._cdn: dict[str, tuple[bytes, dict[str, str], bool]] = {}
+        self._expired_once: set[str] = set()
+        self._unauthorized: set[str] = set()
+        self.cdn_secret = "sig=" + secrets.token_hex(8)
+
+    # Lifecycle (a private event loop in a daemon thread)
+
+    def start(self) -> FaultProxy:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def serve() -> None:
+            self._session = aiohttp.ClientSession(auto_decompress=False)
+            app = web.Application(client_max_size=2**31)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            cdn = web.Application()
+            cdn.router.add_get("/blob/{key}", self._serve_cdn)
+            self._runners = [
+                web.AppRunner(app, access_log=None),
+                web.AppRunner(cdn, access_log=None),
+            ]
+            for runner in self._runners:
+                await runner.setup()
+            site = web.TCPSite(self._runners[0], "127.0.0.1", 0)
+            cdn_site = web.TCPSite(self._runners[1], "127.0.0.1", 0)
+            await site.start()
+            await cdn_site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            # "localhost" is another origin than 127.0.0.1: a different host, as a CDN is.
+            self.cdn_origin = f"http://localhost:{cdn_site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            for runner in self._runners:
+                await runner.cleanup()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    def set_rules(self, rules: list[Rule], seed: int, ignore_range: bool = False) -> None:
+        self.rules, self._rng, self.ignore_range = rules, random.Random(seed), ignore_range
+        self._uses.clear()
+        self.injected.clear()
+        self.cdn_headers.clear()
+        self.blob_bytes_served = 0
+        self.requests = 0
+
+    # Request handling
+
+    def _choose(self, request: web.Request) -> str | None:
+        for number, rule in enumerate(self.rules):
+            if request.method not in rule.methods or not re.search(rule.path, request.path):
+                continue
+            if rule.limit is not None and self._uses[number] >= rule.limit:
+                continue
+            if rule.fault == "unauthorized" and request.path_qs in self._unauthorized:
+                continue  # fresh credentials must work: never refuse the retry itself
+            if self._rng.random() < rule.probability:
+                if rule.fault == "unauthorized":
+                    self._unauthorized.add(request.path_qs)
+                self._uses[number] += 1
+                self.injected[rule.fault] += 1
+                return rule.fault
+        return None
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.requests += 1
+        fault = self._choose(request)
+        if fault and (response := await self._early_fault(fault, request)) is not None:
+            return response
+        if fault == "reset-upload" and request.method in ("PUT", "PATCH") and request.can_read_body:
+            await request.content.read(1024)
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response(status=500)
+        if fault == "redirect" or fault == "redirect-expired":
+            # The first signed URL handed out for a blob has expired by the time it is used.
+            expired = fault == "redirect-expired" and request.path not in self._expired_once
+            self._expired_once.add(request.path)
+            return await self._redirect(request, expired=expired)
+        headers = {
+            k: v
+            for k, v in request.headers.items()
+            if k.lower() not in ("host", "transfer-encoding", "connection")
+        }
+        if self.ignore_range:
+            headers.pop("Range", None)
+        if fault == "unauthorized":
+            headers.pop("Authorization", None)
+        body = request.content.iter_chunked(CHUNK) if request.can_read_body else None
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as upstream:
+            return await self._relay(request, upstream, fault)
+
+    async def _early_fault(self, fault: str, request: web.Request) -> web.StreamResponse | None:
+        if fault == "429":
+            return web.Response(status=429, headers={"Retry-After": "1"})
+        if fault == "429-date":
+            when = email.utils.formatdate(time.time() + 1, usegmt=True)
+            return web.Response(status=429, headers={"Retry-After": when})
+        if fault in ("500", "502", "503", "504"):
+            return web.Response(status=int(fault))
+        if fault == "drop":
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response(status=500)
+        if fault == "stall":
+            await asyncio.sleep(self.stall_s)
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response(status=500)
+        if fault == "oversize" and "/manifests/" in request.path and request.method == "GET":
+            return web.Response(
+                body=b" " * (5 * 2**20), content_type="application/vnd.oci.image.manifest.v1+json"
+            )
+        return None
+
+    async def _relay(
+        self, request: web.Request, upstream: aiohttp.ClientResponse, fault: str | None
+    ) -> web.StreamResponse:
+        headers = {
+            k: v
+            for k, v in upstream.headers.items()
+            if k.lower() not in ("transfer-encoding", "connection", "content-length")
+        }
+        if "Location" in headers:
+            headers["Location"] = headers["Location"].replace(self.upstream, f"http://{self.host}")
+        if request.method == "HEAD" or upstream.status in (201, 202, 204):
+            if fault == "lying-digest" and "Docker-Content-Digest" in headers:
+                headers["Docker-Content-Digest"] = "sha256:" + secrets.token_hex(32)
+            if upstream.content_length is not None:
+                headers["Content-Length"] = str(upstream.content_length)
+            return web.Response(status=upstream.status, headers=headers)
+        body = await upstream.read()
+        is_blob = "/blobs/" in request.path and request.method == "GET"
+        if fault == "flip" and body:
+            position = self._rng.randrange(len(body))
+            body = body[:position] + bytes([body[position] ^ 0xFF]) + body[position + 1 :]
+        if fault == "lying-digest" and body:
+            body = body + b"\n"  # other bytes, same claimed Docker-Content-Digest
+        response = web.StreamResponse(status=upstream.status, headers=headers)
+        response.content_length = len(body)
+        await response.prepare(request)
+        cut = len(body) // 2 if fault in ("reset", "truncate") else len(body)
+        sent = 0
+        while sent < cut:
+            piece = body[sent : min(sent + CHUNK, cut)]
+            await response.write(piece)
+            sent += len(piece)
+            if is_blob:
+                self.blob_bytes_served += len(piece)
+            if self.bandwidth_bps:
+                await asyncio.sleep(len(piece) / self.bandwidth_bps)
+        if fault == "reset":
+            request.transport.abort()  # type: ignore[union-attr]
+            return response
+        if fault == "truncate":
+            request.transport.close()  # type: ignore[union-attr]
+            return response
+        await response.write_eof()
+        return response
+
+    async def _redirect(self, request: web.Request, expired: bool) -> web.StreamResponse:
+        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        async with self._session.get(self.upstream + request.path_qs, headers=headers) as upstream:
+            if upstream.status != 200:
+                return web.Response(status=upstream.status, headers=dict(upstream.headers))
+            body = await upstream.read()
+            content_headers = {"Content-Type": upstream.headers.get("Content-Type", "")}
+        key = secrets.token_hex(8)
+        self._cdn[key] = (body, content_headers, expired)
+        return web.Response(
+            status=307, headers={"Location": f"{self.cdn_origin}/blob/{key}?{self.cdn_secret}"}
+        )
+
+    async def _serve_cdn(self, request: web.Request) -> web.StreamResponse:
+        self.cdn_headers.append(dict(request.headers))
+        body, headers, expired = self._cdn[request.match_info["key"]]
+        if expired:
+            self._cdn[request.match_info["key"]] = (body, headers, False)
+            return web.Response(status=403, text="Request has expired")
+        self.blob_bytes_served += len(body)
+        return web.Response(body=body, headers=headers)

@@ -1,0 +1,372 @@
+"""Fault injection between the CLI and real registries: every fault is survived or fails cleanly.
+
+Set FAULT_SOAK=N to repeat the randomised scenarios with N more seeds, and RELIABILITY_TABLE=FILE
+to write the results as a Markdown table.
+"""
+
+from __future__ import annotations
+
+import os
+import random
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import LiveRegistry
+from tests.harness.faultproxy import FaultProxy, Rule
+from tests.harness.images import Corpus, generate_corpus
+from tests.harness.scenarios import (
+    ROOT,
+    Outcome,
+    Scenario,
+    find_leaks,
+    judge,
+    run_scenario,
+    specs_through,
+)
+
+pytestmark = pytest.mark.integration
+
+BLOBS, MANIFESTS, UPLOADS = "/blobs/sha256", "/manifests/", "/blobs/uploads/"
+MIXED = (
+    Rule("429", probability=0.03),
+    Rule("503", probability=0.03),
+    Rule("reset", ("GET",), BLOBS, 0.05),
+    Rule("truncate", ("GET",), MANIFESTS, 0.03),
+    Rule("flip", ("GET",), BLOBS, 0.03),
+    Rule("drop", probability=0.02),
+)
+MIXED_DST = (
+    Rule("502", probability=0.03),
+    Rule("reset-upload", ("PUT",), UPLOADS, 0.05),
+    Rule("429-date", probability=0.02),
+)
+
+SCENARIOS = [
+    Scenario(
+        "429 + Retry-After (seconds) on source manifests",
+        source=(Rule("429", ("GET", "HEAD"), MANIFESTS, 0.3),),
+    ),
+    Scenario(
+        "429 + Retry-After (HTTP-date) on destination",
+        destination=(Rule("429-date", probability=0.1),),
+    ),
+    Scenario("500 on source blob GETs", source=(Rule("500", ("GET",), BLOBS, 0.3),)),
+    Scenario("502 on destination blob PUTs", destination=(Rule("502", ("PUT",), UPLOADS, 0.3),)),
+    Scenario(
+        "503 on destination manifest PUTs", destination=(Rule("503", ("PUT",), MANIFESTS, 0.4),)
+    ),
+    Scenario("504 on destination HEADs", destination=(Rule("504", ("HEAD",), "", 0.3),)),
+    Scenario(
+        "connection reset mid-body on source blobs", source=(Rule("reset", ("GET",), BLOBS, 0.3),)
+    ),
+    Scenario(
+        "reset mid-body, source ignores Range",
+        source=(Rule("reset", ("GET",), BLOBS, 0.3),),
+        ignore_range=True,
+    ),
+    Scenario(
+        "connection reset mid-upload (destination PUT)",
+        destination=(Rule("reset-upload", ("PUT",), UPLOADS, 0.3),),
+    ),
+    Scenario("truncated blob bodies", source=(Rule("truncate", ("GET",), BLOBS, 0.3),)),
+    Scenario("truncated manifest bodies", source=(Rule("truncate", ("GET",), MANIFESTS, 0.3),)),
+    Scenario("flipped bytes in blobs", source=(Rule("flip", ("GET",), BLOBS, 0.3),)),
+    Scenario("flipped bytes in manifests", source=(Rule("flip", ("GET",), MANIFESTS, 0.3),)),
+    Scenario(
+        "stalled source blob reads (> read timeout)",
+        source=(Rule("stall", ("GET",), BLOBS, 0.1, limit=3),),
+    ),
+    Scenario(
+        "stalled destination HEADs", destination=(Rule("stall", ("HEAD",), "", 0.1, limit=3),)
+    ),
+    Scenario(
+        "connections dropped before any response",
+        source=(Rule("drop", probability=0.1),),
+        destination=(Rule("drop", probability=0.1),),
+    ),
+    Scenario("cross-host blob redirect (CDN)", source=(Rule("redirect", ("GET",), BLOBS),)),
+    Scenario("expired signed CDN URL (403)", source=(Rule("redirect-expired", ("GET",), BLOBS),)),
+    Scenario(
+        "oversized manifest (5 MiB)",
+        source=(Rule("oversize", ("GET",), MANIFESTS),),
+        expect="clean-failure",
+    ),
+    Scenario(
+        "lying Docker-Content-Digest on every manifest GET",
+        source=(Rule("lying-digest", ("GET",), MANIFESTS),),
+        expect="clean-failure",
+    ),
+    Scenario(
+        "lying Docker-Content-Digest, intermittent",
+        source=(Rule("lying-digest", ("GET",), MANIFESTS, 0.3),),
+    ),
+    Scenario(
+        "lying Docker-Content-Digest on destination HEAD",
+        destination=(Rule("lying-digest", ("HEAD",), MANIFESTS),),
+    ),
+    Scenario(
+        "401 mid-run on source (token expiry)", source=(Rule("unauthorized", probability=0.2),)
+    ),
+    Scenario(
+        "401 mid-run on destination (Basic)", destination=(Rule("unauthorized", probability=0.1),)
+    ),
+    Scenario(
+        "chunked upload, PATCH reset",
+        args=("--chunk-size", "96KiB"),
+        destination=(Rule("reset-upload", ("PATCH",), "", 0.2),),
+    ),
+    Scenario(
+        "chunked upload, PATCH 503",
+        args=("--chunk-size", "96KiB"),
+        destination=(Rule("503", ("PATCH",), "", 0.3),),
+    ),
+    Scenario(
+        "persistent 500 on one repository",
+        expect="clean-failure",
+        source=(Rule("500", ("GET", "HEAD"), "/app-0/"),),
+    ),
+    Scenario("mixed faults, seed 1", source=MIXED, destination=MIXED_DST, seed=1),
+    Scenario("mixed faults, seed 2", source=MIXED, destination=MIXED_DST, seed=2),
+]
+SOAK = int(os.environ.get("FAULT_SOAK", "0"))
+SCENARIOS += [
+    Scenario(f"mixed faults, soak seed {s}", source=MIXED, destination=MIXED_DST, seed=s)
+    for s in range(100, 100 + SOAK)
+]
+
+OUTCOMES: list[Outcome] = []
+EXTRA_ROWS: list[str] = []
+
+
+@pytest.fixture(scope="module")
+def corpus(source: LiveRegistry) -> Corpus:
+    corpus = generate_corpus(
+        repositories=3,
+        tags=2,
+        prefix=f"faults{random.randrange(10**6)}",
+        shared_layer_size=300_000,
+        unique_layer_size=400_000,
+    )
+    source.pusher().push(corpus)
+    return corpus
+
+
+@pytest.fixture(scope="module")
+def proxies(
+    source: LiveRegistry, destination: LiveRegistry
+) -> Iterator[tuple[FaultProxy, FaultProxy]]:
+    src, dst = FaultProxy(source.url).start(), FaultProxy(destination.url).start()
+    yield src, dst
+    src.stop()
+    dst.stop()
+    if OUTCOMES and (path := os.environ.get("RELIABILITY_TABLE")):
+        write_table(Path(path))
+
+
+@pytest.fixture(scope="module")
+def proxy_docker_config(
+    tmp_path_factory: pytest.TempPathFactory,
+    source: LiveRegistry,
+    destination: LiveRegistry,
+    proxies: tuple[FaultProxy, FaultProxy],
+) -> Path:
+    import base64
+    import json
+
+    src, dst = proxies
+    directory = tmp_path_factory.mktemp("proxy-docker")
+    auths = {
+        p.host: {"auth": base64.b64encode(f"{r.username}:{r.password}".encode()).decode()}
+        for p, r in ((src, source), (dst, destination))
+    }
+    (directory / "config.json").write_text(json.dumps({"auths": auths}))
+    return directory
+
+
+@pytest.mark.parametrize("scenario", SCENARIOS, ids=[s.name for s in SCENARIOS])
+def test_fault_scenario(
+    scenario: Scenario,
+    corpus: Corpus,
+    proxies: tuple[FaultProxy, FaultProxy],
+    destination: LiveRegistry,
+    source: LiveRegistry,
+    proxy_docker_config: Path,
+    tmp_path: Path,
+) -> None:
+    """The run ends byte-identical, or fails cleanly; never a corrupt tag, never a leak."""
+    src, dst = proxies
+    prefix = f"s{len(OUTCOMES)}x{random.randrange(10**6)}"
+    outcome = run_scenario(
+        scenario,
+        corpus,
+        src,
+        dst,
+        destination.walker(),
+        proxy_docker_config,
+        [source.password, destination.password],
+        prefix,
+        tmp_path,
+    )
+    OUTCOMES.append(outcome)
+    assert outcome.faults > 0
+    assert outcome.corrupt_tags == 0
+    assert outcome.leaks == []
+    if scenario.expect == "identical":
+        assert outcome.identical, outcome.errors[:3]
+    else:
+        assert outcome.failed_cleanly, outcome
+
+
+def test_sigkill_at_random_points_never_leaves_a_partial_tag(
+    corpus: Corpus,
+    proxies: tuple[FaultProxy, FaultProxy],
+    destination: LiveRegistry,
+    proxy_docker_config: Path,
+) -> None:
+    """Kill -9 mid-run N times; every tag present is complete; the final run completes."""
+    src, dst = proxies
+    src.set_rules([], 0)
+    dst.set_rules([], 0)
+    src.bandwidth_bps = 512 * 2**10  # per response: slow enough that kills land mid-transfer
+    prefix = f"kill{random.randrange(10**6)}"
+    specs = specs_through(corpus, src, dst, prefix)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env |= {"DOCKER_CONFIG": str(proxy_docker_config), "PYTHONPATH": str(ROOT)}
+    rng = random.Random(7)
+    kills = int(os.environ.get("KILL_RUNS", "6")) * (1 + SOAK)
+    walker = destination.walker()
+    partial_seen = corrupt_total = 0
+    try:
+        for _ in range(kills):
+            process = subprocess.Popen(
+                [sys.executable, "-m", "backup", "copy", "--specs", "-"],
+                cwd=ROOT,
+                env=env,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                text=True,
+            )
+            assert process.stdin is not None
+            process.stdin.write(specs)
+            process.stdin.close()
+            time.sleep(rng.uniform(0.3, 1.5))
+            process.send_signal(signal.SIGKILL)
+            process.wait()
+            good, corrupt = judge(corpus, walker, prefix)
+            corrupt_total += corrupt
+            partial_seen += good < len(corpus.images)
+        served_before_final = src.blob_bytes_served
+        src.bandwidth_bps = None
+        final = subprocess.run(
+            [sys.executable, "-m", "backup", "copy", "--specs", "-"],
+            cwd=ROOT,
+            env=env,
+            input=specs,
+            capture_output=True,
+            text=True,
+            check=False,
+        )
+        assert final.returncode == 0, final.stderr[-2000:]
+    finally:
+        src.bandwidth_bps = None
+    good, corrupt = judge(corpus, walker, prefix)
+    total_served = src.blob_bytes_served
+    unique = corpus.unique_blob_bytes
+    EXTRA_ROWS.append(
+        f"| SIGKILL at random points ×{kills}, then a rerun | {kills} kills | 1 final | "
+        f"{int(good == len(corpus.images))} | {kills} killed (non-zero) | {corrupt_total + corrupt} "
+        f"| 0 | re-transferred {total_served - unique} bytes over {unique} unique "
+        f"({total_served / unique:.2f}× source bytes in total; final run read "
+        f"{total_served - served_before_final}) |"
+    )
+    assert corrupt_total == 0 and corrupt == 0
+    assert good == len(corpus.images)
+    assert partial_seen > 0  # the kills really interrupted work
+
+
+def test_sigterm_stops_within_grace_period_and_writes_the_report(
+    corpus: Corpus,
+    proxies: tuple[FaultProxy, FaultProxy],
+    destination: LiveRegistry,
+    source: LiveRegistry,
+    proxy_docker_config: Path,
+    tmp_path: Path,
+) -> None:
+    """SIGTERM: nothing new starts, in-flight work ends by the grace period, exit 143, report."""
+    src, dst = proxies
+    src.set_rules([], 0)
+    dst.set_rules([], 0)
+    src.bandwidth_bps = 256 * 2**10
+    prefix = f"term{random.randrange(10**6)}"
+    report = tmp_path / "report.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
+    env |= {"DOCKER_CONFIG": str(proxy_docker_config), "PYTHONPATH": str(ROOT)}
+    specs = tmp_path / "specs.json"
+    specs.write_text(specs_through(corpus, src, dst, prefix))
+    try:
+        process = subprocess.Popen(
+            [
+                sys.executable,
+                "-m",
+                "backup",
+                "copy",
+                "--specs",
+                str(specs),
+                "--report",
+                str(report),
+                "--grace-period",
+                "1",
+            ],
+            cwd=ROOT,
+            env=env,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        time.sleep(1.0)
+        sent = time.monotonic()
+        process.send_signal(signal.SIGTERM)
+        _, stderr = process.communicate(timeout=30)
+        elapsed = time.monotonic() - sent
+    finally:
+        src.bandwidth_bps = None
+    import json
+
+    summary = json.loads(report.read_text())["summary"]
+    good, corrupt = judge(corpus, destination.walker(), prefix)
+    EXTRA_ROWS.append(
+        f"| SIGTERM mid-run, --grace-period 1 | 1 signal | 1 | 0 | 1 (exit {process.returncode}, "
+        f"stopped in {elapsed:.1f} s, report written) | {corrupt} | "
+        f"{len(find_leaks([stderr, report.read_text()], [source.password, destination.password], []))} "
+        f"| {summary['images_copied']} images finished, {summary['images_failed']} "
+        f"not started or abandoned |"
+    )
+    assert process.returncode == 143
+    assert elapsed < 10
+    assert summary["interrupted"] is True
+    assert corrupt == 0
+    assert summary["images_failed"] > 0
+
+
+def write_table(path: Path) -> None:
+    lines = [
+        "| scenario | faults injected | runs | byte-identical | failed cleanly | corrupt tags "
+        "| credential leaks | observed behaviour |",
+        "| --- | --- | --- | --- | --- | --- | --- | --- |",
+    ]
+    for o in OUTCOMES:
+        kinds = ", ".join(f"{k} ×{n}" for k, n in sorted(o.fault_kinds.items()))
+        lines.append(
+            f"| {o.scenario} | {o.faults} ({kinds}) | 1 | {int(o.identical)} | "
+            f"{int(o.failed_cleanly)} (exit {o.exit_code}) | {o.corrupt_tags} | {len(o.leaks)} | "
+            f"{o.behaviour()}; {o.bytes_copied} bytes moved for {o.unique_bytes} unique |"
+        )
+    lines += EXTRA_ROWS
+    path.write_text("\n".join(lines) + "\n")
