@@ -280,8 +280,10 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
     total_served = src.blob_bytes_served
     unique = corpus.unique_blob_bytes
     EXTRA_ROWS.append(
-        f"| SIGKILL at random points ×{kills}, then a rerun | {kills} kills | 1 final | "
-        f"{int(good == len(corpus.images))} | {kills} killed (non-zero) | {corrupt_total + corrupt} "
+        f"| SIGKILL at random points ×{kills}, then a rerun | {kills} kills | 1 final "
+        "| "
+        f"{int(good == len(corpus.images))} | {kills} killed (non-zero) "
+        f"| {corrupt_total + corrupt} "
         f"| 0 | re-transferred {total_served - unique} bytes over {unique} unique "
         f"({total_served / unique:.2f}× source bytes in total; final run read "
         f"{total_served - served_before_final}) |"
@@ -340,11 +342,12 @@ def test_sigterm_stops_within_grace_period_and_writes_the_report(
     import json
 
     summary = json.loads(report.read_text())["summary"]
-    good, corrupt = judge(corpus, destination.walker(), prefix)
+    _, corrupt = judge(corpus, destination.walker(), prefix)
+    leaks = find_leaks([stderr, report.read_text()], [source.password, destination.password], [])
     EXTRA_ROWS.append(
-        f"| SIGTERM mid-run, --grace-period 1 | 1 signal | 1 | 0 | 1 (exit {process.returncode}, "
-        f"stopped in {elapsed:.1f} s, report written) | {corrupt} | "
-        f"{len(find_leaks([stderr, report.read_text()], [source.password, destination.password], []))} "
+        f"| SIGTERM mid-run, --grace-period 1 | 1 signal | 1 | 0 "
+        f"| 1 (exit {process.returncode}, stopped in {elapsed:.1f} s, report written) "
+        f"| {corrupt} | {len(leaks)} "
         f"| {summary['images_copied']} images finished, {summary['images_failed']} "
         f"not started or abandoned |"
     )
