@@ -306,6 +306,27 @@ class RegistryClient:
         ) as resp:
             await self._expect(resp, (201, 204), f"PUT blob {name}@{descriptor.digest}")
 
+    async def list_tags(self, name: str) -> list[str]:
+        """Every tag of a repository, following ``Link`` pagination on the same origin only."""
+        url: yarl.URL | None = yarl.URL(
+            f"{self.registry.base_url}/v2/{name}/tags/list?n=1000", encoded=True
+        )
+        tags: list[str] = []
+        while url is not None:
+            async with await self._request("GET", url, scopes=pull(name)) as resp:
+                if resp.status == 404:
+                    return tags
+                await self._expect(resp, (200,), f"list tags of {name}")
+                body = await resp.json(content_type=None)
+                link = _next_link(resp)
+            tags += [str(t) for t in (body.get("tags") or []) if isinstance(t, str)]
+            url = None if link is None else url.join(yarl.URL(link, encoded=True))
+            if url is not None and url.origin() != self._origin:
+                raise UnsafeRedirect(
+                    f"{self.registry} paginated tags of {name} to another origin; refusing"
+                )
+        return tags
+
     # Plumbing
 
     def _location(self, resp: aiohttp.ClientResponse) -> yarl.URL:
@@ -350,6 +371,11 @@ class RegistryClient:
             retries_left = replayable and attempt < self.policy.attempts
             try:
                 resp = await self._send(method, url, sent, data)
+            except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
+                raise RegistryError(
+                    f"TLS to {url.host} failed ({type(exc).__name__}): if it uses a private CA, "
+                    "pass --ca-file with that CA's PEM bundle"
+                ) from None
             except RETRYABLE_EXCEPTIONS as exc:
                 if not retries_left or time.monotonic() >= deadline:
                     raise TransientError(
@@ -431,6 +457,15 @@ class RegistryClient:
                 f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def _next_link(resp: aiohttp.ClientResponse) -> str | None:
+    """The rel="next" target of a Link header, if any."""
+    for part in resp.headers.get("Link", "").split(","):
+        target, _, params = part.partition(";")
+        if 'rel="next"' in params.replace(" ", "") and target.strip().startswith("<"):
+            return target.strip()[1:-1]
+    return None
 
 
 def resumed_at(resp: aiohttp.ClientResponse, offset: int) -> bool:

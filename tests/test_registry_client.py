@@ -111,10 +111,12 @@ async def test_lying_content_digest_header_is_not_trusted(client: RegistryClient
         mocked.get(
             f"{BASE}/v2/a/manifests/{DIGEST}",
             body=other,
+            repeat=True,
             headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST},
         )
         with pytest.raises(DigestMismatch):
             await client.get_manifest("a", DIGEST)
+    assert client.requests == 3  # fetched again in case of corruption, then refused
 
 
 async def test_oversized_manifest_is_refused_by_length(client: RegistryClient) -> None:
@@ -187,3 +189,23 @@ def test_retry_after_both_forms() -> None:
     assert parse_retry_after("Wed, 21 Oct 2015 07:28:00 GMT", now=1445412470.0) == 10.0
     assert parse_retry_after("soon") is None
     assert FAST.delay(1, retry_after=1000) == FAST.max_retry_after_s
+
+
+async def test_tag_pagination_stays_on_the_same_origin(client: RegistryClient) -> None:
+    """Tag lists follow Link rel="next" on the registry, and refuse to leave it."""
+    first = f"{BASE}/v2/a/tags/list?n=1000"
+    with aioresponses() as mocked:
+        mocked.get(
+            first,
+            payload={"tags": ["1", "2"]},
+            headers={"Link": '</v2/a/tags/list?last=2&n=1000>; rel="next"'},
+        )
+        mocked.get(f"{BASE}/v2/a/tags/list?last=2&n=1000", payload={"tags": ["3"]})
+        assert await client.list_tags("a") == ["1", "2", "3"]
+        mocked.get(
+            first,
+            payload={"tags": ["1"]},
+            headers={"Link": '<https://evil.example.net/v2/a/tags/list>; rel="next"'},
+        )
+        with pytest.raises(UnsafeRedirect, match="another origin"):
+            await client.list_tags("a")

@@ -42,6 +42,7 @@ class RegistryProcess:
     directory: Path
     auth: dict[str, object] | None = None
     port: int = field(default_factory=free_port)
+    tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files
     process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -71,6 +72,8 @@ class RegistryProcess:
         }
         if self.auth:
             config["auth"] = self.auth
+        if self.tls:
+            config["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}  # type: ignore[index]
         path = self.directory / "config.yml"
         path.write_text(json.dumps(config))
         log = self.access_log.open("ab")
@@ -80,6 +83,9 @@ class RegistryProcess:
             if self.process.poll() is not None:
                 raise RuntimeError(f"registry exited: {self.access_log.read_text()[-2000:]}")
             try:
+                if self.tls:
+                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
+                        return self
                 urllib.request.urlopen(f"{self.url}/v2/", timeout=1)
                 return self
             except urllib.error.HTTPError:
