@@ -244,6 +244,7 @@ class RegistryClient:
             redirected = resp.url.origin() != self._origin
             if resp.status == 403 and redirected and attempt < _CDN_RETRIES:
                 resp.release()
+                log.warning("redirect_expired", digest=digest, url=redact_url(resp.url))
                 continue
             try:
                 if resp.status == 404:
@@ -396,6 +397,9 @@ class RegistryClient:
             if resp.status == 401 and not reauthenticated and resp.url.origin() == self._origin:
                 challenge = resp.headers.get("WWW-Authenticate")
                 resp.release()
+                log.debug(
+                    "auth_challenge", registry=str(self.registry), renewing=bool(authorization)
+                )
                 await self._auth.challenge(challenge, scopes, sent=authorization)
                 reauthenticated, attempt = True, attempt - 1
                 if not replayable:  # the body is spent: the transfer restarts with new auth

@@ -256,7 +256,7 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
             assert process.stdin is not None
             process.stdin.write(specs)
             process.stdin.close()
-            time.sleep(rng.uniform(0.3, 1.5))
+            time.sleep(rng.uniform(0.5, 3.0))
             process.send_signal(signal.SIGKILL)
             process.wait()
             good, corrupt = judge(corpus, walker, prefix)

@@ -22,6 +22,7 @@ COPING_EVENTS = (
     "blob_transfer_retry",
     "manifest_refetch",
     "upload_resumed",
+    "redirect_expired",
     "image_failed",
 )
 
@@ -128,6 +129,8 @@ def count_events(stderr: str) -> Counter[str]:
             continue
         if event in COPING_EVENTS:
             events[event] += 1
+        elif event == "auth_challenge" and '"renewing": true' in line:
+            events["credentials_renewed_after_401"] += 1
     return events
 
 
