@@ -296,11 +296,10 @@ async def execute(
         ca_file=args.ca_file,
         connect_timeout_s=args.connect_timeout,
         read_timeout_s=args.read_timeout,
+        chunk_size=args.chunk_size,
     )
     async with open_clients(store, settings) as clients:
-        engine = CopyEngine(
-            clients, stats, concurrency=args.concurrency, chunk_size=args.chunk_size
-        )
+        engine = CopyEngine(clients, stats, concurrency=args.concurrency)
         progress = asyncio.create_task(report_progress(stats, args.progress_interval))
         loop = asyncio.get_running_loop()
 

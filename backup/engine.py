@@ -16,16 +16,15 @@ from typing import Any
 
 import aiohttp
 import structlog
-import yarl
 
 from backup.errors import BackupError, NotFound
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
-from backup.registry import RegistryClient
 from backup.report import ImageResult, Stats, Status
 from backup.specs import CopySpec
-from backup.transfer import BlobTransfer
+from backup.store import Store
+from backup.transfer import transfer_blob
 
 log = structlog.get_logger("backup.engine")
 
@@ -43,13 +42,11 @@ class CopyEngine:
 
     def __init__(
         self,
-        client_for: Callable[[Registry], RegistryClient],
+        client_for: Callable[[Registry], Store],
         stats: Stats,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
-        chunk_size: int | None = None,
     ) -> None:
-        self._chunk_size = chunk_size
         self._client_for = client_for
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
@@ -224,21 +221,18 @@ class CopyEngine:
             leader.set_result(None)
 
     async def _stream_blob(
-        self, blob: Descriptor, src: Repository, dst: Repository, session: yarl.URL | None
+        self, blob: Descriptor, src: Repository, dst: Repository, session: object | None
     ) -> None:
-        target = self._client_for(dst.registry)
-        transfer = BlobTransfer(
-            self._client_for(src.registry),
-            src.name,
-            target,
-            dst.name,
-            blob,
-            self.stats,
-            self._chunk_size,
-            target.policy,
-        )
         async with self._transfers:
-            await transfer.run(session)
+            await transfer_blob(
+                self._client_for(src.registry),
+                src.name,
+                self._client_for(dst.registry),
+                dst.name,
+                blob,
+                self.stats,
+                session,
+            )
         self.stats.blobs_copied += 1
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
 

@@ -9,6 +9,7 @@
     │   ├── NotFound          the manifest or blob does not exist
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
     │   └── TransientError    retries exhausted on a fault that may pass
+    │       └── ResumeRefused a ranged read answered from another offset
     └── ContentError          bytes that do not match what describes them
         ├── DigestMismatch
         ├── SizeMismatch
@@ -60,6 +61,10 @@ class UnsafeRedirect(RegistryError):
 
 class TransientError(RegistryError):
     """A fault that may pass (5xx, 429, connection loss) persisted beyond the retry budget."""
+
+
+class ResumeRefused(TransientError):
+    """A read asked to resume at byte N was answered from elsewhere: restart from zero."""
 
 
 class ContentError(BackupError):

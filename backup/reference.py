@@ -1,4 +1,5 @@
-"""Image references: ``[http://]host[:port]/path/to/repo[:tag][@sha256:hex]``.
+"""Image references: ``[http://]host[:port]/path/to/repo[:tag][@sha256:hex]``, or
+``oci:DIR:path/to/repo[:tag][@sha256:hex]`` for an OCI image-layout directory.
 
 Pure parsing and validation, no I/O. Every name, tag and digest that later ends up in a URL
 or a file path has passed one of the ASCII full-match grammars below first.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
+from pathlib import Path
 
 from backup.errors import InvalidReference
 
@@ -68,16 +70,22 @@ def validate_host(host: str) -> str:
 
 @dataclass(frozen=True, order=True)
 class Registry:
-    """A registry endpoint. ``plain_http`` is only ever set by an explicit ``http://`` prefix."""
+    """Where images live: a registry endpoint, or (``layout``) an OCI layout whose path is ``host``.
+
+    ``plain_http`` is only ever set by an explicit ``http://`` prefix.
+    """
 
     host: str
     plain_http: bool = False
+    layout: bool = False
 
     @property
     def base_url(self) -> str:
         return f"{'http' if self.plain_http else 'https'}://{self.host}"
 
     def __str__(self) -> str:
+        if self.layout:
+            return f"oci:{self.host}"
         return f"http://{self.host}" if self.plain_http else self.host
 
 
@@ -89,6 +97,8 @@ class Repository:
     name: str
 
     def __post_init__(self) -> None:
+        if self.registry.layout and not self.name:
+            return  # the layout's root, used as a prefix
         validate_repository(self.name)
         if len(self.registry.host) + 1 + len(self.name) > _MAX_NAME_LENGTH:
             raise InvalidReference(
@@ -98,10 +108,20 @@ class Repository:
 
     def child(self, path: str) -> Repository:
         """The repository ``path`` below this one: ``reg/backup`` + ``acme/app``."""
-        return Repository(self.registry, f"{self.name}/{path}")
+        return Repository(self.registry, f"{self.name}/{path}" if self.name else path)
+
+    def relative_to(self, prefix: Repository) -> str | None:
+        """This repository's path below ``prefix``, or None if it is not below it."""
+        if self.registry != prefix.registry:
+            return None
+        if not prefix.name:
+            return self.name
+        head = prefix.name + "/"
+        return self.name[len(head) :] if self.name.startswith(head) else None
 
     def __str__(self) -> str:
-        return f"{self.registry}/{self.name}"
+        separator = ":" if self.registry.layout else "/"
+        return f"{self.registry}{separator}{self.name}" if self.name else str(self.registry)
 
 
 @dataclass(frozen=True, order=True)
@@ -147,8 +167,17 @@ def _split_scheme(text: str) -> tuple[str, bool]:
     return text, False
 
 
+def _layout_registry(path: str) -> Registry:
+    if not path or "\x00" in path:
+        raise InvalidReference("an OCI layout reference needs a directory: oci:/path/to/dir")
+    return Registry(str(Path(path).absolute()), layout=True)
+
+
 def parse_repository(text: str) -> Repository:
-    """Parse ``[http://]host[:port]/path`` (no tag, no digest), as used for prefixes."""
+    """Parse ``[http://]host[:port]/path`` or ``oci:DIR[:path]`` (no tag, no digest): a prefix."""
+    if text.startswith("oci:"):
+        directory, _, name = text[len("oci:") :].partition(":")
+        return Repository(_layout_registry(directory), name.strip("/"))
     rest, plain_http = _split_scheme(text.rstrip("/"))
     host, sep, path = rest.partition("/")
     if not sep or not path:
@@ -164,6 +193,16 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
 
     The first path component is always the registry host: there is no implicit Docker Hub.
     """
+    if text.startswith("oci:"):
+        directory, sep, image = text[len("oci:") :].partition(":")
+        if not sep or not image:
+            raise InvalidReference(f"{text!r}: write oci:DIR:repository[:tag][@digest]")
+        inner = parse_reference(f"layout/{image}", default_tag=default_tag)
+        return Reference(
+            Repository(_layout_registry(directory), inner.repository.name),
+            inner.tag,
+            inner.digest,
+        )
     rest, plain_http = _split_scheme(text)
     rest, at, digest = rest.partition("@")
     host, sep, path = rest.partition("/")

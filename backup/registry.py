@@ -25,6 +25,7 @@ from backup.errors import (
     InvalidManifest,
     NotFound,
     RegistryError,
+    ResumeRefused,
     SizeMismatch,
     TransientError,
     UnsafeRedirect,
@@ -46,6 +47,7 @@ from backup.retry import (
     RetryPolicy,
     parse_retry_after,
 )
+from backup.store import READ_CHUNK
 
 log = structlog.get_logger("backup.registry")
 
@@ -80,8 +82,10 @@ class RegistryClient:
         session: aiohttp.ClientSession,
         credentials: Credentials | None,
         policy: RetryPolicy | None = None,
+        chunk_size: int | None = None,
     ) -> None:
         self.registry = registry
+        self.chunk_size = chunk_size
         self._session = session
         self._auth = Authenticator(registry, credentials, session)
         self.policy = policy or RetryPolicy()
@@ -255,6 +259,65 @@ class RegistryClient:
                 resp.release()
             return
 
+    @contextlib.asynccontextmanager
+    async def read_blob(
+        self, name: str, digest: str, offset: int = 0
+    ) -> AsyncIterator[AsyncIterator[bytes]]:
+        """The blob's bytes from ``offset``, as served; ResumeRefused unless a 206 starts there."""
+        async with self.open_blob(name, digest, offset) as response:
+            if offset and not resumed_at(response, offset):
+                raise ResumeRefused(f"{self.registry} did not resume {digest} at byte {offset}")
+            yield response.content.iter_chunked(READ_CHUNK)
+
+    async def write_blob(
+        self, name: str, blob: Descriptor, chunks: AsyncIterable[bytes], session: object | None
+    ) -> None:
+        """Upload in one streamed PUT, or in PATCH chunks when ``chunk_size`` is set."""
+        location = session if isinstance(session, yarl.URL) else await self.start_upload(name)
+        if not self.chunk_size:
+            await self.put_blob(name, location, blob, chunks)
+            return
+        buffer = bytearray()
+        offset = 0
+        async for data in chunks:
+            buffer += data
+            while len(buffer) >= self.chunk_size:
+                chunk = bytes(buffer[: self.chunk_size])
+                location = await self.patch_chunk(name, location, chunk, offset)
+                offset += len(chunk)
+                del buffer[: self.chunk_size]
+        if buffer:
+            location = await self.patch_chunk(name, location, bytes(buffer), offset)
+        await self.finish_upload(name, location, blob)
+
+    async def list_repositories(self) -> list[str]:
+        """Every repository in ``/v2/_catalog`` (paginated, same origin only)."""
+        url: yarl.URL | None = yarl.URL(
+            f"{self.registry.base_url}/v2/_catalog?n=1000", encoded=True
+        )
+        names: list[str] = []
+        while url is not None:
+            async with await self._request("GET", url, scopes=("registry:catalog:*",)) as resp:
+                await self._expect(resp, (200,), "list the catalog")
+                body = await resp.json(content_type=None)
+                link = _next_link(resp)
+            names += [str(n) for n in (body.get("repositories") or []) if isinstance(n, str)]
+            url = None if link is None else self._same_origin(url, link, "catalog")
+        return names
+
+    async def delete_tag(self, name: str, tag: str) -> None:
+        """Delete the manifest a tag points at (the distribution API has no tag-only delete).
+
+        Every tag on that digest goes with it; blobs are never deleted.
+        """
+        found = await self.resolve_manifest(name, tag)
+        if found is None:
+            return
+        url = self._url(name, "manifests", found.digest)
+        scopes = (repository_scope(name, "delete"), *push(name))
+        async with await self._request("DELETE", url, scopes=scopes) as resp:
+            await self._expect(resp, (202, 200, 404), f"delete {name}:{tag}")
+
     async def patch_chunk(
         self, name: str, location: yarl.URL, data: bytes, offset: int
     ) -> yarl.URL:
@@ -321,14 +384,16 @@ class RegistryClient:
                 body = await resp.json(content_type=None)
                 link = _next_link(resp)
             tags += [str(t) for t in (body.get("tags") or []) if isinstance(t, str)]
-            url = None if link is None else url.join(yarl.URL(link, encoded=True))
-            if url is not None and url.origin() != self._origin:
-                raise UnsafeRedirect(
-                    f"{self.registry} paginated tags of {name} to another origin; refusing"
-                )
+            url = None if link is None else self._same_origin(url, link, f"tags of {name}")
         return tags
 
     # Plumbing
+
+    def _same_origin(self, current: yarl.URL, link: str, what: str) -> yarl.URL:
+        following = current.join(yarl.URL(link, encoded=True))
+        if following.origin() != self._origin:
+            raise UnsafeRedirect(f"{self.registry} paginated {what} to another origin; refusing")
+        return following
 
     def _location(self, resp: aiohttp.ClientResponse) -> yarl.URL:
         location = resp.headers.get("Location")

@@ -12,9 +12,11 @@ import aiohttp
 
 from backup.auth import CredentialStore
 from backup.errors import UsageError
+from backup.layout import LayoutStore
 from backup.reference import Registry
 from backup.registry import RegistryClient
 from backup.retry import RetryPolicy
+from backup.store import Store
 
 
 @dataclass(frozen=True)
@@ -24,6 +26,7 @@ class HttpSettings:
     # Per socket read, not per request: a slow multi-GB layer that keeps moving never times out.
     read_timeout_s: float = 300.0
     ca_file: Path | None = None
+    chunk_size: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
 
 
@@ -38,7 +41,7 @@ def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
 
 
 class Clients:
-    """Hands out one RegistryClient per registry, all sharing one connection pool."""
+    """Hands out one store per registry or layout; registry clients share one connection pool."""
 
     def __init__(
         self, session: aiohttp.ClientSession, credentials: CredentialStore, settings: HttpSettings
@@ -46,23 +49,29 @@ class Clients:
         self._session = session
         self._credentials = credentials
         self._settings = settings
-        self._clients: dict[Registry, RegistryClient] = {}
+        self._stores: dict[Registry, Store] = {}
 
-    def __call__(self, registry: Registry) -> RegistryClient:
-        client = self._clients.get(registry)
-        if client is None:
-            client = RegistryClient(
-                registry,
-                self._session,
-                self._credentials.lookup(registry.host),
-                self._settings.retry,
-            )
-            self._clients[registry] = client
-        return client
+    def __call__(self, registry: Registry) -> Store:
+        store = self._stores.get(registry)
+        if store is None:
+            if registry.layout:
+                store = LayoutStore(registry, self._settings.retry)
+            else:
+                store = RegistryClient(
+                    registry,
+                    self._session,
+                    self._credentials.lookup(registry.host),
+                    self._settings.retry,
+                    self._settings.chunk_size,
+                )
+            self._stores[registry] = store
+        return store
 
     @property
     def requests(self) -> dict[str, int]:
-        return {str(r): c.requests for r, c in self._clients.items()}
+        return {
+            str(r): s.requests for r, s in self._stores.items() if isinstance(s, RegistryClient)
+        }
 
 
 @asynccontextmanager

@@ -1,8 +1,8 @@
-"""Move one blob: source GET streamed into a destination upload, verified on the way.
+"""Move one blob from a source store into a destination store, verified on the way.
 
-A broken source read resumes with ``Range: bytes=N-`` when the source answers 206 from N;
-otherwise the whole transfer restarts from zero in a new upload session (a session that saw
-a broken PUT cannot be reused). Size and digest are checked on every byte that passes.
+A broken source read resumes at the byte it stopped at when the source can start there;
+otherwise the whole transfer restarts from zero in a new upload (a session that saw a broken
+write is never reused). Size and digest are checked on every byte that passes.
 """
 
 from __future__ import annotations
@@ -10,20 +10,17 @@ from __future__ import annotations
 import asyncio
 import hashlib
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 
 import structlog
-import yarl
 
 from backup.errors import ContentError, DigestMismatch, SizeMismatch, TransientError
 from backup.oci import Descriptor
-from backup.registry import RegistryClient, resumed_at
 from backup.report import Stats
 from backup.retry import RETRYABLE_EXCEPTIONS, RetryPolicy
+from backup.store import Store
 
 log = structlog.get_logger("backup.transfer")
 
-READ_CHUNK = 1024 * 1024
 SOURCE_RESUMES = 5
 # A flipped bit on the wire shows up as a digest mismatch: worth another attempt.
 RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
@@ -33,34 +30,29 @@ RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
 )
 
 
-class _SourceIgnoredRange(TransientError):
-    """The source answered a ranged GET from the start: bytes already sent cannot be undone."""
-
-
-@dataclass
-class _Endpoint:
-    client: RegistryClient
-    repository: str
-
-
 class _SourceStream:
     """The blob's bytes from the source, hashed and counted, resuming after breaks."""
 
-    def __init__(self, source: _Endpoint, blob: Descriptor, stats: Stats) -> None:
+    def __init__(self, source: Store, name: str, blob: Descriptor, stats: Stats) -> None:
         self._source = source
+        self._name = name
         self._blob = blob
         self._stats = stats
         self._hash = hashlib.new(blob.digest.partition(":")[0])
         self.received = 0
-        self.error: BaseException | None = None
+        self.error: Exception | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             resumes = 0
             while True:
                 try:
-                    async for chunk in self._read_from(self.received):
-                        yield chunk
+                    async with self._source.read_blob(
+                        self._name, self._blob.digest, self.received
+                    ) as reader:
+                        async for chunk in reader:
+                            self._take(chunk)
+                            yield chunk
                     break
                 except RETRYABLE_EXCEPTIONS as exc:
                     if resumes == SOURCE_RESUMES or self.received == 0:
@@ -76,17 +68,6 @@ class _SourceStream:
         except Exception as exc:  # not CancelledError: aiohttp cancels the writer on early replies
             self.error = exc
             raise
-
-    async def _read_from(self, offset: int) -> AsyncIterator[bytes]:
-        client, name = self._source.client, self._source.repository
-        async with client.open_blob(name, self._blob.digest, offset) as response:
-            if offset and not resumed_at(response, offset):
-                raise _SourceIgnoredRange(
-                    f"source did not resume {self._blob.digest} at byte {offset}"
-                )
-            async for chunk in response.content.iter_chunked(READ_CHUNK):
-                self._take(chunk)
-                yield chunk
 
     def _take(self, chunk: bytes) -> None:
         self.received += len(chunk)
@@ -107,76 +88,42 @@ class _SourceStream:
             raise DigestMismatch(f"blob expected as {self._blob.digest} hashes to {actual}")
 
 
-class BlobTransfer:
-    """One blob from a source repository into a destination repository."""
-
-    def __init__(
-        self,
-        source: RegistryClient,
-        source_repository: str,
-        target: RegistryClient,
-        target_repository: str,
-        blob: Descriptor,
-        stats: Stats,
-        chunk_size: int | None = None,
-        policy: RetryPolicy | None = None,
-    ) -> None:
-        self._policy = policy or RetryPolicy()
-        self._source = _Endpoint(source, source_repository)
-        self._target = _Endpoint(target, target_repository)
-        self._blob = blob
-        self._stats = stats
-        self._chunk_size = chunk_size
-
-    async def run(self, session: yarl.URL | None = None) -> None:
-        """Copy the blob, using ``session`` (e.g. from a failed mount) for the first attempt."""
-        target, name = self._target.client, self._target.repository
-        for attempt in range(1, self._policy.attempts + 1):
-            upload = session or await target.start_upload(name)
-            session = None  # a session that saw a failure is never reused
-            stream = _SourceStream(self._source, self._blob, self._stats)
+async def transfer_blob(
+    source: Store,
+    source_name: str,
+    target: Store,
+    target_name: str,
+    blob: Descriptor,
+    stats: Stats,
+    session: object | None = None,
+    policy: RetryPolicy | None = None,
+) -> None:
+    """Copy one blob, using ``session`` (e.g. from a failed mount) for the first attempt."""
+    policy = policy or target.policy
+    for attempt in range(1, policy.attempts + 1):
+        stream = _SourceStream(source, source_name, blob, stats)
+        try:
             try:
-                try:
-                    if self._chunk_size:
-                        await self._upload_chunked(upload, stream)
-                    else:
-                        await target.put_blob(name, upload, self._blob, stream.chunks())
-                except BaseException:
-                    if stream.error is not None:  # the real cause, not aiohttp's wrapper
-                        raise stream.error from None
-                    raise
-                stream.check()
-                return
-            except RETRYABLE_TRANSFER_ERRORS as exc:
-                if attempt == self._policy.attempts:
-                    raise TransientError(
-                        f"blob {self._blob.digest} to {target.registry}/{name} failed "
-                        f"{attempt} times, last: {type(exc).__name__}: {exc}"
-                    ) from None
-                delay = self._policy.delay(attempt)
-                log.warning(
-                    "blob_transfer_retry",
-                    digest=self._blob.digest,
-                    attempt=attempt,
-                    error=type(exc).__name__,
-                    delay_s=round(delay, 2),
-                )
-                await asyncio.sleep(delay)
-
-    async def _upload_chunked(self, location: yarl.URL, stream: _SourceStream) -> None:
-        """PATCH bounded chunks (for proxies that limit request bodies), then close the upload."""
-        assert self._chunk_size is not None
-        target, name = self._target.client, self._target.repository
-        buffer = bytearray()
-        offset = 0
-        async for data in stream.chunks():
-            buffer += data
-            while len(buffer) >= self._chunk_size:
-                chunk = bytes(buffer[: self._chunk_size])
-                location = await target.patch_chunk(name, location, chunk, offset)
-                offset += len(chunk)
-                del buffer[: self._chunk_size]
-        if buffer:
-            location = await target.patch_chunk(name, location, bytes(buffer), offset)
-        stream.check()
-        await target.finish_upload(name, location, self._blob)
+                await target.write_blob(target_name, blob, stream.chunks(), session)
+            except BaseException:
+                if stream.error is not None:  # the real cause, not the HTTP client's wrapper
+                    raise stream.error from None
+                raise
+            stream.check()
+            return
+        except RETRYABLE_TRANSFER_ERRORS as exc:
+            session = None  # a session that saw a failure is never reused
+            if attempt == policy.attempts:
+                raise TransientError(
+                    f"blob {blob.digest} to {target.registry}/{target_name} failed "
+                    f"{attempt} times, last: {type(exc).__name__}: {exc}"
+                ) from None
+            delay = policy.delay(attempt)
+            log.warning(
+                "blob_transfer_retry",
+                digest=blob.digest,
+                attempt=attempt,
+                error=type(exc).__name__,
+                delay_s=round(delay, 2),
+            )
+            await asyncio.sleep(delay)
