@@ -55,7 +55,6 @@ _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _MAX_ERROR_BODY = 64 * 1024
 _CDN_RETRIES = 2
-_CONTENT_ATTEMPTS = 3
 _REFETCHABLE: tuple[type[BaseException], ...] = (
     DigestMismatch,
     SizeMismatch,
@@ -124,11 +123,11 @@ class RegistryClient:
 
         A body cut short or corrupted on the way is fetched again, a bounded number of times.
         """
-        for attempt in range(1, _CONTENT_ATTEMPTS + 1):
+        for attempt in range(1, self.policy.attempts + 1):
             try:
                 return await self._get_manifest_once(name, identifier, expected)
             except _REFETCHABLE as exc:
-                if attempt == _CONTENT_ATTEMPTS:
+                if attempt == self.policy.attempts:
                     if isinstance(exc, BackupError):
                         raise
                     raise TransientError(

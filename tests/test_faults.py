@@ -50,34 +50,34 @@ MIXED_DST = (
 SCENARIOS = [
     Scenario(
         "429 + Retry-After (seconds) on source manifests",
-        source=(Rule("429", ("GET", "HEAD"), MANIFESTS, 0.3),),
+        source=(Rule("429", ("GET", "HEAD"), MANIFESTS, 0.2),),
     ),
     Scenario(
         "429 + Retry-After (HTTP-date) on destination",
         destination=(Rule("429-date", probability=0.1),),
     ),
-    Scenario("500 on source blob GETs", source=(Rule("500", ("GET",), BLOBS, 0.3),)),
-    Scenario("502 on destination blob PUTs", destination=(Rule("502", ("PUT",), UPLOADS, 0.3),)),
+    Scenario("500 on source blob GETs", source=(Rule("500", ("GET",), BLOBS, 0.2),)),
+    Scenario("502 on destination blob PUTs", destination=(Rule("502", ("PUT",), UPLOADS, 0.2),)),
     Scenario(
-        "503 on destination manifest PUTs", destination=(Rule("503", ("PUT",), MANIFESTS, 0.4),)
+        "503 on destination manifest PUTs", destination=(Rule("503", ("PUT",), MANIFESTS, 0.2),)
     ),
-    Scenario("504 on destination HEADs", destination=(Rule("504", ("HEAD",), "", 0.3),)),
+    Scenario("504 on destination HEADs", destination=(Rule("504", ("HEAD",), "", 0.2),)),
     Scenario(
-        "connection reset mid-body on source blobs", source=(Rule("reset", ("GET",), BLOBS, 0.3),)
+        "connection reset mid-body on source blobs", source=(Rule("reset", ("GET",), BLOBS, 0.2),)
     ),
     Scenario(
         "reset mid-body, source ignores Range",
-        source=(Rule("reset", ("GET",), BLOBS, 0.3),),
+        source=(Rule("reset", ("GET",), BLOBS, 0.2),),
         ignore_range=True,
     ),
     Scenario(
         "connection reset mid-upload (destination PUT)",
-        destination=(Rule("reset-upload", ("PUT",), UPLOADS, 0.3),),
+        destination=(Rule("reset-upload", ("PUT",), UPLOADS, 0.2),),
     ),
-    Scenario("truncated blob bodies", source=(Rule("truncate", ("GET",), BLOBS, 0.3),)),
-    Scenario("truncated manifest bodies", source=(Rule("truncate", ("GET",), MANIFESTS, 0.3),)),
-    Scenario("flipped bytes in blobs", source=(Rule("flip", ("GET",), BLOBS, 0.3),)),
-    Scenario("flipped bytes in manifests", source=(Rule("flip", ("GET",), MANIFESTS, 0.3),)),
+    Scenario("truncated blob bodies", source=(Rule("truncate", ("GET",), BLOBS, 0.2),)),
+    Scenario("truncated manifest bodies", source=(Rule("truncate", ("GET",), MANIFESTS, 0.2),)),
+    Scenario("flipped bytes in blobs", source=(Rule("flip", ("GET",), BLOBS, 0.2),)),
+    Scenario("flipped bytes in manifests", source=(Rule("flip", ("GET",), MANIFESTS, 0.2),)),
     Scenario(
         "stalled source blob reads (> read timeout)",
         source=(Rule("stall", ("GET",), BLOBS, 0.1, limit=3),),
@@ -104,7 +104,7 @@ SCENARIOS = [
     ),
     Scenario(
         "lying Docker-Content-Digest, intermittent",
-        source=(Rule("lying-digest", ("GET",), MANIFESTS, 0.3),),
+        source=(Rule("lying-digest", ("GET",), MANIFESTS, 0.2),),
     ),
     Scenario(
         "lying Docker-Content-Digest on destination HEAD",
@@ -124,7 +124,7 @@ SCENARIOS = [
     Scenario(
         "chunked upload, PATCH 503",
         args=("--chunk-size", "96KiB"),
-        destination=(Rule("503", ("PATCH",), "", 0.3),),
+        destination=(Rule("503", ("PATCH",), "", 0.2),),
     ),
     Scenario(
         "persistent 500 on one repository",
