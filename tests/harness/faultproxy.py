@@ -107,6 +107,8 @@ class FaultProxy:
     def set_rules(self, rules: list[Rule], seed: int, ignore_range: bool = False) -> None:
         self.rules, self._rng, self.ignore_range = rules, random.Random(seed), ignore_range
         self._uses.clear()
+        self._expired_once.clear()
+        self._unauthorized.clear()
         self.injected.clear()
         self.cdn_headers.clear()
         self.blob_bytes_served = 0
@@ -142,7 +144,8 @@ class FaultProxy:
         if fault == "redirect" or fault == "redirect-expired":
             # The first signed URL handed out for a blob has expired by the time it is used.
             expired = fault == "redirect-expired" and request.path not in self._expired_once
-            self._expired_once.add(request.path)
+            if expired:
+                self._expired_once.add(request.path)
             return await self._redirect(request, expired=expired)
         headers = {
             k: v
