@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from backup.config import RegistryConfig
 from backup.errors import InvalidReference
 from backup.github import Package
-from backup.policy import Decision, select_tags
+from backup.policy import Decision, TagPolicy, select_tags
 from backup.reference import Reference, Repository
 from backup.specs import CopySpec
 
@@ -34,8 +35,25 @@ class PackagePlan:
         return "\n".join(lines)
 
 
+# Cosign signatures, attestations and SBOMs, and the OCI 1.1 referrers fallback tag: each
+# names the digest of the image it belongs to.
+_SUBJECT_TAG = re.compile(r"sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?", re.ASCII)
+
+
+def decide_tags(tags: dict[str, str], policy: TagPolicy) -> tuple[Decision, ...]:
+    """The policy for ordinary tags; subject tags follow the image they name, whatever the policy."""
+    subject_tags = {t: m.group(1) for t in tags if (m := _SUBJECT_TAG.fullmatch(t))}
+    decisions = select_tags((t for t in tags if t not in subject_tags), policy)
+    kept = {tags[d.tag] for d in decisions if d.keep}
+    for tag, subject in subject_tags.items():
+        follows = f"sha256:{subject}" in kept
+        reason = "belongs to a kept image" if follows else "belongs to an image not kept"
+        decisions.append(Decision(tag, follows, reason))
+    return tuple(sorted(decisions, key=lambda d: d.tag))
+
+
 def plan_package(package: Package, config: RegistryConfig) -> PackagePlan:
-    decisions = tuple(select_tags(package.tags, config.policy))
+    decisions = decide_tags(package.tags, config.policy)
     path = f"{config.owner.name}/{package.name}".lower()
     try:
         source = Repository(config.source, path)

@@ -132,3 +132,27 @@ def test_package_filter(
 ) -> None:
     """Package globs: include narrows, exclude removes."""
     assert PackageFilter(include, exclude).allows(name) is allowed
+
+
+def test_signature_tags_follow_their_subject() -> None:
+    """Cosign .sig/.att/.sbom and referrers fallback tags follow the image they name."""
+    from backup.plan import decide_tags
+
+    kept_digest, dropped_digest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
+    tags = {
+        "1.2.10": kept_digest,
+        "1.2.9": dropped_digest,
+        "sha256-" + "a" * 64 + ".sig": "sha256:" + "1" * 64,
+        "sha256-" + "a" * 64 + ".att": "sha256:" + "2" * 64,
+        "sha256-" + "a" * 64: "sha256:" + "3" * 64,
+        "sha256-" + "b" * 64 + ".sig": "sha256:" + "4" * 64,
+        "sha256-" + "b" * 64 + ".sbom": "sha256:" + "5" * 64,
+    }
+    decisions = {d.tag: d for d in decide_tags(tags, TagPolicy())}
+    assert [t for t, d in decisions.items() if d.keep] == [
+        "1.2.10", "sha256-" + "a" * 64, "sha256-" + "a" * 64 + ".att", "sha256-" + "a" * 64 + ".sig"
+    ]
+    assert decisions["sha256-" + "b" * 64 + ".sig"].reason == "belongs to an image not kept"
+    # Even a policy that would drop them does not: they go where their image goes.
+    excluded = TagPolicy.from_patterns(exclude=[r"sha256-.*"])
+    assert "sha256-" + "a" * 64 + ".sig" in {d.tag for d in decide_tags(tags, excluded) if d.keep}
