@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import json
 import re
-import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import structlog
 
 from backup import __version__
-from backup.auth import Credentials, CredentialStore
-from backup.config import RegistryConfig, load_registry_config
-from backup.engine import DEFAULT_CONCURRENCY, CopyEngine
+from backup.commands import (
+    EXIT_FAILED,
+    EXIT_USAGE,
+    run_copy,
+    run_registry,
+    run_restore,
+    run_verify,
+)
+from backup.engine import DEFAULT_CONCURRENCY
 from backup.errors import BackupError, UsageError
-from backup.github import GitHubPackages
 from backup.logs import configure_logging
-from backup.plan import plan_package
-from backup.reference import parse_reference
-from backup.report import Stats, build_report, report_progress, write_report
-from backup.session import HttpSettings, open_clients
-from backup.specs import CopySpec, parse_specs
-
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
 
 log = structlog.get_logger("backup.cli")
 
@@ -189,7 +184,8 @@ def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
     reg.add_argument(
         "--dest",
         metavar="PREFIX",
-        help="destination prefix [BACKUP_DEST], e.g. registry.example.com/ghcr-backup",
+        help="destination prefix [BACKUP_DEST], e.g. registry.example.com/ghcr-backup or "
+        "oci:/backups/ghcr (default oci:./ghcr-backup, an OCI image layout)",
     )
     reg.add_argument("--all-patches", action="store_true", help="keep every semver tag")
     reg.add_argument(
@@ -226,6 +222,12 @@ def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
         help="skip packages matching GLOB (repeatable)",
     )
     reg.add_argument(
+        "--prune",
+        action="store_true",
+        help="delete destination tags the policy no longer keeps (never blobs); with --dry-run, "
+        "print them instead",
+    )
+    reg.add_argument(
         "--platform",
         action="append",
         default=[],
@@ -252,6 +254,81 @@ def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
+def _add_verify(commands: Any, common: argparse.ArgumentParser) -> None:
+    verify = commands.add_parser(
+        "verify",
+        parents=[common],
+        help="check that every backed-up tag is complete",
+        description="Walk every repository and tag below --dest (a registry prefix or "
+        "oci:DIR) and check that every manifest and blob exists with the right size.",
+    )
+    verify.add_argument(
+        "--dest",
+        metavar="PREFIX",
+        help="the backup to check [BACKUP_DEST] (default oci:./ghcr-backup)",
+    )
+    verify.add_argument(
+        "--deep", action="store_true", help="download and re-hash every manifest and blob"
+    )
+    verify.add_argument(
+        "--from-report",
+        type=Path,
+        metavar="FILE",
+        help="take the tags from a run's report when the registry has no /v2/_catalog",
+    )
+    verify.add_argument(
+        "--include-package",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="check only repositories (below the prefix) matching GLOB",
+    )
+
+
+def _add_restore(commands: Any, common: argparse.ArgumentParser) -> None:
+    restore = commands.add_parser(
+        "restore",
+        parents=[common],
+        help="copy a backup back into a registry",
+        description="Copy every repository and tag below --from to the same path below --to, "
+        "byte-exact, with the same engine as copy.",
+    )
+    restore.add_argument(
+        "--from",
+        dest="source",
+        required=True,
+        metavar="PREFIX",
+        help="the backup: a registry prefix or oci:DIR",
+    )
+    restore.add_argument(
+        "--to",
+        dest="target",
+        required=True,
+        metavar="PREFIX",
+        help="where to restore, e.g. ghcr.io or registry.example.com/restored",
+    )
+    restore.add_argument(
+        "--include-package",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="restore only repositories (below --from) matching GLOB",
+    )
+    restore.add_argument(
+        "--include-tag",
+        action="append",
+        default=[],
+        metavar="REGEX",
+        help="restore only tags matching REGEX",
+    )
+    restore.add_argument(
+        "--from-report",
+        type=Path,
+        metavar="FILE",
+        help="take the tags from a run's report when --from has no catalog",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="github-org-backup",
@@ -262,139 +339,23 @@ def build_parser() -> argparse.ArgumentParser:
     common = _common_options()
     _add_copy(commands, common)
     _add_registry(commands, common)
+    _add_verify(commands, common)
+    _add_restore(commands, common)
     return parser
 
 
-def _copy_specs(args: argparse.Namespace) -> list[CopySpec]:
-    if args.specs is not None:
-        if args.source or args.destination or args.platform:
-            raise UsageError("give either SRC DST (with --platform) or --specs FILE, not both")
-        try:
-            text = sys.stdin.read() if args.specs == "-" else Path(args.specs).read_text()
-        except OSError as exc:
-            raise UsageError(f"cannot read specs {args.specs}: {exc.strerror}") from None
-        return parse_specs(text)
-    if not (args.source and args.destination):
-        raise UsageError("copy needs SRC and DST, or --specs FILE")
-    parse_reference(args.source)  # raise InvalidReference with the reference's own message
-    parse_reference(args.destination)
-    spec: dict[str, Any] = {"src": args.source, "dst": args.destination}
-    if args.platform:
-        spec["transform"] = {"limitPlatforms": args.platform}
-    return parse_specs(json.dumps(spec))
-
-
-async def execute(
-    specs: Sequence[CopySpec] | AsyncIterator[CopySpec],
-    args: argparse.Namespace,
-    credentials: dict[str, Credentials] | None = None,
-) -> tuple[Stats, dict[str, Any]]:
-    """Run the engine over ``specs``; the stats and the report (not yet written)."""
-    stats = Stats()
-    store = CredentialStore.from_docker_config(explicit=credentials)
-    settings = HttpSettings(
-        ca_file=args.ca_file,
-        connect_timeout_s=args.connect_timeout,
-        read_timeout_s=args.read_timeout,
-        chunk_size=args.chunk_size,
-    )
-    async with open_clients(store, settings) as clients:
-        engine = CopyEngine(clients, stats, concurrency=args.concurrency)
-        progress = asyncio.create_task(report_progress(stats, args.progress_interval))
-        loop = asyncio.get_running_loop()
-
-        def on_signal(name: str) -> None:
-            log.warning("signal_received", signal=name, grace_period_s=args.grace_period)
-            engine.stop()
-            loop.call_later(args.grace_period, engine.abort)
-
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.add_signal_handler(sig, on_signal, sig.name)
-        try:
-            results = await engine.run(specs)
-        finally:
-            progress.cancel()
-            for sig in (signal.SIGTERM, signal.SIGINT):
-                loop.remove_signal_handler(sig)
-        requests = clients.requests
-    extra = {"requests": requests, "interrupted": engine.stopping}
-    return stats, build_report(stats, results, extra)
-
-
-def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], failed: bool) -> int:
-    log.info("run_finished", **report["summary"])
-    if args.report:
-        write_report(args.report, report)
-    if report["summary"].get("interrupted"):
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed or stats.images_failed else EXIT_OK
-
-
-async def run_copy(args: argparse.Namespace) -> int:
-    stats, report = await execute(_copy_specs(args), args)
-    return _finish(args, stats, report, failed=False)
-
-
-class _Discovery:
-    """Feeds specs to the engine as packages are listed; remembers why discovery stopped."""
-
-    def __init__(self, github: GitHubPackages, config: RegistryConfig) -> None:
-        self.github = github
-        self.config = config
-        self.packages = 0
-        self.error: BackupError | None = None
-
-    async def specs(self) -> AsyncIterator[CopySpec]:
-        try:
-            async for package in self.github.packages(self.config.wants):
-                self.packages += 1
-                plan = plan_package(package, self.config)
-                if plan.error:
-                    log.error("package_skipped", package=package.name, error=plan.error)
-                for spec in plan.specs:
-                    yield spec
-        except BackupError as exc:
-            self.error = exc
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "packages": self.packages,
-            "github_requests": self.github.pages_requested,
-            "github_rate_limit_remaining": self.github.rate_limit_remaining,
-            "discovery_truncated": self.github.truncated,
-            "discovery_error": str(self.error) if self.error else None,
-        }
-
-
-async def run_registry(args: argparse.Namespace) -> int:
-    config = load_registry_config(args)
-    github = GitHubPackages(config.owner, config.token, config.api_url)
-    try:
-        if args.dry_run or args.emit_specs:
-            async for package in github.packages(config.wants):
-                plan = plan_package(package, config)
-                if args.dry_run:
-                    print(plan.render(), flush=True)
-                for spec in plan.specs if args.emit_specs else ():
-                    print(json.dumps(spec.to_json()), flush=True)
-            return EXIT_FAILED if github.truncated else EXIT_OK
-        discovery = _Discovery(github, config)
-        stats, report = await execute(discovery.specs(), args, config.credentials())
-        report["summary"] |= discovery.summary()
-        if isinstance(discovery.error, UsageError) and stats.images_total == 0:
-            raise discovery.error
-        if discovery.error:
-            log.error("discovery_failed", error=str(discovery.error))
-        failed = discovery.error is not None or github.truncated
-        return _finish(args, stats, report, failed)
-    finally:
-        github.close()
+COMMANDS = {
+    "copy": run_copy,
+    "registry": run_registry,
+    "verify": run_verify,
+    "restore": run_restore,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     configure_logging(args.log_format, args.log_level)
-    command = run_copy if args.command == "copy" else run_registry
+    command = COMMANDS[args.command]
     try:
         return asyncio.run(command(args))
     except UsageError as exc:

@@ -22,6 +22,7 @@ from backup.reference import Registry, Repository, parse_repository, validate_ho
 DEFAULT_API_URL = "https://api.github.com"
 DEFAULT_SOURCE_REGISTRY = "ghcr.io"
 DEFAULT_USERNAME = "github-org-backup"
+DEFAULT_DEST = "oci:./ghcr-backup"  # a first run needs only a token and an org
 
 
 @dataclass(frozen=True)
@@ -115,11 +116,7 @@ def load_registry_config(
     if bool(org) == bool(user):
         raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
     owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
-    dest = args.dest or env.get("BACKUP_DEST")
-    if not dest:
-        raise UsageError(
-            "no destination: pass --dest or set BACKUP_DEST, e.g. registry.example.com/ghcr-backup"
-        )
+    dest = args.dest or env.get("BACKUP_DEST") or DEFAULT_DEST
     dest_user, dest_password = env.get("DEST_USERNAME"), env.get("DEST_PASSWORD")
     if bool(dest_user) != bool(dest_password):
         raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")

@@ -41,7 +41,7 @@ _SUBJECT_TAG = re.compile(r"sha256-([a-f0-9]{64})(?:\.(?:sig|att|sbom))?", re.AS
 
 
 def decide_tags(tags: dict[str, str], policy: TagPolicy) -> tuple[Decision, ...]:
-    """The policy for ordinary tags; subject tags follow the image they name, whatever the policy."""
+    """Ordinary tags follow the policy; subject tags follow the image they name, whatever it is."""
     subject_tags = {t: m.group(1) for t in tags if (m := _SUBJECT_TAG.fullmatch(t))}
     decisions = select_tags((t for t in tags if t not in subject_tags), policy)
     kept = {tags[d.tag] for d in decisions if d.keep}

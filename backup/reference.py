@@ -97,8 +97,8 @@ class Repository:
     name: str
 
     def __post_init__(self) -> None:
-        if self.registry.layout and not self.name:
-            return  # the layout's root, used as a prefix
+        if not self.name:
+            return  # a registry's or layout's root: only ever a prefix for child()
         validate_repository(self.name)
         if len(self.registry.host) + 1 + len(self.name) > _MAX_NAME_LENGTH:
             raise InvalidReference(
@@ -173,19 +173,23 @@ def _layout_registry(path: str) -> Registry:
     return Registry(str(Path(path).absolute()), layout=True)
 
 
-def parse_repository(text: str) -> Repository:
-    """Parse ``[http://]host[:port]/path`` or ``oci:DIR[:path]`` (no tag, no digest): a prefix."""
+def parse_repository(text: str, *, root: bool = False) -> Repository:
+    """Parse ``[http://]host[:port]/path`` or ``oci:DIR[:path]`` (no tag, no digest): a prefix.
+
+    With ``root``, a bare ``host[:port]`` is the registry's root (for restoring to ghcr.io).
+    """
     if text.startswith("oci:"):
         directory, _, name = text[len("oci:") :].partition(":")
         return Repository(_layout_registry(directory), name.strip("/"))
     rest, plain_http = _split_scheme(text.rstrip("/"))
-    host, sep, path = rest.partition("/")
-    if not sep or not path:
+    host, _, path = rest.partition("/")
+    if not path and not root:
         raise InvalidReference(
             f"{text!r} has no repository path: write host[:port]/path, "
             "e.g. registry.example.com/backup"
         )
-    return Repository(Registry(validate_host(host), plain_http), path)
+    registry = Registry(validate_host(host), plain_http)
+    return Repository(registry, path)
 
 
 def parse_reference(text: str, *, default_tag: str | None = "latest") -> Reference:

@@ -1,0 +1,356 @@
+"""What each command does: copy, registry, verify, restore. Exit codes 0 / 1 / 2 / 143."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import signal
+import sys
+from collections.abc import AsyncIterator, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from backup.auth import Credentials, CredentialStore
+from backup.config import DEFAULT_DEST, RegistryConfig, load_registry_config
+from backup.engine import CopyEngine
+from backup.errors import BackupError, InvalidReference, UsageError
+from backup.github import GitHubPackages
+from backup.plan import PackagePlan, plan_package
+from backup.policy import PackageFilter, TagPolicy
+from backup.reference import Reference, Repository, parse_reference, parse_repository
+from backup.report import Stats, build_report, report_progress, write_report
+from backup.session import HttpSettings, open_clients
+from backup.specs import CopySpec, parse_specs
+from backup.store import Store
+from backup.verify import Verifier
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
+
+log = structlog.get_logger("backup.commands")
+
+
+def _copy_specs(args: argparse.Namespace) -> list[CopySpec]:
+    if args.specs is not None:
+        if args.source or args.destination or args.platform:
+            raise UsageError("give either SRC DST (with --platform) or --specs FILE, not both")
+        try:
+            text = sys.stdin.read() if args.specs == "-" else Path(args.specs).read_text()
+        except OSError as exc:
+            raise UsageError(f"cannot read specs {args.specs}: {exc.strerror}") from None
+        return parse_specs(text)
+    if not (args.source and args.destination):
+        raise UsageError("copy needs SRC and DST, or --specs FILE")
+    parse_reference(args.source)  # raise InvalidReference with the reference's own message
+    parse_reference(args.destination)
+    spec: dict[str, Any] = {"src": args.source, "dst": args.destination}
+    if args.platform:
+        spec["transform"] = {"limitPlatforms": args.platform}
+    return parse_specs(json.dumps(spec))
+
+
+async def execute(
+    specs: Sequence[CopySpec] | AsyncIterator[CopySpec],
+    args: argparse.Namespace,
+    credentials: dict[str, Credentials] | None = None,
+) -> tuple[Stats, dict[str, Any]]:
+    """Run the engine over ``specs``; the stats and the report (not yet written)."""
+    stats = Stats()
+    store = CredentialStore.from_docker_config(explicit=credentials)
+    settings = HttpSettings(
+        ca_file=args.ca_file,
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout,
+        chunk_size=args.chunk_size,
+    )
+    async with open_clients(store, settings) as clients:
+        engine = CopyEngine(clients, stats, concurrency=args.concurrency)
+        progress = asyncio.create_task(report_progress(stats, args.progress_interval))
+        loop = asyncio.get_running_loop()
+
+        def on_signal(name: str) -> None:
+            log.warning("signal_received", signal=name, grace_period_s=args.grace_period)
+            engine.stop()
+            loop.call_later(args.grace_period, engine.abort)
+
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(sig, on_signal, sig.name)
+        try:
+            results = await engine.run(specs)
+        finally:
+            progress.cancel()
+            for sig in (signal.SIGTERM, signal.SIGINT):
+                loop.remove_signal_handler(sig)
+        requests = clients.requests
+    extra = {"requests": requests, "interrupted": engine.stopping}
+    return stats, build_report(stats, results, extra)
+
+
+def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], failed: bool) -> int:
+    log.info("run_finished", **report["summary"])
+    if args.report:
+        write_report(args.report, report)
+    if report["summary"].get("interrupted"):
+        return EXIT_INTERRUPTED
+    return EXIT_FAILED if failed or stats.images_failed else EXIT_OK
+
+
+async def run_copy(args: argparse.Namespace) -> int:
+    stats, report = await execute(_copy_specs(args), args)
+    return _finish(args, stats, report, failed=False)
+
+
+class _Discovery:
+    """Feeds specs to the engine as packages are listed; remembers why discovery stopped."""
+
+    def __init__(self, github: GitHubPackages, config: RegistryConfig) -> None:
+        self.github = github
+        self.config = config
+        self.packages = 0
+        self.plans: list[PackagePlan] = []
+        self.error: BackupError | None = None
+
+    async def specs(self) -> AsyncIterator[CopySpec]:
+        try:
+            async for package in self.github.packages(self.config.wants):
+                self.packages += 1
+                plan = plan_package(package, self.config)
+                self.plans.append(plan)
+                if plan.error:
+                    log.error("package_skipped", package=package.name, error=plan.error)
+                for spec in plan.specs:
+                    yield spec
+        except BackupError as exc:
+            self.error = exc
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "packages": self.packages,
+            "github_requests": self.github.pages_requested,
+            "github_rate_limit_remaining": self.github.rate_limit_remaining,
+            "discovery_truncated": self.github.truncated,
+            "discovery_error": str(self.error) if self.error else None,
+        }
+
+
+async def run_registry(args: argparse.Namespace) -> int:
+    config = load_registry_config(args)
+    github = GitHubPackages(config.owner, config.token, config.api_url)
+    try:
+        if args.dry_run or args.emit_specs:
+            return await _plan_only(args, config, github)
+        discovery = _Discovery(github, config)
+        stats, report = await execute(discovery.specs(), args, config.credentials())
+        report["summary"] |= discovery.summary()
+        if isinstance(discovery.error, UsageError) and stats.images_total == 0:
+            raise discovery.error
+        if discovery.error:
+            log.error("discovery_failed", error=str(discovery.error))
+        failed = discovery.error is not None or github.truncated
+        if args.prune:
+            pruned = await prune(
+                args,
+                config,
+                discovery.plans,
+                discovery.error is None and not github.truncated,
+                dry_run=False,
+            )
+            report["summary"]["tags_pruned"] = pruned
+            failed = failed or pruned is None
+        return _finish(args, stats, report, failed)
+    finally:
+        github.close()
+
+
+async def _plan_only(
+    args: argparse.Namespace, config: RegistryConfig, github: GitHubPackages
+) -> int:
+    plans = []
+    async for package in github.packages(config.wants):
+        plan = plan_package(package, config)
+        plans.append(plan)
+        if args.dry_run:
+            print(plan.render(), flush=True)
+        for spec in plan.specs if args.emit_specs else ():
+            print(json.dumps(spec.to_json()), flush=True)
+    refused = args.prune and args.dry_run and (
+        await prune(args, config, plans, not github.truncated, dry_run=True) is None
+    )
+    if refused:
+        return EXIT_FAILED
+    return EXIT_FAILED if github.truncated else EXIT_OK
+
+
+async def prune(
+    args: argparse.Namespace,
+    config: RegistryConfig,
+    plans: list[PackagePlan],
+    discovery_complete: bool,
+    *,
+    dry_run: bool,
+) -> int | None:
+    """Delete destination tags the policy no longer keeps; None when it refused to run.
+
+    Refuses when discovery was incomplete or found nothing, and skips any package GitHub
+    listed without tags: an empty answer is more likely an error than a real deletion.
+    """
+    if not discovery_complete or not plans:
+        log.error(
+            "prune_refused",
+            reason="discovery was incomplete or found no packages",
+            packages=len(plans),
+        )
+        return None
+    store_credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    deleted = 0
+    async with open_clients(store_credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+        store = clients(config.destination.registry)
+        for plan in plans:
+            if plan.error or not plan.package.tags:
+                continue
+            kept = {s.destination.tag: s.source.digest for s in plan.specs}
+            target = plan.specs[0].destination.repository if plan.specs else None
+            if target is None:
+                continue
+            kept_digests = set(kept.values())
+            for tag in await store.list_tags(target.name):
+                if tag in kept:
+                    continue
+                found = await store.resolve_manifest(target.name, tag)
+                if (
+                    found is not None
+                    and found.digest in kept_digests
+                    and not target.registry.layout
+                ):
+                    # Deleting by digest would take the kept tag with it.
+                    log.warning(
+                        "prune_skipped",
+                        repository=str(target),
+                        tag=tag,
+                        reason="shares its digest with a kept tag",
+                    )
+                    continue
+                if dry_run:
+                    print(f"prune  {target}:{tag}", flush=True)
+                else:
+                    await store.delete_tag(target.name, tag)
+                    log.info("tag_pruned", repository=str(target), tag=tag)
+                deleted += 1
+    return deleted
+
+
+async def _backup_tags(
+    store: Store,
+    prefix: Repository,
+    packages: PackageFilter,
+    include_tags: TagPolicy | None,
+    report: Path | None,
+) -> list[tuple[str, str]]:
+    """(repository, tag) pairs below ``prefix``: from the store's catalog, or a run's report."""
+    try:
+        names = await store.list_repositories()
+    except BackupError as exc:
+        if report is None:
+            raise UsageError(
+                f"cannot list the repositories of {store.registry} ({exc}): pass --from-report "
+                "FILE with the report of the run that wrote the backup"
+            ) from None
+        return _tags_from_report(report, prefix, packages)
+    found: list[tuple[str, str]] = []
+    for name in sorted(names):
+        try:
+            relative = Repository(prefix.registry, name).relative_to(prefix)
+        except InvalidReference:
+            continue
+        if relative is None or not packages.allows(relative):
+            continue
+        for tag in await store.list_tags(name):
+            if include_tags is None or any(p.fullmatch(tag) for p in include_tags.include):
+                found.append((name, tag))
+    return found
+
+
+def _tags_from_report(
+    report: Path, prefix: Repository, packages: PackageFilter
+) -> list[tuple[str, str]]:
+    try:
+        images = json.loads(report.read_text())["images"]
+    except (OSError, ValueError, KeyError) as exc:
+        raise UsageError(f"cannot read report {report}: {exc}") from None
+    found = []
+    for image in images:
+        if image.get("status") == "failed":
+            continue
+        reference = parse_reference(image["destination"])
+        relative = reference.repository.relative_to(prefix)
+        if relative is not None and packages.allows(relative) and reference.tag:
+            found.append((reference.repository.name, reference.tag))
+    return found
+
+
+async def run_verify(args: argparse.Namespace) -> int:
+    prefix = parse_repository(args.dest or os.environ.get("BACKUP_DEST") or DEFAULT_DEST)
+    credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(prefix))
+    async with open_clients(credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+        store = clients(prefix.registry)
+        tags = await _backup_tags(
+            store, prefix, PackageFilter(tuple(args.include_package)), None, args.from_report
+        )
+        result = await Verifier(store, deep=args.deep, concurrency=args.concurrency).verify(tags)
+    for problem in result.problems:
+        print(problem, flush=True)
+    summary = {
+        "tags": result.tags,
+        "manifests": result.manifests,
+        "blobs": result.blobs,
+        "problems": len(result.problems),
+        "deep": args.deep,
+    }
+    log.info("verify_finished", backup=str(prefix), **summary)
+    if args.report:
+        write_report(
+            args.report, {"summary": summary, "problems": [str(p) for p in result.problems]}
+        )
+    if not tags:
+        log.error("verify_found_nothing", backup=str(prefix))
+        return EXIT_FAILED
+    return EXIT_FAILED if result.problems else EXIT_OK
+
+
+async def run_restore(args: argparse.Namespace) -> int:
+    source, target = parse_repository(args.source), parse_repository(args.target, root=True)
+    include = TagPolicy.from_patterns(args.include_tag) if args.include_tag else None
+    credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(target))
+    async with open_clients(credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+        tags = await _backup_tags(
+            clients(source.registry),
+            source,
+            PackageFilter(tuple(args.include_package)),
+            include,
+            args.from_report,
+        )
+    if not tags:
+        raise UsageError(f"nothing to restore below {source}")
+    specs = []
+    for name, tag in tags:
+        relative = Repository(source.registry, name).relative_to(source)
+        assert relative is not None
+        specs.append(
+            CopySpec(
+                Reference(Repository(source.registry, name), tag),
+                Reference(target.child(relative), tag),
+            )
+        )
+    stats, report = await execute(specs, args, _dest_credentials(target))
+    return _finish(args, stats, report, failed=False)
+
+
+def _dest_credentials(prefix: Repository) -> dict[str, Credentials]:
+    user, password = os.environ.get("DEST_USERNAME"), os.environ.get("DEST_PASSWORD")
+    if user and password and not prefix.registry.layout:
+        return {prefix.registry.host: Credentials(user, password)}
+    return {}
