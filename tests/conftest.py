@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import json
 import os
+import secrets
 import subprocess
 import sys
 import uuid
@@ -14,7 +15,9 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.github_api import GitHubStandIn
 from tests.harness.images import Pusher
+from tests.harness.org import Org, build_org
 from tests.harness.registry import RegistryProcess, htpasswd_auth, token_auth
 from tests.harness.tokens import ISSUER, TokenService, read_only, read_write
 from tests.harness.walker import Walker
@@ -126,3 +129,50 @@ def cli(docker_config: Path) -> CliRunner:
 def namespace() -> str:
     """A fresh repository prefix, so tests sharing the session registries never collide."""
     return f"t{uuid.uuid4().hex[:10]}"
+
+
+# A GitHub organisation: packages in the GHCR-like source, listed by a GitHub API stand-in.
+
+GHOSTS = 101  # with the 4 real packages: two pages of the package list
+UNTAGGED = 120  # app's children plus these: two pages of app's versions
+
+
+@pytest.fixture(scope="session")
+def pat(token_service: TokenService) -> str:
+    token = "ghp_" + secrets.token_hex(18)
+    token_service.tokens[token] = read_only
+    return token
+
+
+@pytest.fixture(scope="session")
+def org(source: LiveRegistry) -> Org:
+    return build_org(
+        f"acme{secrets.token_hex(3)}",
+        source.pusher(),
+        ghost_packages=GHOSTS,
+        extra_untagged=UNTAGGED,
+    )
+
+
+@pytest.fixture(scope="session")
+def github(org: Org, pat: str) -> Iterator[GitHubStandIn]:
+    stand_in = GitHubStandIn(
+        owners={org.name: org.api}, tokens={pat: {"read:packages"}, "ghp_norepo": {"repo"}}
+    ).start()
+    yield stand_in
+    stand_in.stop()
+
+
+@pytest.fixture
+def env(
+    tmp_path: Path, pat: str, github: GitHubStandIn, source: LiveRegistry, destination: LiveRegistry
+) -> dict[str, str]:
+    (tmp_path / "empty-docker").mkdir()
+    return {
+        "GITHUB_TOKEN": pat,
+        "GITHUB_API_URL": github.url,
+        "SOURCE_REGISTRY": f"http://{source.host}",
+        "DEST_USERNAME": destination.username,
+        "DEST_PASSWORD": destination.password,
+        "DOCKER_CONFIG": str(tmp_path / "empty-docker"),
+    }

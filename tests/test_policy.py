@@ -150,7 +150,10 @@ def test_signature_tags_follow_their_subject() -> None:
     }
     decisions = {d.tag: d for d in decide_tags(tags, TagPolicy())}
     assert [t for t, d in decisions.items() if d.keep] == [
-        "1.2.10", "sha256-" + "a" * 64, "sha256-" + "a" * 64 + ".att", "sha256-" + "a" * 64 + ".sig"
+        "1.2.10",
+        "sha256-" + "a" * 64,
+        "sha256-" + "a" * 64 + ".att",
+        "sha256-" + "a" * 64 + ".sig",
     ]
     assert decisions["sha256-" + "b" * 64 + ".sig"].reason == "belongs to an image not kept"
     # Even a policy that would drop them does not: they go where their image goes.

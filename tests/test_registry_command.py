@@ -3,16 +3,13 @@
 from __future__ import annotations
 
 import json
-import secrets
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.github_api import GitHubStandIn
-from tests.harness.org import Org, build_org
-from tests.harness.tokens import TokenService, read_only
+from tests.harness.org import Org
 
 pytestmark = pytest.mark.integration
 
@@ -22,49 +19,13 @@ EXPECTED = {
     "team/tools/cli": ["0.1.0", "0.2.1", "edge"],
     "worker": ["3.4.5"],
 }
-GHOSTS = 101  # with the 4 real packages: two pages of the package list
-UNTAGGED = 120  # app's children plus these: two pages of app's versions
 
 
-@pytest.fixture(scope="module")
-def pat(token_service: TokenService) -> str:
-    token = "ghp_" + secrets.token_hex(18)
-    token_service.tokens[token] = read_only
-    return token
-
-
-@pytest.fixture(scope="module")
-def org(source: LiveRegistry) -> Org:
-    return build_org(
-        f"acme{secrets.token_hex(3)}",
-        source.pusher(),
-        ghost_packages=GHOSTS,
-        extra_untagged=UNTAGGED,
-    )
-
-
-@pytest.fixture(scope="module")
-def github(org: Org, pat: str) -> Iterator[GitHubStandIn]:
-    stand_in = GitHubStandIn(
-        owners={org.name: org.api}, tokens={pat: {"read:packages"}, "ghp_norepo": {"repo"}}
-    ).start()
-    yield stand_in
-    stand_in.stop()
-
-
-@pytest.fixture
-def env(
-    tmp_path: Path, pat: str, github: GitHubStandIn, source: LiveRegistry, destination: LiveRegistry
-) -> dict[str, str]:
-    (tmp_path / "empty-docker").mkdir()
-    return {
-        "GITHUB_TOKEN": pat,
-        "GITHUB_API_URL": github.url,
-        "SOURCE_REGISTRY": f"http://{source.host}",
-        "DEST_USERNAME": destination.username,
-        "DEST_PASSWORD": destination.password,
-        "DOCKER_CONFIG": str(tmp_path / "empty-docker"),
-    }
+def expected_tags(org: Org) -> dict[str, list[str]]:
+    """The policy's tags, plus the signature of the kept worker:3.4.5 (app:1.0.0's is dropped)."""
+    found = {package: list(tags) for package, tags in EXPECTED.items()}
+    found["worker"].append(org.signature("worker", "3.4.5"))
+    return {package: sorted(tags) for package, tags in found.items()}
 
 
 def test_backup_holds_exactly_the_policy_tags_with_equal_digests(
@@ -97,7 +58,7 @@ def test_backup_holds_exactly_the_policy_tags_with_equal_digests(
 
     walker = destination.walker()
     copied = 0
-    for package, tags in EXPECTED.items():
+    for package, tags in expected_tags(org).items():
         repository = f"{namespace}/{org.name}/{package}"
         assert walker.tags(repository) == sorted(tags)
         for tag in tags:
@@ -105,7 +66,7 @@ def test_backup_holds_exactly_the_policy_tags_with_equal_digests(
             assert walked.problems == []
             assert walked.digest == org.packages[package][tag].digest
             copied += 1
-    assert copied == summary["images_copied"] == 10
+    assert copied == summary["images_copied"] == 11
 
     package_pages = [r for r in requests if r.split("?")[0].endswith("/packages")]
     version_pages = [r for r in requests if "/versions" in r]
@@ -133,7 +94,7 @@ def test_backup_holds_exactly_the_policy_tags_with_equal_digests(
     )
     assert rerun.returncode == 0
     summary = json.loads(report_path.read_text())["summary"]
-    assert summary["images_skipped"] == 10 and summary["bytes_copied"] == 0
+    assert summary["images_skipped"] == 11 and summary["bytes_copied"] == 0
     # The GitHub version name is the digest: an unchanged tag costs nothing at the source.
     source_requests = summary["requests"].get(env["SOURCE_REGISTRY"], 0)
     assert source_requests == 0
@@ -164,7 +125,8 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     assert result.returncode == 0, result.stderr[-2000:]
     assert destination.process.requests_since(mark) == []
     out = result.stdout
-    assert "app: keep 3, drop 6" in out
+    assert "app: keep 3, drop 7" in out
+    assert f"drop  {org.signature('app', '1.0.0')} belongs to an image not kept" in out
     assert f"keep  1.1.2{' ' * 20}{org.packages['app']['1.1.2'].digest}" in out
     assert "drop  1.0.0                    superseded by 1.0.1" in out
     assert "drop  sha-1a2b3c4              per-commit build" in out
@@ -194,7 +156,7 @@ def test_emit_specs_and_shards(
     everything = cli(*base, env=env)
     assert everything.returncode == 0, everything.stderr[-2000:]
     specs = [json.loads(line) for line in everything.stdout.splitlines()]
-    assert len(specs) == 10
+    assert len(specs) == 11
     assert specs[0]["dst"].startswith(f"{dest}/{org.name}/")
     assert specs[0]["transform"] == {"limitPlatforms": ["linux/arm64"]}
     assert "@sha256:" in specs[0]["src"]
@@ -258,4 +220,4 @@ def test_token_file_instead_of_env(
         env=environment,
     )
     assert result.returncode == 0, result.stderr[-2000:]
-    assert len(result.stdout.splitlines()) == 1
+    assert len(result.stdout.splitlines()) == 2  # worker:3.4.5 and its signature

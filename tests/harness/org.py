@@ -6,7 +6,15 @@ import random
 from dataclasses import dataclass, field
 
 from tests.harness.github_api import StandInPackage
-from tests.harness.images import OCI_LAYER, Blob, Manifest, Pusher, build_image, build_index
+from tests.harness.images import (
+    OCI_LAYER,
+    Blob,
+    Manifest,
+    Pusher,
+    build_artifact,
+    build_image,
+    build_index,
+)
 
 # Each package's tags; tags in one tuple share one image (one digest).
 TAG_SETS: dict[str, list[tuple[str, ...]]] = {
@@ -25,6 +33,14 @@ TAG_SETS: dict[str, list[tuple[str, ...]]] = {
 }
 
 
+# Cosign-style signatures pushed for (package, tag of the signed image).
+SIGNED = [("worker", "3.4.5"), ("app", "1.0.0")]
+
+
+def signature_tag(digest: str) -> str:
+    return digest.replace(":", "-") + ".sig"
+
+
 @dataclass
 class Org:
     name: str
@@ -33,6 +49,9 @@ class Org:
 
     def repository(self, package: str) -> str:
         return f"{self.name}/{package}"
+
+    def signature(self, package: str, tag: str) -> str:
+        return signature_tag(self.packages[package][tag].digest)
 
 
 def build_org(
@@ -68,6 +87,14 @@ def build_org(
             versions.append((index.digest, list(tags)))
             versions.extend((child.digest, []) for _, child in children)
             org.packages[package].update(dict.fromkeys(tags, index))
+        for signed_package, signed_tag in SIGNED:
+            if signed_package == package:
+                subject = org.packages[package][signed_tag]
+                signature = build_artifact(rng, subject)
+                tag = signature_tag(subject.digest)
+                pusher.push_manifest(repository, tag, signature)
+                versions.append((signature.digest, [tag]))
+                org.packages[package][tag] = signature
         if package == "app":
             versions.extend((f"sha256:{n:064x}", []) for n in range(extra_untagged))
         org.api.append(StandInPackage(package, versions))
