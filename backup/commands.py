@@ -177,8 +177,10 @@ async def _plan_only(
             print(plan.render(), flush=True)
         for spec in plan.specs if args.emit_specs else ():
             print(json.dumps(spec.to_json()), flush=True)
-    refused = args.prune and args.dry_run and (
-        await prune(args, config, plans, not github.truncated, dry_run=True) is None
+    refused = (
+        args.prune
+        and args.dry_run
+        and (await prune(args, config, plans, not github.truncated, dry_run=True) is None)
     )
     if refused:
         return EXIT_FAILED
