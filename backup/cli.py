@@ -121,6 +121,17 @@ def _common_options() -> argparse.ArgumentParser:
         "(default %(default)s)",
     )
     common.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's Prometheus metrics to this Pushgateway [PUSHGATEWAY_URL]",
+    )
+    common.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="write the run's Prometheus metrics to FILE (node_exporter textfile format)",
+    )
+    common.add_argument(
         "--progress-interval",
         type=float,
         default=5.0,

@@ -19,6 +19,7 @@ from backup.config import DEFAULT_DEST, RegistryConfig, load_registry_config
 from backup.engine import CopyEngine
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.github import GitHubPackages
+from backup.metrics import MetricsTargets, publish
 from backup.plan import PackagePlan, plan_package
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Reference, Repository, parse_reference, parse_repository
@@ -91,12 +92,20 @@ async def execute(
 
 
 def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], failed: bool) -> int:
-    log.info("run_finished", **report["summary"])
+    summary = report["summary"]
+    log.info("run_finished", **summary)
     if args.report:
         write_report(args.report, report)
-    if report["summary"].get("interrupted"):
-        return EXIT_INTERRUPTED
-    return EXIT_FAILED if failed or stats.images_failed else EXIT_OK
+    if summary.get("interrupted"):
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_FAILED if failed or stats.images_failed else EXIT_OK
+    pushgateway = args.pushgateway or os.environ.get("PUSHGATEWAY_URL")
+    if pushgateway or args.metrics_file:
+        shard = getattr(args, "shard", None) or os.environ.get("JOB_COMPLETION_INDEX") or "all"
+        targets = MetricsTargets(pushgateway, args.metrics_file, shard.replace("/", "-of-"))
+        publish(targets, summary, succeeded=code == EXIT_OK)
+    return code
 
 
 async def run_copy(args: argparse.Namespace) -> int:

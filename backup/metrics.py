@@ -1,0 +1,107 @@
+"""Prometheus metrics for a finished run: pushed to a Pushgateway and/or written as a textfile.
+
+``github_org_backup_last_success_timestamp_seconds`` moves only when a run succeeds: a failed
+run leaves the previous value in place, so an alert on its age catches a string of failures.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import structlog
+from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
+
+from backup.redact import redact_url
+
+log = structlog.get_logger("backup.metrics")
+
+PREFIX = "github_org_backup"
+JOB = "github-org-backup"
+
+
+@dataclass(frozen=True)
+class MetricsTargets:
+    pushgateway: str | None = None
+    textfile: Path | None = None
+    shard: str = "all"
+
+
+def _registry(
+    summary: dict[str, Any], succeeded: bool, last_success: float | None
+) -> CollectorRegistry:
+    registry = CollectorRegistry()
+    images = Gauge(
+        f"{PREFIX}_images", "Images in the last run, by outcome", ["outcome"], registry=registry
+    )
+    for outcome in ("copied", "skipped", "failed"):
+        images.labels(outcome).set(summary.get(f"images_{outcome}", 0))
+    blobs = Gauge(
+        f"{PREFIX}_blobs", "Blobs in the last run, by outcome", ["outcome"], registry=registry
+    )
+    for outcome in ("copied", "mounted", "skipped"):
+        blobs.labels(outcome).set(summary.get(f"blobs_{outcome}", 0))
+    Gauge(
+        f"{PREFIX}_bytes_copied",
+        "Blob bytes that crossed the network in the last run",
+        registry=registry,
+    ).set(summary.get("bytes_copied", 0))
+    Gauge(f"{PREFIX}_duration_seconds", "Duration of the last run", registry=registry).set(
+        summary.get("duration_s", 0)
+    )
+    Gauge(
+        f"{PREFIX}_last_run_success", "1 if the last run succeeded, else 0", registry=registry
+    ).set(1 if succeeded else 0)
+    if last_success is not None:
+        Gauge(
+            f"{PREFIX}_last_success_timestamp_seconds",
+            "End of the last successful run",
+            registry=registry,
+        ).set(last_success)
+    if summary.get("github_rate_limit_remaining") is not None:
+        Gauge(
+            f"{PREFIX}_github_rate_limit_remaining",
+            "GitHub API requests left this hour",
+            registry=registry,
+        ).set(summary["github_rate_limit_remaining"])
+    return registry
+
+
+def _previous_success(textfile: Path) -> float | None:
+    try:
+        text = textfile.read_text()
+    except OSError:
+        return None
+    found = re.search(rf"^{PREFIX}_last_success_timestamp_seconds (\S+)$", text, re.MULTILINE)
+    return float(found.group(1)) if found else None
+
+
+def publish(targets: MetricsTargets, summary: dict[str, Any], succeeded: bool) -> None:
+    """Publish the run's metrics; a failure to publish is logged, never fatal to the run."""
+    now = time.time()
+    if targets.textfile is not None:
+        last = now if succeeded else _previous_success(targets.textfile)
+        try:
+            write_to_textfile(str(targets.textfile), _registry(summary, succeeded, last))
+        except OSError as exc:
+            log.error("metrics_write_failed", path=str(targets.textfile), error=str(exc))
+    if targets.pushgateway is not None:
+        # pushadd replaces only the metrics sent: a failed run leaves last_success alone.
+        registry = _registry(summary, succeeded, now if succeeded else None)
+        try:
+            pushadd_to_gateway(
+                targets.pushgateway,
+                job=JOB,
+                registry=registry,
+                grouping_key={"shard": targets.shard},
+                timeout=30,
+            )
+        except OSError as exc:
+            log.error(
+                "metrics_push_failed",
+                pushgateway=redact_url(targets.pushgateway),
+                error=type(exc).__name__,
+            )
