@@ -1,0 +1,194 @@
+"""deploy/ as shipped: manifests valid against Kubernetes schemas, secure, and in step with the CLI."""
+
+from __future__ import annotations
+
+import copy
+import re
+import shutil
+import subprocess
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from backup.cli import build_parser
+
+ROOT = Path(__file__).resolve().parent.parent
+K8S = ROOT / "deploy" / "kubernetes"
+WORKFLOW = ROOT / "deploy" / "github-actions" / "ghcr-backup.yml"
+
+
+def tool(name: str) -> str:
+    path = shutil.which(name)
+    assert path, f"{name} is missing: pip install -e '.[test]'"
+    return path
+
+
+def load(path: Path) -> list[dict[str, Any]]:
+    return [d for d in yaml.safe_load_all(path.read_text()) if d]
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """A strategic merge for what the sharded patch uses: maps deep, containers by name."""
+    if isinstance(base, dict) and isinstance(patch, dict):
+        return {k: merge(base[k], v) if k in base else v for k, v in (base | patch).items()}
+    if (
+        isinstance(base, list)
+        and isinstance(patch, list)
+        and all(isinstance(i, dict) and "name" in i for i in base + patch)
+    ):
+        by_name = {i["name"]: i for i in base}
+        return [merge(by_name.get(i["name"], {}), i) for i in patch]
+    return patch
+
+
+def sharded_cronjob() -> dict[str, Any]:
+    (base,) = load(K8S / "cronjob.yaml")
+    (patch,) = load(K8S / "sharded" / "cronjob-indexed.yaml")
+    return merge(base, patch)  # type: ignore[no-any-return]
+
+
+def security_problems(cronjob: dict[str, Any]) -> list[str]:
+    """What a hardened, well-behaved backup CronJob must have; empty when all is there."""
+    problems = []
+    spec = cronjob["spec"]
+    job = spec["jobTemplate"]["spec"]
+    pod = job["template"]["spec"]
+    (container,) = pod["containers"]
+    context = container.get("securityContext", {})
+    pod_context = pod.get("securityContext", {})
+    checks = {
+        "concurrencyPolicy Forbid": spec.get("concurrencyPolicy") == "Forbid",
+        "startingDeadlineSeconds": isinstance(spec.get("startingDeadlineSeconds"), int),
+        "activeDeadlineSeconds": isinstance(job.get("activeDeadlineSeconds"), int),
+        "backoffLimit": isinstance(job.get("backoffLimit"), int),
+        "runAsNonRoot": pod_context.get("runAsNonRoot") is True,
+        "runAsUser 65532": pod_context.get("runAsUser") == 65532,
+        "seccomp RuntimeDefault": pod_context.get("seccompProfile", {}).get("type")
+        == "RuntimeDefault",
+        "readOnlyRootFilesystem": context.get("readOnlyRootFilesystem") is True,
+        "allowPrivilegeEscalation false": context.get("allowPrivilegeEscalation") is False,
+        "capabilities drop ALL": context.get("capabilities", {}).get("drop") == ["ALL"],
+        "resource requests": {"cpu", "memory"} <= set(container["resources"]["requests"]),
+        "resource limits": {"cpu", "memory"} <= set(container["resources"]["limits"]),
+        "emptyDir at /tmp": any(
+            m["mountPath"] == "/tmp"
+            and any(v["name"] == m["name"] and "emptyDir" in v for v in pod["volumes"])
+            for m in container["volumeMounts"]
+        ),
+    }
+    problems += [name for name, ok in checks.items() if not ok]
+    grace = [a for a in container["args"] if a.startswith("--grace-period=")]
+    if not grace or pod.get("terminationGracePeriodSeconds", 30) <= float(grace[0].split("=")[1]):
+        problems.append("terminationGracePeriodSeconds must exceed --grace-period")
+    return problems
+
+
+def test_manifests_validate_against_kubernetes_schemas(tmp_path: Path) -> None:
+    """Every manifest, and the sharded CronJob after its patch, passes strict validation."""
+    merged = tmp_path / "cronjob-sharded.yaml"
+    merged.write_text(yaml.safe_dump(sharded_cronjob()))
+    files = [K8S / "configmap.yaml", K8S / "secret.yaml", K8S / "cronjob.yaml", merged]
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", *map(str, files)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 5
+
+    broken = tmp_path / "broken.yaml"
+    document = sharded_cronjob()
+    document["spec"]["jobTemplate"]["spec"]["template"]["spec"]["restartPolicy"] = 3
+    broken.write_text(yaml.safe_dump(document))
+    assert (
+        subprocess.run(
+            [tool("kubernetes-validate"), "--strict", str(broken)], capture_output=True, check=False
+        ).returncode
+        != 0
+    )
+
+
+@pytest.mark.parametrize("variant", ["cronjob", "sharded"])
+def test_cronjob_security_settings(variant: str) -> None:
+    """Non-root 65532, read-only root, no privilege escalation, no capabilities, limits, /tmp."""
+    cronjob = load(K8S / "cronjob.yaml")[0] if variant == "cronjob" else sharded_cronjob()
+    assert security_problems(cronjob) == []
+
+
+def test_security_check_can_fail() -> None:
+    """The check above notices a weakened manifest."""
+    cronjob = copy.deepcopy(load(K8S / "cronjob.yaml")[0])
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    del pod["containers"][0]["securityContext"]["readOnlyRootFilesystem"]
+    pod["terminationGracePeriodSeconds"] = 10
+    assert security_problems(cronjob) == [
+        "readOnlyRootFilesystem",
+        "terminationGracePeriodSeconds must exceed --grace-period",
+    ]
+
+
+def test_sharded_variant_is_an_indexed_job_with_matching_shard_count() -> None:
+    """completions = parallelism = N, and each pod runs --shard-count=N."""
+    job = sharded_cronjob()["spec"]["jobTemplate"]["spec"]
+    args = job["template"]["spec"]["containers"][0]["args"]
+    assert job["completionMode"] == "Indexed"
+    assert (
+        job["completions"]
+        == job["parallelism"]
+        == int(next(a for a in args if a.startswith("--shard-count=")).split("=")[1])
+    )
+
+
+def test_kustomizations_name_existing_files() -> None:
+    """Every kustomization resource and patch exists."""
+    for kustomization in K8S.rglob("kustomization.yaml"):
+        (document,) = load(kustomization)
+        for entry in document.get("resources", []) + [
+            p["path"] for p in document.get("patches", [])
+        ]:
+            assert (kustomization.parent / entry).exists(), entry
+
+
+def test_deployed_arguments_are_real_cli_flags() -> None:
+    """The args in the manifests and the workflow parse with the CLI's own parser."""
+    parser = build_parser()
+    for cronjob in (load(K8S / "cronjob.yaml")[0], sharded_cronjob()):
+        args = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"][0]["args"]
+        parser.parse_args(args)
+    run = next(
+        s["run"]
+        for s in yaml.safe_load(WORKFLOW.read_text())["jobs"]["backup"]["steps"]
+        if "github-org-backup registry" in s.get("run", "")
+    )
+    parser.parse_args(re.sub(r'"[^"]*"', "x", run.split("github-org-backup", 1)[1]).split())
+
+
+def test_workflow_passes_actionlint_and_zizmor() -> None:
+    """The scheduled workflow lints clean, asks for no token permissions and never overlaps."""
+    for command in (
+        [tool("actionlint"), str(WORKFLOW)],
+        [tool("zizmor"), "--offline", "--persona", "pedantic", str(WORKFLOW)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    workflow = yaml.safe_load(WORKFLOW.read_text())
+    triggers = workflow[True]  # YAML 1.1 reads the key "on" as True
+    assert "schedule" in triggers and "workflow_dispatch" in triggers
+    assert workflow["permissions"] == {}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    assert "secrets.GHCR_BACKUP_PAT" in WORKFLOW.read_text()
+
+
+def test_dockerfile_passes_hadolint_and_runs_as_65532() -> None:
+    """hadolint is clean; the final stage is USER 65532 with an exec-form CLI entrypoint."""
+    dockerfile = ROOT / "Dockerfile"
+    result = subprocess.run(
+        [tool("hadolint"), str(dockerfile)], capture_output=True, text=True, check=False
+    )
+    assert result.returncode == 0, result.stdout
+    final = dockerfile.read_text().rsplit("\nFROM ", 1)[1]
+    assert "\nUSER 65532:65532\n" in final
+    assert '\nENTRYPOINT ["/opt/venv/bin/github-org-backup"]\n' in final
