@@ -1,4 +1,4 @@
-"""deploy/ as shipped: manifests valid against Kubernetes schemas, secure, and in step with the CLI."""
+"""deploy/ as shipped: valid against Kubernetes schemas, hardened, and in step with the CLI."""
 
 from __future__ import annotations
 
