@@ -1,0 +1,116 @@
+"""A streaming HTTP proxy that counts requests and body bytes in each direction."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+from dataclasses import dataclass, field
+
+import aiohttp
+from aiohttp import web
+from multidict import CIMultiDict
+
+CHUNK = 1024 * 1024
+
+
+@dataclass
+class Counts:
+    requests: int = 0
+    bytes_in: int = 0  # request bodies: what a client wrote
+    bytes_out: int = 0  # response bodies: what a client read
+    by_method: dict[str, int] = field(default_factory=dict)
+
+    def snapshot(self) -> Counts:
+        return Counts(self.requests, self.bytes_in, self.bytes_out, dict(self.by_method))
+
+    def since(self, before: Counts) -> Counts:
+        return Counts(
+            self.requests - before.requests,
+            self.bytes_in - before.bytes_in,
+            self.bytes_out - before.bytes_out,
+            {k: v - before.by_method.get(k, 0) for k, v in self.by_method.items()},
+        )
+
+
+class CountingProxy:
+    def __init__(self, upstream: str) -> None:
+        self.upstream = upstream
+        self.counts = Counts()
+
+    def start(self) -> CountingProxy:
+        ready = threading.Event()
+        self._loop = asyncio.new_event_loop()
+
+        async def serve() -> None:
+            self._session = aiohttp.ClientSession(
+                auto_decompress=False,
+                connector=aiohttp.TCPConnector(limit=0),
+                timeout=aiohttp.ClientTimeout(total=None),
+            )
+            app = web.Application(client_max_size=2**40)
+            app.router.add_route("*", "/{tail:.*}", self._handle)
+            self._runner = web.AppRunner(app, access_log=None)
+            await self._runner.setup()
+            site = web.TCPSite(self._runner, "127.0.0.1", 0)
+            await site.start()
+            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+            ready.set()
+
+        def run() -> None:
+            asyncio.set_event_loop(self._loop)
+            self._loop.run_until_complete(serve())
+            self._loop.run_forever()
+
+        threading.Thread(target=run, daemon=True).start()
+        ready.wait(10)
+        return self
+
+    def stop(self) -> None:
+        async def close() -> None:
+            await self._runner.cleanup()
+            await self._session.close()
+
+        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.port}"
+
+    async def _request_body(self, request: web.Request):  # type: ignore[no-untyped-def]
+        async for chunk in request.content.iter_chunked(CHUNK):
+            self.counts.bytes_in += len(chunk)
+            yield chunk
+
+    async def _handle(self, request: web.Request) -> web.StreamResponse:
+        self.counts.requests += 1
+        self.counts.by_method[request.method] = self.counts.by_method.get(request.method, 0) + 1
+        # A multidict: clients such as skopeo send one Accept header per media type.
+        headers = CIMultiDict(
+            (k, v) for k, v in request.headers.items() if k.lower() not in ("host", "connection")
+        )
+        body = self._request_body(request) if request.can_read_body else None
+        async with self._session.request(
+            request.method,
+            self.upstream + request.path_qs,
+            headers=headers,
+            data=body,
+            allow_redirects=False,
+        ) as upstream:
+            out = {
+                k: v
+                for k, v in upstream.headers.items()
+                if k.lower() not in ("transfer-encoding", "connection")
+            }
+            if "Location" in out:
+                out["Location"] = out["Location"].replace(self.upstream, f"http://{self.host}")
+            response = web.StreamResponse(status=upstream.status, headers=out)
+            if upstream.content_length is not None:
+                response.content_length = upstream.content_length
+            await response.prepare(request)
+            if request.method != "HEAD":
+                async for chunk in upstream.content.iter_chunked(CHUNK):
+                    self.counts.bytes_out += len(chunk)
+                    await response.write(chunk)
+            await response.write_eof()
+            return response
