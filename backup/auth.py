@@ -202,6 +202,8 @@ class Authenticator:
         self._bearer: Mapping[str, str] = {}
         self._tokens: dict[str, _Token] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._probing = False
+        self._settled = asyncio.Event()
         self.token_fetches = 0
 
     @staticmethod
@@ -209,7 +211,16 @@ class Authenticator:
         return " ".join(sorted(set(scopes)))
 
     async def header(self, scopes: Iterable[str]) -> str | None:
-        """The Authorization value for these scopes, fetching a token if the realm is known."""
+        """The Authorization value for these scopes, fetching a token if the realm is known.
+
+        Until the registry's scheme is known, one request goes ahead as the probe and the
+        others wait for its answer, rather than all collecting the same 401.
+        """
+        if self._scheme is None and not self._settled.is_set():
+            if not self._probing:
+                self._probing = True
+                return None
+            await self._settled.wait()
         if self._scheme == "basic" and self._credentials:
             return self._credentials.basic_header()
         if self._scheme != "bearer":
@@ -220,8 +231,19 @@ class Authenticator:
             token = await self._fetch_locked(key, stale=token)
         return f"Bearer {token.value}"
 
+    def settle(self) -> None:
+        """The probe got an answer (or failed): waiting requests go ahead with what is known."""
+        self._probing = False
+        self._settled.set()
+
     async def challenge(self, header: str | None, scopes: Iterable[str], sent: str | None) -> None:
         """Handle a 401: adopt the challenge's scheme and get a fresh token unless one arrived."""
+        try:
+            await self._adopt(header, scopes, sent)
+        finally:
+            self.settle()
+
+    async def _adopt(self, header: str | None, scopes: Iterable[str], sent: str | None) -> None:
         challenges = parse_challenges(header or "")
         by_scheme = {c.scheme: c for c in challenges}
         if bearer := by_scheme.get("bearer"):

@@ -10,7 +10,7 @@ import signal
 import sys
 from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import structlog
 
@@ -18,8 +18,6 @@ from backup.auth import Credentials, CredentialStore
 from backup.config import DEFAULT_DEST, RegistryConfig, load_registry_config
 from backup.engine import CopyEngine
 from backup.errors import BackupError, InvalidReference, UsageError
-from backup.github import GitHubPackages
-from backup.metrics import MetricsTargets, publish
 from backup.plan import PackagePlan, plan_package
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Reference, Repository, parse_reference, parse_repository
@@ -28,6 +26,9 @@ from backup.session import HttpSettings, open_clients
 from backup.specs import CopySpec, parse_specs
 from backup.store import Store
 from backup.verify import Verifier
+
+if TYPE_CHECKING:
+    from backup.github import GitHubPackages
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
@@ -102,6 +103,8 @@ def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], fail
         code = EXIT_FAILED if failed or stats.images_failed else EXIT_OK
     pushgateway = args.pushgateway or os.environ.get("PUSHGATEWAY_URL")
     if pushgateway or args.metrics_file:
+        from backup.metrics import MetricsTargets, publish  # prometheus_client only when asked
+
         shard = getattr(args, "shard", None) or os.environ.get("JOB_COMPLETION_INDEX") or "all"
         targets = MetricsTargets(pushgateway, args.metrics_file, shard.replace("/", "-of-"))
         publish(targets, summary, succeeded=code == EXIT_OK)
@@ -147,6 +150,8 @@ class _Discovery:
 
 
 async def run_registry(args: argparse.Namespace) -> int:
+    from backup.github import GitHubPackages  # PyGithub is heavy: only this command needs it
+
     config = load_registry_config(args)
     github = GitHubPackages(config.owner, config.token, config.api_url)
     try:

@@ -14,8 +14,8 @@ from pathlib import Path
 
 from backup.auth import Credentials
 from backup.errors import InvalidReference, UsageError
-from backup.github import Owner
 from backup.oci import Platform
+from backup.packages import Owner
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Registry, Repository, parse_repository, validate_host
 

@@ -11,9 +11,7 @@ import asyncio
 import concurrent.futures
 import functools
 from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass
-from typing import Any, Literal
-from urllib.parse import quote
+from typing import Any
 
 import requests
 import structlog
@@ -22,6 +20,7 @@ from github.GithubObject import NonCompletableGithubObject
 from github.PaginatedList import PaginatedList
 
 from backup.errors import BackupError, InvalidReference, UsageError
+from backup.packages import Owner, Package
 from backup.reference import validate_digest, validate_tag
 
 log = structlog.get_logger("backup.github")
@@ -42,29 +41,6 @@ class GitHubAccessError(UsageError):
 
 class GitHubUnavailable(BackupError):
     """The GitHub API could not be reached or kept failing."""
-
-
-@dataclass(frozen=True)
-class Owner:
-    kind: Literal["orgs", "users"]
-    name: str
-
-    def packages_path(self) -> str:
-        return f"/{self.kind}/{quote(self.name, safe='')}/packages"
-
-    def versions_path(self, package: str) -> str:
-        # Nested package names (team/app) must be sent as team%2Fapp.
-        return f"{self.packages_path()}/container/{quote(package, safe='')}/versions"
-
-    def __str__(self) -> str:
-        return f"{'organisation' if self.kind == 'orgs' else 'user'} {self.name!r}"
-
-
-@dataclass(frozen=True)
-class Package:
-    name: str
-    tags: dict[str, str]  # tag -> manifest digest
-    untagged: int
 
 
 class _Json(NonCompletableGithubObject):

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 from backup.config import RegistryConfig
 from backup.errors import InvalidReference
-from backup.github import Package
+from backup.packages import Package
 from backup.policy import Decision, TagPolicy, select_tags
 from backup.reference import Reference, Repository
 from backup.specs import CopySpec

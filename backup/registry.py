@@ -436,12 +436,16 @@ class RegistryClient:
             retries_left = replayable and attempt < self.policy.attempts
             try:
                 resp = await self._send(method, url, sent, data)
-            except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
+                if resp.status != 401:
+                    self._auth.settle()
+            except aiohttp.ClientSSLError as exc:
+                self._auth.settle()  # not transient: retrying will not fix trust
                 raise RegistryError(
                     f"TLS to {url.host} failed ({type(exc).__name__}): if it uses a private CA, "
                     "pass --ca-file with that CA's PEM bundle"
                 ) from None
             except RETRYABLE_EXCEPTIONS as exc:
+                self._auth.settle()
                 if not retries_left or time.monotonic() >= deadline:
                     raise TransientError(
                         f"{method} {redact_url(url)} failed after {attempt} attempt(s): "

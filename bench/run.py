@@ -32,7 +32,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from bench.countingproxy import Counts, CountingProxy  # noqa: E402
+from bench.countingproxy import CountingProxy, Counts  # noqa: E402
 from tests.harness.bigblob import push_big_image  # noqa: E402
 from tests.harness.images import (  # noqa: E402
     OCI_CONFIG,
