@@ -17,7 +17,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from backup.errors import BackupError, NotFound
+from backup.errors import BackupError
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
@@ -136,16 +136,17 @@ class CopyEngine:
         src, dst = spec.source, spec.destination
         source = self._client_for(src.repository.registry)
         target = self._client_for(dst.repository.registry)
+        manifest: Manifest | None = None
         digest = src.digest
         if digest is None:
-            found = await source.resolve_manifest(src.repository.name, src.identifier)
-            if found is None:
-                raise NotFound(f"{src} not found")
-            digest = found.digest
+            # One GET, hashed here, rather than a HEAD whose digest header we would have to trust.
+            manifest = await source.get_manifest(src.repository.name, src.identifier)
+            digest = manifest.digest
         existing = await target.resolve_manifest(dst.repository.name, dst.identifier)
         if existing is not None and existing.digest == digest and not spec.platforms:
             return "skipped", digest
-        manifest = await source.get_manifest(src.repository.name, digest)
+        if manifest is None:
+            manifest = await source.get_manifest(src.repository.name, digest)
         if spec.platforms:
             manifest = manifest.limit_platforms(spec.platforms)
             if existing is not None and existing.digest == manifest.digest:

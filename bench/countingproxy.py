@@ -33,8 +33,9 @@ class Counts:
 
 
 class CountingProxy:
-    def __init__(self, upstream: str) -> None:
+    def __init__(self, upstream: str, registry: object = None) -> None:
         self.upstream = upstream
+        self.registry = registry  # what stands behind it, for the benchmark's bookkeeping
         self.counts = Counts()
 
     def start(self) -> CountingProxy:

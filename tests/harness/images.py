@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Callable, Iterator
@@ -283,15 +284,22 @@ class Pusher:
         headers = dict(headers or {})
         if (auth := self.authorize(repository)) is not None:
             headers["Authorization"] = auth
-        request = urllib.request.Request(url, data=data, method=method, headers=headers)
-        try:
-            with urllib.request.urlopen(request, timeout=60) as response:
-                response.read()
-                return response.status, dict(response.headers)
-        except urllib.error.HTTPError as error:
-            if method == "HEAD" and error.code == 404:
-                return 404, {}
-            raise RuntimeError(f"{method} {url}: {error.code} {error.read()[:300]!r}") from None
+        replayable = data is None or isinstance(data, bytes)
+        for attempt in range(3 if replayable else 1):
+            request = urllib.request.Request(url, data=data, method=method, headers=headers)
+            try:
+                with urllib.request.urlopen(request, timeout=60) as response:
+                    response.read()
+                    return response.status, dict(response.headers)
+            except urllib.error.HTTPError as error:
+                if method == "HEAD" and error.code == 404:
+                    return 404, {}
+                # The registry answers an occasional 500 under parallel pushes: try again.
+                if error.code >= 500 and attempt < 2 and replayable and method in ("HEAD", "GET"):
+                    time.sleep(0.2)
+                    continue
+                raise RuntimeError(f"{method} {url}: {error.code} {error.read()[:300]!r}") from None
+        raise AssertionError("unreachable")
 
     def push_blob(self, repository: str, blob: Blob) -> None:
         status, _ = self._call(
