@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
-import threading
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
 from multidict import CIMultiDict
+
+from tests.harness.background import BackgroundLoop
 
 CHUNK = 1024 * 1024
 
@@ -39,40 +39,19 @@ class CountingProxy:
         self.counts = Counts()
 
     def start(self) -> CountingProxy:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            self._session = aiohttp.ClientSession(
-                auto_decompress=False,
-                connector=aiohttp.TCPConnector(limit=0),
-                timeout=aiohttp.ClientTimeout(total=None),
-            )
-            app = web.Application(client_max_size=2**40)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            self._runner = web.AppRunner(app, access_log=None)
-            await self._runner.setup()
-            site = web.TCPSite(self._runner, "127.0.0.1", 0)
-            await site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
+        self._background = BackgroundLoop()
+        self._session = self._background.session(
+            auto_decompress=False,
+            limit=0,
+            timeout=aiohttp.ClientTimeout(total=None),
+        )
+        app = web.Application(client_max_size=2**40)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        self.port = self._background.serve(app)
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            await self._runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._background.stop()
 
     @property
     def host(self) -> str:

@@ -355,7 +355,8 @@ def curl_pipe(setup: Setup, repository: str, digest: str, destination: RegistryP
     location = re.search(r"(?im)^location: (\S+)", headers).group(1)  # type: ignore[union-attr]
     started = time.perf_counter()
     subprocess.run(
-        f'curl -sf -H "Authorization: Bearer {token}" "{setup.source.url}/v2/{repository}/blobs/{digest}"'
+        f'curl -sf -H "Authorization: Bearer {token}" '
+        f'"{setup.source.url}/v2/{repository}/blobs/{digest}"'
         f' | curl -sf -u "{basic}" -T - -H "Content-Type: application/octet-stream" '
         f'"{location}&digest={digest}"',
         shell=True,
@@ -637,7 +638,8 @@ def write_results(
         "",
         "| tool | wall s | MiB/s | peak RSS MiB |",
         "| --- | --- | --- | --- |",
-        f"| github-org-backup copy | {big_ours:.2f} | {size / 2**20 / big_ours:.0f} | {big_rss:.0f} |",
+        f"| github-org-backup copy | {big_ours:.2f} | {size / 2**20 / big_ours:.0f} "
+        f"| {big_rss:.0f} |",
         f"| curl GET \\| curl PUT | {big_curl:.2f} | {size / 2**20 / big_curl:.0f} | |",
     ]
     if scale is not None and scale_rounds:

@@ -12,13 +12,14 @@ import email.utils
 import random
 import re
 import secrets
-import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+
+from tests.harness.background import BackgroundLoop
 
 CHUNK = 64 * 1024
 
@@ -40,6 +41,8 @@ class FaultProxy:
     rules: list[Rule] = field(default_factory=list)
     seed: int = 0
     bandwidth_bps: float | None = None  # throttle response bodies (for kill tests)
+    # Serve the OCI 1.1 referrers API, which the Debian registry lacks: subject -> referrers.
+    referrers: dict[str, list[dict[str, object]]] | None = None
     ignore_range: bool = False  # answer ranged GETs from byte 0, as some servers do
     stall_s: float = 3.0
     injected: Counter[str] = field(default_factory=Counter)
@@ -55,50 +58,22 @@ class FaultProxy:
         self._unauthorized: set[str] = set()
         self.cdn_secret = "sig=" + secrets.token_hex(8)
 
-    # Lifecycle (a private event loop in a daemon thread)
+    # Lifecycle
 
     def start(self) -> FaultProxy:
-        ready = threading.Event()
-        self._loop = asyncio.new_event_loop()
-
-        async def serve() -> None:
-            self._session = aiohttp.ClientSession(auto_decompress=False)
-            app = web.Application(client_max_size=2**31)
-            app.router.add_route("*", "/{tail:.*}", self._handle)
-            cdn = web.Application()
-            cdn.router.add_get("/blob/{key}", self._serve_cdn)
-            self._runners = [
-                web.AppRunner(app, access_log=None),
-                web.AppRunner(cdn, access_log=None),
-            ]
-            for runner in self._runners:
-                await runner.setup()
-            site = web.TCPSite(self._runners[0], "127.0.0.1", 0)
-            cdn_site = web.TCPSite(self._runners[1], "127.0.0.1", 0)
-            await site.start()
-            await cdn_site.start()
-            self.port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-            # "localhost" is another origin than 127.0.0.1: a different host, as a CDN is.
-            self.cdn_origin = f"http://localhost:{cdn_site._server.sockets[0].getsockname()[1]}"  # type: ignore[union-attr]
-            ready.set()
-
-        def run() -> None:
-            asyncio.set_event_loop(self._loop)
-            self._loop.run_until_complete(serve())
-            self._loop.run_forever()
-
-        threading.Thread(target=run, daemon=True).start()
-        ready.wait(10)
+        self._background = BackgroundLoop()
+        self._session = self._background.session(auto_decompress=False)
+        app = web.Application(client_max_size=2**31)
+        app.router.add_route("*", "/{tail:.*}", self._handle)
+        cdn = web.Application()
+        cdn.router.add_get("/blob/{key}", self._serve_cdn)
+        self.port = self._background.serve(app)
+        # "localhost" is another origin than 127.0.0.1: a different host, as a CDN is.
+        self.cdn_origin = f"http://localhost:{self._background.serve(cdn)}"
         return self
 
     def stop(self) -> None:
-        async def close() -> None:
-            for runner in self._runners:
-                await runner.cleanup()
-            await self._session.close()
-
-        asyncio.run_coroutine_threadsafe(close(), self._loop).result(10)
-        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._background.stop()
 
     @property
     def host(self) -> str:
@@ -134,6 +109,8 @@ class FaultProxy:
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
         self.requests += 1
+        if "/referrers/" in request.path and request.method == "GET":
+            return self._serve_referrers(request)
         fault = self._choose(request)
         if fault and (response := await self._early_fault(fault, request)) is not None:
             return response
@@ -231,6 +208,14 @@ class FaultProxy:
             return response
         await response.write_eof()
         return response
+
+    def _serve_referrers(self, request: web.Request) -> web.StreamResponse:
+        if self.referrers is None:
+            return web.Response(status=404)
+        subject = request.path.rsplit("/", 1)[1]
+        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
+                 "manifests": self.referrers.get(subject, [])}
+        return web.json_response(index, content_type="application/vnd.oci.image.index.v1+json")
 
     async def _redirect(self, request: web.Request, expired: bool) -> web.StreamResponse:
         headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
