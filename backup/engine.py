@@ -155,7 +155,26 @@ class CopyEngine:
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
+        await self._copy_referrers(source, digest, src.repository, dst.repository, bound)
         return "copied", manifest.digest
+
+    async def _copy_referrers(
+        self,
+        source: Store,
+        digest: str,
+        src: Repository,
+        dst: Repository,
+        bound: structlog.BoundLogger,
+    ) -> None:
+        """Signatures, SBOMs and attestations that name this image (OCI 1.1 ``subject``).
+
+        Copied by digest after the image; a destination with the referrers API indexes them by
+        their subject. Sources without the API (GHCR) use fallback tags, which are tags.
+        """
+        referrers = await source.list_referrers(src.name, digest)
+        if referrers:
+            await _all(self._ensure_manifest(referrer, src, dst) for referrer in referrers)
+            bound.info("referrers_copied", digest=digest, count=len(referrers))
 
     async def _place_content(self, manifest: Manifest, src: Repository, dst: Repository) -> None:
         """Put everything ``manifest`` references at ``dst``: child manifests or blobs."""

@@ -151,6 +151,9 @@ class LayoutStore:
         ] + [entry]
         await self._commit_index()
 
+    async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
+        return None  # a layout has no referrers API; fallback tags travel as tags
+
     async def list_tags(self, name: str) -> list[str]:
         prefix = f"{name}:"
         return sorted(

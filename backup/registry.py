@@ -33,6 +33,7 @@ from backup.errors import (
 from backup.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
+    OCI_INDEX,
     Descriptor,
     Manifest,
     digest_of,
@@ -90,6 +91,7 @@ class RegistryClient:
         self.policy = policy or RetryPolicy()
         self._backoff = HostBackoff()
         self._origin = yarl.URL(registry.base_url).origin()
+        self._has_referrers_api = True
         self.requests = 0
 
     @property
@@ -288,6 +290,25 @@ class RegistryClient:
         if buffer:
             location = await self.patch_chunk(name, location, bytes(buffer), offset)
         await self.finish_upload(name, location, blob)
+
+    async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
+        """``GET /v2/<name>/referrers/<digest>`` (OCI 1.1); None where the API is missing."""
+        if not self._has_referrers_api:
+            return None
+        url: yarl.URL | None = self._url(name, "referrers", digest)
+        found: list[Descriptor] = []
+        while url is not None:
+            headers = {"Accept": OCI_INDEX}
+            async with await self._request("GET", url, scopes=pull(name), headers=headers) as resp:
+                if resp.status in (404, 405, 400):  # GHCR and distribution 2.8 have no such API
+                    self._has_referrers_api = False  # ask once per registry and run, not per image
+                    return None
+                await self._expect(resp, (200,), f"list referrers of {name}@{digest}")
+                raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
+                link = _next_link(resp)
+            found += parse_manifest(raw, OCI_INDEX).children()
+            url = None if link is None else self._same_origin(url, link, "referrers")
+        return found
 
     async def list_repositories(self) -> list[str]:
         """Every repository in ``/v2/_catalog`` (paginated, same origin only)."""

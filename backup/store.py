@@ -49,6 +49,9 @@ class Store(Protocol):
     ) -> None:
         """Store a blob from a stream; the caller verifies the bytes as they pass."""
 
+    async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
+        """Manifests whose subject is ``digest`` (OCI 1.1), or None without a referrers API."""
+
     async def list_tags(self, name: str) -> list[str]:
         """Every tag of a repository (empty if it does not exist)."""
 

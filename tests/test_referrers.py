@@ -38,28 +38,46 @@ def api(source: LiveRegistry) -> Iterator[FaultProxy]:
 
 
 def test_referrers_are_copied_when_the_source_lists_them(
-    signed: tuple[Image, Manifest], api: FaultProxy, source: LiveRegistry,
-    destination: LiveRegistry, tmp_path: Path,
+    signed: tuple[Image, Manifest],
+    api: FaultProxy,
+    source: LiveRegistry,
+    destination: LiveRegistry,
+    tmp_path: Path,
 ) -> None:
     """With the API, the SBOM arrives by digest; without it (404), the copy still succeeds."""
     image, sbom = signed
-    api.referrers = {image.manifest.digest: [{
-        "mediaType": OCI_MANIFEST, "digest": sbom.digest, "size": len(sbom.raw),
-        "artifactType": "application/spdx+json"}]}
+    api.referrers = {
+        image.manifest.digest: [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": sbom.digest,
+                "size": len(sbom.raw),
+                "artifactType": "application/spdx+json",
+            }
+        ]
+    }
     config = tmp_path / "docker"
     config.mkdir()
-    auths = {host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
-             for host, user, password in ((api.host, source.username, source.password),
-                                          (destination.host, destination.username,
-                                           destination.password))}
+    auths = {
+        host: {"auth": base64.b64encode(f"{user}:{password}".encode()).decode()}
+        for host, user, password in (
+            (api.host, source.username, source.password),
+            (destination.host, destination.username, destination.password),
+        )
+    }
     (config / "config.json").write_text(json.dumps({"auths": auths}))
     walker = destination.walker()
     for path, listed in (("with-api", True), ("without-api", False)):
         if not listed:
             api.referrers = None
-        result = run_cli(["copy", f"http://{api.host}/{image.repository}:{image.tag}",
-                          f"http://{destination.host}/{path}/{image.repository}:{image.tag}"],
-                         config)
+        result = run_cli(
+            [
+                "copy",
+                f"http://{api.host}/{image.repository}:{image.tag}",
+                f"http://{destination.host}/{path}/{image.repository}:{image.tag}",
+            ],
+            config,
+        )
         assert result.returncode == 0, result.stderr[-2000:]
         copied = walker.manifest(f"{path}/{image.repository}", sbom.digest)
         assert (copied == sbom.raw) is listed

@@ -209,3 +209,31 @@ async def test_tag_pagination_stays_on_the_same_origin(client: RegistryClient) -
         )
         with pytest.raises(UnsafeRedirect, match="another origin"):
             await client.list_tags("a")
+
+
+async def test_referrers_api_and_its_absence(client: RegistryClient) -> None:
+    """A 200 index lists referrers; a 404 means no API, and it is not asked again."""
+    url = f"{BASE}/v2/a/referrers/{DIGEST}"
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [
+            {
+                "mediaType": OCI_MANIFEST,
+                "digest": "sha256:" + "5" * 64,
+                "size": 10,
+                "artifactType": "application/spdx+json",
+            }
+        ],
+    }
+    with aioresponses() as mocked:
+        mocked.get(
+            url, payload=index, headers={"Content-Type": "application/vnd.oci.image.index.v1+json"}
+        )
+        found = await client.list_referrers("a", DIGEST)
+        assert found is not None and [d.digest for d in found] == ["sha256:" + "5" * 64]
+        mocked.get(url, status=404)
+        assert await client.list_referrers("a", DIGEST) is None
+        requests = client.requests
+        assert await client.list_referrers("a", DIGEST) is None
+        assert client.requests == requests

@@ -213,8 +213,11 @@ class FaultProxy:
         if self.referrers is None:
             return web.Response(status=404)
         subject = request.path.rsplit("/", 1)[1]
-        index = {"schemaVersion": 2, "mediaType": "application/vnd.oci.image.index.v1+json",
-                 "manifests": self.referrers.get(subject, [])}
+        index = {
+            "schemaVersion": 2,
+            "mediaType": "application/vnd.oci.image.index.v1+json",
+            "manifests": self.referrers.get(subject, []),
+        }
         return web.json_response(index, content_type="application/vnd.oci.image.index.v1+json")
 
     async def _redirect(self, request: web.Request, expired: bool) -> web.StreamResponse:
