@@ -163,11 +163,18 @@ class RegistryClient:
                 )
             raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
             content_type = resp.headers.get("Content-Type")
-        if expected is None and identifier.startswith(("sha256:", "sha512:")):
-            # Pinned by digest: the hash is checked before a single byte is parsed.
-            actual = digest_of(raw, identifier.partition(":")[0])
-            if actual != identifier:
-                raise DigestMismatch(f"manifest {name}@{identifier} hashes to {actual}")
+            claimed = resp.headers.get("Docker-Content-Digest")
+        pinned = identifier if identifier.startswith(("sha256:", "sha512:")) else None
+        # Pinned by digest, the hash is checked before a single byte is parsed. By tag, the
+        # registry's Docker-Content-Digest is never trusted over the hash, but a registry
+        # contradicting itself means the bytes were altered on the way: fetch them again.
+        wanted = pinned or _valid_digest(claimed)
+        if expected is None and wanted is not None:
+            actual = digest_of(raw, wanted.partition(":")[0])
+            if actual != wanted:
+                raise DigestMismatch(
+                    f"manifest {name}:{identifier} hashes to {actual}, not {wanted}"
+                )
         return parse_manifest(raw, content_type, expected)
 
     async def put_manifest(self, name: str, identifier: str, manifest: Manifest) -> None:
@@ -550,6 +557,13 @@ class RegistryClient:
                 f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def _valid_digest(value: str | None) -> str | None:
+    try:
+        return validate_digest(value) if value else None
+    except ValueError:
+        return None
 
 
 def _next_link(resp: aiohttp.ClientResponse) -> str | None:

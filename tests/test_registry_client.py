@@ -237,3 +237,26 @@ async def test_referrers_api_and_its_absence(client: RegistryClient) -> None:
         requests = client.requests
         assert await client.list_referrers("a", DIGEST) is None
         assert client.requests == requests
+
+
+async def test_tag_fetch_that_contradicts_its_own_digest_header_is_refused(
+    client: RegistryClient,
+) -> None:
+    """By tag there is nothing to pin, but bytes that do not hash to the registry's own
+    Docker-Content-Digest were altered on the way: fetched again, then refused."""
+    other = RAW + b"\n"
+    with aioresponses() as mocked:
+        mocked.get(
+            f"{BASE}/v2/a/manifests/v1",
+            body=other,
+            repeat=True,
+            headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST},
+        )
+        with pytest.raises(DigestMismatch):
+            await client.get_manifest("a", "v1")
+        mocked.get(
+            f"{BASE}/v2/a/manifests/v2",
+            body=RAW,
+            headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST},
+        )
+        assert (await client.get_manifest("a", "v2")).digest == DIGEST
