@@ -377,7 +377,3 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-
-
-if __name__ == "__main__":
-    sys.exit(main(sys.argv[1:] if len(sys.argv) > 1 else None))

@@ -38,16 +38,16 @@ class _Place:
 
 
 class CopyEngine:
-    """Copies images between registries. One instance per run: it remembers what it placed."""
+    """Copies images between stores. One per run: it remembers what it placed."""
 
     def __init__(
         self,
-        client_for: Callable[[Registry], Store],
+        store_for: Callable[[Registry], Store],
         stats: Stats,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
     ) -> None:
-        self._client_for = client_for
+        self._store_for = store_for
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
         self._transfers = asyncio.Semaphore(concurrency)
@@ -134,8 +134,8 @@ class CopyEngine:
         self, spec: CopySpec, bound: structlog.BoundLogger
     ) -> tuple[Status, str]:
         src, dst = spec.source, spec.destination
-        source = self._client_for(src.repository.registry)
-        target = self._client_for(dst.repository.registry)
+        source = self._store_for(src.repository.registry)
+        target = self._store_for(dst.repository.registry)
         manifest: Manifest | None = None
         digest = src.digest
         if digest is None:
@@ -193,12 +193,12 @@ class CopyEngine:
         )
 
     async def _copy_child(self, child: Descriptor, src: Repository, dst: Repository) -> None:
-        target = self._client_for(dst.registry)
+        target = self._store_for(dst.registry)
         # A registry accepts a manifest only when all it references is present, so a child
         # that exists is complete: nothing below it needs checking (this is what resumes).
         if await target.resolve_manifest(dst.name, child.digest) is not None:
             return
-        manifest = await self._client_for(src.registry).get_manifest(src.name, child.digest, child)
+        manifest = await self._store_for(src.registry).get_manifest(src.name, child.digest, child)
         await self._place_content(manifest, src, dst)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
@@ -215,7 +215,7 @@ class CopyEngine:
         while (leader := self._blob_leaders.get(key)) is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(leader)
-        target = self._client_for(dst.registry)
+        target = self._store_for(dst.registry)
         if homes := self._blob_homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
             if location is None:
@@ -245,9 +245,9 @@ class CopyEngine:
     ) -> None:
         async with self._transfers:
             await transfer_blob(
-                self._client_for(src.registry),
+                self._store_for(src.registry),
                 src.name,
-                self._client_for(dst.registry),
+                self._store_for(dst.registry),
                 dst.name,
                 blob,
                 self.stats,
