@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import base64
 import json
-import os
 import secrets
 import subprocess
-import sys
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -15,14 +13,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.harness.clirun import run_cli
 from tests.harness.github_api import GitHubStandIn
 from tests.harness.images import Pusher
 from tests.harness.org import Org, build_org
 from tests.harness.registry import RegistryProcess, htpasswd_auth, token_auth
 from tests.harness.tokens import ISSUER, TokenService, read_only, read_write
 from tests.harness.walker import Walker
-
-ROOT = Path(__file__).resolve().parent.parent
 
 
 @dataclass
@@ -108,19 +105,7 @@ def cli(docker_config: Path) -> CliRunner:
         env: dict[str, str] | None = None,
         timeout: float = 300,
     ) -> subprocess.CompletedProcess[str]:
-        environment = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-        environment |= {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(ROOT)}
-        environment |= env or {}
-        return subprocess.run(
-            [sys.executable, "-m", "backup", *args],
-            input=input,
-            capture_output=True,
-            text=True,
-            env=environment,
-            timeout=timeout,
-            cwd=ROOT,
-            check=False,
-        )
+        return run_cli(list(args), docker_config, input, env, timeout)
 
     return run
 

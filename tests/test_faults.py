@@ -18,10 +18,10 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveRegistry
+from tests.harness.clirun import ROOT, cli_env
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import Corpus, generate_corpus
 from tests.harness.scenarios import (
-    ROOT,
     Outcome,
     Scenario,
     find_leaks,
@@ -236,8 +236,7 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
     src.bandwidth_bps = 512 * 2**10  # per response: slow enough that kills land mid-transfer
     prefix = f"kill{random.randrange(10**6)}"
     specs = specs_through(corpus, src, dst, prefix)
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    env |= {"DOCKER_CONFIG": str(proxy_docker_config), "PYTHONPATH": str(ROOT)}
+    env = cli_env(proxy_docker_config)
     rng = random.Random(7)
     kills = int(os.environ.get("KILL_RUNS", "6")) * (1 + SOAK)
     walker = destination.walker()
@@ -308,8 +307,7 @@ def test_sigterm_stops_within_grace_period_and_writes_the_report(
     src.bandwidth_bps = 256 * 2**10
     prefix = f"term{random.randrange(10**6)}"
     report = tmp_path / "report.json"
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    env |= {"DOCKER_CONFIG": str(proxy_docker_config), "PYTHONPATH": str(ROOT)}
+    env = cli_env(proxy_docker_config)
     specs = tmp_path / "specs.json"
     specs.write_text(specs_through(corpus, src, dst, prefix))
     try:

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import ROOT, LiveRegistry
+from tests.conftest import LiveRegistry
 from tests.harness.bigblob import push_big_image
+from tests.harness.clirun import ROOT
 from tests.harness.registry import require_binary
 
 pytestmark = pytest.mark.integration

@@ -3,18 +3,15 @@
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from tests.harness.clirun import run_cli
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.images import Corpus
 from tests.harness.walker import Walker
 
-ROOT = Path(__file__).resolve().parents[2]
 # Log events that show how the client coped, as "observed behaviour".
 COPING_EVENTS = (
     "request_retry",
@@ -56,23 +53,6 @@ class Outcome:
     def behaviour(self) -> str:
         parts = [f"{name.replace('_', ' ')} ×{n}" for name, n in sorted(self.events.items())]
         return ", ".join(parts) or "no retries needed"
-
-
-def run_cli(
-    args: list[str], docker_config: Path, input_text: str | None = None, timeout: float = 300
-) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    env |= {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(ROOT)}
-    return subprocess.run(
-        [sys.executable, "-m", "backup", *args],
-        input=input_text,
-        capture_output=True,
-        text=True,
-        env=env,
-        timeout=timeout,
-        cwd=ROOT,
-        check=False,
-    )
 
 
 def specs_through(corpus: Corpus, source: FaultProxy, destination: FaultProxy, prefix: str) -> str:
