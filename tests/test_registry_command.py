@@ -221,3 +221,29 @@ def test_token_file_instead_of_env(
     )
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.splitlines()) == 2  # worker:3.4.5 and its signature
+
+
+def test_the_10000_package_cap_is_reported(
+    cli: CliRunner,
+    github: GitHubStandIn,
+    env: dict[str, str],
+) -> None:
+    """GitHub stops listing an org's packages at 10,000: the run says so and exits 1."""
+    from tests.harness.github_api import StandInPackage
+
+    github.owners["huge-org"] = [StandInPackage(f"p{n}", []) for n in range(10_050)]
+    result = cli(
+        "registry",
+        "--org",
+        "huge-org",
+        "--dest",
+        "r.example.com/b",
+        "--dry-run",
+        "--include-package",
+        "none",
+        env=env,
+        timeout=600,
+    )
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert '"event": "package_list_truncated"' in result.stderr
+    assert '"listed": 10000' in result.stderr
