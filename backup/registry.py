@@ -226,8 +226,7 @@ class RegistryClient:
         self, name: str, location: yarl.URL, descriptor: Descriptor, body: AsyncIterable[bytes]
     ) -> None:
         """Finish an upload session with the whole body in one PUT (monolithic upload)."""
-        separator = "&" if location.raw_query_string else "?"
-        url = yarl.URL(f"{location}{separator}digest={descriptor.digest}", encoded=True)
+        url = _with_digest(location, descriptor.digest)
         headers = {
             "Content-Type": "application/octet-stream",
             "Content-Length": str(descriptor.size),
@@ -389,8 +388,7 @@ class RegistryClient:
 
     async def finish_upload(self, name: str, location: yarl.URL, descriptor: Descriptor) -> None:
         """Close a chunked upload with an empty PUT naming the digest."""
-        separator = "&" if location.raw_query_string else "?"
-        url = yarl.URL(f"{location}{separator}digest={descriptor.digest}", encoded=True)
+        url = _with_digest(location, descriptor.digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": "0"}
         async with await self._request(
             "PUT", url, scopes=push(name), headers=headers, data=b""
@@ -557,6 +555,13 @@ class RegistryClient:
                 f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def _with_digest(location: yarl.URL, digest: str) -> yarl.URL:
+    """The upload URL that commits ``digest``: appended to the registry's own query, which
+    carries the session state and must not be rebuilt or re-quoted."""
+    separator = "&" if location.raw_query_string else "?"
+    return yarl.URL(f"{location}{separator}digest={digest}", encoded=True)
 
 
 def _valid_digest(value: str | None) -> str | None:

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from multidict import CIMultiDict
 
 from tests.harness.background import BackgroundLoop
 
@@ -124,11 +125,12 @@ class FaultProxy:
             if expired:
                 self._expired_once.add(request.path)
             return await self._redirect(request, expired=expired)
-        headers = {
-            k: v
+        # A multidict: a client may send one Accept header per media type.
+        headers = CIMultiDict(
+            (k, v)
             for k, v in request.headers.items()
             if k.lower() not in ("host", "transfer-encoding", "connection")
-        }
+        )
         if self.ignore_range:
             headers.pop("Range", None)
         if fault == "unauthorized":
@@ -221,7 +223,7 @@ class FaultProxy:
         return web.json_response(index, content_type="application/vnd.oci.image.index.v1+json")
 
     async def _redirect(self, request: web.Request, expired: bool) -> web.StreamResponse:
-        headers = {k: v for k, v in request.headers.items() if k.lower() not in ("host",)}
+        headers = CIMultiDict((k, v) for k, v in request.headers.items() if k.lower() != "host")
         async with self._session.get(self.upstream + request.path_qs, headers=headers) as upstream:
             if upstream.status != 200:
                 return web.Response(status=upstream.status, headers=dict(upstream.headers))
