@@ -61,58 +61,80 @@ def _positive_int(text: str) -> int:
     return value
 
 
-def _common_options() -> argparse.ArgumentParser:
-    common = argparse.ArgumentParser(add_help=False)
-    common.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help="images and blob transfers in flight at once (default %(default)s)",
-    )
-    common.add_argument(
+class _HelpFormatter(argparse.HelpFormatter):
+    """Wraps one-paragraph texts as usual; keeps the line layout of the multi-line epilogs."""
+
+    def _fill_text(self, text: str, width: int, indent: str) -> str:
+        if "\n" in text:
+            return "".join(indent + line for line in text.splitlines(keepends=True))
+        return super()._fill_text(text, width, indent)
+
+
+def _output_options() -> argparse.ArgumentParser:
+    """Flags every command honours: the report and the logs."""
+    output = argparse.ArgumentParser(add_help=False)
+    output.add_argument(
         "--report",
         type=Path,
         metavar="FILE",
         help="write a JSON report of the run to FILE ('-' for stdout)",
     )
-    common.add_argument(
-        "--ca-file",
-        type=Path,
-        metavar="PEM",
-        help="trust this CA bundle in addition to the system's",
-    )
-    common.add_argument(
+    output.add_argument(
         "--log-format",
         choices=("auto", "json", "console"),
         default="auto",
         help="log rendering (default: console on a TTY, else JSON)",
     )
-    common.add_argument(
+    output.add_argument(
         "--log-level", choices=("debug", "info", "warning", "error"), default="info"
     )
-    common.add_argument(
+    return output
+
+
+def _network_options() -> argparse.ArgumentParser:
+    """Flags of every command that talks to registries."""
+    network = argparse.ArgumentParser(add_help=False)
+    network.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_CONCURRENCY,
+        help="images and blob transfers in flight at once (default %(default)s)",
+    )
+    network.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="trust this CA bundle in addition to the system's",
+    )
+    network.add_argument(
+        "--connect-timeout",
+        type=_positive_float,
+        default=30.0,
+        metavar="SECONDS",
+        help="TCP/TLS connect timeout (default %(default)s)",
+    )
+    network.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="longest silence on a socket before the request is retried (default %(default)s); "
+        "there is no whole-request limit, so a slow but moving layer never times out",
+    )
+    return network
+
+
+def _copy_options() -> argparse.ArgumentParser:
+    """Flags of the commands that copy images: copy, registry, restore."""
+    copying = argparse.ArgumentParser(add_help=False)
+    copying.add_argument(
         "--chunk-size",
         type=_size,
         metavar="SIZE",
         help="upload blobs in PATCH chunks of SIZE (e.g. 64MiB) for registries or proxies that "
         "limit request bodies; default: one streamed PUT per blob",
     )
-    common.add_argument(
-        "--connect-timeout",
-        type=float,
-        default=30.0,
-        metavar="SECONDS",
-        help="TCP/TLS connect timeout (default %(default)s)",
-    )
-    common.add_argument(
-        "--read-timeout",
-        type=float,
-        default=300.0,
-        metavar="SECONDS",
-        help="longest silence on a socket before the request is retried (default %(default)s); "
-        "there is no whole-request limit, so a slow but moving layer never times out",
-    )
-    common.add_argument(
+    copying.add_argument(
         "--grace-period",
         type=float,
         default=25.0,
@@ -120,34 +142,75 @@ def _common_options() -> argparse.ArgumentParser:
         help="on SIGTERM, start nothing new and give work in flight this long to finish "
         "(default %(default)s)",
     )
-    common.add_argument(
+    copying.add_argument(
         "--pushgateway",
         metavar="URL",
         help="push the run's Prometheus metrics to this Pushgateway [PUSHGATEWAY_URL]",
     )
-    common.add_argument(
+    copying.add_argument(
         "--metrics-file",
         type=Path,
         metavar="FILE",
         help="write the run's Prometheus metrics to FILE (node_exporter textfile format)",
     )
-    common.add_argument(
+    copying.add_argument(
         "--progress-interval",
         type=float,
         default=5.0,
         metavar="SECONDS",
         help="seconds between progress lines (default %(default)s)",
     )
-    return common
+    return copying
 
 
-def _add_copy(commands: Any, common: argparse.ArgumentParser) -> None:
+_COPY_EXIT = (
+    "exit status: 0 every image copied or already current; 1 some images (or, for registry,\n"
+    "some packages) failed, the rest were copied; 2 usage, configuration or access error\n"
+    "before anything was copied; 143 stopped by SIGTERM or SIGINT (the report is written)"
+)
+
+# Environment variables that have no flag of their own, by command.
+_DOCKER_CONFIG = (
+    "  DOCKER_CONFIG       directory of the docker config.json with registry credentials\n"
+    "                      (default ~/.docker)"
+)
+_DEST_CREDENTIALS = (
+    "  DEST_USERNAME, DEST_PASSWORD\n"
+    "                      credentials for the destination registry, both or neither\n"
+    "                      (otherwise docker config.json)"
+)
+_REGISTRY_ENVIRONMENT = "\n".join(
+    (
+        "environment:",
+        "  GITHUB_TOKEN        the GitHub token (a classic PAT with read:packages),",
+        "                      unless --github-token-file",
+        "  GITHUB_USERNAME     username sent with the token to the source registry",
+        "                      (default github-org-backup)",
+        "  GITHUB_ORG, GITHUB_OWNER_USER, GITHUB_API_URL, SOURCE_REGISTRY, BACKUP_DEST,",
+        "  BACKUP_SHARD, BACKUP_SHARD_COUNT, PUSHGATEWAY_URL",
+        "                      the same as the flags named with them above",
+        "  JOB_COMPLETION_INDEX the shard index with --shard-count (Kubernetes Indexed Job)",
+        _DEST_CREDENTIALS,
+        _DOCKER_CONFIG,
+    )
+)
+
+
+def _positive_float(text: str) -> float:
+    value = float(text)
+    if not value > 0:
+        raise argparse.ArgumentTypeError("must be more than 0")
+    return value
+
+
+def _add_copy(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     copy = commands.add_parser(
         "copy",
-        parents=[common],
+        parents=parents,
+        formatter_class=_HelpFormatter,
         help="copy images between registries",
         description="Copy one image (SRC DST) or a set of copy specs (--specs FILE).",
-        epilog="Credentials come from docker config.json ($DOCKER_CONFIG or ~/.docker).",
+        epilog="\n".join(("environment:", _DOCKER_CONFIG, "", _COPY_EXIT)),
     )
     copy.add_argument("source", nargs="?", metavar="SRC", help="[http://]host/repo[:tag][@digest]")
     copy.add_argument("destination", nargs="?", metavar="DST")
@@ -163,15 +226,15 @@ def _add_copy(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_registry(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     reg = commands.add_parser(
         "registry",
-        parents=[common],
+        parents=parents,
+        formatter_class=_HelpFormatter,
         help="back up every container package of a GitHub owner",
         description="Discover an organisation's (or user's) GHCR packages through the GitHub "
         "API, keep the latest patch of every major.minor, and copy them to --dest.",
-        epilog="The token comes from GITHUB_TOKEN or --github-token-file, never a flag value. "
-        "Destination credentials: docker config.json, or DEST_USERNAME / DEST_PASSWORD.",
+        epilog="\n".join((_REGISTRY_ENVIRONMENT, "", _COPY_EXIT)),
     )
     owner = reg.add_mutually_exclusive_group()
     owner.add_argument("--org", help="organisation to back up [GITHUB_ORG]")
@@ -250,13 +313,14 @@ def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
         "--shard-count",
         type=_positive_int,
         metavar="N",
-        help="shard count, with the index from JOB_COMPLETION_INDEX",
+        help="shard count, with the index from JOB_COMPLETION_INDEX [BACKUP_SHARD_COUNT]",
     )
     mode = reg.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run",
         action="store_true",
-        help="print the plan (kept and dropped tags) and write nothing",
+        help="print the plan (kept tags with digest and destination, dropped tags with the "
+        "reason) and write nothing",
     )
     mode.add_argument(
         "--emit-specs",
@@ -265,11 +329,24 @@ def _add_registry(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_verify(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     verify = commands.add_parser(
         "verify",
-        parents=[common],
+        parents=parents,
+        formatter_class=_HelpFormatter,
         help="check that every backed-up tag is complete",
+        epilog="\n".join(
+            (
+                "environment:",
+                "  BACKUP_DEST         the same as --dest",
+                _DEST_CREDENTIALS,
+                _DOCKER_CONFIG,
+                "",
+                "exit status: 0 every tag complete; 1 problems found (one line each on stdout),\n"
+                "or no tag found; 2 usage or configuration error (a missing layout directory,\n"
+                "a registry without /v2/_catalog and no --from-report)",
+            )
+        ),
         description="Walk every repository and tag below --dest (a registry prefix or "
         "oci:DIR) and check that every manifest and blob exists with the right size.",
     )
@@ -296,11 +373,22 @@ def _add_verify(commands: Any, common: argparse.ArgumentParser) -> None:
     )
 
 
-def _add_restore(commands: Any, common: argparse.ArgumentParser) -> None:
+def _add_restore(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     restore = commands.add_parser(
         "restore",
-        parents=[common],
+        parents=parents,
+        formatter_class=_HelpFormatter,
         help="copy a backup back into a registry",
+        epilog="\n".join(
+            (
+                "environment:",
+                _DEST_CREDENTIALS.replace("destination", "--to"),
+                "  PUSHGATEWAY_URL     the same as --pushgateway",
+                _DOCKER_CONFIG,
+                "",
+                _COPY_EXIT,
+            )
+        ),
         description="Copy every repository and tag below --from to the same path below --to, "
         "byte-exact, with the same engine as copy.",
     )
@@ -347,11 +435,11 @@ def build_parser() -> argparse.ArgumentParser:
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    common = _common_options()
-    _add_copy(commands, common)
-    _add_registry(commands, common)
-    _add_verify(commands, common)
-    _add_restore(commands, common)
+    output, network, copying = _output_options(), _network_options(), _copy_options()
+    _add_copy(commands, [output, network, copying])
+    _add_registry(commands, [output, network, copying])
+    _add_verify(commands, [output, network])
+    _add_restore(commands, [output, network, copying])
     return parser
 
 

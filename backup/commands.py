@@ -15,7 +15,12 @@ from typing import TYPE_CHECKING, Any
 import structlog
 
 from backup.auth import Credentials, CredentialStore
-from backup.config import DEFAULT_DEST, RegistryConfig, load_registry_config
+from backup.config import (
+    DEFAULT_DEST,
+    RegistryConfig,
+    load_registry_config,
+    parse_backup_prefix,
+)
 from backup.engine import CopyEngine
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.plan import PackagePlan, plan_package
@@ -41,10 +46,19 @@ def _copy_specs(args: argparse.Namespace) -> list[CopySpec]:
         if args.source or args.destination or args.platform:
             raise UsageError("give either SRC DST (with --platform) or --specs FILE, not both")
         try:
-            text = sys.stdin.read() if args.specs == "-" else Path(args.specs).read_text()
+            data = sys.stdin.buffer.read() if args.specs == "-" else Path(args.specs).read_bytes()
+            text = data.decode("utf-8")
         except OSError as exc:
             raise UsageError(f"cannot read specs {args.specs}: {exc.strerror}") from None
-        return parse_specs(text)
+        except UnicodeDecodeError as exc:
+            raise UsageError(
+                f"specs {args.specs} are not UTF-8 text (byte {exc.start}): "
+                "a spec file holds JSON objects such as {\"src\": ..., \"dst\": ...}"
+            ) from None
+        specs = parse_specs(text)
+        if not specs:
+            log.warning("specs_empty", specs=args.specs, hint="nothing to copy")
+        return specs
     if not (args.source and args.destination):
         raise UsageError("copy needs SRC and DST, or --specs FILE")
     parse_reference(args.source)  # raise InvalidReference with the reference's own message
@@ -55,6 +69,16 @@ def _copy_specs(args: argparse.Namespace) -> list[CopySpec]:
     return parse_specs(json.dumps(spec))
 
 
+def http_settings(args: argparse.Namespace) -> HttpSettings:
+    """The HTTP settings every command builds from its flags; --chunk-size only where offered."""
+    return HttpSettings(
+        ca_file=args.ca_file,
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout,
+        chunk_size=getattr(args, "chunk_size", None),
+    )
+
+
 async def execute(
     specs: Sequence[CopySpec] | AsyncIterator[CopySpec],
     args: argparse.Namespace,
@@ -63,21 +87,17 @@ async def execute(
     """Run the engine over ``specs``; the stats and the report (not yet written)."""
     stats = Stats()
     store = CredentialStore.from_docker_config(explicit=credentials)
-    settings = HttpSettings(
-        ca_file=args.ca_file,
-        connect_timeout_s=args.connect_timeout,
-        read_timeout_s=args.read_timeout,
-        chunk_size=args.chunk_size,
-    )
+    settings = http_settings(args)
     async with open_clients(store, settings) as clients:
         engine = CopyEngine(clients, stats, concurrency=args.concurrency)
         progress = asyncio.create_task(report_progress(stats, args.progress_interval))
         loop = asyncio.get_running_loop()
+        grace_period = args.grace_period
 
         def on_signal(name: str) -> None:
-            log.warning("signal_received", signal=name, grace_period_s=args.grace_period)
+            log.warning("signal_received", signal=name, grace_period_s=grace_period)
             engine.stop()
-            loop.call_later(args.grace_period, engine.abort)
+            loop.call_later(grace_period, engine.abort)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.add_signal_handler(sig, on_signal, sig.name)
@@ -223,7 +243,7 @@ async def prune(
         return None
     store_credentials = CredentialStore.from_docker_config(explicit=config.credentials())
     deleted = 0
-    async with open_clients(store_credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+    async with open_clients(store_credentials, http_settings(args)) as clients:
         store = clients(config.destination.registry)
         for plan in plans:
             if plan.error or not plan.package.tags:
@@ -309,9 +329,11 @@ def _tags_from_report(
 
 
 async def run_verify(args: argparse.Namespace) -> int:
-    prefix = parse_repository(args.dest or os.environ.get("BACKUP_DEST") or DEFAULT_DEST)
+    prefix = parse_backup_prefix(
+        args.dest or os.environ.get("BACKUP_DEST") or DEFAULT_DEST, must_exist=True
+    )
     credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(prefix))
-    async with open_clients(credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+    async with open_clients(credentials, http_settings(args)) as clients:
         store = clients(prefix.registry)
         tags = await _backup_tags(
             store, prefix, PackageFilter(tuple(args.include_package)), None, args.from_report
@@ -338,10 +360,11 @@ async def run_verify(args: argparse.Namespace) -> int:
 
 
 async def run_restore(args: argparse.Namespace) -> int:
-    source, target = parse_repository(args.source), parse_repository(args.target, root=True)
+    source = parse_backup_prefix(args.source, must_exist=True)
+    target = parse_repository(args.target, root=True)
     include = TagPolicy.from_patterns(args.include_tag) if args.include_tag else None
     credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(target))
-    async with open_clients(credentials, HttpSettings(ca_file=args.ca_file)) as clients:
+    async with open_clients(credentials, http_settings(args)) as clients:
         tags = await _backup_tags(
             clients(source.registry),
             source,

@@ -68,6 +68,31 @@ def parse_registry(text: str) -> Registry:
     return Registry(validate_host(host), plain)
 
 
+def parse_backup_prefix(text: str, *, must_exist: bool = False) -> Repository:
+    """A backup location: a registry prefix, or ``oci:DIR`` (which must exist when read from).
+
+    A bare directory path is refused with the ``oci:`` spelling to use instead.
+    """
+    text = text.strip()
+    if text.startswith("oci:"):
+        directory = Path(text[len("oci:") :].partition(":")[0] or ".")
+        if must_exist and not directory.is_dir():
+            raise UsageError(f"{text}: directory {directory} does not exist")
+        if must_exist and not (directory / "index.json").is_file():
+            raise UsageError(f"{text}: {directory} is not an OCI image layout (no index.json)")
+    elif text.startswith(("/", "./", "../", "~")) or (_not_a_host(text) and Path(text).is_dir()):
+        raise UsageError(f"{text!r} looks like a directory: write oci:{text} for an OCI layout")
+    try:
+        return parse_repository(text)
+    except InvalidReference as exc:
+        raise UsageError(str(exc)) from None
+
+
+def _not_a_host(text: str) -> bool:
+    first = text.partition("/")[0]
+    return not any(c in first for c in ".:[") and first != "localhost"
+
+
 def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     if args.github_token_file:
         try:
@@ -76,6 +101,16 @@ def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
             raise UsageError(
                 f"cannot read --github-token-file {args.github_token_file}: {exc.strerror}"
             ) from None
+        except UnicodeDecodeError:
+            raise UsageError(
+                f"--github-token-file {args.github_token_file} is not text: it should hold "
+                "only the token"
+            ) from None
+        if not token:
+            raise UsageError(
+                f"--github-token-file {args.github_token_file} is empty: write the token "
+                "(a classic personal access token with read:packages) into it"
+            )
     else:
         token = env.get("GITHUB_TOKEN", "").strip()
     if not token:
@@ -124,7 +159,7 @@ def load_registry_config(
         source = parse_registry(
             args.source_registry or env.get("SOURCE_REGISTRY") or DEFAULT_SOURCE_REGISTRY
         )
-        destination = parse_repository(dest.strip())
+        destination = parse_backup_prefix(dest)
         platforms = tuple(Platform.parse(p) for p in args.platform)
         policy = TagPolicy.from_patterns(
             args.include_tag,

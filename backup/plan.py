@@ -21,15 +21,18 @@ class PackagePlan:
     error: str | None = None
 
     def render(self) -> str:
-        """The dry-run text: kept tags with digests, dropped tags with the reason."""
+        """The dry-run text: kept tags with digest and destination, dropped tags with the reason."""
         kept = [d for d in self.decisions if d.keep]
         lines = [f"{self.package.name}: keep {len(kept)}, drop {len(self.decisions) - len(kept)}"]
         if self.error:
             lines.append(f"  skip  {self.error}")
+        targets = {spec.destination.tag: spec.destination for spec in self.specs}
         for decision in self.decisions:
             if decision.keep:
                 digest = self.package.tags[decision.tag]
-                lines.append(f"  keep  {decision.tag:<24} {digest}  ({decision.reason})")
+                target = targets.get(decision.tag)
+                where = f" -> {target}" if target else ""
+                lines.append(f"  keep  {decision.tag:<24} {digest}{where}  ({decision.reason})")
             else:
                 lines.append(f"  drop  {decision.tag:<24} {decision.reason}")
         return "\n".join(lines)

@@ -65,6 +65,9 @@ def validate_host(host: str) -> str:
     """Return ``host`` if it is a hostname or bracketed IPv6 address with an optional port."""
     if not _HOST.fullmatch(host):
         raise InvalidReference(f"invalid registry host {host!r}")
+    _, colon, port = host.rpartition("]")[2].rpartition(":")
+    if colon and not 1 <= int(port) <= 65535:
+        raise InvalidReference(f"invalid registry host {host!r}: the port must be 1-65535")
     return host
 
 

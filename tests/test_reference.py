@@ -46,6 +46,10 @@ INVALID = [
     "ftp://ghcr.io/acme/app:1",
     "ghcr.io/acme/../app:1",
     "ghcr.io/" + "a" * 250 + ":1",
+    "localhost:99999/acme/app:1",  # port out of range
+    "localhost:0/acme/app:1",
+    "http://127.0.0.1:65536/acme/app:1",
+    "[::1]:0/acme/app:1",
 ]
 
 

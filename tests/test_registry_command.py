@@ -127,7 +127,9 @@ def test_dry_run_prints_the_plan_and_writes_nothing(
     out = result.stdout
     assert "app: keep 3, drop 7" in out
     assert f"drop  {org.signature('app', '1.0.0')} belongs to an image not kept" in out
-    assert f"keep  1.1.2{' ' * 20}{org.packages['app']['1.1.2'].digest}" in out
+    digest = org.packages["app"]["1.1.2"].digest
+    target = f"http://{destination.host}/{namespace}/{org.name}/app:1.1.2"
+    assert f"keep  1.1.2{' ' * 20}{digest} -> {target}  (" in out
     assert "drop  1.0.0                    superseded by 1.0.1" in out
     assert "drop  sha-1a2b3c4              per-commit build" in out
     assert "drop  1.1.1-rc.1               prerelease" in out

@@ -1,0 +1,170 @@
+"""The command line: bad arguments are usage errors with a hint, and --help tells the truth."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import re
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from backup.cli import build_parser
+from backup.commands import run_verify
+from tests.harness.clirun import ROOT, run_cli
+
+
+def _run(tmp_path: Path, *args: str, env: dict[str, str] | None = None) -> Any:
+    return run_cli(list(args), tmp_path, env=env, timeout=60)
+
+
+def _usage_error(result: Any, *needles: str) -> None:
+    assert result.returncode == 2, result.stderr
+    assert "Traceback" not in result.stderr
+    for needle in needles:
+        assert needle in result.stderr, result.stderr
+
+
+@pytest.mark.parametrize(
+    "source",
+    [
+        "http://127.0.0.1:99999/acme/app:1",
+        "http://127.0.0.1:0/acme/app:1",
+        "localhost:65536/acme/app:1",
+    ],
+)
+def test_port_out_of_range_is_a_usage_error(tmp_path: Path, source: str) -> None:
+    """A port outside 1-65535 is refused before any request, with exit 2 and no traceback."""
+    result = _run(tmp_path, "copy", source, "http://127.0.0.1:5000/acme/app:1")
+    _usage_error(result, "the port must be 1-65535")
+
+
+def test_spec_file_that_is_not_utf8_is_a_usage_error(tmp_path: Path) -> None:
+    """Binary bytes in a spec file give exit 2 and say what a spec file holds."""
+    specs = tmp_path / "specs.json"
+    specs.write_bytes(b"\x1f\x8b\x08\x00\xff\xfe binary")
+    _usage_error(_run(tmp_path, "copy", "--specs", str(specs)), "not UTF-8")
+
+
+def test_empty_spec_file_warns_and_copies_nothing(tmp_path: Path) -> None:
+    """An empty spec file is not an error, but the log says there was nothing to copy."""
+    specs = tmp_path / "specs.json"
+    specs.write_text("\n")
+    report = tmp_path / "report.json"
+    result = _run(tmp_path, "copy", "--specs", str(specs), "--report", str(report))
+    assert result.returncode == 0, result.stderr
+    events = [json.loads(line)["event"] for line in result.stderr.splitlines()]
+    assert "specs_empty" in events
+    assert json.loads(report.read_text())["summary"]["images_copied"] == 0
+
+
+def test_empty_token_file_says_it_is_empty(tmp_path: Path) -> None:
+    """--github-token-file pointing at an empty file names the file and says it is empty."""
+    token = tmp_path / "token"
+    token.write_text("\n")
+    result = _run(tmp_path, "registry", "--org", "acme", "--github-token-file", str(token))
+    _usage_error(result, f"--github-token-file {token} is empty")
+
+
+def test_verify_on_a_missing_directory_says_it_is_missing(tmp_path: Path) -> None:
+    """verify --dest oci:DIR on a directory that does not exist says so (exit 2)."""
+    missing = tmp_path / "nowhere"
+    _usage_error(_run(tmp_path, "verify", "--dest", f"oci:{missing}"), "does not exist")
+
+
+def test_verify_on_a_directory_that_is_not_a_layout(tmp_path: Path) -> None:
+    """A directory without index.json is named as not being an OCI layout."""
+    _usage_error(
+        _run(tmp_path, "verify", "--dest", f"oci:{tmp_path}"), "is not an OCI image layout"
+    )
+
+
+@pytest.mark.parametrize("command", ["verify --dest", "restore --to localhost:5000/r --from"])
+def test_a_bare_directory_suggests_oci(tmp_path: Path, command: str) -> None:
+    """A directory path given where a backup location goes suggests the oci: spelling."""
+    result = _run(tmp_path, *command.split(), str(tmp_path))
+    _usage_error(result, f"write oci:{tmp_path}")
+
+
+# --help and what the commands honour
+
+
+def _help(command: str) -> str:
+    parser = build_parser()
+    subparsers = next(
+        a for a in parser._actions if isinstance(a, argparse._SubParsersAction)
+    ).choices
+    return str(subparsers[command].format_help())
+
+
+def _environment_read_by(paths: list[Path]) -> set[str]:
+    names: set[str] = set()
+    for path in paths:
+        names |= set(
+            re.findall(r"""(?:env|environ)\.get\(\s*["']([A-Z_]+)["']""", path.read_text())
+        )
+    return names
+
+
+def test_help_names_every_environment_variable() -> None:
+    """Every variable the code reads appears in the --help of the commands that read it."""
+    backup = ROOT / "backup"
+    registry_env = _environment_read_by([backup / "config.py"]) | {"DOCKER_CONFIG"}
+    assert {"BACKUP_SHARD_COUNT", "GITHUB_USERNAME", "GITHUB_TOKEN"} <= registry_env
+    everywhere = _environment_read_by(list(backup.glob("*.py")))
+    helps = {c: _help(c) for c in ("copy", "registry", "verify", "restore")}
+    for name in registry_env | {"PUSHGATEWAY_URL"}:
+        assert name in helps["registry"], name
+    for name in ("DEST_USERNAME", "DEST_PASSWORD", "BACKUP_DEST", "DOCKER_CONFIG"):
+        assert name in helps["verify"], name
+    for name in ("DEST_USERNAME", "DEST_PASSWORD", "PUSHGATEWAY_URL", "DOCKER_CONFIG"):
+        assert name in helps["restore"], name
+    assert everywhere <= set().union(*(set(re.findall(r"[A-Z_]{4,}", h)) for h in helps.values()))
+
+
+def test_every_environment_variable_is_in_the_readme() -> None:
+    """The README documents every variable the code reads."""
+    readme = (ROOT / "README.md").read_text()
+    for name in _environment_read_by(list((ROOT / "backup").glob("*.py"))) | {"DOCKER_CONFIG"}:
+        assert name in readme, name
+
+
+def test_verify_offers_no_copy_flags() -> None:
+    """verify does not copy, so it offers no upload, grace-period or metrics flags."""
+    text = _help("verify")
+    for flag in ("--chunk-size", "--grace-period", "--pushgateway", "--metrics-file"):
+        assert flag not in text
+
+
+class _Recording(argparse.Namespace):
+    """A namespace that remembers which attributes were read."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        object.__setattr__(self, "read", set())
+
+    def __getattribute__(self, name: str) -> Any:
+        if not name.startswith("_") and name != "read":
+            object.__getattribute__(self, "read").add(name)
+        return object.__getattribute__(self, name)
+
+
+def test_verify_reads_every_flag_it_offers(tmp_path: Path) -> None:
+    """Each flag verify offers reaches the code that runs it: no flag is silently ignored."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    args = _Recording()
+    build_parser().parse_args(
+        ["verify", "--dest", f"oci:{layout}", "--report", str(tmp_path / "r.json")],
+        namespace=args,
+    )
+    offered = set(vars(args)) - {"read", "command"}
+    args.read.clear()
+    assert asyncio.run(run_verify(args)) == 1  # an empty layout: nothing found
+    # main() reads the log flags before running the command.
+    unread = offered - args.read - {"log_format", "log_level"}
+    assert unread == set()
