@@ -168,3 +168,12 @@ def test_verify_reads_every_flag_it_offers(tmp_path: Path) -> None:
     # main() reads the log flags before running the command.
     unread = offered - args.read - {"log_format", "log_level"}
     assert unread == set()
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    """.ci/run runs exactly the test command the README gives, so the README's one works."""
+    readme = (ROOT / "README.md").read_text()
+    section = readme[readme.index("## Tests") :]
+    command = section.split("```sh\n", 1)[1].split("\n```", 1)[0].strip()
+    assert "venv" in command  # Debian's Python refuses pip install outside a venv
+    assert command in (ROOT / ".ci" / "run").read_text()
