@@ -216,10 +216,9 @@ class Authenticator:
         Until the registry's scheme is known, one request goes ahead as the probe and the
         others wait for its answer, rather than all collecting the same 401.
         """
+        if self.claim_probe():
+            return None
         if self._scheme is None and not self._settled.is_set():
-            if not self._probing:
-                self._probing = True
-                return None
             await self._settled.wait()
         if self._scheme == "basic" and self._credentials:
             return self._credentials.basic_header()
@@ -230,6 +229,17 @@ class Authenticator:
         if token is None or token.expires_at <= time.monotonic():
             token = await self._fetch_locked(key, stale=token)
         return f"Bearer {token.value}"
+
+    def claim_probe(self) -> bool:
+        """True for the one request that goes first, without credentials, to learn the scheme.
+
+        Its sender must call ``settle()`` however the request ends (a ``finally``), or every
+        request waiting in ``header()`` waits forever.
+        """
+        if self._scheme is None and not self._settled.is_set() and not self._probing:
+            self._probing = True
+            return True
+        return False
 
     def settle(self) -> None:
         """The probe got an answer (or failed): waiting requests go ahead with what is known."""

@@ -8,6 +8,7 @@
     │   ├── AuthError         credentials missing or refused
     │   ├── NotFound          the manifest or blob does not exist
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
+    │   ├── BodyTooLarge      413: the registry or a proxy refused the request body's size
     │   └── TransientError    retries exhausted on a fault that may pass
     │       └── ResumeRefused a ranged read answered from another offset
     └── ContentError          bytes that do not match what describes them
@@ -57,6 +58,10 @@ class NotFound(RegistryError):
 
 class UnsafeRedirect(RegistryError):
     """A redirect pointed somewhere the client will not follow (https to http)."""
+
+
+class BodyTooLarge(RegistryError):
+    """HTTP 413: the registry, or a proxy in front of it, limits request bodies below this one."""
 
 
 class TransientError(RegistryError):

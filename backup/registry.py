@@ -8,19 +8,20 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
+import weakref
 from collections.abc import AsyncIterable, AsyncIterator
-from typing import Any
 
 import aiohttp
 import structlog
 import yarl
 
 from backup.auth import Authenticator, Credentials, repository_scope
+from backup.errorbody import MAX_ERROR_BODY, ErrorBody, parse_error_body
 from backup.errors import (
     AuthError,
     BackupError,
+    BodyTooLarge,
     DigestMismatch,
     InvalidManifest,
     NotFound,
@@ -43,10 +44,10 @@ from backup.redact import redact_text, redact_url
 from backup.reference import Registry, validate_digest
 from backup.retry import (
     RETRYABLE_EXCEPTIONS,
-    RETRYABLE_STATUSES,
     HostBackoff,
     RetryPolicy,
     parse_retry_after,
+    retryable_status,
 )
 from backup.store import READ_CHUNK
 
@@ -54,7 +55,6 @@ log = structlog.get_logger("backup.registry")
 
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
-_MAX_ERROR_BODY = 64 * 1024
 _CDN_RETRIES = 2
 _REFETCHABLE: tuple[type[BaseException], ...] = (
     DigestMismatch,
@@ -63,6 +63,12 @@ _REFETCHABLE: tuple[type[BaseException], ...] = (
 )
 
 Body = bytes | AsyncIterable[bytes] | None
+
+
+def ref(name: str, identifier: str) -> str:
+    """``name@sha256:…`` for a digest, ``name:tag`` for a tag, as docker and skopeo write them."""
+    separator = "@" if ":" in identifier else ":"
+    return f"{name}{separator}{identifier}"
 
 
 def pull(name: str) -> tuple[str, ...]:
@@ -110,7 +116,7 @@ class RegistryClient:
         async with await self._request("HEAD", url, scopes=pull(name), headers=headers) as resp:
             if resp.status == 404:
                 return None
-            await self._expect(resp, (200,), f"HEAD manifest {name}:{identifier}")
+            await self._expect(resp, (200,), f"HEAD manifest {ref(name, identifier)}")
             digest = resp.headers.get("Docker-Content-Digest")
         if digest is None:  # some registries omit it on HEAD: hash the body instead
             return (await self.get_manifest(name, identifier)).descriptor()
@@ -133,7 +139,7 @@ class RegistryClient:
                     if isinstance(exc, BackupError):
                         raise
                     raise TransientError(
-                        f"GET manifest {name}:{identifier} on {self.registry} broke "
+                        f"GET manifest {ref(name, identifier)} on {self.registry} broke "
                         f"{attempt} times: {type(exc).__name__}"
                     ) from None
                 log.warning(
@@ -153,13 +159,13 @@ class RegistryClient:
         async with await self._request("GET", url, scopes=pull(name), headers=headers) as resp:
             if resp.status == 404:
                 raise NotFound(
-                    f"manifest {self.registry}/{name}:{identifier} not found", status=404
+                    f"manifest {self.registry}/{ref(name, identifier)} not found", status=404
                 )
-            await self._expect(resp, (200,), f"GET manifest {name}:{identifier}")
+            await self._expect(resp, (200,), f"GET manifest {ref(name, identifier)}")
             declared = resp.content_length
             if declared is not None and declared > MAX_MANIFEST_BYTES:
                 raise InvalidManifest(
-                    f"manifest {name}@{identifier} is {declared} bytes, over the 4 MiB limit"
+                    f"manifest {ref(name, identifier)} is {declared} bytes, over the 4 MiB limit"
                 )
             raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
             content_type = resp.headers.get("Content-Type")
@@ -173,7 +179,7 @@ class RegistryClient:
             actual = digest_of(raw, wanted.partition(":")[0])
             if actual != wanted:
                 raise DigestMismatch(
-                    f"manifest {name}:{identifier} hashes to {actual}, not {wanted}"
+                    f"manifest {ref(name, identifier)} hashes to {actual}, not {wanted}"
                 )
         return parse_manifest(raw, content_type, expected)
 
@@ -184,11 +190,11 @@ class RegistryClient:
         async with await self._request(
             "PUT", url, scopes=push(name), headers=headers, data=manifest.raw
         ) as resp:
-            await self._expect(resp, (201, 200), f"PUT manifest {name}:{identifier}")
+            await self._expect(resp, (201, 200), f"PUT manifest {ref(name, identifier)}")
             returned = resp.headers.get("Docker-Content-Digest")
         if returned and returned != manifest.digest:
             raise DigestMismatch(
-                f"{self.registry} stored manifest {name}:{identifier} as {returned}, "
+                f"{self.registry} stored manifest {ref(name, identifier)} as {returned}, "
                 f"not {manifest.digest}: it rewrote the bytes"
             )
 
@@ -453,53 +459,74 @@ class RegistryClient:
         while True:
             attempt += 1
             await self._backoff.wait()
-            authorization = (
-                await self._auth.header(scopes) if url.origin() == self._origin else None
-            )
-            sent = dict(headers or {})
-            if authorization:
-                sent["Authorization"] = authorization
             retries_left = replayable and attempt < self.policy.attempts
+            same_origin = url.origin() == self._origin
+            # The first request to a registry learns its auth scheme while the others wait:
+            # however it ends (answer, refusal, error, cancellation), the waiters are released.
+            probe = same_origin and self._auth.claim_probe()
             try:
-                resp = await self._send(method, url, sent, data)
-                if resp.status != 401:
-                    self._auth.settle()
-            except aiohttp.ClientSSLError as exc:
-                self._auth.settle()  # not transient: retrying will not fix trust
-                raise RegistryError(
-                    f"TLS to {url.host} failed ({type(exc).__name__}): if it uses a private CA, "
-                    "pass --ca-file with that CA's PEM bundle"
-                ) from None
-            except RETRYABLE_EXCEPTIONS as exc:
-                self._auth.settle()
-                if not retries_left or time.monotonic() >= deadline:
-                    raise TransientError(
-                        f"{method} {redact_url(url)} failed after {attempt} attempt(s): "
-                        f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+                authorization = (
+                    await self._auth.header(scopes) if same_origin and not probe else None
+                )
+                sent = dict(headers or {})
+                if authorization:
+                    sent["Authorization"] = authorization
+                try:
+                    resp = await self._send(method, url, sent, data)
+                except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
+                    raise RegistryError(
+                        f"TLS to {url.host} failed ({type(exc).__name__}): if it uses a private "
+                        "CA, pass --ca-file with that CA's PEM bundle"
                     ) from None
+                except RETRYABLE_EXCEPTIONS as exc:
+                    if not retries_left or time.monotonic() >= deadline:
+                        raise TransientError(
+                            f"{method} {redact_url(url)} failed after {attempt} attempt(s): "
+                            f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+                        ) from None
+                    failure: BaseException | None = exc
+                else:
+                    failure = None
+                    if (
+                        resp.status == 401
+                        and not reauthenticated
+                        and resp.url.origin() == self._origin
+                    ):
+                        challenge = resp.headers.get("WWW-Authenticate")
+                        resp.release()
+                        log.debug(
+                            "auth_challenge",
+                            registry=str(self.registry),
+                            renewing=bool(authorization),
+                        )
+                        await self._auth.challenge(challenge, scopes, sent=authorization)
+                        reauthenticated, attempt = True, attempt - 1
+                        if not replayable:  # the body is spent: the transfer restarts
+                            raise TransientError(
+                                f"{self.registry} asked to re-authenticate mid-upload"
+                            )
+                        continue
+            finally:
+                if probe:
+                    self._auth.settle()
+            if failure is not None:
                 delay = self.policy.delay(attempt)
                 log.warning(
                     "request_retry",
                     method=method,
                     url=redact_url(url),
-                    error=type(exc).__name__,
+                    error=type(failure).__name__,
                     attempt=attempt,
                     delay_s=round(delay, 2),
                 )
                 await asyncio.sleep(delay)
                 continue
-            if resp.status == 401 and not reauthenticated and resp.url.origin() == self._origin:
-                challenge = resp.headers.get("WWW-Authenticate")
-                resp.release()
-                log.debug(
-                    "auth_challenge", registry=str(self.registry), renewing=bool(authorization)
-                )
-                await self._auth.challenge(challenge, scopes, sent=authorization)
-                reauthenticated, attempt = True, attempt - 1
-                if not replayable:  # the body is spent: the transfer restarts with new auth
-                    raise TransientError(f"{self.registry} asked to re-authenticate mid-upload")
-                continue
-            if resp.status in RETRYABLE_STATUSES and retries_left and time.monotonic() < deadline:
+            if (
+                retries_left
+                and time.monotonic() < deadline
+                and retryable_status(resp.status)
+                and await self._worth_retrying(resp)
+            ):
                 retry_after = _retry_after(resp)
                 if retry_after is not None:
                     self._backoff.pause(min(retry_after, self.policy.max_retry_after_s))
@@ -516,6 +543,14 @@ class RegistryClient:
                 await asyncio.sleep(delay)
                 continue
             return resp
+
+    @staticmethod
+    async def _worth_retrying(resp: aiohttp.ClientResponse) -> bool:
+        """A retryable status, unless a 5xx body names a client error (the same request fails
+        the same way: distribution sends some refusals as 500)."""
+        if resp.status < 500:
+            return True
+        return not (await _error_body(resp)).client_error
 
     async def _send(
         self, method: str, url: yarl.URL, headers: dict[str, str], data: Body
@@ -540,19 +575,26 @@ class RegistryClient:
     async def _expect(self, resp: aiohttp.ClientResponse, ok: tuple[int, ...], what: str) -> None:
         if resp.status in ok:
             return
-        detail = await _error_detail(resp)
+        said = await _error_body(resp)
+        detail = f": {said.summary()}" if said.summary() else ""
         where = f"{what} on {self.registry}"
         if resp.status in (401, 403):
             raise AuthError(
-                f"{where}: HTTP {resp.status}{detail}: check the credentials for "
+                f"{where}: HTTP {resp.status}{detail}; check the credentials for "
                 f"{self.registry.host} (docker config.json) and that they grant this access",
                 status=resp.status,
             )
         if resp.status == 404:
             raise NotFound(f"{where}: not found{detail}", status=404)
-        if resp.status in RETRYABLE_STATUSES:
+        if resp.status == 413:
+            raise BodyTooLarge(
+                f"{where}: HTTP 413{detail}; the registry or a proxy in front of it limits "
+                "request bodies: raise that limit (nginx: client_max_body_size)",
+                status=413,
+            )
+        if retryable_status(resp.status) and not said.client_error:
             raise TransientError(
-                f"{where}: HTTP {resp.status}{detail} persisted", status=resp.status
+                f"{where}: HTTP {resp.status}{detail}; it persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
 
@@ -605,13 +647,27 @@ async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def _error_detail(resp: aiohttp.ClientResponse) -> str:
-    """The registry's error code and message, if it sent the standard JSON error body."""
+# What each error answer said, read once: the retry decision and the message both need it.
+_ERROR_BODIES: weakref.WeakKeyDictionary[aiohttp.ClientResponse, ErrorBody] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def _error_body(resp: aiohttp.ClientResponse) -> ErrorBody:
+    """The registry's error entries (or an HTML page's title), from the body's first 64 KiB."""
     if resp.method == "HEAD":
-        return ""
-    try:
-        body: Any = json.loads(await resp.content.read(_MAX_ERROR_BODY))
-        first = body["errors"][0]
-        return redact_text(f" {first.get('code', '')}: {str(first.get('message', ''))[:200]}")
-    except (ValueError, KeyError, IndexError, TypeError, AttributeError, aiohttp.ClientError):
-        return ""
+        return ErrorBody()
+    cached = _ERROR_BODIES.get(resp)
+    if cached is None:
+        raw = bytearray()
+        try:
+            while len(raw) < MAX_ERROR_BODY and (
+                piece := await resp.content.read(MAX_ERROR_BODY - len(raw))
+            ):
+                raw += piece
+        except (TimeoutError, aiohttp.ClientError, ValueError):
+            pass  # a body cut short says what it managed to
+        cached = _ERROR_BODIES[resp] = parse_error_body(
+            bytes(raw), resp.headers.get("Content-Type")
+        )
+    return cached

@@ -10,13 +10,19 @@ from dataclasses import dataclass
 
 import aiohttp
 
-RETRYABLE_STATUSES = frozenset({408, 429, 500, 502, 503, 504})
+# 5xx answers that say the server will never do this: a retry gets the same answer.
+_FINAL_SERVER_STATUSES = frozenset({501, 505})
 RETRYABLE_EXCEPTIONS: tuple[type[BaseException], ...] = (
     aiohttp.ClientConnectionError,  # reset, refused, server disconnected, payload EOF
     aiohttp.ClientPayloadError,
     asyncio.TimeoutError,
     ConnectionError,
 )
+
+
+def retryable_status(status: int) -> bool:
+    """408, 429 and 5xx may pass; any other 4xx fails the same way however often it is sent."""
+    return status in (408, 429) or (500 <= status <= 599 and status not in _FINAL_SERVER_STATUSES)
 
 
 @dataclass(frozen=True)

@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 
 import aiohttp
 import pytest
@@ -12,6 +13,8 @@ from yarl import URL
 
 from backup.auth import Credentials
 from backup.errors import (
+    AuthError,
+    BodyTooLarge,
     DigestMismatch,
     InvalidManifest,
     NotFound,
@@ -260,3 +263,215 @@ async def test_tag_fetch_that_contradicts_its_own_digest_header_is_refused(
             headers={"Content-Type": OCI_MANIFEST, "Docker-Content-Digest": DIGEST},
         )
         assert (await client.get_manifest("a", "v2")).digest == DIGEST
+
+
+# What the registry said, and what is worth another try
+
+DISTRIBUTION_500 = {  # distribution 2.8's answer to a manifest with a foreign layer
+    "errors": [
+        {"code": "UNKNOWN", "message": "unknown error"},
+        {"code": "UNKNOWN", "message": "unknown error", "detail": {}},
+        {
+            "code": "MANIFEST_BLOB_UNKNOWN",
+            "message": "blob unknown to registry",
+            "detail": "sha256:" + "a" * 64,
+        },
+    ]
+}
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx/1.22.1</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
+
+
+async def test_every_error_entry_is_shown_with_digest_references(client: RegistryClient) -> None:
+    """All codes and messages appear, with a short detail; a digest reference reads repo@digest."""
+    url = f"{BASE}/v2/a/manifests/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.put(url, status=500, payload=DISTRIBUTION_500)
+        with pytest.raises(RegistryError) as caught:
+            await client.put_manifest("a", DIGEST, parse_manifest(RAW, OCI_MANIFEST))
+    message = str(caught.value)
+    assert f"PUT manifest a@{DIGEST} on r.example.com: HTTP 500: " in message
+    assert "UNKNOWN: unknown error (×2)" in message
+    assert f"MANIFEST_BLOB_UNKNOWN: blob unknown to registry (sha256:{'a' * 64})" in message
+
+
+@pytest.mark.parametrize(
+    "entry",
+    [
+        {"code": code, "message": "refused"}
+        for code in (
+            "MANIFEST_INVALID",
+            "MANIFEST_BLOB_UNKNOWN",
+            "DIGEST_INVALID",
+            "NAME_INVALID",
+            "TAG_INVALID",
+            "BLOB_UNKNOWN",
+            "SIZE_INVALID",
+        )
+    ]
+    + [{"code": "UNKNOWN", "message": "unknown error", "detail": "invalid URL on layer"}],
+    ids=lambda e: str(e.get("detail") or e["code"]),
+)
+async def test_a_client_error_sent_with_a_500_is_not_retried(
+    client: RegistryClient, entry: dict[str, str]
+) -> None:
+    """A 500 whose body names a fault in the request fails at once, and not as transient."""
+    url = f"{BASE}/v2/a/manifests/t"
+    body = {"errors": [{"code": "UNKNOWN", "message": "unknown error"}, entry]}
+    with aioresponses() as mocked:
+        mocked.put(url, status=500, payload=body, repeat=True)
+        with pytest.raises(RegistryError) as caught:
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert not isinstance(caught.value, TransientError)
+    assert client.requests == 1
+    assert entry["code"] in str(caught.value)
+
+
+@pytest.mark.parametrize("status", [400, 403, 404, 405, 409, 413, 415, 422, 501])
+async def test_client_errors_are_not_retried(client: RegistryClient, status: int) -> None:
+    """Any 4xx but 408 and 429 (and a 501) is sent once."""
+    with aioresponses() as mocked:
+        mocked.put(f"{BASE}/v2/a/manifests/t", status=status, repeat=True)
+        with pytest.raises(RegistryError) as caught:
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert not isinstance(caught.value, TransientError)
+    assert client.requests == 1
+
+
+@pytest.mark.parametrize(
+    ("status", "body"),
+    [
+        (408, ""),
+        (429, ""),
+        (500, ""),
+        (500, '{"errors": [{"code": "UNKNOWN", "message": "unknown error"}]}'),
+        (502, NGINX_502),
+        (503, ""),
+        (504, ""),
+        (520, ""),
+    ],
+)
+async def test_timeouts_rate_limits_and_server_errors_are_retried(
+    client: RegistryClient, status: int, body: str
+) -> None:
+    """408, 429 and a 5xx without a client error code are sent again; the retry succeeds."""
+    url = f"{BASE}/v2/a/manifests/t"
+    with aioresponses() as mocked:
+        mocked.put(url, status=status, body=body)
+        mocked.put(url, status=201)
+        await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert client.requests == 2
+
+
+async def test_an_html_error_page_is_summarised_by_its_title(client: RegistryClient) -> None:
+    """A proxy's HTML error page shows as its title, not as markup or nothing."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.get(
+            url,
+            status=502,
+            body=NGINX_502,
+            headers={"Content-Type": "text/html"},
+            repeat=True,
+        )
+        with pytest.raises(TransientError) as caught:
+            async with client.open_blob("a", DIGEST):
+                pass
+    assert str(caught.value).endswith(
+        f"GET blob a@{DIGEST} on r.example.com: HTTP 502: 502 Bad Gateway; it persisted"
+    )
+
+
+async def test_a_413_says_which_limit_to_raise(client: RegistryClient) -> None:
+    """A manifest refused for its size is a BodyTooLarge naming client_max_body_size."""
+    html = "<html><head><title>413 Request Entity Too Large</title></head></html>"
+    with aioresponses() as mocked:
+        mocked.put(f"{BASE}/v2/a/manifests/t", status=413, body=html, repeat=True)
+        with pytest.raises(BodyTooLarge, match="413 Request Entity Too Large.*client_max_body"):
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert client.requests == 1
+
+
+# The auth probe: the first request learns the scheme while the others wait
+
+CDN = "https://cdn.example.net/blob"
+
+
+async def probe_and_waiters(
+    client: RegistryClient, mocked: aioresponses, probe: Callable[[], Awaitable[object]]
+) -> tuple[asyncio.Task[object], list[object]]:
+    """Start ``probe`` first, then three manifest HEADs that must not wait on it forever."""
+    for n in range(3):
+        mocked.head(f"{BASE}/v2/a/manifests/t{n}", status=404)
+    first: asyncio.Task[object] = asyncio.ensure_future(probe())
+    await asyncio.sleep(0)  # the probe claims its role before the others ask for a header
+    waiters = [asyncio.ensure_future(client.resolve_manifest("a", f"t{n}")) for n in range(3)]
+    # A regression hangs here: fail after a timeout instead.
+    done = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    return first, done
+
+
+@pytest.mark.parametrize(
+    ("case", "expected"),
+    [
+        ("refused redirect", UnsafeRedirect),
+        ("too many redirects", RegistryError),
+        ("401 from another origin", AuthError),
+        ("timeout", TransientError),
+    ],
+)
+async def test_any_end_of_the_auth_probe_releases_its_waiters(
+    client: RegistryClient, case: str, expected: type[Exception]
+) -> None:
+    """However the first request ends, the requests queued behind it go ahead."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        if case == "refused redirect":
+            mocked.get(url, status=302, headers={"Location": "http://cdn.example.net/x?sig=S"})
+        elif case == "too many redirects":
+            mocked.get(url, status=302, headers={"Location": url}, repeat=True)
+        elif case == "401 from another origin":
+            mocked.get(url, status=307, headers={"Location": CDN})
+            mocked.get(CDN, status=401)
+        else:
+            mocked.get(url, exception=TimeoutError(), repeat=True)
+
+        async def probe() -> None:
+            async with client.open_blob("a", DIGEST):
+                pass
+
+        first, done = await probe_and_waiters(client, mocked, probe)
+        with pytest.raises(expected):
+            await asyncio.wait_for(first, 5)
+    assert done == [None, None, None]
+
+
+async def test_a_cancelled_auth_probe_releases_its_waiters(client: RegistryClient) -> None:
+    """Cancelling the first request (SIGTERM, a sibling's failure) lets the others go ahead."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    never = asyncio.Event()
+
+    async def hang(*_: object, **__: object) -> None:
+        await never.wait()
+
+    with aioresponses() as mocked:
+        mocked.get(url, callback=hang)
+
+        async def probe() -> None:
+            async with client.open_blob("a", DIGEST):
+                pass
+
+        first: asyncio.Task[None] = asyncio.ensure_future(probe())
+        await asyncio.sleep(0)
+        for n in range(3):
+            mocked.head(f"{BASE}/v2/a/manifests/t{n}", status=404)
+        waiters = [asyncio.ensure_future(client.resolve_manifest("a", f"t{n}")) for n in range(3)]
+        await asyncio.sleep(0.05)
+        assert not any(w.done() for w in waiters)  # they really wait on the probe
+        first.cancel()
+        done = await asyncio.wait_for(asyncio.gather(*waiters), 5)
+    assert done == [None, None, None]
+    assert first.cancelled()
