@@ -410,7 +410,9 @@ async def probe_and_waiters(
     await asyncio.sleep(0)  # the probe claims its role before the others ask for a header
     waiters = [asyncio.ensure_future(client.resolve_manifest("a", f"t{n}")) for n in range(3)]
     # A regression hangs here: fail after a timeout instead.
-    done = await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    done: list[object] = list(
+        await asyncio.wait_for(asyncio.gather(*waiters, return_exceptions=True), 5)
+    )
     return first, done
 
 
