@@ -1,0 +1,116 @@
+"""Progress while a run works: a live display on a terminal, periodic log events elsewhere.
+
+The live display is drawn with rich, which redraws one region of the terminal in place and
+prints log lines above it; off a terminal the output stays machine-readable JSON lines.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import time
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
+
+from backup.report import Stats, report_progress
+from backup.summary import counts, failures, human_bytes, moved_tags
+
+if TYPE_CHECKING:
+    from rich.console import Console
+
+_REDRAW_S = 0.25
+_RATE_WINDOW_S = 5.0
+
+
+def on_terminal(log_format: str) -> bool:
+    """True when a person is watching: stderr is a TTY and the logs are not forced to JSON."""
+    return log_format != "json" and sys.stderr.isatty()
+
+
+def _console() -> Console:
+    from rich.console import Console  # rich loads only when a person is watching
+
+    return Console(file=sys.stderr, stderr=True)
+
+
+async def show_progress(stats: Stats, *, terminal: bool, interval_s: float) -> None:
+    """Run until cancelled: the live display on a terminal, else a `progress` event per interval."""
+    if not terminal:
+        await report_progress(stats, interval_s)
+        return
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        SpinnerColumn,
+        TextColumn,
+        TimeElapsedColumn,
+        TimeRemainingColumn,
+    )
+
+    columns = (
+        SpinnerColumn(),
+        TextColumn("images"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[bytes]}  {task.fields[rate]}"),
+        TimeElapsedColumn(),
+        TextColumn("ETA"),
+        TimeRemainingColumn(),
+    )
+    samples: list[tuple[float, int]] = []
+    with Progress(*columns, console=_console(), transient=False) as progress:
+        task = progress.add_task("images", total=None, bytes="0 B", rate="")
+        try:
+            while True:
+                now = time.monotonic()
+                samples.append((now, stats.bytes_copied))
+                while samples and samples[0][0] < now - _RATE_WINDOW_S:
+                    samples.pop(0)
+                span = now - samples[0][0]
+                rate = (stats.bytes_copied - samples[0][1]) / span if span > 0 else 0.0
+                progress.update(
+                    task,
+                    completed=stats.images_done,
+                    total=stats.images_total or None,
+                    bytes=human_bytes(stats.bytes_copied),
+                    rate=f"{human_bytes(rate)}/s",
+                )
+                await asyncio.sleep(_REDRAW_S)
+        finally:
+            progress.update(
+                task,
+                completed=stats.images_done,
+                total=stats.images_total or stats.images_done,
+                bytes=human_bytes(stats.bytes_copied),
+            )
+
+
+def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int) -> None:
+    """The end-of-run table on a terminal, with the failures and moved tags below it."""
+    from rich.table import Table
+
+    console = _console()
+    status = "succeeded" if exit_code == 0 else f"exit {exit_code}"
+    table = Table(title=f"github-org-backup {command}: {status}", show_header=False)
+    table.add_column("what")
+    table.add_column("count", justify="right")
+    for label, value in counts(report.get("summary", {})):
+        table.add_row(label, value)
+    console.print(table)
+    broken = failures(report)
+    if broken:
+        details = Table(title=f"failures ({len(broken)})", show_lines=False)
+        details.add_column("what", overflow="fold")
+        details.add_column("reason", overflow="fold")
+        for what, why in broken:
+            details.add_row(what, why)
+        console.print(details)
+    moved = moved_tags(report)
+    if moved:
+        table = Table(title=f"moved at the source ({len(moved)})")
+        for column in ("tag", "was", "now"):
+            table.add_column(column, overflow="fold")
+        for row in moved:
+            table.add_row(*row)
+        console.print(table)
