@@ -2,9 +2,14 @@
 
 One layout holds many repositories: each tag is an ``index.json`` entry whose
 ``org.opencontainers.image.ref.name`` is ``<repository>:<tag>`` (``skopeo inspect
-oci:DIR:acme/app:1.2.3`` reads it). Blobs are shared by digest, so a "mount" is free.
-Every write is atomic (temporary file, fsync, rename), so a crash never corrupts the layout;
-file names are built only from validated digests.
+oci:DIR:acme/app:1.2.3`` reads it). Layouts written by skopeo, umoci, regclient and
+go-containerregistry name each ref with a plain tag (``latest``) instead: those refs are the
+tags of the layout's one unnamed repository, whose name is ``""`` (``oci:DIR::latest``; in
+``oci:DIR:latest`` the name is taken as that plain ref when no ``latest:latest`` exists).
+Blobs are shared by digest, so a "mount" is free. Every write is atomic (temporary file,
+fsync, rename), so a crash never corrupts the layout; file names are built only from
+validated digests. Nothing read from the layout is trusted: a manifest that is not JSON, or
+whose size or digest disagrees with its descriptor, is an error for the image that names it.
 """
 
 from __future__ import annotations
@@ -18,14 +23,56 @@ from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
 
-from backup.errors import NotFound, ResumeRefused, SizeMismatch, UsageError
-from backup.oci import OCI_INDEX, Descriptor, Manifest, digest_of, parse_manifest, verify_content
+from backup.errors import (
+    ContentError,
+    DigestMismatch,
+    InvalidManifest,
+    InvalidReference,
+    NotFound,
+    ResumeRefused,
+    SizeMismatch,
+    UsageError,
+)
+from backup.oci import (
+    MAX_MANIFEST_BYTES,
+    OCI_INDEX,
+    Descriptor,
+    Manifest,
+    digest_of,
+    parse_manifest,
+    verify_content,
+)
 from backup.reference import Registry, validate_digest, validate_repository, validate_tag
 from backup.retry import RetryPolicy
 from backup.store import READ_CHUNK
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
+
+
+def _declared_media_type(raw: bytes) -> str | None:
+    """The manifest's own top-level mediaType, or None if it has none or is not a JSON object."""
+    try:
+        document = json.loads(raw)
+    except ValueError:  # also UnicodeDecodeError: a gzip or other binary blob
+        return None
+    declared = document.get("mediaType") if isinstance(document, dict) else None
+    return declared if isinstance(declared, str) and declared else None
+
+
+def split_ref_name(ref: str) -> tuple[str, str] | None:
+    """(repository, tag) of an ``index.json`` ref name; ``""`` is the repository of a plain tag.
+
+    ``acme/app:1.2.3`` is this tool's form; ``latest`` is how skopeo, umoci, regclient and
+    go-containerregistry name refs. Anything else (not a tag, not repository:tag) is None.
+    """
+    name, colon, tag = ref.rpartition(":")
+    try:
+        if colon:
+            return validate_repository(name), validate_tag(tag)
+        return "", validate_tag(ref)
+    except InvalidReference:
+        return None
 
 
 def _fsync_directory(path: Path) -> None:
@@ -72,7 +119,12 @@ class LayoutStore:
         marker = self.root / "oci-layout"
         if not marker.exists():
             _atomic_write(marker, json.dumps(LAYOUT_VERSION).encode())
-        elif json.loads(marker.read_text()).get("imageLayoutVersion") != "1.0.0":
+            return
+        try:
+            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
+        except (ValueError, AttributeError):
+            version = None
+        if version != "1.0.0":
             raise UsageError(f"{self.root} is not an OCI image layout version 1.0.0")
 
     # index.json
@@ -81,21 +133,47 @@ class LayoutStore:
         if self._index is None:
             path = self.root / "index.json"
             if path.exists():
-                self._index = json.loads(path.read_bytes())
+                self._index = self._read_index(path)
             else:
                 self._index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
         return self._index
 
     @staticmethod
+    def _read_index(path: Path) -> dict[str, Any]:
+        try:
+            index = json.loads(path.read_bytes())
+        except ValueError as exc:
+            raise InvalidManifest(
+                f"{path} is not valid JSON ({exc}): repair or remove it"
+            ) from None
+        if not isinstance(index, dict) or not isinstance(index.get("manifests", []), list):
+            raise InvalidManifest(f"{path} is not an OCI image index: repair or remove it")
+        index.setdefault("manifests", [])
+        return index
+
+    def _refs(self) -> list[tuple[str, dict[str, Any]]]:
+        """(ref name, entry) for every ``index.json`` entry that carries a ref name."""
+        found = []
+        for entry in self._load_index()["manifests"]:
+            annotations = entry.get("annotations") if isinstance(entry, dict) else None
+            ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+            if isinstance(ref, str):
+                found.append((ref, entry))
+        return found
+
+    @staticmethod
     def _ref_name(name: str, tag: str) -> str:
+        if not name:
+            return validate_tag(tag)  # the layout's unnamed repository: a plain tag
         return f"{validate_repository(name)}:{validate_tag(tag)}"
 
     def _entry(self, name: str, tag: str) -> dict[str, Any] | None:
-        wanted = self._ref_name(name, tag)
-        for entry in self._load_index()["manifests"]:
-            if (entry.get("annotations") or {}).get(REF_NAME) == wanted:
-                return dict(entry)
-        return None
+        refs = dict(self._refs())
+        entry = refs.get(self._ref_name(name, tag))
+        if entry is None and name and tag == "latest":
+            # ``oci:DIR:NAME`` as skopeo means it: NAME is a plain ref of this layout.
+            entry = refs.get(name)
+        return dict(entry) if entry is not None else None
 
     async def _commit_index(self) -> None:
         """Group commit: whoever takes the lock writes every change made so far."""
@@ -111,28 +189,48 @@ class LayoutStore:
 
     async def resolve_manifest(self, name: str, identifier: str) -> Descriptor | None:
         if identifier.startswith(("sha256:", "sha512:")):
-            path = self._blob_path(identifier)
-            if not path.exists():
+            try:
+                size = self._blob_path(identifier).stat().st_size
+            except FileNotFoundError:
                 return None
-            media_type = json.loads(path.read_bytes()).get("mediaType", "")
-            return Descriptor(str(media_type), identifier, path.stat().st_size)
+            media_type = ""
+            if size <= MAX_MANIFEST_BYTES:  # a layer named as a manifest is not read whole
+                raw = await asyncio.to_thread(self._blob_path(identifier).read_bytes)
+                media_type = _declared_media_type(raw) or ""
+            return Descriptor(media_type, identifier, size)
         entry = self._entry(name, identifier)
         return Descriptor.from_json(entry) if entry else None
 
     async def get_manifest(
         self, name: str, identifier: str, expected: Descriptor | None = None
     ) -> Manifest:
+        """The manifest's bytes, checked against ``expected`` (or its index entry) for size and
+        digest; a manifest without its own mediaType takes the one its descriptor names."""
         found = expected or await self.resolve_manifest(name, identifier)
         if found is None:
-            raise NotFound(f"manifest {self.registry}:{name}:{identifier} not found")
+            raise NotFound(f"manifest {self._where(name, identifier)} not found")
+        where = self._where(name, found.digest)
+        path = self._blob_path(found.digest)
         try:
-            raw = self._blob_path(found.digest).read_bytes()
+            if (size := path.stat().st_size) > MAX_MANIFEST_BYTES:
+                raise InvalidManifest(
+                    f"{where} is {size} bytes, over the 4 MiB limit: it is not a manifest"
+                )
+            raw = await asyncio.to_thread(path.read_bytes)
         except FileNotFoundError:
             raise NotFound(f"manifest blob {found.digest} missing from {self.root}") from None
         if digest_of(raw, found.digest.partition(":")[0]) != found.digest:
-            raise NotFound(f"manifest blob {found.digest} in {self.root} is corrupt")
-        media_type = json.loads(raw).get("mediaType") or found.media_type
-        return parse_manifest(raw, media_type, Descriptor(media_type, found.digest, len(raw)))
+            raise DigestMismatch(f"manifest blob {found.digest} in {self.root} is corrupt")
+        media_type = _declared_media_type(raw) or found.media_type
+        try:
+            return parse_manifest(raw, media_type, Descriptor(media_type, found.digest, found.size))
+        except ContentError as exc:
+            raise type(exc)(f"{where}: {exc} (the layout is damaged: repair it)") from None
+
+    def _where(self, name: str, identifier: str) -> str:
+        """How a user names this image: ``oci:DIR:repo:tag``, ``oci:DIR:tag``, ``...@digest``."""
+        separator = "@" if identifier.startswith(("sha256:", "sha512:")) else ":"
+        return f"{self.registry}{':' + name if name else ''}{separator}{identifier}"
 
     async def put_manifest(self, name: str, identifier: str, manifest: Manifest) -> None:
         await asyncio.to_thread(self._write_blob_bytes, manifest.digest, manifest.raw)
@@ -145,38 +243,30 @@ class LayoutStore:
             "size": manifest.size,
             "annotations": {REF_NAME: ref_name},
         }
-        index = self._load_index()
-        index["manifests"] = [
-            e for e in index["manifests"] if (e.get("annotations") or {}).get(REF_NAME) != ref_name
-        ] + [entry]
+        self._drop_ref(ref_name)
+        self._load_index()["manifests"].append(entry)
         await self._commit_index()
+
+    def _drop_ref(self, ref_name: str) -> None:
+        dropped = {id(entry) for ref, entry in self._refs() if ref == ref_name}
+        index = self._load_index()
+        index["manifests"] = [e for e in index["manifests"] if id(e) not in dropped]
 
     async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
         return None  # a layout has no referrers API; fallback tags travel as tags
 
+    def _names(self) -> list[tuple[str, str]]:
+        """(repository, tag) of every ref; plain tags belong to the unnamed repository ``""``."""
+        return [split for ref, _ in self._refs() if (split := split_ref_name(ref)) is not None]
+
     async def list_tags(self, name: str) -> list[str]:
-        prefix = f"{name}:"
-        return sorted(
-            ref[len(prefix) :]
-            for e in self._load_index()["manifests"]
-            if (ref := (e.get("annotations") or {}).get(REF_NAME, "")).startswith(prefix)
-            and "/" not in ref[len(prefix) :]
-        )
+        return sorted({tag for repository, tag in self._names() if repository == name})
 
     async def list_repositories(self) -> list[str]:
-        names = {
-            ref.rpartition(":")[0]
-            for e in self._load_index()["manifests"]
-            if ":" in (ref := (e.get("annotations") or {}).get(REF_NAME, ""))
-        }
-        return sorted(names)
+        return sorted({repository for repository, _ in self._names()})
 
     async def delete_tag(self, name: str, tag: str) -> None:
-        ref_name = self._ref_name(name, tag)
-        index = self._load_index()
-        index["manifests"] = [
-            e for e in index["manifests"] if (e.get("annotations") or {}).get(REF_NAME) != ref_name
-        ]
+        self._drop_ref(self._ref_name(name, tag))
         await self._commit_index()
 
     # Store: blobs
