@@ -378,10 +378,16 @@ async def run_restore(args: argparse.Namespace) -> int:
     for name, tag in tags:
         relative = Repository(source.registry, name).relative_to(source)
         assert relative is not None
+        if not relative and not target.name:
+            # A plain-tag layout (skopeo, umoci, ...) holds one unnamed repository.
+            raise UsageError(
+                f"{source} holds images tagged without a repository name ({tag!r}): "
+                "give --to HOST/REPOSITORY to restore them as tags of that repository"
+            )
         specs.append(
             CopySpec(
                 Reference(Repository(source.registry, name), tag),
-                Reference(target.child(relative), tag),
+                Reference(target.child(relative) if relative else target, tag),
             )
         )
     stats, report = await execute(specs, args, _dest_credentials(target))
