@@ -3,6 +3,10 @@
 Across the run a blob crosses the network at most once per destination registry: the first
 repository that needs it streams it (source GET straight into destination PUT), every other
 repository mounts it. A tag is written only after everything it references is in place.
+
+Shared work is keyed by (digest, size), never by digest alone: a descriptor whose size is
+wrong fails only the image that carries it, and content already at the destination counts
+as present only when its size agrees with the descriptor.
 """
 
 from __future__ import annotations
@@ -17,7 +21,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from backup.errors import BackupError
+from backup.errors import BackupError, SizeMismatch
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
@@ -33,8 +37,18 @@ DEFAULT_CONCURRENCY = 16
 
 @dataclass(frozen=True)
 class _Place:
+    """Content as one descriptor names it, at one repository."""
+
     repository: Repository
     digest: str
+    size: int
+
+    @classmethod
+    def of(cls, repository: Repository, descriptor: Descriptor) -> _Place:
+        return cls(repository, descriptor.digest, descriptor.size)
+
+
+_BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
 
 
 class CopyEngine:
@@ -53,7 +67,7 @@ class CopyEngine:
         self._transfers = asyncio.Semaphore(concurrency)
         self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
-        self._blob_homes: dict[tuple[Registry, str], list[str]] = {}
+        self._blob_homes: dict[_BlobKey, list[str]] = {}
         self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
@@ -109,6 +123,10 @@ class CopyEngine:
                 return self._failed(
                     spec, bound, started, "abandoned at the end of the grace period"
                 )
+            except Exception as exc:  # a bug or an input nobody foresaw: fail this image only
+                bound.debug("image_failed_unexpectedly", exc_info=True)
+                message = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+                return self._failed(spec, bound, started, message)
             finally:
                 self._in_flight.discard(task)
         if status == "copied":
@@ -188,7 +206,7 @@ class CopyEngine:
     async def _ensure_manifest(self, child: Descriptor, src: Repository, dst: Repository) -> None:
         await _shared(
             self._manifest_tasks,
-            _Place(dst, child.digest),
+            _Place.of(dst, child),
             lambda: self._copy_child(child, src, dst),
         )
 
@@ -196,7 +214,8 @@ class CopyEngine:
         target = self._store_for(dst.registry)
         # A registry accepts a manifest only when all it references is present, so a child
         # that exists is complete: nothing below it needs checking (this is what resumes).
-        if await target.resolve_manifest(dst.name, child.digest) is not None:
+        if (present := await target.resolve_manifest(dst.name, child.digest)) is not None:
+            _check_present_size(child, present.size, f"manifest {child.digest}", dst)
             return
         manifest = await self._store_for(src.registry).get_manifest(src.name, child.digest, child)
         await self._place_content(manifest, src, dst)
@@ -207,14 +226,16 @@ class CopyEngine:
 
     async def _ensure_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
         await _shared(
-            self._blob_tasks, _Place(dst, blob.digest), lambda: self._place_blob(blob, src, dst)
+            self._blob_tasks, _Place.of(dst, blob), lambda: self._place_blob(blob, src, dst)
         )
 
     async def _place_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
-        key = (dst.registry, blob.digest)
-        while (leader := self._blob_leaders.get(key)) is not None:
+        # One leader per digest (whatever size is claimed), so that the bytes move once;
+        # where they went is recorded per (digest, size), so a wrong size never rides along.
+        while (leader := self._blob_leaders.get((dst.registry, blob.digest))) is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(leader)
+        key = (dst.registry, blob.digest, blob.size)
         target = self._store_for(dst.registry)
         if homes := self._blob_homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
@@ -229,15 +250,16 @@ class CopyEngine:
             return
         # First need for this digest on this registry: every other repository waits for us.
         leader = asyncio.get_running_loop().create_future()
-        self._blob_leaders[key] = leader
+        self._blob_leaders[(dst.registry, blob.digest)] = leader
         try:
-            if await target.blob_size(dst.name, blob.digest) is not None:
+            if (size := await target.blob_size(dst.name, blob.digest)) is not None:
+                _check_present_size(blob, size, f"blob {blob.digest}", dst)
                 self.stats.blobs_skipped += 1
             else:
                 await self._stream_blob(blob, src, dst, None)
             self._blob_homes[key] = [dst.name]
         finally:
-            del self._blob_leaders[key]
+            del self._blob_leaders[(dst.registry, blob.digest)]
             leader.set_result(None)
 
     async def _stream_blob(
@@ -255,6 +277,15 @@ class CopyEngine:
             )
         self.stats.blobs_copied += 1
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
+
+
+def _check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repository) -> None:
+    """Content already at the destination counts only if it is the size its descriptor says."""
+    if size >= 0 and size != descriptor.size:
+        raise SizeMismatch(
+            f"{what} is {size} bytes at {dst}, but the image's descriptor says "
+            f"{descriptor.size}: the source image's manifest is wrong; rebuild and push it"
+        )
 
 
 async def _shared(
