@@ -3,6 +3,9 @@
 A broken source read resumes at the byte it stopped at when the source can start there;
 otherwise the whole transfer restarts from zero in a new upload (a session that saw a broken
 write is never reused). Size and digest are checked on every byte that passes.
+
+A size or digest mismatch is retried only when the bytes came over a network: read from a
+local OCI layout, the same wrong bytes would come back every time, so the error is final.
 """
 
 from __future__ import annotations
@@ -80,12 +83,14 @@ class _SourceStream:
 
     def check(self) -> None:
         if self.received != self._blob.size:
-            raise SizeMismatch(
+            self.error = SizeMismatch(
                 f"blob {self._blob.digest} ended after {self.received} of {self._blob.size} bytes"
             )
+            raise self.error
         actual = f"{self._hash.name}:{self._hash.hexdigest()}"
         if actual != self._blob.digest:
-            raise DigestMismatch(f"blob expected as {self._blob.digest} hashes to {actual}")
+            self.error = DigestMismatch(f"blob expected as {self._blob.digest} hashes to {actual}")
+            raise self.error
 
 
 async def transfer_blob(
@@ -113,6 +118,11 @@ async def transfer_blob(
             return
         except RETRYABLE_TRANSFER_ERRORS as exc:
             session = None  # a session that saw a failure is never reused
+            if source.registry.layout and isinstance(exc, ContentError) and exc is stream.error:
+                raise type(exc)(
+                    f"{exc} (read from {source.registry}: the layout is damaged, "
+                    "or the manifest naming this blob is wrong)"
+                ) from None
             if attempt == policy.attempts:
                 raise TransientError(
                     f"blob {blob.digest} to {target.registry}/{target_name} failed "
