@@ -1,0 +1,372 @@
+"""Snapshots: which tag pointed at which digest after each run, kept in the backup itself.
+
+A snapshot is an OCI artifact in one dedicated repository below the backup's prefix,
+``<prefix>/snapshots.github-org-backup``, tagged with its id (a UTC timestamp, sortable as
+text). No GitHub owner name contains a dot, so that repository never collides with a package.
+It lives in the destination, so a CronJob without a volume keeps it, and a registry without
+``/v2/_catalog`` can still be walked through the latest snapshot.
+
+What a kept snapshot references must survive the source overwriting or deleting a tag, and
+the registry's garbage collector. Each repository therefore carries one history index, an OCI
+image index tagged ``github-org-backup.history``, whose entries are every digest a kept
+snapshot names in that repository. A digest that lost its own tag stays reachable from a tag
+of its own repository, which is what every collector and every "expire untagged images"
+lifecycle rule keeps; users see one extra tag per repository, not one per overwritten image.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import AsyncIterator, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+import structlog
+
+from backup import __version__
+from backup.errors import InvalidManifest, NotFound, UsageError
+from backup.oci import OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest, digest_of, parse_manifest
+from backup.reference import Repository, validate_digest, validate_repository, validate_tag
+from backup.store import Store
+
+log = structlog.get_logger("backup.snapshots")
+
+SNAPSHOT_REPOSITORY = "snapshots.github-org-backup"
+HISTORY_TAG = "github-org-backup.history"
+ARTIFACT_TYPE = "application/vnd.github-org-backup.snapshot.v1"
+SNAPSHOT_MEDIA_TYPE = "application/vnd.github-org-backup.snapshot.v1+json"
+_EMPTY_CONFIG = b"{}"
+_EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
+_ID_FORMAT = "%Y%m%dT%H%M%S"
+_ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z", re.ASCII)
+_TAG_ANNOTATION = "io.github-org-backup.tags"
+
+
+def snapshot_id(moment: datetime) -> str:
+    """``20261129T171538.123Z``: UTC, fixed width, so text order is time order."""
+    moment = moment.astimezone(UTC)
+    return f"{moment.strftime(_ID_FORMAT)}.{moment.microsecond // 1000:03d}Z"
+
+
+def id_time(identifier: str) -> datetime:
+    if not _ID.fullmatch(identifier):
+        raise UsageError(f"{identifier!r} is not a snapshot id such as 20261129T171538.123Z")
+    stamp, _, millis = identifier.removesuffix("Z").partition(".")
+    moment = datetime.strptime(stamp, _ID_FORMAT).replace(tzinfo=UTC)
+    return moment + timedelta(milliseconds=int(millis))
+
+
+@dataclass(frozen=True, order=True)
+class TaggedImage:
+    """One tag of the backup: its repository below the prefix, and what it pointed at."""
+
+    repository: str
+    tag: str
+    digest: str
+    media_type: str
+    size: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "repository": self.repository,
+            "tag": self.tag,
+            "digest": self.digest,
+            "mediaType": self.media_type,
+            "size": self.size,
+        }
+
+    @classmethod
+    def from_json(cls, obj: Any) -> TaggedImage:
+        try:
+            image = cls(
+                validate_repository(str(obj["repository"])),
+                validate_tag(str(obj["tag"])),
+                validate_digest(str(obj["digest"])),
+                str(obj["mediaType"]),
+                int(obj["size"]),
+            )
+        except (KeyError, TypeError, ValueError) as exc:
+            raise InvalidManifest(f"a snapshot entry is malformed: {exc}") from None
+        return image
+
+    def descriptor(self) -> Descriptor:
+        return Descriptor(self.media_type, self.digest, self.size)
+
+
+@dataclass(frozen=True)
+class Snapshot:
+    id: str
+    source: str
+    tool_version: str
+    images: tuple[TaggedImage, ...]
+
+    @property
+    def created(self) -> datetime:
+        return id_time(self.id)
+
+    @property
+    def digests(self) -> frozenset[str]:
+        return frozenset(image.digest for image in self.images)
+
+    def tags(self) -> dict[tuple[str, str], str]:
+        """(repository, tag) -> digest."""
+        return {(i.repository, i.tag): i.digest for i in self.images}
+
+    def to_bytes(self) -> bytes:
+        document = {
+            "id": self.id,
+            "created": self.created.isoformat().replace("+00:00", "Z"),
+            "source": self.source,
+            "toolVersion": self.tool_version,
+            "images": [image.to_json() for image in sorted(self.images)],
+        }
+        return json.dumps(document, indent=1, sort_keys=True).encode()
+
+    @classmethod
+    def from_bytes(cls, data: bytes) -> Snapshot:
+        try:
+            document = json.loads(data)
+            snapshot = cls(
+                str(document["id"]),
+                str(document["source"]),
+                str(document["toolVersion"]),
+                tuple(TaggedImage.from_json(obj) for obj in document["images"]),
+            )
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidManifest(f"a snapshot is not readable: {exc}") from None
+        id_time(snapshot.id)
+        return snapshot
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "time": self.created.isoformat().replace("+00:00", "Z"),
+            "source": self.source,
+            "tags": len(self.images),
+            "digests": len(self.digests),
+            "tool_version": self.tool_version,
+        }
+
+
+def new_snapshot(
+    source: str,
+    images: Iterable[TaggedImage],
+    moment: datetime | None = None,
+) -> Snapshot:
+    moment = moment or datetime.now(UTC)
+    unique = {(i.repository, i.tag): i for i in images}
+    return Snapshot(snapshot_id(moment), source, __version__, tuple(sorted(unique.values())))
+
+
+def moved_tags(before: Snapshot | None, after: Snapshot) -> list[dict[str, str]]:
+    """Tags whose digest changed since ``before``: what the source overwrote."""
+    if before is None:
+        return []
+    old = before.tags()
+    moved = []
+    for (repository, tag), digest in sorted(after.tags().items()):
+        was = old.get((repository, tag))
+        if was is not None and was != digest:
+            moved.append({"tag": f"{repository}:{tag}", "was": was, "now": digest})
+    return moved
+
+
+# Retention
+
+
+_DURATION = re.compile(r"([0-9]+)([hdwy])", re.ASCII)
+_UNITS = {"h": timedelta(hours=1), "d": timedelta(days=1), "w": timedelta(weeks=1)}
+
+
+def parse_duration(text: str) -> timedelta:
+    """``90d``, ``12h``, ``2w``, ``1y`` or a sum such as ``1y30d``."""
+    text = text.strip().lower()
+    parts = _DURATION.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        raise UsageError(f"{text!r} is not a duration such as 90d, 12h, 2w or 1y")
+    total = timedelta()
+    for number, unit in parts:
+        total += timedelta(days=365 * int(number)) if unit == "y" else _UNITS[unit] * int(number)
+    return total
+
+
+def select_kept(
+    ids: Sequence[str],
+    *,
+    keep_last: int | None = None,
+    keep_within: timedelta | None = None,
+    now: datetime | None = None,
+) -> set[str]:
+    """The snapshots a retention policy keeps. The latest is always kept; no policy keeps all."""
+    ordered = sorted(ids)
+    if not ordered:
+        return set()
+    if keep_last is None and keep_within is None:
+        return set(ordered)
+    kept = {ordered[-1]}
+    if keep_last:
+        kept |= set(ordered[-keep_last:])
+    if keep_within is not None:
+        now = now or datetime.now(UTC)
+        kept |= {i for i in ordered if now - id_time(i) <= keep_within}
+    return kept
+
+
+# Storage
+
+
+def history_index(images: Iterable[TaggedImage]) -> Manifest:
+    """An OCI index naming each digest once, annotated with the tags it had.
+
+    It depends only on the (tag, digest) pairs, not on snapshot ids, so it is rewritten only
+    when a repository's history really changes.
+    """
+    by_digest: dict[str, TaggedImage] = {}
+    tags: dict[str, set[str]] = {}
+    for image in images:
+        by_digest.setdefault(image.digest, image)
+        tags.setdefault(image.digest, set()).add(image.tag)
+    entries = [
+        {
+            "mediaType": image.media_type,
+            "digest": digest,
+            "size": image.size,
+            "annotations": {_TAG_ANNOTATION: ",".join(sorted(tags[digest]))},
+        }
+        for digest, image in sorted(by_digest.items())
+    ]
+    document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+    return parse_manifest(json.dumps(document, indent=1).encode(), OCI_INDEX)
+
+
+def _histories(kept: Iterable[Snapshot]) -> dict[str, Manifest]:
+    """Each repository's history index over the kept snapshots."""
+    images: dict[str, list[TaggedImage]] = {}
+    for snapshot in kept:
+        for image in snapshot.images:
+            images.setdefault(image.repository, []).append(image)
+    return {repository: history_index(found) for repository, found in images.items()}
+
+
+class Snapshots:
+    """The snapshots of one backup prefix, read and written through its Store."""
+
+    def __init__(self, store: Store, prefix: Repository) -> None:
+        self.store = store
+        self.prefix = prefix
+        self.repository = prefix.child(SNAPSHOT_REPOSITORY).name
+
+    def repository_name(self, relative: str) -> str:
+        return self.prefix.child(relative).name
+
+    async def ids(self) -> list[str]:
+        """Every snapshot id, oldest first."""
+        return sorted(t for t in await self.store.list_tags(self.repository) if _ID.fullmatch(t))
+
+    async def load(self, identifier: str) -> Snapshot:
+        try:
+            manifest = await self.store.get_manifest(self.repository, identifier)
+        except NotFound:
+            raise UsageError(f"snapshot {identifier} not found in {self.prefix}") from None
+        if not manifest.layers:
+            raise InvalidManifest(f"snapshot {identifier} has no content")
+        layer = manifest.layers[0]
+        data = b""
+        async with self.store.read_blob(self.repository, layer.digest) as chunks:
+            async for chunk in chunks:
+                data += chunk
+        if digest_of(data) != layer.digest or len(data) != layer.size:
+            raise InvalidManifest(f"snapshot {identifier} does not match its digest")
+        snapshot = Snapshot.from_bytes(data)
+        if snapshot.id != identifier:
+            raise InvalidManifest(f"snapshot tagged {identifier} names itself {snapshot.id}")
+        return snapshot
+
+    async def all(self) -> AsyncIterator[Snapshot]:
+        for identifier in await self.ids():
+            yield await self.load(identifier)
+
+    async def latest(self) -> Snapshot | None:
+        ids = await self.ids()
+        return await self.load(ids[-1]) if ids else None
+
+    async def at_or_before(self, moment: datetime) -> Snapshot | None:
+        found = [i for i in await self.ids() if id_time(i) <= moment]
+        return await self.load(found[-1]) if found else None
+
+    async def _put_blob(self, data: bytes, media_type: str) -> Descriptor:
+        descriptor = Descriptor(media_type, digest_of(data), len(data))
+        if await self.store.blob_size(self.repository, descriptor.digest) is None:
+
+            async def chunks() -> AsyncIterator[bytes]:
+                yield data
+
+            await self.store.write_blob(self.repository, descriptor, chunks(), None)
+        return descriptor
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Write the snapshot as an OCI artifact tagged with its id."""
+        config = await self._put_blob(_EMPTY_CONFIG, _EMPTY_MEDIA_TYPE)
+        content = await self._put_blob(snapshot.to_bytes(), SNAPSHOT_MEDIA_TYPE)
+        document = {
+            "schemaVersion": 2,
+            "mediaType": OCI_MANIFEST,
+            "artifactType": ARTIFACT_TYPE,
+            "config": {"mediaType": config.media_type, "digest": config.digest, "size": 2},
+            "layers": [
+                {
+                    "mediaType": content.media_type,
+                    "digest": content.digest,
+                    "size": content.size,
+                    "annotations": {"org.opencontainers.image.title": f"{snapshot.id}.json"},
+                }
+            ],
+            "annotations": {
+                "org.opencontainers.image.created": snapshot.summary()["time"],
+                "org.opencontainers.image.version": snapshot.tool_version,
+            },
+        }
+        manifest = parse_manifest(json.dumps(document, indent=1).encode(), OCI_MANIFEST)
+        await self.store.put_manifest(self.repository, snapshot.id, manifest)
+        log.info(
+            "snapshot_written",
+            snapshot=snapshot.id,
+            backup=str(self.prefix),
+            tags=len(snapshot.images),
+        )
+
+    async def forget(self, identifier: str) -> None:
+        await self.store.delete_tag(self.repository, identifier)
+        log.info("snapshot_forgotten", snapshot=identifier, backup=str(self.prefix))
+
+    async def write_histories(
+        self, before: Iterable[Snapshot], after: Iterable[Snapshot], *, check: bool = False
+    ) -> int:
+        """Point each repository's history tag at every digest the kept snapshots name there.
+
+        Only histories that differ between the ``before`` and ``after`` sets of kept snapshots
+        are written, so an unchanged repository costs no request; ``check`` also compares
+        each one with what the store holds (one HEAD each). Returns how many were written.
+        """
+        old, new = _histories(before), _histories(after)
+        written = 0
+        for relative in sorted(old.keys() | new.keys()):
+            index = new.get(relative)
+            name = self.repository_name(relative)
+            unchanged = (
+                index is not None and relative in old and old[relative].digest == index.digest
+            )
+            if unchanged and not check:
+                continue
+            present = await self.store.resolve_manifest(name, HISTORY_TAG)
+            if index is None:
+                if present is not None:
+                    await self.store.delete_tag(name, HISTORY_TAG)
+                continue
+            if present is not None and present.digest == index.digest:
+                continue
+            await self.store.put_manifest(name, HISTORY_TAG, index)
+            written += 1
+        return written
