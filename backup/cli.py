@@ -24,6 +24,12 @@ from backup.commands import (
 from backup.engine import DEFAULT_CONCURRENCY
 from backup.errors import BackupError, UsageError
 from backup.logs import configure_logging
+from backup.repos_command import (
+    DEFAULT_REPOS_CONCURRENCY,
+    DEFAULT_REPOS_DEST,
+    run_repos,
+    run_verify_repos,
+)
 
 log = structlog.get_logger("backup.cli")
 
@@ -369,7 +375,143 @@ def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         action="append",
         default=[],
         metavar="GLOB",
-        help="check only repositories (below the prefix) matching GLOB",
+        help="check only repositories (below the prefix) matching GLOB; with --repos, "
+        "mirrors named OWNER/REPO matching GLOB",
+    )
+    verify.add_argument(
+        "--repos",
+        type=Path,
+        metavar="DIR",
+        help="check the git mirrors the repos command wrote to DIR instead: git fsck each "
+        "(--deep: every object, and git lfs fsck), and with GITHUB_TOKEN set compare its refs "
+        "with the source's (git ls-remote)",
+    )
+
+
+_REPOS_ENVIRONMENT = "\n".join(
+    (
+        "environment:",
+        "  GITHUB_TOKEN        the GitHub token (classic PAT with the repo scope, or a",
+        "                      fine-grained token with Contents: read), unless",
+        "                      --github-token-file; git gets it in its environment only",
+        "  GITHUB_USERNAME     username sent with the token to the git server",
+        "                      (default github-org-backup)",
+        "  GITHUB_ORG, GITHUB_OWNER_USER, GITHUB_API_URL, REPOS_DEST, PUSHGATEWAY_URL",
+        "                      the same as the flags named with them above",
+    )
+)
+_REPOS_EXIT = (
+    "exit status: 0 every repository mirrored or already current; 1 some repositories failed,\n"
+    "the rest were mirrored; 2 usage, configuration or access error before anything was\n"
+    "fetched; 143 stopped by SIGTERM or SIGINT (the report is written)"
+)
+
+
+def _add_repos(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    repos = commands.add_parser(
+        "repos",
+        parents=parents,
+        formatter_class=_HelpFormatter,
+        help="back up every git repository of a GitHub owner as bare mirrors",
+        description="List an organisation's (or user's) repositories through the GitHub API "
+        "and keep a bare mirror of each at DEST/OWNER/REPO.git with every branch and tag. "
+        "Later runs fetch only what changed; a tip the source force-pushed away or deleted "
+        "stays under refs/backup/<UTC time>/.",
+        epilog="\n".join((_REPOS_ENVIRONMENT, "", _REPOS_EXIT)),
+    )
+    owner = repos.add_mutually_exclusive_group()
+    owner.add_argument("--org", help="organisation to back up [GITHUB_ORG]")
+    owner.add_argument("--user", help="user whose repositories to back up [GITHUB_OWNER_USER]")
+    repos.add_argument(
+        "--github-token-file",
+        metavar="PATH",
+        help="read the GitHub token from PATH instead of GITHUB_TOKEN",
+    )
+    repos.add_argument(
+        "--github-api-url",
+        metavar="URL",
+        help="REST API base [GITHUB_API_URL] (default https://api.github.com; "
+        "GHES: https://HOST/api/v3)",
+    )
+    repos.add_argument(
+        "--dest",
+        metavar="DIR",
+        help=f"directory of the mirrors [REPOS_DEST] (default {DEFAULT_REPOS_DEST})",
+    )
+    repos.add_argument(
+        "--include-forks", action="store_true", help="also back up forks (skipped by default)"
+    )
+    repos.add_argument(
+        "--include-repo",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="back up only repositories whose REPO or OWNER/REPO matches GLOB (repeatable)",
+    )
+    repos.add_argument(
+        "--exclude-repo",
+        action="append",
+        default=[],
+        metavar="GLOB",
+        help="skip repositories whose REPO or OWNER/REPO matches GLOB (repeatable)",
+    )
+    repos.add_argument(
+        "--pull-refs",
+        action="store_true",
+        help="also fetch GitHub's refs/pull/* (pull request heads and merges)",
+    )
+    repos.add_argument(
+        "--wikis",
+        action="store_true",
+        help="also mirror each wiki to REPO.wiki.git (a repository without one is not a failure)",
+    )
+    repos.add_argument(
+        "--lfs", action="store_true", help="also fetch Git LFS objects (needs git-lfs)"
+    )
+    repos.add_argument(
+        "--concurrency",
+        type=_positive_int,
+        default=DEFAULT_REPOS_CONCURRENCY,
+        help="repositories fetched at once (default %(default)s)",
+    )
+    repos.add_argument(
+        "--ca-file",
+        type=Path,
+        metavar="PEM",
+        help="CA bundle git trusts for the git server (http.sslCAInfo)",
+    )
+    repos.add_argument(
+        "--read-timeout",
+        type=_positive_float,
+        default=300.0,
+        metavar="SECONDS",
+        help="abandon a fetch that moves no data for this long (default %(default)s)",
+    )
+    repos.add_argument(
+        "--grace-period",
+        type=float,
+        default=25.0,
+        metavar="SECONDS",
+        help="on SIGTERM, start no new repository and give fetches in flight this long to "
+        "finish (default %(default)s)",
+    )
+    repos.add_argument(
+        "--pushgateway",
+        metavar="URL",
+        help="push the run's Prometheus metrics to this Pushgateway [PUSHGATEWAY_URL]",
+    )
+    repos.add_argument(
+        "--metrics-file",
+        type=Path,
+        metavar="FILE",
+        help="write the run's Prometheus metrics to FILE (node_exporter textfile format)",
+    )
+    repos.add_argument(
+        "--progress-interval",
+        type=float,
+        default=5.0,
+        metavar="SECONDS",
+        help="seconds between progress lines (default %(default)s)",
     )
 
 
@@ -440,14 +582,23 @@ def build_parser() -> argparse.ArgumentParser:
     _add_registry(commands, [output, network, copying])
     _add_verify(commands, [output, network])
     _add_restore(commands, [output, network, copying])
+    _add_repos(commands, [output])
     return parser
+
+
+async def _verify(args: argparse.Namespace) -> int:
+    """verify checks git mirrors with --repos, image backups otherwise."""
+    if args.repos is not None:
+        return await run_verify_repos(args)
+    return await run_verify(args)
 
 
 COMMANDS = {
     "copy": run_copy,
     "registry": run_registry,
-    "verify": run_verify,
+    "verify": _verify,
     "restore": run_restore,
+    "repos": run_repos,
 }
 
 

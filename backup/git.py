@@ -1,0 +1,365 @@
+"""The git subprocess layer: bare mirrors that never lose a commit the source drops.
+
+Every git runs with ``asyncio.create_subprocess_exec`` in its own process group. The token
+travels only in the environment, as an ``http.<origin>/.extraHeader`` set through
+``GIT_CONFIG_COUNT``: never in argv, in a config file, or in the mirror (its remote URL is the
+token-free clone URL). git-lfs reads the same setting.
+
+A fetch lands in ``refs/incoming/*`` first. The mirror's own refs then move in one
+``git update-ref --stdin`` transaction that also keeps every tip the source rewound or deleted
+under ``refs/backup/<UTC time>/<heads|tags|pull>/...``. A run killed at any point leaves the
+mirror's refs as they were before it, or as they are after it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import shutil
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import structlog
+
+from backup.errors import BackupError, UsageError
+
+log = structlog.get_logger("backup.git")
+
+INCOMING = "refs/incoming/"
+BACKUP = "refs/backup/"
+# Environment variables the user's shell may carry that would change what git does, or make
+# it print headers (GIT_TRACE_CURL): none of them reach our git.
+_DROPPED_ENV_PREFIXES = ("GIT_", "SSH_ASKPASS")
+
+ChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
+
+
+class GitError(BackupError):
+    """A git command failed; the message is git's own, with any credential blanked."""
+
+
+class RepositoryNotFound(GitError):
+    """The server has no such repository, or hides it from this token (HTTP 404)."""
+
+
+class GitMissing(UsageError):
+    """git is not installed."""
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """How git reaches the server: Basic credentials (token as password), CA, stall limit."""
+
+    username: str = "github-org-backup"
+    token: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    stall_timeout_s: float | None = None
+
+
+@dataclass(frozen=True)
+class RefChange:
+    ref: str
+    old: str | None
+    new: str | None
+    kind: ChangeKind
+    kept_as: str | None = None  # the refs/backup/... ref that keeps ``old``
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "ref": self.ref,
+            "old": self.old,
+            "new": self.new,
+            "change": self.kind,
+            "kept_as": self.kept_as,
+        }
+
+
+@dataclass(frozen=True)
+class MirrorResult:
+    created: bool
+    changes: tuple[RefChange, ...]
+    lfs_objects: int | None = None
+
+
+class Git:
+    """Runs git with credentials held in its environment; can kill everything it started."""
+
+    def __init__(self, settings: GitSettings, executable: str | None = None) -> None:
+        found = executable or shutil.which("git")
+        if not found:
+            raise GitMissing(
+                "git is not installed: install Debian's git package (apt-get install git)"
+            )
+        self.executable = found
+        self.settings = settings
+        self._running: set[asyncio.subprocess.Process] = set()
+        self._secrets = self._secret_strings()
+
+    def _secret_strings(self) -> list[str]:
+        token = self.settings.token
+        if not token:
+            return []
+        return [token, self._basic(), base64.b64encode(token.encode()).decode()]
+
+    def _basic(self) -> str:
+        pair = f"{self.settings.username}:{self.settings.token}".encode()
+        return base64.b64encode(pair).decode()
+
+    def environment(self, url: str | None) -> dict[str, str]:
+        """The environment of a git run against ``url``: config entries, no prompts."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+        config: list[tuple[str, str]] = [
+            ("credential.helper", ""),  # never ask, never store: the header is the credential
+            ("core.askPass", ""),
+            ("http.lowSpeedLimit", "1"),
+            ("gc.autoDetach", "false"),  # a gc must finish inside the run, not after it
+        ]
+        if self.settings.stall_timeout_s:
+            config.append(("http.lowSpeedTime", str(max(1, round(self.settings.stall_timeout_s)))))
+        if self.settings.ca_file is not None:
+            config.append(("http.sslCAInfo", str(self.settings.ca_file)))
+        if url and self.settings.token:
+            origin = urlsplit(url)
+            # Scoped to the clone URL's origin: a redirect elsewhere, or an LFS object store on
+            # another host, never receives it.
+            config.append(
+                (
+                    f"http.{origin.scheme}://{origin.netloc}/.extraHeader",
+                    f"Authorization: Basic {self._basic()}",
+                )
+            )
+        env |= {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(config))}
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    async def run(
+        self,
+        *args: str,
+        git_dir: Path | None = None,
+        url: str | None = None,
+        stdin: bytes | None = None,
+        ok: Sequence[int] = (0,),
+        timeout_s: float | None = None,
+    ) -> tuple[int, str]:
+        """Run ``git ARGS``; (exit status, stdout). Raises GitError outside ``ok``."""
+        argv = [self.executable, *(["--git-dir", str(git_dir)] if git_dir else []), *args]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.environment(url),
+            start_new_session=True,  # its own process group: abort() reaches git's helpers too
+        )
+        self._running.add(process)
+        try:
+            if timeout_s is None:
+                out, err = await process.communicate(stdin)
+            else:
+                out, err = await asyncio.wait_for(process.communicate(stdin), timeout_s)
+        except (asyncio.CancelledError, TimeoutError):
+            _kill(process)
+            await process.wait()
+            raise
+        finally:
+            self._running.discard(process)
+        code = process.returncode
+        assert code is not None
+        if code not in ok:
+            raise _failure(args[0], self.redact(err.decode(errors="replace")), code)
+        return code, out.decode(errors="replace")
+
+    def kill_all(self) -> None:
+        """Stop every git still running (its process group: remote helpers, index-pack)."""
+        for process in list(self._running):
+            _kill(process)
+
+    # Mirrors
+
+    async def mirror(
+        self,
+        url: str,
+        path: Path,
+        *,
+        pull_refs: bool,
+        stamp: str,
+        default_branch: str | None = None,
+    ) -> MirrorResult:
+        """Create or bring up to date the bare mirror of ``url`` at ``path``."""
+        created = not (path / "HEAD").is_file()
+        work = path.with_name(f".{path.name}.partial") if created else path
+        if created:
+            shutil.rmtree(work, ignore_errors=True)
+            work.parent.mkdir(parents=True, exist_ok=True)
+            await self.run("init", "--quiet", "--bare", str(work))
+        try:
+            await self._set_remote(work, url)
+            changes = await self._fetch_and_apply(work, url, pull_refs=pull_refs, stamp=stamp)
+            if default_branch:
+                await self.run("symbolic-ref", "HEAD", f"refs/heads/{default_branch}", git_dir=work)
+            if created:
+                os.replace(work, path)
+        except BaseException:
+            if created:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        if changes and not created:
+            # Old tips are referenced by now, so a gc can no longer drop them.
+            await self.run("gc", "--auto", "--quiet", git_dir=path)
+        return MirrorResult(created, tuple(changes))
+
+    async def _set_remote(self, git_dir: Path, url: str) -> None:
+        _code, current = await self.run(
+            "config", "--get", "remote.origin.url", git_dir=git_dir, ok=(0, 1)
+        )
+        if current.strip() != url:
+            await self.run("config", "remote.origin.url", url, git_dir=git_dir)
+
+    async def _fetch_and_apply(
+        self, git_dir: Path, url: str, *, pull_refs: bool, stamp: str
+    ) -> list[RefChange]:
+        namespaces = ["heads", "tags"] + (["pull"] if pull_refs else [])
+        refspecs = [f"+refs/{n}/*:{INCOMING}{n}/*" for n in namespaces]
+        await self.run(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--no-auto-gc",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "origin",
+            *refspecs,
+            git_dir=git_dir,
+            url=url,
+        )
+        refs = await self.refs(git_dir, ["refs/" + n + "/" for n in namespaces] + [INCOMING])
+        incoming = {
+            "refs/" + ref.removeprefix(INCOMING): sha
+            for ref, sha in refs.items()
+            if ref.startswith(INCOMING)
+        }
+        current = {ref: sha for ref, sha in refs.items() if not ref.startswith(INCOMING)}
+        changes = await self._classify(git_dir, current, incoming, stamp)
+        commands = []
+        for change in changes:
+            if change.kept_as:
+                commands.append(f"create {change.kept_as} {change.old}")
+            if change.new is None:
+                commands.append(f"delete {change.ref} {change.old}")
+            elif change.old is None:
+                commands.append(f"create {change.ref} {change.new}")
+            else:
+                commands.append(f"update {change.ref} {change.new} {change.old}")
+        commands += [f"delete {ref} {sha}" for ref, sha in refs.items() if ref.startswith(INCOMING)]
+        if commands:
+            await self.run(
+                "update-ref", "--stdin", git_dir=git_dir, stdin="\n".join([*commands, ""]).encode()
+            )
+        return changes
+
+    async def _classify(
+        self, git_dir: Path, current: Mapping[str, str], incoming: Mapping[str, str], stamp: str
+    ) -> list[RefChange]:
+        changes = []
+        for ref in sorted(current.keys() | incoming.keys()):
+            old, new = current.get(ref), incoming.get(ref)
+            if old == new:
+                continue
+            if old is None:
+                changes.append(RefChange(ref, None, new, "created"))
+                continue
+            keep = _worth_keeping(ref)
+            if new is None:
+                kind: ChangeKind = "deleted"
+            elif ref.startswith("refs/tags/") or not keep:
+                kind = "forced"
+            else:
+                code, _ = await self.run(
+                    "merge-base", "--is-ancestor", old, new, git_dir=git_dir, ok=(0, 1)
+                )
+                kind = "fast-forward" if code == 0 else "forced"
+            kept = (
+                f"{BACKUP}{stamp}/{ref.removeprefix('refs/')}"
+                if keep and kind != "fast-forward"
+                else None
+            )
+            changes.append(RefChange(ref, old, new, kind, kept))
+        return changes
+
+    async def refs(self, git_dir: Path, prefixes: Sequence[str]) -> dict[str, str]:
+        _, out = await self.run(
+            "for-each-ref", "--format=%(objectname) %(refname)", *prefixes, git_dir=git_dir
+        )
+        return {ref: sha for sha, _, ref in (line.partition(" ") for line in out.splitlines())}
+
+    async def remote_refs(
+        self, url: str, prefixes: Sequence[str], timeout_s: float | None = None
+    ) -> dict[str, str]:
+        """The source's refs below ``prefixes``, from ``git ls-remote``."""
+        _, out = await self.run(
+            "ls-remote", url, *[p + "*" for p in prefixes], url=url, timeout_s=timeout_s
+        )
+        found = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if not ref.endswith("^{}"):
+                found[ref] = sha
+        return found
+
+    async def fetch_lfs(self, git_dir: Path, url: str) -> int:
+        """Fetch every Git LFS object any ref of the mirror points to; the count kept locally."""
+        await self.run("lfs", "fetch", "--all", "origin", git_dir=git_dir, url=url)
+        objects = git_dir / "lfs" / "objects"
+        return sum(1 for p in objects.rglob("*") if p.is_file()) if objects.is_dir() else 0
+
+    async def fsck(self, git_dir: Path, *, deep: bool) -> list[str]:
+        """Problems ``git fsck`` finds (``--connectivity-only`` unless deep); [] when sound."""
+        args = ["fsck", "--no-progress", "--no-dangling"] + (
+            [] if deep else ["--connectivity-only"]
+        )
+        try:
+            await self.run(*args, git_dir=git_dir)
+        except GitError as exc:
+            return [str(exc)]
+        problems = []
+        if deep and (git_dir / "lfs" / "objects").is_dir():
+            try:
+                await self.run("lfs", "fsck", "--objects", git_dir=git_dir)
+            except GitError as exc:
+                problems.append(str(exc))
+        return problems
+
+
+def _worth_keeping(ref: str) -> bool:
+    """GitHub recomputes refs/pull/N/merge at will: its old values are not history."""
+    return not (ref.startswith("refs/pull/") and ref.endswith("/merge"))
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _failure(command: str, stderr: str, code: int) -> GitError:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    message = "; ".join(lines[-3:]) or f"exit status {code}"
+    if "not found" in message and ("repository" in message or "Repository" in message):
+        return RepositoryNotFound(f"git {command}: {message}")
+    if "could not read Username" in message or "Authentication failed" in message:
+        message += " (the server refused the token: check GITHUB_TOKEN and its repo scope)"
+    return GitError(f"git {command}: {message}")

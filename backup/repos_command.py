@@ -1,0 +1,577 @@
+"""The `repos` command and `verify --repos`: bare git mirrors of an owner's repositories.
+
+    GitHub API (PyGithub) -> repository filter -> one bare mirror each (git.py) -> report
+
+Exit codes as for `registry`: 0 every repository mirrored or already current; 1 some failed
+(the rest are mirrored); 2 usage, configuration or access error before anything was fetched;
+143 stopped by SIGTERM or SIGINT, with the report written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import fnmatch
+import os
+import re
+import signal
+import time
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
+from backup.errors import BackupError, UsageError
+from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
+from backup.packages import Owner
+from backup.redact import redact_url
+from backup.report import write_report
+
+if TYPE_CHECKING:
+    from backup.repos import Repo, RepoFilter
+
+log = structlog.get_logger("backup.repos")
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_INTERRUPTED = 128 + signal.SIGTERM
+DEFAULT_REPOS_DEST = "./github-repos"
+DEFAULT_REPOS_CONCURRENCY = 4
+METRICS_PREFIX = "github_org_backup_repos"
+METRICS_JOB = "github-org-backup-repos"
+
+Status = Literal["copied", "unchanged", "failed", "absent"]
+
+
+@dataclass(frozen=True)
+class ReposConfig:
+    owner: Owner
+    token: str = field(repr=False)
+    username: str
+    api_url: str
+    dest: Path
+    repo_filter: RepoFilter
+    pull_refs: bool
+    wikis: bool
+    lfs: bool
+    concurrency: int
+    git: GitSettings = field(repr=False)
+
+
+def _token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    try:
+        return _read_token(args, env)
+    except UsageError as exc:  # the shared reader names the packages scope
+        raise UsageError(
+            str(exc).replace(
+                "read:packages", "the repo scope, or a fine-grained token with Contents: read"
+            )
+        ) from None
+
+
+def _dest(text: str) -> Path:
+    if text.startswith("oci:") or "://" in text:
+        raise UsageError(
+            f"--dest {text!r}: repos writes git mirrors to a directory, e.g. {DEFAULT_REPOS_DEST}"
+        )
+    path = Path(text).expanduser()
+    if path.exists() and not path.is_dir():
+        raise UsageError(f"--dest {text}: exists and is not a directory")
+    return path
+
+
+def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> ReposConfig:
+    from backup.repos import RepoFilter
+
+    org = args.org or env.get("GITHUB_ORG")
+    user = args.user or env.get("GITHUB_OWNER_USER")
+    if bool(org) == bool(user):
+        raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
+    owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
+    token = _token(args, env)
+    username = env.get("GITHUB_USERNAME") or DEFAULT_USERNAME
+    return ReposConfig(
+        owner=owner,
+        token=token,
+        username=username,
+        api_url=args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        dest=_dest(args.dest or env.get("REPOS_DEST") or DEFAULT_REPOS_DEST),
+        repo_filter=RepoFilter(
+            tuple(args.include_repo), tuple(args.exclude_repo), include_forks=args.include_forks
+        ),
+        pull_refs=args.pull_refs,
+        wikis=args.wikis,
+        lfs=args.lfs,
+        concurrency=args.concurrency,
+        git=GitSettings(username, token, args.ca_file, args.read_timeout),
+    )
+
+
+# One run
+
+
+@dataclass
+class RepoOutcome:
+    repository: str
+    path: str
+    kind: Literal["repository", "wiki"]
+    status: Status
+    error: str | None = None
+    created: bool = False
+    refs_updated: int = 0
+    ref_changes: list[dict[str, str | None]] = field(default_factory=list)
+    lfs_objects: int | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class RepoStats:
+    total: int = 0
+    copied: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    absent: int = 0
+    refs_updated: int = 0
+    refs_kept: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.copied + self.unchanged + self.failed + self.absent
+
+    def count(self, outcome: RepoOutcome) -> None:
+        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        self.refs_updated += outcome.refs_updated
+        self.refs_kept += sum(1 for c in outcome.ref_changes if c.get("kept_as"))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "repositories_total": self.total,
+            "repositories_copied": self.copied,
+            "repositories_unchanged": self.unchanged,
+            "repositories_failed": self.failed,
+            "wikis_absent": self.absent,
+            "refs_updated": self.refs_updated,
+            "refs_kept": self.refs_kept,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+@dataclass(frozen=True)
+class _Target:
+    name: str
+    kind: Literal["repository", "wiki"]
+    url: str
+    path: Path
+    default_branch: str | None
+
+
+class RepoMirrorer:
+    """Mirrors a set of repositories, ``concurrency`` at a time; one failure fails only itself."""
+
+    def __init__(self, git: Git, config: ReposConfig, stats: RepoStats, stamp: str) -> None:
+        self.git = git
+        self.config = config
+        self.stats = stats
+        self.stamp = stamp
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._in_flight: set[asyncio.Task[RepoOutcome]] = set()
+        self.stopping = False
+        self._aborting = False
+
+    def targets(self, repos: list[Repo]) -> list[_Target]:
+        found = []
+        for repo in repos:
+            base = self.config.dest / repo.owner
+            found.append(
+                _Target(
+                    repo.full_name,
+                    "repository",
+                    repo.clone_url,
+                    base / f"{repo.name}.git",
+                    repo.default_branch,
+                )
+            )
+            if self.config.wikis and repo.has_wiki:
+                found.append(
+                    _Target(
+                        f"{repo.full_name}.wiki",
+                        "wiki",
+                        repo.wiki_url,
+                        base / f"{repo.name}.wiki.git",
+                        None,
+                    )
+                )
+        return found
+
+    async def run(self, targets: list[_Target]) -> list[RepoOutcome]:
+        self.stats.total = len(targets)
+        tasks = [asyncio.create_task(self._mirror(t)) for t in targets]
+        return list(await asyncio.gather(*tasks))
+
+    def stop(self) -> None:
+        if not self.stopping:
+            log.warning("run_stopping", repositories_in_flight=len(self._in_flight))
+        self.stopping = True
+
+    def abort(self) -> None:
+        self._aborting = True
+        for task in list(self._in_flight):
+            task.cancel()
+        self.git.kill_all()
+
+    async def _mirror(self, target: _Target) -> RepoOutcome:
+        async with self._slots:
+            started = time.monotonic()
+            outcome = RepoOutcome(target.name, str(target.path), target.kind, "failed")
+            if self.stopping:
+                outcome.error = "not started: the run was stopped"
+            else:
+                task = asyncio.current_task()
+                assert task is not None
+                self._in_flight.add(task)
+                try:
+                    await self._fetch(target, outcome)
+                except RepositoryNotFound as exc:
+                    if target.kind == "wiki":
+                        outcome.status = "absent"  # GitHub lists has_wiki even with no page
+                    else:
+                        outcome.error = f"{exc} (deleted since it was listed, or not readable "
+                        outcome.error += "with this token)"
+                except GitError as exc:
+                    outcome.error = str(exc)
+                except OSError as exc:
+                    outcome.error = f"{type(exc).__name__}: {exc}"
+                except asyncio.CancelledError:
+                    if not self._aborting:
+                        raise
+                    outcome.error = "abandoned at the end of the grace period; the mirror's "
+                    outcome.error += "refs are as before this run"
+                except Exception as exc:  # a bug or an input nobody foresaw: this repo only
+                    log.debug("repository_failed_unexpectedly", exc_info=True)
+                    outcome.error = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+                finally:
+                    self._in_flight.discard(task)
+            outcome.duration_s = round(time.monotonic() - started, 3)
+            self._log(outcome)
+            self.stats.count(outcome)
+            return outcome
+
+    async def _fetch(self, target: _Target, outcome: RepoOutcome) -> None:
+        result = await self.git.mirror(
+            target.url,
+            target.path,
+            pull_refs=self.config.pull_refs and target.kind == "repository",
+            stamp=self.stamp,
+            default_branch=target.default_branch,
+        )
+        outcome.created = result.created
+        outcome.refs_updated = len(result.changes)
+        outcome.ref_changes = [
+            c.to_json() for c in result.changes if c.kind != "created" or not result.created
+        ]
+        outcome.status = "copied" if result.created or result.changes else "unchanged"
+        if self.config.lfs:
+            outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url)
+
+    def _log(self, outcome: RepoOutcome) -> None:
+        bound = log.bind(repository=outcome.repository, path=outcome.path)
+        if outcome.status == "failed":
+            bound.error("repository_failed", error=outcome.error)
+        elif outcome.status == "absent":
+            bound.info("wiki_absent")
+        else:
+            bound.info(
+                f"repository_{outcome.status}",
+                created=outcome.created,
+                refs_updated=outcome.refs_updated,
+            )
+        for change in outcome.ref_changes:
+            if change["kept_as"]:
+                bound.warning("ref_rewritten_at_source", **_ref_fields(change))
+
+
+def _ref_fields(change: dict[str, str | None]) -> dict[str, str | None]:
+    return {"ref": change["ref"], "change": change["change"], "kept_as": change["kept_as"]}
+
+
+async def _progress(stats: RepoStats, interval_s: float) -> None:
+    progress = structlog.get_logger("backup.progress")
+    while True:
+        await asyncio.sleep(interval_s)
+        progress.info(
+            "progress",
+            repositories_done=stats.done,
+            repositories_total=stats.total,
+            repositories_failed=stats.failed,
+            refs_updated=stats.refs_updated,
+        )
+
+
+async def _check_tools(git: Git, lfs: bool) -> None:
+    if not lfs:
+        return
+    try:
+        await git.run("lfs", "version")
+    except GitError:
+        raise UsageError(
+            "--lfs needs git-lfs: install Debian's git-lfs package (apt-get install git-lfs)"
+        ) from None
+
+
+async def run_repos(args: argparse.Namespace) -> int:
+    from backup.repos import GitHubRepos  # PyGithub is heavy: only this command needs it
+
+    config = load_repos_config(args)
+    git = Git(config.git)
+    await _check_tools(git, config.lfs)
+    github = GitHubRepos(config.owner, config.token, config.api_url)
+    stats = RepoStats()
+    extra: dict[str, Any] = {"dest": str(config.dest), "owner": config.owner.name}
+    try:
+        try:
+            listed = await github.repositories()
+        except UsageError:
+            raise
+        except BackupError as exc:
+            log.error("discovery_failed", error=str(exc))
+            extra["discovery_error"] = str(exc)
+            return _finish(args, stats, [], extra, failed=True)
+        wanted = [r for r in listed if config.repo_filter.allows(r)]
+        outcomes = [_refused(r) for r in wanted if r.problem()]
+        wanted = [r for r in wanted if not r.problem()]
+        extra |= {
+            "repositories_listed": len(listed),
+            "repositories_filtered_out": len(listed) - len(wanted) - len(outcomes),
+            "github_rate_limit_remaining": github.rate_limit_remaining,
+        }
+    finally:
+        github.close()
+    for outcome in outcomes:
+        log.error("repository_failed", repository=outcome.repository, error=outcome.error)
+        stats.count(outcome)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    mirrorer = RepoMirrorer(git, config, stats, stamp)
+    targets = mirrorer.targets(wanted)
+    stats.total = len(targets) + len(outcomes)
+    results = await _run_with_signals(mirrorer, targets, args)
+    stats.total = len(targets) + len(outcomes)
+    extra |= {"backup_ref_prefix": f"refs/backup/{stamp}/", "interrupted": mirrorer.stopping}
+    return _finish(args, stats, outcomes + results, extra, failed=False)
+
+
+def _refused(repo: Repo) -> RepoOutcome:
+    return RepoOutcome(repo.full_name, "", "repository", "failed", error=repo.problem())
+
+
+async def _run_with_signals(
+    mirrorer: RepoMirrorer, targets: list[_Target], args: argparse.Namespace
+) -> list[RepoOutcome]:
+    loop = asyncio.get_running_loop()
+    progress = asyncio.create_task(_progress(mirrorer.stats, args.progress_interval))
+    grace_period = args.grace_period
+
+    def on_signal(name: str) -> None:
+        log.warning("signal_received", signal=name, grace_period_s=grace_period)
+        mirrorer.stop()
+        loop.call_later(grace_period, mirrorer.abort)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        return await mirrorer.run(targets)
+    finally:
+        progress.cancel()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+def _finish(
+    args: argparse.Namespace,
+    stats: RepoStats,
+    outcomes: list[RepoOutcome],
+    extra: dict[str, Any],
+    *,
+    failed: bool,
+) -> int:
+    summary = stats.summary() | extra
+    log.info("run_finished", **summary)
+    if args.report:
+        write_report(
+            args.report, {"summary": summary, "repositories": [asdict(o) for o in outcomes]}
+        )
+    if summary.get("interrupted"):
+        code = EXIT_INTERRUPTED
+    else:
+        code = EXIT_FAILED if failed or stats.failed else EXIT_OK
+    publish_metrics(args, summary, succeeded=code == EXIT_OK)
+    return code
+
+
+def publish_metrics(args: argparse.Namespace, summary: dict[str, Any], succeeded: bool) -> None:
+    """Like backup.metrics.publish, under names of its own so the two jobs never collide."""
+    pushgateway = args.pushgateway or os.environ.get("PUSHGATEWAY_URL")
+    if not (pushgateway or args.metrics_file):
+        return
+    from prometheus_client import (  # only when asked
+        CollectorRegistry,
+        Gauge,
+        pushadd_to_gateway,
+        write_to_textfile,
+    )
+
+    def registry(last_success: float | None) -> CollectorRegistry:
+        found = CollectorRegistry()
+        repos = Gauge(
+            f"{METRICS_PREFIX}_repositories",
+            "Repositories in the last run, by outcome",
+            ["outcome"],
+            registry=found,
+        )
+        for outcome in ("copied", "unchanged", "failed"):
+            repos.labels(outcome).set(summary.get(f"repositories_{outcome}", 0))
+        Gauge(
+            f"{METRICS_PREFIX}_refs_updated",
+            "Refs created, moved or deleted in the last run",
+            registry=found,
+        ).set(summary.get("refs_updated", 0))
+        Gauge(
+            f"{METRICS_PREFIX}_refs_kept",
+            "Rewound or deleted tips kept under refs/backup/",
+            registry=found,
+        ).set(summary.get("refs_kept", 0))
+        Gauge(f"{METRICS_PREFIX}_duration_seconds", "Duration of the last run", registry=found).set(
+            summary.get("duration_s", 0)
+        )
+        Gauge(
+            f"{METRICS_PREFIX}_last_run_success",
+            "1 if the last run succeeded, else 0",
+            registry=found,
+        ).set(1 if succeeded else 0)
+        if last_success is not None:
+            Gauge(
+                f"{METRICS_PREFIX}_last_success_timestamp_seconds",
+                "End of the last successful run",
+                registry=found,
+            ).set(last_success)
+        return found
+
+    now = time.time()
+    if args.metrics_file is not None:
+        last = now if succeeded else _previous_success(args.metrics_file)
+        try:
+            write_to_textfile(str(args.metrics_file), registry(last))
+        except OSError as exc:
+            log.error("metrics_write_failed", path=str(args.metrics_file), error=str(exc))
+    if pushgateway:
+        try:
+            pushadd_to_gateway(
+                pushgateway,
+                job=METRICS_JOB,
+                registry=registry(now if succeeded else None),
+                timeout=30,
+            )
+        except OSError as exc:
+            log.error(
+                "metrics_push_failed", pushgateway=redact_url(pushgateway), error=type(exc).__name__
+            )
+
+
+def _previous_success(textfile: Path) -> float | None:
+    try:
+        text = textfile.read_text()
+    except OSError:
+        return None
+    found = re.search(rf"^{METRICS_PREFIX}_last_success_timestamp_seconds (\S+)$", text, re.M)
+    return float(found.group(1)) if found else None
+
+
+# verify --repos
+
+
+async def run_verify_repos(args: argparse.Namespace) -> int:
+    """`git fsck` every mirror below --repos; with a token, compare its refs with the source."""
+    if args.dest or args.from_report:
+        raise UsageError(
+            "--repos checks git mirrors: --dest and --from-report are for image "
+            "backups; run verify once for each"
+        )
+    root = Path(args.repos)
+    if not root.is_dir():
+        raise UsageError(f"--repos {root}: directory does not exist")
+    mirrors = [
+        p
+        for p in sorted(root.glob("*/*.git"))
+        if (p / "HEAD").is_file() and _selected(p, root, args.include_package)
+    ]
+    token = os.environ.get("GITHUB_TOKEN", "").strip() or None
+    username = os.environ.get("GITHUB_USERNAME") or DEFAULT_USERNAME
+    try:
+        git = Git(GitSettings(username, token, args.ca_file, args.read_timeout))
+    except GitMissing as exc:
+        raise UsageError(str(exc)) from None
+    slots = asyncio.Semaphore(args.concurrency)
+    timeout_s = args.connect_timeout + args.read_timeout
+
+    async def check(path: Path) -> list[str]:
+        async with slots:
+            name = str(path.relative_to(root))
+            problems = [f"{name}: {p}" for p in await git.fsck(path, deep=args.deep)]
+            if token:
+                problems += [f"{name}: {p}" for p in await _compare(git, path, timeout_s)]
+            return problems
+
+    found = await asyncio.gather(*(check(p) for p in mirrors))
+    problems = [p for group in found for p in group]
+    for problem in problems:
+        print(problem, flush=True)
+    summary = {
+        "mirrors": len(mirrors),
+        "problems": len(problems),
+        "deep": args.deep,
+        "compared_with_source": token is not None,
+    }
+    log.info("verify_finished", backup=str(root), **summary)
+    if args.report:
+        write_report(args.report, {"summary": summary, "problems": problems})
+    if not mirrors:
+        log.error("verify_found_nothing", backup=str(root))
+        return EXIT_FAILED
+    return EXIT_FAILED if problems else EXIT_OK
+
+
+def _selected(path: Path, root: Path, globs: list[str]) -> bool:
+    name = str(path.relative_to(root)).removesuffix(".git")
+    return not globs or any(fnmatch.fnmatchcase(name, g) for g in globs)
+
+
+async def _compare(git: Git, path: Path, timeout_s: float) -> list[str]:
+    """Refs that differ between the mirror and its source (``git ls-remote``)."""
+    try:
+        _, url = await git.run("config", "--get", "remote.origin.url", git_dir=path)
+        url = url.strip()
+        local = await git.refs(path, ["refs/heads/", "refs/tags/", "refs/pull/"])
+        prefixes = ["refs/heads/", "refs/tags/"]
+        if any(r.startswith("refs/pull/") for r in local):
+            prefixes.append("refs/pull/")
+        remote = await git.remote_refs(url, prefixes, timeout_s=timeout_s)
+    except GitError as exc:
+        return [f"cannot compare with the source: {exc}"]
+    except TimeoutError:
+        return [f"cannot compare with the source: no answer within {timeout_s:.0f} s"]
+    local = {r: s for r, s in local.items() if r.startswith(tuple(prefixes))}
+    problems = []
+    for ref in sorted(local.keys() | remote.keys()):
+        mine, theirs = local.get(ref), remote.get(ref)
+        if mine == theirs:
+            continue
+        if mine is None:
+            problems.append(f"{ref} is at the source ({theirs}) but not in the mirror")
+        elif theirs is None:
+            problems.append(f"{ref} is in the mirror ({mine}) but no longer at the source")
+        else:
+            problems.append(f"{ref} is {theirs} at the source, {mine} in the mirror")
+    return problems

@@ -1,0 +1,137 @@
+"""A stand-in for GitHub's repository listings, with Link pagination and token checks.
+
+Serves ``GET /orgs/{org}/repos``, ``/users/{user}/repos``, ``/user`` and ``/user/repos``.
+Each repository's ``clone_url`` points at a test git server.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+import time
+from dataclasses import dataclass, field
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+
+@dataclass
+class StandInRepo:
+    name: str
+    fork: bool = False
+    archived: bool = False
+    visibility: str = "private"
+    has_wiki: bool = True
+    default_branch: str = "main"
+
+
+@dataclass
+class GitHubReposStandIn:
+    git_url: str  # base URL of the git server the clone URLs point at
+    owners: dict[str, list[StandInRepo]] = field(default_factory=dict)
+    tokens: dict[str, str] = field(default_factory=dict)  # token -> login
+    users: set[str] = field(default_factory=set)  # owners that are users, not organisations
+    requests: list[str] = field(default_factory=list)
+
+    def start(self) -> GitHubReposStandIn:
+        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
+        self._server.daemon_threads = True
+        threading.Thread(target=self._server.serve_forever, daemon=True).start()
+        return self
+
+    def stop(self) -> None:
+        self._server.shutdown()
+        self._server.server_close()
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self._server.server_address[1]}"
+
+    def _json(self, owner: str, repo: StandInRepo) -> dict[str, object]:
+        full = f"{owner}/{repo.name}"
+        return {
+            "id": abs(hash(full)) % 10**9,
+            "name": repo.name,
+            "full_name": full,
+            "owner": {"login": owner, "type": "User" if owner in self.users else "Organization"},
+            "private": repo.visibility != "public",
+            "visibility": repo.visibility,
+            "fork": repo.fork,
+            "archived": repo.archived,
+            "has_wiki": repo.has_wiki,
+            "default_branch": repo.default_branch,
+            "clone_url": f"{self.git_url}/{full}.git",
+            "url": f"{self.url}/repos/{full}",
+        }
+
+    def _route(
+        self, path: str, query: dict[str, list[str]], login: str
+    ) -> tuple[int, object, dict[str, str]]:
+        parts = [unquote(p) for p in path.strip("/").split("/")]
+        if parts == ["user"]:
+            return 200, {"login": login, "url": f"{self.url}/users/{login}"}, {}
+        if len(parts) == 2 and parts[0] in ("orgs", "users"):
+            if parts[1] not in self.owners or (parts[0] == "users") != (parts[1] in self.users):
+                return 404, {"message": "Not Found"}, {}
+            return 200, {"login": parts[1], "url": f"{self.url}/{parts[0]}/{parts[1]}"}, {}
+        if parts == ["user", "repos"]:
+            owner = login
+        elif len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "repos":
+            owner = parts[1]
+            if owner not in self.owners or (parts[0] == "users") != (owner in self.users):
+                return 404, {"message": "Not Found"}, {}
+        else:
+            return 404, {"message": "Not Found"}, {}
+        repos = self.owners.get(owner, [])
+        if parts[0] == "users" or (parts[0] == "user" and owner != login):
+            repos = [r for r in repos if r.visibility == "public"]
+        items = [self._json(owner, r) for r in repos]
+        per_page = min(int(query.get("per_page", ["30"])[0]), 100)
+        page = int(query.get("page", ["1"])[0])
+        pages = max(1, math.ceil(len(items) / per_page))
+        headers: dict[str, str] = {}
+        if page < pages:
+            params: dict[str, str] = {k: v[0] for k, v in query.items()}
+            params |= {"per_page": str(per_page)}
+
+            def link(n: int) -> str:
+                q = "&".join(f"{k}={quote(v)}" for k, v in (params | {"page": str(n)}).items())
+                return f"{self.url}{path}?{q}"
+
+            headers["Link"] = f'<{link(page + 1)}>; rel="next", <{link(pages)}>; rel="last"'
+        return 200, items[(page - 1) * per_page : page * per_page], headers
+
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
+        stand_in = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                url = urlsplit(self.path)
+                stand_in.requests.append(self.path)
+                auth = self.headers.get("Authorization", "")
+                token = auth.split(" ", 1)[1] if " " in auth else ""
+                status: int
+                body: object
+                headers: dict[str, str]
+                if token not in stand_in.tokens:
+                    status, body, headers = 401, {"message": "Bad credentials"}, {}
+                else:
+                    status, body, headers = stand_in._route(
+                        url.path, parse_qs(url.query), stand_in.tokens[token]
+                    )
+                data = json.dumps(body).encode()
+                self.send_response(status)
+                self.send_header("Content-Type", "application/json; charset=utf-8")
+                self.send_header("Content-Length", str(len(data)))
+                self.send_header("X-RateLimit-Limit", "5000")
+                self.send_header("X-RateLimit-Remaining", "4999")
+                self.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
+                for key, value in headers.items():
+                    self.send_header(key, value)
+                self.end_headers()
+                self.wfile.write(data)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        return Handler
