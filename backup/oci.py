@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -28,9 +29,23 @@ MANIFEST_ACCEPT = ", ".join(sorted(MANIFEST_MEDIA_TYPES))
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
 
+# Docker schema 1, unsigned and signed. A registry's digest of a signed one is over the payload
+# without its signatures, so its bytes never hash to it: recognise it before any hashing.
+SCHEMA1_MEDIA_TYPES = frozenset(
+    {
+        "application/vnd.docker.distribution.manifest.v1+json",
+        "application/vnd.docker.distribution.manifest.v1+prettyjws",
+    }
+)
+SCHEMA1_UNSUPPORTED = (
+    "it is a Docker schema 1 manifest, and schema 1 is not supported: "
+    "re-push the image with a current client (it writes schema 2)"
+)
+
 # Layers that live outside the registry (Windows base layers). Their `urls` are never fetched.
 _FOREIGN_LAYER_TYPES = frozenset(
     {
+        "application/vnd.docker.image.rootfs.foreign.diff.tar",
         "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
         "application/vnd.oci.image.layer.nondistributable.v1.tar",
         "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
@@ -38,10 +53,24 @@ _FOREIGN_LAYER_TYPES = frozenset(
     }
 )
 _ATTESTATION_REFERENCE_DIGEST = "vnd.docker.reference.digest"
+_SCHEMA_VERSION_1 = re.compile(rb'"schemaVersion"\s*:\s*1\s*[,}]')
 
 
 def digest_of(data: bytes, algorithm: str = "sha256") -> str:
     return f"{algorithm}:{hashlib.new(algorithm, data).hexdigest()}"
+
+
+def is_schema1(raw: bytes, content_type: str | None) -> bool:
+    """True for a Docker schema 1 manifest, by its Content-Type or its ``schemaVersion``."""
+    if (content_type or "").split(";")[0].strip() in SCHEMA1_MEDIA_TYPES:
+        return True
+    if not _SCHEMA_VERSION_1.search(raw[:4096]):  # cheap: most manifests are never parsed here
+        return False
+    try:
+        document = json.loads(raw)
+    except ValueError:
+        return False
+    return isinstance(document, dict) and document.get("schemaVersion") == 1
 
 
 @dataclass(frozen=True, order=True)
@@ -182,10 +211,7 @@ def _require_type(document: dict[str, Any], content_type: str | None) -> str:
     media_type = declared or content_type
     if media_type not in MANIFEST_MEDIA_TYPES:
         if document.get("schemaVersion") == 1:
-            raise InvalidManifest(
-                "Docker schema 1 manifests are not supported: "
-                "re-push the image with a current client"
-            )
+            raise InvalidManifest(f"manifest not copied: {SCHEMA1_UNSUPPORTED}")
         raise InvalidManifest(f"unsupported manifest media type {media_type!r}")
     return media_type
 
@@ -209,7 +235,12 @@ def parse_manifest(
     if len(raw) > MAX_MANIFEST_BYTES:
         raise InvalidManifest(f"manifest is {len(raw)} bytes, over the {MAX_MANIFEST_BYTES} limit")
     if expected is not None:
-        verify_content(raw, expected)
+        try:
+            verify_content(raw, expected)
+        except (SizeMismatch, DigestMismatch):
+            if is_schema1(raw, content_type):  # its digest is over other bytes: say why
+                raise InvalidManifest(f"manifest not copied: {SCHEMA1_UNSUPPORTED}") from None
+            raise
     content_type = (content_type or "").split(";")[0].strip() or None
     try:
         document = json.loads(raw)

@@ -15,8 +15,10 @@ from backup.oci import (
     Descriptor,
     Platform,
     digest_of,
+    is_schema1,
     parse_manifest,
 )
+from tests.harness.schema1 import SIGNED, UNSIGNED, signed_schema1
 
 CONFIG = {
     "mediaType": "application/vnd.oci.image.config.v1+json",
@@ -87,10 +89,18 @@ def test_artifact_with_subject_and_custom_types() -> None:
     assert manifest.subject is not None and manifest.subject.size == 5
 
 
-def test_foreign_layers_are_not_blobs_to_copy() -> None:
-    """Foreign layers point elsewhere through urls, which are never fetched."""
+@pytest.mark.parametrize(
+    "media_type",
+    [
+        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "application/vnd.docker.image.rootfs.foreign.diff.tar",
+        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+    ],
+)
+def test_foreign_layers_are_not_blobs_to_copy(media_type: str) -> None:
+    """Foreign layers, compressed or not, point elsewhere through urls, never fetched."""
     foreign = {
-        "mediaType": "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+        "mediaType": media_type,
         "digest": "sha256:" + "4" * 64,
         "size": 1,
         "urls": ["https://example.com/l"],
@@ -198,3 +208,19 @@ def test_docker_manifest_list_is_an_index() -> None:
     """Docker manifest lists and OCI indexes are both indexes."""
     raw = index("linux/amd64").replace(OCI_INDEX.encode(), DOCKER_MANIFEST_LIST.encode())
     assert parse_manifest(raw, DOCKER_MANIFEST_LIST).is_index
+
+
+@pytest.mark.parametrize("content_type", [SIGNED, UNSIGNED, "application/json", None])
+def test_signed_schema1_is_refused_as_schema1_not_as_a_hash_mismatch(
+    content_type: str | None,
+) -> None:
+    """A signed schema 1 manifest never hashes to its registry digest: the error says schema 1."""
+    raw, registry_digest = signed_schema1("a/b", "old")
+    assert digest_of(raw) != registry_digest
+    expected = Descriptor(SIGNED, registry_digest, len(raw))
+    with pytest.raises(InvalidManifest, match="schema 1 is not supported"):
+        parse_manifest(raw, content_type, expected)
+    with pytest.raises(InvalidManifest, match="schema 1 is not supported"):
+        parse_manifest(raw, content_type)
+    assert is_schema1(raw, content_type)
+    assert not is_schema1(image(), OCI_MANIFEST)
