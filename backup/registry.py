@@ -35,9 +35,11 @@ from backup.oci import (
     MANIFEST_ACCEPT,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
+    SCHEMA1_UNSUPPORTED,
     Descriptor,
     Manifest,
     digest_of,
+    is_schema1,
     parse_manifest,
 )
 from backup.redact import redact_text, redact_url
@@ -56,6 +58,9 @@ log = structlog.get_logger("backup.registry")
 _REDIRECTS = frozenset({301, 302, 303, 307, 308})
 _MAX_REDIRECTS = 5
 _CDN_RETRIES = 2
+# After a 413: chunks start below the refused size and at most this, halving on each 413.
+_FALLBACK_FIRST_CHUNK = 16 * 2**20
+_FALLBACK_MIN_CHUNK = 16 * 2**10
 _REFETCHABLE: tuple[type[BaseException], ...] = (
     DigestMismatch,
     SizeMismatch,
@@ -170,6 +175,11 @@ class RegistryClient:
             raw = await _read_capped(resp, MAX_MANIFEST_BYTES)
             content_type = resp.headers.get("Content-Type")
             claimed = resp.headers.get("Docker-Content-Digest")
+        if is_schema1(raw, content_type):  # a signed one never hashes to its registry digest
+            raise InvalidManifest(
+                f"manifest {self.registry}/{ref(name, identifier)} not copied: "
+                f"{SCHEMA1_UNSUPPORTED}"
+            )
         pinned = identifier if identifier.startswith(("sha256:", "sha512:")) else None
         # Pinned by digest, the hash is checked before a single byte is parsed. By tag, the
         # registry's Docker-Content-Digest is never trusted over the hash, but a registry
@@ -285,23 +295,85 @@ class RegistryClient:
     async def write_blob(
         self, name: str, blob: Descriptor, chunks: AsyncIterable[bytes], session: object | None
     ) -> None:
-        """Upload in one streamed PUT, or in PATCH chunks when ``chunk_size`` is set."""
+        """Upload in one streamed PUT, or in PATCH chunks when ``chunk_size`` is set.
+
+        A 413 to the one-PUT upload (a proxy's body limit, e.g. nginx ``client_max_body_size``)
+        switches this registry to chunks below the refused size; the stream is spent, so the
+        caller sends the blob again in a new session (TransientError).
+        """
         location = session if isinstance(session, yarl.URL) else await self.start_upload(name)
-        if not self.chunk_size:
-            await self.put_blob(name, location, blob, chunks)
+        if self.chunk_size:
+            await self._write_chunks(name, location, blob, chunks)
             return
+        try:
+            await self.put_blob(name, location, blob, chunks)
+        except BodyTooLarge:
+            self._shrink_chunks(blob.size)
+            await self._cancel_upload(name, location)
+            raise TransientError(
+                f"{self.registry} refused a {blob.size}-byte request body (HTTP 413); "
+                f"blob {blob.digest} is sent again in chunks of {self.chunk_size} bytes"
+            ) from None
+
+    async def _write_chunks(
+        self, name: str, location: yarl.URL, blob: Descriptor, chunks: AsyncIterable[bytes]
+    ) -> None:
         buffer = bytearray()
         offset = 0
         async for data in chunks:
             buffer += data
-            while len(buffer) >= self.chunk_size:
-                chunk = bytes(buffer[: self.chunk_size])
-                location = await self.patch_chunk(name, location, chunk, offset)
-                offset += len(chunk)
-                del buffer[: self.chunk_size]
+            while self.chunk_size and len(buffer) >= self.chunk_size:
+                size = self.chunk_size
+                location = await self._patch_fitting(name, location, bytes(buffer[:size]), offset)
+                offset += size
+                del buffer[:size]
         if buffer:
-            location = await self.patch_chunk(name, location, bytes(buffer), offset)
+            location = await self._patch_fitting(name, location, bytes(buffer), offset)
         await self.finish_upload(name, location, blob)
+
+    async def _patch_fitting(
+        self, name: str, location: yarl.URL, data: bytes, offset: int
+    ) -> yarl.URL:
+        """PATCH ``data``, in smaller pieces for as long as the registry answers 413."""
+        sent = 0
+        while sent < len(data):
+            piece = data[sent : sent + (self.chunk_size or len(data))]
+            try:
+                location = await self.patch_chunk(name, location, piece, offset + sent)
+            except BodyTooLarge:  # refused before it reached the registry: same session
+                self._shrink_chunks(len(piece))
+                continue
+            sent += len(piece)
+        return location
+
+    def _shrink_chunks(self, refused: int) -> None:
+        """After a 413 for ``refused`` bytes: chunks below that, at most 16 MiB, never grown."""
+        size = min(_FALLBACK_FIRST_CHUNK, _power_of_two_below(refused))
+        if self.chunk_size:
+            size = min(size, self.chunk_size)
+        if size < _FALLBACK_MIN_CHUNK:
+            raise BodyTooLarge(
+                f"{self.registry} refuses request bodies of {refused} bytes (HTTP 413), even "
+                "as upload chunks: raise its body limit (nginx: client_max_body_size)",
+                status=413,
+            )
+        if self.chunk_size is None:  # once per registry and run
+            log.warning(
+                "upload_switched_to_chunks",
+                registry=str(self.registry),
+                refused_bytes=refused,
+                chunk_size=size,
+                hint="a proxy limits request bodies (HTTP 413); raise client_max_body_size "
+                "or set --chunk-size",
+            )
+        else:
+            log.info("upload_chunk_size_reduced", registry=str(self.registry), chunk_size=size)
+        self.chunk_size = size
+
+    async def _cancel_upload(self, name: str, location: yarl.URL) -> None:
+        """Best effort: end an upload session the registry never saw a byte of."""
+        with contextlib.suppress(BackupError):
+            (await self._request("DELETE", location, scopes=push(name))).release()
 
     async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
         """``GET /v2/<name>/referrers/<digest>`` (OCI 1.1); None where the API is missing."""
@@ -604,6 +676,11 @@ def _with_digest(location: yarl.URL, digest: str) -> yarl.URL:
     carries the session state and must not be rebuilt or re-quoted."""
     separator = "&" if location.raw_query_string else "?"
     return yarl.URL(f"{location}{separator}digest={digest}", encoded=True)
+
+
+def _power_of_two_below(size: int) -> int:
+    """The largest power of two strictly below ``size`` (1 for sizes up to 2)."""
+    return 1 << max((size - 1).bit_length() - 1, 0)
 
 
 def _valid_digest(value: str | None) -> str | None:

@@ -21,8 +21,27 @@ from aiohttp import web
 from multidict import CIMultiDict
 
 from tests.harness.background import BackgroundLoop
+from tests.harness.schema1 import SIGNED, signed_schema1
 
 CHUNK = 64 * 1024
+# What distribution 2.8 answers to a manifest whose foreign layer URL it refuses: a 500 whose
+# first entries say nothing, while a later one names the request's fault.
+DISTRIBUTION_FOREIGN_LAYER_REFUSAL = {
+    "errors": [
+        {"code": "UNKNOWN", "message": "unknown error"},
+        {"code": "UNKNOWN", "message": "unknown error", "detail": {}},
+        {
+            "code": "MANIFEST_BLOB_UNKNOWN",
+            "message": "blob unknown to registry",
+            "detail": "sha256:" + "a" * 64,
+        },
+    ]
+}
+NGINX_502 = (
+    "<html>\r\n<head><title>502 Bad Gateway</title></head>\r\n<body>\r\n"
+    "<center><h1>502 Bad Gateway</h1></center>\r\n<hr><center>nginx</center>\r\n"
+    "</body>\r\n</html>\r\n"
+)
 
 
 @dataclass(frozen=True)
@@ -31,6 +50,9 @@ class Rule:
 
     fault: str
     methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "PATCH")
+    # Faults: 429, 429-date, 500, 502, 503, 504, drop, stall, oversize, schema1, 500-client-code,
+    # html-502 answer in place of the registry; reset, truncate, flip, lying-digest, redirect,
+    # redirect-expired, unauthorized and reset-upload act on a forwarded exchange.
     path: str = ""  # regex searched in the path
     probability: float = 1.0
     limit: int | None = None
@@ -50,6 +72,7 @@ class FaultProxy:
     cdn_headers: list[dict[str, str]] = field(default_factory=list)
     blob_bytes_served: int = 0
     requests: int = 0
+    seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, fault
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -89,6 +112,7 @@ class FaultProxy:
         self.cdn_headers.clear()
         self.blob_bytes_served = 0
         self.requests = 0
+        self.seen.clear()
 
     # Request handling
 
@@ -113,6 +137,7 @@ class FaultProxy:
         if "/referrers/" in request.path and request.method == "GET":
             return self._serve_referrers(request)
         fault = self._choose(request)
+        self.seen.append((request.method, request.path, fault))
         if fault and (response := await self._early_fault(fault, request)) is not None:
             return response
         if fault == "reset-upload" and request.method in ("PUT", "PATCH") and request.can_read_body:
@@ -160,6 +185,12 @@ class FaultProxy:
             await asyncio.sleep(self.stall_s)
             request.transport.close()  # type: ignore[union-attr]
             return web.Response(status=500)
+        if fault == "schema1" and "/manifests/" in request.path:
+            return _schema1_answer(request)
+        if fault == "500-client-code":
+            return web.json_response(DISTRIBUTION_FOREIGN_LAYER_REFUSAL, status=500)
+        if fault == "html-502":
+            return web.Response(status=502, text=NGINX_502, content_type="text/html")
         if fault == "oversize" and "/manifests/" in request.path and request.method == "GET":
             return web.Response(
                 body=b" " * (5 * 2**20), content_type="application/vnd.oci.image.manifest.v1+json"
@@ -243,3 +274,13 @@ class FaultProxy:
             return web.Response(status=403, text="Request has expired")
         self.blob_bytes_served += len(body)
         return web.Response(body=body, headers=headers)
+
+
+def _schema1_answer(request: web.Request) -> web.Response:
+    """A signed schema 1 manifest with the registry's digest of its unsigned payload."""
+    name = request.path.split("/v2/", 1)[1].split("/manifests/", 1)[0]
+    raw, digest = signed_schema1(name, "latest")
+    headers = {"Content-Type": SIGNED, "Docker-Content-Digest": digest}
+    if request.method == "HEAD":
+        return web.Response(headers=headers | {"Content-Length": str(len(raw))})
+    return web.Response(body=raw, headers=headers)
