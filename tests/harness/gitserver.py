@@ -15,6 +15,7 @@ import os
 import shutil
 import subprocess
 import threading
+import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
@@ -29,6 +30,7 @@ class GitServer:
     root: Path
     tokens: set[str] = field(default_factory=set)
     failing: dict[str, int] = field(default_factory=dict)  # "owner/repo.git" -> HTTP status
+    delay_s: float = 0.0  # slow every git request down by this much
     bytes_sent: int = 0
     requests: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
@@ -203,6 +205,8 @@ class GitServer:
                 if repository in server.failing:
                     self._send(server.failing[repository], b"injected failure\n", {})
                     return
+                if server.delay_s:
+                    time.sleep(server.delay_s)
                 if url.path.endswith("/info/lfs/objects/batch"):
                     self._send(*server._lfs_batch(url.path, body))
                 elif url.path.startswith("/lfs-object/"):
