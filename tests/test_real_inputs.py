@@ -5,18 +5,39 @@ from __future__ import annotations
 
 import copy
 import gzip
+import hashlib
 import json
 import re
+import subprocess
 from pathlib import Path
 from typing import Any
 
 import pytest
 
+from backup.layout import split_ref_name
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.images import Corpus, Manifest, generate_corpus
 from tests.harness.layouts import OCI_INDEX, OCI_MANIFEST, Layout, skopeo_to_layout, umoci_new
 
 pytestmark = pytest.mark.integration
+
+REF_NAMES = [
+    ("latest", ("", "latest")),  # skopeo, umoci, regclient, go-containerregistry
+    ("v1.2.3-RC_1", ("", "v1.2.3-RC_1")),
+    ("acme/app:1.2.3", ("acme/app", "1.2.3")),  # this tool's own form
+    ("app:latest", ("app", "latest")),
+    ("Acme/App:1", None),  # neither a tag nor repository:tag: not listed
+    ("acme/app:", None),
+    ("", None),
+]
+
+
+@pytest.mark.parametrize(("ref_name", "expected"), REF_NAMES)
+def test_ref_names_split_into_repository_and_tag(
+    ref_name: str, expected: tuple[str, str] | None
+) -> None:
+    """A plain ref name is a tag of the unnamed repository; ``repo:tag`` is this tool's form."""
+    assert split_ref_name(ref_name) == expected
 
 
 def ref(registry: LiveRegistry, path: str) -> str:
@@ -77,6 +98,20 @@ def test_copy_from_a_skopeo_layout_by_plain_tag(
         walked = destination.walker().walk(f"{namespace}/from-skopeo", tag)
         assert (walked.digest, walked.problems) == (refs[tag]["digest"], [])
         assert walked.manifests == 5  # the index, two platforms, two attestations
+
+
+def test_copy_into_a_plain_tag_ref_is_read_by_skopeo(
+    cli: CliRunner, skopeo_layout: Layout, tmp_path: Path
+) -> None:
+    """``copy ... oci:DIR::TAG`` writes a plain-tag ref, as skopeo would, and skopeo reads it."""
+    out = tmp_path / "plain"
+    result = cli("copy", f"oci:{skopeo_layout.root}:latest", f"oci:{out}::v9")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert list(Layout(out).refs()) == ["v9"]
+    raw = subprocess.run(
+        ["skopeo", "inspect", "--raw", f"oci:{out}:v9"], capture_output=True, check=True
+    ).stdout
+    assert "sha256:" + hashlib.sha256(raw).hexdigest() == skopeo_layout.refs()["latest"]["digest"]
 
 
 def test_verify_a_skopeo_layout(cli: CliRunner, skopeo_layout: Layout) -> None:
