@@ -19,8 +19,14 @@ RUN python3 -m venv /opt/venv \
     && find /opt/venv -name __pycache__ -prune -exec rm -rf {} +
 
 FROM ${BASE}
+# git and git-lfs for the repos command. Not pinned: Debian security updates replace the
+# exact versions; pin the BASE image by digest for a reproducible build.
+# hadolint ignore=DL3008
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends git git-lfs ca-certificates \
+    && rm -rf /var/lib/apt/lists/*
 LABEL org.opencontainers.image.title="github-org-backup" \
-      org.opencontainers.image.description="Back up a GitHub organisation's container images into a registry you own, byte-exact." \
+      org.opencontainers.image.description="Back up a GitHub organisation's container images into a registry you own, byte-exact, and its git repositories as bare mirrors." \
       org.opencontainers.image.licenses="Apache-2.0" \
       org.opencontainers.image.source="https://github.com/github-org-backup/github-org-backup"
 COPY --from=build /opt/venv /opt/venv

@@ -192,3 +192,75 @@ def test_dockerfile_passes_hadolint_and_runs_as_65532() -> None:
     final = dockerfile.read_text().rsplit("\nFROM ", 1)[1]
     assert "\nUSER 65532:65532\n" in final
     assert '\nENTRYPOINT ["/opt/venv/bin/github-org-backup"]\n' in final
+
+
+REPOS_CRONJOB = K8S / "repos-cronjob.yaml"
+REPOS_PVC = K8S / "repos-pvc.yaml"
+REPOS_WORKFLOW = ROOT / "deploy" / "github-actions" / "repos-backup.yml"
+
+
+def test_repos_job_validates_is_hardened_and_parses() -> None:
+    """The repos CronJob and its volume claim pass strict validation, the CronJob passes the
+    same hardening checks as the registry one, and its args are real `repos` flags."""
+    result = subprocess.run(
+        [tool("kubernetes-validate"), "--strict", str(REPOS_CRONJOB), str(REPOS_PVC)],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert result.stdout.count("passed") == 2
+    (cronjob,) = load(REPOS_CRONJOB)
+    assert security_problems(cronjob) == []
+    (container,) = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]["containers"]
+    args = build_parser().parse_args(container["args"])
+    assert args.command == "repos" and args.wikis and args.lfs
+
+
+def test_repos_mirrors_live_on_the_claimed_persistent_volume() -> None:
+    """--dest and --report sit on the PersistentVolumeClaim of repos-pvc.yaml, not on an
+    emptyDir, and the kustomization deploys both."""
+    (cronjob,) = load(REPOS_CRONJOB)
+    (claim,) = load(REPOS_PVC)
+    pod = cronjob["spec"]["jobTemplate"]["spec"]["template"]["spec"]
+    (container,) = pod["containers"]
+    args = build_parser().parse_args(container["args"])
+    volumes = {v["name"]: v for v in pod["volumes"]}
+    persistent = [
+        m["mountPath"]
+        for m in container["volumeMounts"]
+        if volumes[m["name"]].get("persistentVolumeClaim", {}).get("claimName")
+        == claim["metadata"]["name"]
+    ]
+    assert len(persistent) == 1
+    for path in (args.dest, str(args.report)):
+        assert path.startswith(persistent[0] + "/"), path
+    (kustomization,) = load(K8S / "kustomization.yaml")
+    assert {"repos-pvc.yaml", "repos-cronjob.yaml"} <= set(kustomization["resources"])
+
+
+def test_repos_workflow_lints_clean_and_runs_real_commands() -> None:
+    """The repos workflow lints clean, asks for no token permissions, never overlaps, runs on
+    a self-hosted runner (a disk that outlives the job) and its commands parse."""
+    for command in (
+        [tool("actionlint"), str(REPOS_WORKFLOW)],
+        [tool("zizmor"), "--offline", "--persona", "pedantic", str(REPOS_WORKFLOW)],
+    ):
+        result = subprocess.run(command, capture_output=True, text=True, check=False)
+        assert result.returncode == 0, result.stdout + result.stderr
+    workflow = yaml.safe_load(REPOS_WORKFLOW.read_text())
+    assert workflow["permissions"] == {}
+    assert workflow["concurrency"]["cancel-in-progress"] is False
+    job = workflow["jobs"]["backup"]
+    assert "self-hosted" in job["runs-on"]["labels"]
+    run = next(s["run"] for s in job["steps"] if "github-org-backup repos" in s.get("run", ""))
+    parser = build_parser()
+    for line in run.strip().splitlines():
+        parser.parse_args(re.sub(r'"[^"]*"', "x", line.split("github-org-backup", 1)[1]).split())
+
+
+def test_image_installs_git_and_git_lfs() -> None:
+    """The final stage installs git and git-lfs, which the repos command runs."""
+    final = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
+    install = next(line for line in final.splitlines() if "apt-get install" in line)
+    assert {"git", "git-lfs"} <= set(install.split())

@@ -29,6 +29,8 @@ user=$(buildah inspect --type image --format '{{.OCIv1.Config.User}}' "$image")
 run() { buildah run --isolation chroot --user 65532:65532 "$container" -- "${entrypoint[@]}" "$@"; }
 
 run --help | head -3
+# The repos command needs git and git-lfs in the image, usable as 65532.
+buildah run --isolation chroot --user 65532:65532 "$container" -- git lfs version
 
 port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')
 cat > "$work/config.yml" <<YAML
