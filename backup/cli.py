@@ -383,8 +383,8 @@ def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=Path,
         metavar="DIR",
         help="check the git mirrors the repos command wrote to DIR instead: git fsck each "
-        "(--deep: every object, and git lfs fsck), and with GITHUB_TOKEN set compare its refs "
-        "with the source's (git ls-remote)",
+        "(--deep: every object, and git lfs fsck), and with GITHUB_TOKEN (and GITHUB_USERNAME) "
+        "set compare its refs with the source's (git ls-remote)",
     )
 
 

@@ -502,10 +502,11 @@ async def run_verify_repos(args: argparse.Namespace) -> int:
     root = Path(args.repos)
     if not root.is_dir():
         raise UsageError(f"--repos {root}: directory does not exist")
+    globs = list(args.include_package)
     mirrors = [
         p
         for p in sorted(root.glob("*/*.git"))
-        if (p / "HEAD").is_file() and _selected(p, root, args.include_package)
+        if (p / "HEAD").is_file() and _selected(p, root, globs)
     ]
     token = os.environ.get("GITHUB_TOKEN", "").strip() or None
     username = os.environ.get("GITHUB_USERNAME") or DEFAULT_USERNAME

@@ -11,8 +11,7 @@ from typing import Any
 
 import pytest
 
-from backup.cli import build_parser
-from backup.commands import run_verify
+from backup.cli import COMMANDS, build_parser
 from tests.harness.clirun import ROOT, run_cli
 
 
@@ -114,13 +113,15 @@ def test_help_names_every_environment_variable() -> None:
     registry_env = _environment_read_by([backup / "config.py"]) | {"DOCKER_CONFIG"}
     assert {"BACKUP_SHARD_COUNT", "GITHUB_USERNAME", "GITHUB_TOKEN"} <= registry_env
     everywhere = _environment_read_by(list(backup.glob("*.py")))
-    helps = {c: _help(c) for c in ("copy", "registry", "verify", "restore")}
+    helps = {c: _help(c) for c in ("copy", "registry", "verify", "restore", "repos")}
     for name in registry_env | {"PUSHGATEWAY_URL"}:
         assert name in helps["registry"], name
     for name in ("DEST_USERNAME", "DEST_PASSWORD", "BACKUP_DEST", "DOCKER_CONFIG"):
         assert name in helps["verify"], name
     for name in ("DEST_USERNAME", "DEST_PASSWORD", "PUSHGATEWAY_URL", "DOCKER_CONFIG"):
         assert name in helps["restore"], name
+    for name in _environment_read_by([backup / "repos_command.py"]) | {"GITHUB_TOKEN"}:
+        assert name in helps["repos"] or name in helps["verify"], name
     assert everywhere <= set().union(*(set(re.findall(r"[A-Z_]{4,}", h)) for h in helps.values()))
 
 
@@ -164,10 +165,26 @@ def test_verify_reads_every_flag_it_offers(tmp_path: Path) -> None:
     )
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
-    assert asyncio.run(run_verify(args)) == 1  # an empty layout: nothing found
+    assert asyncio.run(COMMANDS["verify"](args)) == 1  # an empty layout: nothing found
     # main() reads the log flags before running the command.
     unread = offered - args.read - {"log_format", "log_level"}
     assert unread == set()
+
+
+def test_verify_repos_reads_every_flag_it_offers(tmp_path: Path) -> None:
+    """verify --repos reads every verify flag too: those it cannot honour are refused."""
+    args = _Recording()
+    build_parser().parse_args(
+        ["verify", "--repos", str(tmp_path), "--report", str(tmp_path / "r.json")],
+        namespace=args,
+    )
+    offered = set(vars(args)) - {"read", "command"}
+    args.read.clear()
+    assert asyncio.run(COMMANDS["verify"](args)) == 1  # an empty directory: nothing found
+    unread = offered - args.read - {"log_format", "log_level"}
+    assert unread == set()
+    refused = _run(tmp_path, "verify", "--repos", str(tmp_path), "--dest", "oci:x")
+    _usage_error(refused, "--dest and --from-report are for image backups")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
