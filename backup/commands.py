@@ -8,7 +8,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -34,6 +34,7 @@ from backup.verify import Verifier
 
 if TYPE_CHECKING:
     from backup.github import GitHubPackages
+    from backup.report import PackageResult
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
@@ -83,8 +84,12 @@ async def execute(
     specs: Sequence[CopySpec] | AsyncIterator[CopySpec],
     args: argparse.Namespace,
     credentials: dict[str, Credentials] | None = None,
+    on_stop: Callable[[], None] | None = None,
 ) -> tuple[Stats, dict[str, Any]]:
-    """Run the engine over ``specs``; the stats and the report (not yet written)."""
+    """Run the engine over ``specs``; the stats and the report (not yet written).
+
+    ``on_stop`` is called on SIGTERM/SIGINT, e.g. to abandon a discovery that feeds ``specs``.
+    """
     stats = Stats()
     store = CredentialStore.from_docker_config(explicit=credentials)
     settings = http_settings(args)
@@ -97,6 +102,8 @@ async def execute(
         def on_signal(name: str) -> None:
             log.warning("signal_received", signal=name, grace_period_s=grace_period)
             engine.stop()
+            if on_stop is not None:
+                on_stop()
             loop.call_later(grace_period, engine.abort)
 
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -137,62 +144,110 @@ async def run_copy(args: argparse.Namespace) -> int:
 
 
 class _Discovery:
-    """Feeds specs to the engine as packages are listed; remembers why discovery stopped."""
+    """Feeds specs to the engine as packages are listed; remembers what became of each package
+    and why discovery stopped, if it did."""
 
     def __init__(self, github: GitHubPackages, config: RegistryConfig) -> None:
         self.github = github
         self.config = config
         self.packages = 0
         self.plans: list[PackagePlan] = []
-        self.error: BackupError | None = None
+        self.results: list[PackageResult] = []
+        self.error: BackupError | None = None  # what ended discovery early
+        self.stopped = False  # by a signal
 
-    async def specs(self) -> AsyncIterator[CopySpec]:
+    async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
+        """Each package as discovery reaches it; a package that failed comes without a plan."""
+        from backup.github import DiscoveryStopped
+        from backup.packages import FailedPackage
+        from backup.report import PackageResult
+
         try:
             async for package in self.github.packages(self.config.wants):
+                if isinstance(package, FailedPackage):
+                    result = PackageResult(package.name, "failed", error=package.error)
+                    self.results.append(result)
+                    yield result, None
+                    continue
                 self.packages += 1
                 plan = plan_package(package, self.config)
                 self.plans.append(plan)
                 if plan.error:
                     log.error("package_skipped", package=package.name, error=plan.error)
-                for spec in plan.specs:
-                    yield spec
+                    result = PackageResult(package.name, "skipped", error=plan.error)
+                else:
+                    result = PackageResult(package.name, "discovered", len(plan.specs))
+                self.results.append(result)
+                yield result, plan
+        except DiscoveryStopped:
+            self.stopped = True
+            log.warning("discovery_stopped", packages_discovered=self.packages)
         except BackupError as exc:
             self.error = exc
+            log.error("discovery_failed", error=str(exc), packages_discovered=self.packages)
+
+    async def specs(self) -> AsyncIterator[CopySpec]:
+        async for _, plan in self.found():
+            for spec in plan.specs if plan else ():
+                yield spec
+
+    def stop(self) -> None:
+        self.github.stop()
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.stopped and not self.github.truncated
+
+    @property
+    def failed_packages(self) -> int:
+        return sum(result.status == "failed" for result in self.results)
+
+    def fatal_error(self) -> UsageError | None:
+        """Discovery failed before reaching any package: nothing can be backed up (exit 2)."""
+        if self.error is None or self.results:
+            return None
+        if isinstance(self.error, UsageError):
+            return self.error
+        return UsageError(str(self.error))
 
     def summary(self) -> dict[str, Any]:
         return {
             "packages": self.packages,
+            "packages_failed": self.failed_packages,
             "github_requests": self.github.pages_requested,
             "github_rate_limit_remaining": self.github.rate_limit_remaining,
             "discovery_truncated": self.github.truncated,
             "discovery_error": str(self.error) if self.error else None,
         }
 
+    def entries(self) -> list[dict[str, Any]]:
+        from dataclasses import asdict
+
+        return [asdict(result) for result in self.results]
+
 
 async def run_registry(args: argparse.Namespace) -> int:
-    from backup.github import GitHubPackages  # PyGithub is heavy: only this command needs it
+    # PyGithub is heavy: only this command needs it
+    from backup.github import GitHubPackages, retries_from_env
 
     config = load_registry_config(args)
-    github = GitHubPackages(config.owner, config.token, config.api_url)
+    github = GitHubPackages(config.owner, config.token, config.api_url, retries=retries_from_env())
     try:
         if args.dry_run or args.emit_specs:
             return await _plan_only(args, config, github)
         discovery = _Discovery(github, config)
-        stats, report = await execute(discovery.specs(), args, config.credentials())
+        stats, report = await execute(
+            discovery.specs(), args, config.credentials(), on_stop=discovery.stop
+        )
         report["summary"] |= discovery.summary()
-        if isinstance(discovery.error, UsageError) and stats.images_total == 0:
-            raise discovery.error
-        if discovery.error:
-            log.error("discovery_failed", error=str(discovery.error))
-        failed = discovery.error is not None or github.truncated
+        report["packages"] = discovery.entries()
+        fatal = discovery.fatal_error()
+        if fatal is not None and not report["summary"].get("interrupted"):
+            _finish(args, stats, report, failed=True)  # the report and metrics say so too
+            raise fatal
+        failed = not discovery.complete or discovery.failed_packages > 0
         if args.prune:
-            pruned = await prune(
-                args,
-                config,
-                discovery.plans,
-                discovery.error is None and not github.truncated,
-                dry_run=False,
-            )
+            pruned = await prune(args, config, discovery.plans, discovery.complete, dry_run=False)
             report["summary"]["tags_pruned"] = pruned
             failed = failed or pruned is None
         return _finish(args, stats, report, failed)
@@ -203,22 +258,27 @@ async def run_registry(args: argparse.Namespace) -> int:
 async def _plan_only(
     args: argparse.Namespace, config: RegistryConfig, github: GitHubPackages
 ) -> int:
-    plans = []
-    async for package in github.packages(config.wants):
-        plan = plan_package(package, config)
-        plans.append(plan)
+    discovery = _Discovery(github, config)
+    async for result, plan in discovery.found():
+        if plan is None:
+            if args.dry_run:
+                print(f"{result.name}: failed  {result.error}", flush=True)
+            continue
         if args.dry_run:
             print(plan.render(), flush=True)
         for spec in plan.specs if args.emit_specs else ():
             print(json.dumps(spec.to_json()), flush=True)
+    fatal = discovery.fatal_error()
+    if fatal is not None:
+        raise fatal
     refused = (
         args.prune
         and args.dry_run
-        and (await prune(args, config, plans, not github.truncated, dry_run=True) is None)
+        and (await prune(args, config, discovery.plans, discovery.complete, dry_run=True) is None)
     )
-    if refused:
+    if refused or not discovery.complete or discovery.failed_packages:
         return EXIT_FAILED
-    return EXIT_FAILED if github.truncated else EXIT_OK
+    return EXIT_OK
 
 
 async def prune(

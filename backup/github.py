@@ -3,32 +3,67 @@
 PyGithub has no packages API, so this uses its requester and PaginatedList directly. PyGithub
 is not thread-safe: every call runs on one worker thread, so the event loop can copy earlier
 packages while later ones are still being listed.
+
+What can go wrong, and whose failure it is:
+
+- the package list cannot be read (token rejected, missing scope, SAML SSO, unknown owner,
+  API unreachable, persistent 5xx): nothing can be discovered, the whole run fails;
+- a rate limit that resets later than the run is willing to wait, or the API becoming
+  unreachable: discovery stops, and the packages found so far are still backed up;
+- anything else on one package's versions (403, 404, a 5xx that outlasts the retries): only
+  that package fails, as a ``FailedPackage``.
+
+A stop (SIGTERM) never waits for PyGithub: the worker is a daemon thread, its retry sleeps
+wake up on the stop, and the call in flight is abandoned.
 """
 
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import functools
-from collections.abc import AsyncIterator, Callable
-from typing import Any
+import os
+import queue
+import threading
+import time
+from collections.abc import AsyncIterator, Callable, Mapping
+from datetime import UTC, datetime
+from typing import Any, Literal, Self
+from urllib.parse import urlsplit
 
 import requests
 import structlog
-from github import Auth, Github, GithubException, GithubRetry
+from github import Auth, Github, GithubException, GithubRetry, RateLimitExceededException
 from github.GithubObject import NonCompletableGithubObject
 from github.PaginatedList import PaginatedList
+from urllib3.exceptions import (
+    ConnectTimeoutError,
+    MaxRetryError,
+    NameResolutionError,
+    NewConnectionError,
+    ProtocolError,
+    ReadTimeoutError,
+    SSLError,
+)
 
 from backup.errors import BackupError, InvalidReference, UsageError
-from backup.packages import Owner, Package
+from backup.logs import adopt_library_logs
+from backup.packages import FailedPackage, Owner, Package
+from backup.redact import redact_url
 from backup.reference import validate_digest, validate_tag
 
 log = structlog.get_logger("backup.github")
+adopt_library_logs()  # importing PyGithub just gave its logger a plain handler
 
 PAGE_SIZE = 100
 # GitHub answers 400 once per_page * page passes 10,000 on the org package list.
 LIST_CAP = 10_000
 _REQUEST_INTERVAL_S = 0.1  # serial and gentle: well under the secondary rate limits
+DEFAULT_RETRIES = 6
+DEFAULT_MAX_RATE_LIMIT_WAIT_S = 900.0
+_RETRY_STATUSES = [408, 429, 500, 502, 503, 504]
+
+RateLimit = Literal["primary", "secondary"]
+Refusal = Literal["primary", "secondary", "sso", "scope", "forbidden"]
 
 
 class GitHubAccessError(UsageError):
@@ -41,6 +76,357 @@ class GitHubAccessError(UsageError):
 
 class GitHubUnavailable(BackupError):
     """The GitHub API could not be reached or kept failing."""
+
+
+class GitHubRateLimited(GitHubUnavailable):
+    """A rate limit that resets later than the run waits, or outlasted every retry."""
+
+    def __init__(self, message: str, *, limit: RateLimit, resets_at: float | None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.resets_at = resets_at
+
+
+class DiscoveryStopped(BackupError):
+    """The run was asked to stop (SIGTERM) while GitHub was being asked."""
+
+
+class _Refused(BackupError):
+    """GitHub answered one request with an error status; the caller decides whose it is."""
+
+    def __init__(self, status: int, reason: str) -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+
+
+def retries_from_env(env: Mapping[str, str] = os.environ) -> int:
+    """GITHUB_API_RETRIES: how often a failing GitHub request is retried (default 6)."""
+    text = env.get("GITHUB_API_RETRIES", "").strip()
+    if not text:
+        return DEFAULT_RETRIES
+    if not text.isdigit() or int(text) > 20:
+        raise UsageError(f"GITHUB_API_RETRIES={text!r}: expected a whole number from 0 to 20")
+    return int(text)
+
+
+# Telling GitHub's answers apart
+
+
+def _headers(raw: Mapping[str, str] | None) -> dict[str, str]:
+    return {str(k).lower(): str(v) for k, v in (raw or {}).items()}
+
+
+def _message(data: Any) -> str:
+    if isinstance(data, dict):
+        return str(data.get("message") or "")
+    if isinstance(data, bytes):
+        return data.decode("utf-8", "replace")[:200]
+    return str(data or "")[:200]
+
+
+def _scopes(value: str | None) -> set[str]:
+    return {s.strip() for s in (value or "").split(",") if s.strip()}
+
+
+def classify_refusal(headers: Mapping[str, str], message: str) -> Refusal:
+    """Which of GitHub's 403s this is, from its headers first and its message second."""
+    headers = _headers(headers)
+    text = message.lower()
+    if "x-github-sso" in headers or "saml enforcement" in text:
+        return "sso"
+    if headers.get("x-ratelimit-remaining") == "0":
+        return "primary"
+    if "retry-after" in headers or "secondary rate limit" in text:
+        return "secondary"
+    accepted = _scopes(headers.get("x-accepted-oauth-scopes"))
+    held = headers.get("x-oauth-scopes")
+    if accepted and held is not None and not accepted & _scopes(held):
+        return "scope"
+    return "forbidden"
+
+
+def _limit_of(headers: Mapping[str, str]) -> RateLimit:
+    return "primary" if _headers(headers).get("x-ratelimit-remaining") == "0" else "secondary"
+
+
+def _attempts(count: int) -> str:
+    return "1 attempt" if count == 1 else f"{count} attempts"
+
+
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def _reset_time(headers: Mapping[str, str], limit: RateLimit, wait: float | None) -> float | None:
+    """When the limit lifts: X-RateLimit-Reset for the primary one, else now + the wait."""
+    headers = _headers(headers)
+    reset = headers.get("x-ratelimit-reset", "")
+    if limit == "primary" and reset.isdigit():
+        return float(reset)
+    if wait is None and headers.get("retry-after", "").strip().isdigit():
+        wait = float(headers["retry-after"])
+    return time.time() + wait if wait is not None else None
+
+
+_LIMIT_NAMES = {
+    "primary": "primary rate limit (the token's requests per hour)",
+    "secondary": "secondary rate limit (too many requests in a short time)",
+}
+
+
+def _rate_limited(
+    headers: Mapping[str, str],
+    *,
+    wait: float | None,
+    cap: float,
+    attempts: int | None = None,
+) -> GitHubRateLimited:
+    limit = _limit_of(headers)
+    resets_at = _reset_time(headers, limit, wait)
+    when = _iso(resets_at) if resets_at is not None else "an unknown time"
+    if attempts is not None:
+        what = f"GitHub's {_LIMIT_NAMES[limit]} still applied ({_attempts(attempts)})"
+    else:
+        what = f"GitHub's {_LIMIT_NAMES[limit]} lifts later than the {cap:g} s this run waits"
+    return GitHubRateLimited(
+        f"{what}; it resets at {when}: run again after the reset, or split the backup with "
+        "--shard or --include-package",
+        limit=limit,
+        resets_at=resets_at,
+    )
+
+
+def explain_refusal(status: int, headers: Mapping[str, str], message: str, owner: Owner) -> str:
+    """Why GitHub said no, and what to do about it."""
+    headers = _headers(headers)
+    said = f" ({message.rstrip('.')})" if message else ""
+    if status == 401:
+        return (
+            "GitHub rejected the token (HTTP 401): check that GITHUB_TOKEN or "
+            "--github-token-file holds a valid, unexpired personal access token"
+        )
+    if status != 403:
+        return f"GitHub answered HTTP {status}{said}"
+    kind = classify_refusal(headers, message)
+    if kind == "sso":
+        url = headers.get("x-github-sso", "").partition("url=")[2].strip()
+        link = f"; GitHub's sign-in link: {redact_url(url)}" if url.startswith("http") else ""
+        return (
+            f"the token is not authorized for the SAML single sign-on of {owner} (HTTP 403, "
+            "X-GitHub-SSO): authorize the token for the organisation on GitHub under "
+            f"Settings > Developer settings > Personal access tokens > Configure SSO{link}"
+        )
+    if kind == "scope":
+        have = ", ".join(sorted(_scopes(headers.get("x-oauth-scopes")))) or "none"
+        need = ", ".join(sorted(_scopes(headers.get("x-accepted-oauth-scopes"))))
+        return (
+            f"the token is missing a scope (HTTP 403): it has [{have}] and GitHub accepts "
+            f"[{need}] here; use a classic personal access token with the read:packages scope"
+        )
+    if kind in ("primary", "secondary"):
+        return f"GitHub's {_LIMIT_NAMES[kind]} (HTTP 403){said}"
+    return f"GitHub refused access (HTTP 403){said}"
+
+
+def _list_error(exc: _Refused, owner: Owner, url: str) -> BackupError:
+    """A refused package list: nothing can be discovered."""
+    status = exc.status
+    if status == 401:
+        return GitHubAccessError(exc.reason, status=status)
+    if status == 400 or exc.reason.startswith("GitHub refused access"):
+        return GitHubAccessError(
+            f"GitHub refused to list packages of {owner} (HTTP {status}): this needs a classic "
+            "personal access token with the read:packages scope. The Actions GITHUB_TOKEN "
+            "cannot list organisation packages, and fine-grained tokens do not support packages",
+            status=status,
+        )
+    if status == 403:
+        return GitHubAccessError(
+            f"GitHub refused to list packages of {owner}: {exc.reason}", status=status
+        )
+    if status == 404:
+        what = "organisation" if owner.kind == "orgs" else "user"
+        return GitHubAccessError(
+            f"{what} {owner.name!r} not found, or not visible to this token (HTTP 404 on {url})",
+            status=status,
+        )
+    return GitHubUnavailable(f"cannot list packages of {owner}: {exc.reason}")
+
+
+def network_reason(error: BaseException) -> str:
+    """What failed on the wire, in words: DNS, connection refused, a timeout, TLS."""
+    if isinstance(error, requests.RequestException) and error.args:
+        inner = error.args[0]
+        if isinstance(inner, BaseException):
+            error = inner
+    if isinstance(error, MaxRetryError) and error.reason is not None:
+        error = error.reason
+    cause = error.__cause__ or error.__context__
+    if isinstance(error, NameResolutionError):
+        return f"DNS lookup failed ({cause or error})"
+    if isinstance(error, NewConnectionError):
+        if isinstance(cause, ConnectionRefusedError):
+            return "connection refused"
+        return f"cannot connect ({cause or error})"
+    if isinstance(error, ConnectTimeoutError):
+        return "connect timed out"
+    if isinstance(error, ReadTimeoutError):
+        return "read timed out"
+    if isinstance(error, SSLError):
+        return f"TLS error ({error})"
+    if isinstance(error, ProtocolError):
+        return f"connection broken ({error.args[-1] if error.args else error})"
+    return f"{type(error).__name__}: {error}"
+
+
+# Retries that log, can be interrupted, and never wait past the cap
+
+
+class _RetryState:
+    """Shared by every copy urllib3 makes of the retry object during one client's life."""
+
+    def __init__(self, origin: str) -> None:
+        self.origin = origin
+        self.stop = threading.Event()
+        self.last_status: int | None = None
+        self.last_headers: dict[str, str] = {}
+        self.last_error: str | None = None
+        self.attempts = 0
+
+    def url(self, path: str | None) -> str:
+        return self.origin + (path or "").partition("?")[0]
+
+    def wait(self, seconds: float) -> None:
+        if seconds > 0 and self.stop.wait(seconds):
+            raise DiscoveryStopped("discovery stopped while waiting to retry a GitHub request")
+        if self.stop.is_set():
+            raise DiscoveryStopped("discovery stopped")
+
+
+class _Retry(GithubRetry):
+    """PyGithub's retry, plus: our own log events, interruptible sleeps, and a cap on every
+    rate-limit wait (PyGithub caps the reset wait but not a Retry-After)."""
+
+    def __init__(self, *, state: _RetryState, **kwargs: Any) -> None:
+        self.state = state
+        super().__init__(**kwargs)
+
+    def new(self, **kw: Any) -> Self:
+        kw["state"] = self.state
+        return super().new(**kw)
+
+    def _planned_wait(self, response: Any) -> float:
+        if self.respect_retry_after_header and response is not None:
+            retry_after = self.get_retry_after(response)
+            if retry_after:
+                return retry_after
+        wait = self.get_backoff_time()
+        if response is not None and response.status in (403, 429):
+            headers = _headers(response.headers)
+            reset = headers.get("x-ratelimit-reset", "")
+            if headers.get("x-ratelimit-remaining") == "0" and reset.isdigit():
+                wait = max(wait, float(reset) - time.time() + 1)  # a 429 PyGithub does not read
+        return wait
+
+    def increment(
+        self,
+        method: str | None = None,
+        url: str | None = None,
+        response: Any = None,
+        error: Exception | None = None,
+        _pool: Any = None,
+        _stacktrace: Any = None,
+    ) -> _Retry:
+        state = self.state
+        state.attempts = len(self.history) + 1
+        if error is not None:
+            state.last_error = network_reason(error)
+        elif response is not None:
+            state.last_status = response.status
+            state.last_headers = _headers(response.headers)
+        retry = super().increment(method, url, response, error, _pool, _stacktrace)
+        assert isinstance(retry, _Retry)
+        if error is not None:
+            log.warning(
+                "github_api_unreachable",
+                url=state.url(url),
+                error=state.last_error,
+                attempt=state.attempts,
+                retry_in_s=round(retry.get_backoff_time(), 1),
+            )
+        elif response is not None and response.status not in (403, 429):
+            log.warning(
+                "github_request_retry",
+                url=state.url(url),
+                status=response.status,
+                attempt=state.attempts,
+                retry_in_s=round(retry._planned_wait(response), 1),
+            )
+        return retry
+
+    def sleep(self, response: Any = None) -> None:
+        seconds = self._planned_wait(response)
+        if response is not None and response.status in (403, 429):
+            cap = self.max_rate_limit_wait
+            if cap is not None and seconds > cap:
+                raise _rate_limited(response.headers, wait=seconds, cap=cap)
+            limit = _limit_of(response.headers)
+            resets_at = _reset_time(response.headers, limit, seconds)
+            log.warning(
+                "github_rate_limit_wait",
+                limit=limit,
+                wait_s=round(seconds, 1),
+                resets_at=_iso(resets_at) if resets_at is not None else None,
+                status=response.status,
+            )
+        self.state.wait(seconds)
+
+
+class _Worker:
+    """One daemon thread running PyGithub calls in order. A daemon, so that an abandoned
+    call (a socket waiting, a retry sleeping) never holds the process open at exit."""
+
+    def __init__(self, stop: threading.Event) -> None:
+        self._stop = stop
+        self._queue: queue.SimpleQueue[
+            tuple[asyncio.AbstractEventLoop, asyncio.Future[Any], Callable[[], Any]] | None
+        ] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._run, name="github-api", daemon=True)
+        self._thread.start()
+
+    def submit(self, function: Callable[[], Any]) -> asyncio.Future[Any]:
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[Any] = loop.create_future()
+        self._queue.put((loop, future, function))
+        return future
+
+    def close(self) -> None:
+        self._queue.put(None)
+
+    def _run(self) -> None:
+        while (item := self._queue.get()) is not None:
+            loop, future, function = item
+            if self._stop.is_set():
+                continue
+            try:
+                outcome: tuple[bool, Any] = (True, function())
+            except BaseException as exc:  # handed to the awaiting coroutine
+                outcome = (False, exc)
+            try:
+                loop.call_soon_threadsafe(_settle, future, outcome)
+            except RuntimeError:  # the loop is gone: nobody is waiting any more
+                return
+
+
+def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
+    if future.done():
+        return
+    ok, value = outcome
+    if ok:
+        future.set_result(value)
+    else:
+        future.set_exception(value)
 
 
 class _Json(NonCompletableGithubObject):
@@ -62,33 +448,45 @@ class GitHubPackages:
         token: str,
         api_url: str,
         *,
-        retries: int = 6,
-        max_rate_limit_wait_s: float = 900.0,
+        retries: int = DEFAULT_RETRIES,
+        max_rate_limit_wait_s: float = DEFAULT_MAX_RATE_LIMIT_WAIT_S,
         request_interval_s: float = _REQUEST_INTERVAL_S,
+        timeout_s: float = 30,
     ) -> None:
         self.owner = owner
         self._api_url = api_url.rstrip("/")
+        parts = urlsplit(self._api_url)
+        self._state = _RetryState(f"{parts.scheme}://{parts.netloc}")
+        self._max_wait = max_rate_limit_wait_s
         self._github = Github(
             auth=Auth.Token(token),
             base_url=self._api_url,
             per_page=PAGE_SIZE,
-            timeout=30,
-            retry=GithubRetry(
+            timeout=int(timeout_s),
+            retry=_Retry(
+                state=self._state,
                 total=retries,
                 backoff_factor=1.0,
                 backoff_jitter=0.5,
-                status_forcelist=[408, 429, 500, 502, 503, 504],
+                status_forcelist=list(_RETRY_STATUSES),
                 max_rate_limit_wait=max_rate_limit_wait_s,
             ),
             seconds_between_requests=request_interval_s,
         )
         self._requester = self._github.requester
-        self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="github-api")
+        self._worker = _Worker(self._state.stop)
+        self._stopped = asyncio.Event()
         self.pages_requested = 0
         self.truncated = False
 
+    def stop(self) -> None:
+        """Abandon discovery now: the call in flight is not waited for."""
+        self._state.stop.set()
+        self._stopped.set()
+
     def close(self) -> None:
-        self._executor.shutdown(wait=False, cancel_futures=True)
+        self.stop()
+        self._worker.close()
         self._github.close()
 
     @property
@@ -97,14 +495,26 @@ class GitHubPackages:
         return remaining if remaining >= 0 else None
 
     async def _call(self, function: Callable[..., Any], *args: Any) -> Any:
-        loop = asyncio.get_running_loop()
-        return await loop.run_in_executor(self._executor, functools.partial(function, *args))
+        if self._stopped.is_set():
+            raise DiscoveryStopped("discovery stopped")
+        future = self._worker.submit(functools.partial(function, *args))
+        stopped = asyncio.ensure_future(self._stopped.wait())
+        try:
+            await asyncio.wait((future, stopped), return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+            if not future.done():
+                future.cancel()
+        if future.cancelled():
+            raise DiscoveryStopped("discovery stopped while a GitHub request was in flight")
+        return future.result()
 
     def _paginate(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
         """Every item of a paginated list: per_page=100, following Link rel="next"."""
         items: list[dict[str, Any]] = []
         listing: PaginatedList[_Json] = PaginatedList(_Json, self._requester, path, params)
         original = self._requester.requestJsonAndCheck
+        url = self._api_url + path
 
         def counted(*args: Any, **kwargs: Any) -> Any:
             self.pages_requested += 1
@@ -113,6 +523,10 @@ class GitHubPackages:
         self._requester.requestJsonAndCheck = counted  # type: ignore[method-assign]
         try:
             items.extend(element.raw_data for element in listing)
+        except RateLimitExceededException as exc:  # PyGithub would wait past the cap
+            raise _rate_limited(
+                exc.headers or {}, wait=getattr(exc, "wait", None), cap=self._max_wait
+            ) from None
         except GithubException as exc:
             if exc.status == 400 and len(items) >= LIST_CAP:
                 self.truncated = True
@@ -125,27 +539,54 @@ class GitHubPackages:
                     "split the backup with --include-package",
                 )
             else:
-                raise _access_error(exc, self.owner, path) from None
+                message = _message(exc.data)
+                kind = classify_refusal(exc.headers or {}, message)
+                if exc.status in (403, 429) and kind in ("primary", "secondary"):
+                    raise _rate_limited(exc.headers or {}, wait=None, cap=self._max_wait) from None
+                reason = explain_refusal(exc.status, exc.headers or {}, message, self.owner)
+                raise _Refused(exc.status, reason) from None
+        except requests.exceptions.RetryError:
+            status = self._state.last_status or 0
+            attempts = self._state.attempts
+            if status in (403, 429):
+                raise _rate_limited(
+                    self._state.last_headers, wait=None, cap=self._max_wait, attempts=attempts
+                ) from None
+            raise _Refused(
+                status, f"GitHub answered HTTP {status} on {url} ({_attempts(attempts)})"
+            ) from None
         except requests.RequestException as exc:
             raise GitHubUnavailable(
-                f"cannot reach the GitHub API at {self._api_url}: {type(exc).__name__}"
+                f"cannot reach the GitHub API: {network_reason(exc)} on {url} "
+                f"({_attempts(self._state.attempts)}); check --github-api-url / GITHUB_API_URL, "
+                "DNS and the network (proxy, firewall)"
             ) from None
         finally:
             self._requester.requestJsonAndCheck = original  # type: ignore[method-assign]
         return items
 
     def _package_names(self) -> list[str]:
-        items = self._paginate(self.owner.packages_path(), {"package_type": "container"})
+        path = self.owner.packages_path()
+        try:
+            items = self._paginate(path, {"package_type": "container"})
+        except _Refused as exc:
+            raise _list_error(exc, self.owner, self._api_url + path) from None
         return sorted({str(item["name"]) for item in items if "name" in item})
 
-    def _package(self, name: str) -> Package | None:
+    def _package(self, name: str) -> Package | FailedPackage:
         try:
             versions = self._paginate(self.owner.versions_path(name), {})
-        except GitHubAccessError as exc:
-            if exc.status == 404:  # deleted between listing and now
-                log.warning("package_vanished", package=name)
-                return None
-            raise
+        except _Refused as exc:
+            if exc.status == 401:  # the token stopped working: no other package will do better
+                raise GitHubAccessError(exc.reason, status=exc.status) from None
+            reason = exc.reason
+            if exc.status == 404:
+                reason = (
+                    "GitHub answered HTTP 404 for its versions: deleted since it was listed, "
+                    "or not visible to this token"
+                )
+            log.error("package_failed", package=name, status=exc.status, error=reason)
+            return FailedPackage(name, reason, exc.status)
         tags: dict[str, str] = {}
         untagged = 0
         for version in versions:
@@ -161,37 +602,13 @@ class GitHubPackages:
             untagged += not found  # children of tagged indexes: copied through their parent
         return Package(name, tags, untagged)
 
-    async def packages(self, wanted: Callable[[str], bool]) -> AsyncIterator[Package]:
-        """Yield each wanted package as soon as its versions are listed."""
+    async def packages(
+        self, wanted: Callable[[str], bool]
+    ) -> AsyncIterator[Package | FailedPackage]:
+        """Yield each wanted package as soon as its versions are listed, or why they could not
+        be. Raises for what dooms the rest of discovery."""
         names = await self._call(self._package_names)
         log.info("packages_listed", owner=str(self.owner), count=len(names))
         for name in names:
-            if not wanted(name):
-                continue
-            package = await self._call(self._package, name)
-            if package is not None:
-                yield package
-
-
-def _access_error(exc: GithubException, owner: Owner, path: str) -> BackupError:
-    status = exc.status
-    if status == 401:
-        return GitHubAccessError(
-            "GitHub rejected the token (HTTP 401): check that GITHUB_TOKEN or "
-            "--github-token-file holds a valid, unexpired personal access token",
-            status=status,
-        )
-    if status in (400, 403):
-        return GitHubAccessError(
-            f"GitHub refused to list packages of {owner} (HTTP {status}): this needs a classic "
-            "personal access token with the read:packages scope. The Actions GITHUB_TOKEN "
-            "cannot list organisation packages, and fine-grained tokens do not support packages",
-            status=status,
-        )
-    if status == 404:
-        what = "organisation" if owner.kind == "orgs" else "user"
-        return GitHubAccessError(
-            f"{what} {owner.name!r} not found, or not visible to this token (HTTP 404 on {path})",
-            status=status,
-        )
-    return GitHubUnavailable(f"GitHub API answered HTTP {status} on {path}")
+            if wanted(name):
+                yield await self._call(self._package, name)

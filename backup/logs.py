@@ -1,4 +1,9 @@
-"""structlog set-up: JSON off a TTY, console on one, secrets scrubbed from every event."""
+"""structlog set-up: JSON off a TTY, console on one, secrets scrubbed from every event.
+
+Libraries that log through the standard library (PyGithub on the "github" logger, urllib3
+below it) come out through the same processors and renderer, so a piped run writes one JSON
+object per line, whoever logged it.
+"""
 
 from __future__ import annotations
 
@@ -12,6 +17,25 @@ from backup.redact import redact_event
 
 LogFormat = Literal["json", "console", "auto"]
 
+# (logger name, least severe level shown). urllib3's retry warnings repeat what the tool's own
+# github_api_unreachable and github_request_retry events say.
+_LIBRARY_LOGGERS = (("github", logging.DEBUG), ("urllib3", logging.ERROR))
+
+
+class _StructlogHandler(logging.Handler):
+    """Writes formatted records with structlog's PrintLogger: it shares that logger's lock
+    on the stream, so lines from PyGithub's worker thread never interleave with ours."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._printer = structlog.PrintLogger(sys.stderr)
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            self._printer.msg(self.format(record))
+        except Exception:  # logging must never break the run
+            self.handleError(record)
+
 
 def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> None:
     if log_format == "auto":
@@ -21,6 +45,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         if log_format == "console"
         else structlog.processors.JSONRenderer()
     )
+    level_number = logging.getLevelNamesMapping()[level.upper()]
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -29,9 +54,44 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
             redact_event,
             renderer,
         ],
-        wrapper_class=structlog.make_filtering_bound_logger(
-            logging.getLevelNamesMapping()[level.upper()]
-        ),
+        wrapper_class=structlog.make_filtering_bound_logger(level_number),
         logger_factory=structlog.PrintLoggerFactory(sys.stderr),
         cache_logger_on_first_use=True,
     )
+    _route_library_logs(renderer, level_number)
+
+
+def _route_library_logs(renderer: structlog.typing.Processor, level: int) -> None:
+    global _formatter, _level
+    _formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[
+            structlog.stdlib.add_log_level,
+            structlog.stdlib.add_logger_name,
+            structlog.processors.TimeStamper(fmt="iso", utc=True),
+            redact_event,
+        ],
+        processors=[structlog.stdlib.ProcessorFormatter.remove_processors_meta, renderer],
+    )
+    _level = level
+    adopt_library_logs()
+
+
+_formatter: logging.Formatter | None = None
+_level = logging.INFO
+
+
+def adopt_library_logs() -> None:
+    """Send the library loggers through structlog, and only there. Call it again after
+    importing a library that installs a handler of its own (PyGithub adds a plain
+    StreamHandler and sets INFO on "github" when imported)."""
+    if _formatter is None:  # logging was never configured: leave the libraries alone
+        return
+    for name, least in _LIBRARY_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        handler = _StructlogHandler()
+        handler.setFormatter(_formatter)
+        logger.addHandler(handler)
+        logger.setLevel(max(_level, least))
+        logger.propagate = False

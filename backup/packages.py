@@ -28,3 +28,12 @@ class Package:
     name: str
     tags: dict[str, str]  # tag -> manifest digest
     untagged: int
+
+
+@dataclass(frozen=True)
+class FailedPackage:
+    """A package GitHub listed but whose versions could not be read: only it fails."""
+
+    name: str
+    error: str
+    status: int | None = None  # the HTTP status GitHub answered, None for no answer

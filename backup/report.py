@@ -60,6 +60,16 @@ class ImageResult:
     duration_s: float = 0.0
 
 
+@dataclass(frozen=True)
+class PackageResult:
+    """One package as discovery saw it: its kept tags, or why it could not be backed up."""
+
+    name: str
+    status: Literal["discovered", "failed", "skipped"]
+    tags: int = 0  # tags the policy keeps
+    error: str | None = None
+
+
 async def report_progress(stats: Stats, interval_s: float = 5.0) -> None:
     """Log a progress line every ``interval_s`` until cancelled."""
     log = structlog.get_logger("backup.progress")

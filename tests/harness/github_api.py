@@ -1,4 +1,8 @@
-"""A stand-in for the GitHub REST packages API, with its pagination, auth and rate limits."""
+"""A stand-in for the GitHub REST packages API, with its pagination, auth and rate limits.
+
+Faults answer as GitHub does, with its headers and bodies: the primary and secondary rate
+limits, SAML SSO enforcement, a missing scope, and a 404 or a persistent 5xx on one package.
+"""
 
 from __future__ import annotations
 
@@ -8,6 +12,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 
@@ -15,6 +20,81 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 class StandInPackage:
     name: str
     versions: list[tuple[str, list[str]]]  # (manifest digest, tags)
+
+
+FaultKind = Literal["primary", "secondary", "sso", "scope", "not-found", "server-error"]
+_DOCS = "https://docs.github.com/rest"
+_REQUEST_ID = "If you reach out to GitHub Support for help, please include the request ID C0DE:1234"
+
+
+@dataclass
+class Fault:
+    """How GitHub answers instead of the real content, ``times`` times (None: every time)."""
+
+    kind: FaultKind
+    times: int | None = None
+    retry_after: int | None = None  # secondary: send Retry-After
+    reset_in: int = 3600  # primary: X-RateLimit-Reset is this many seconds from now
+    status: int = 503  # server-error
+
+    def answer(self, owner: str, scopes: set[str]) -> tuple[int, object, dict[str, str]]:
+        if self.kind == "primary":
+            body = {
+                "message": f"API rate limit exceeded for user ID 4242. {_REQUEST_ID}.",
+                "documentation_url": f"{_DOCS}/overview/rate-limits-for-the-rest-api",
+                "status": "403",
+            }
+            return (
+                403,
+                body,
+                {
+                    "X-RateLimit-Remaining": "0",
+                    "X-RateLimit-Used": "5000",
+                    "X-RateLimit-Resource": "core",
+                    "X-RateLimit-Reset": str(int(time.time()) + self.reset_in),
+                },
+            )
+        if self.kind == "secondary":
+            body = {
+                "message": "You have exceeded a secondary rate limit. Please wait a few minutes "
+                f"before you try again. {_REQUEST_ID}.",
+                "documentation_url": f"{_DOCS}/overview/rate-limits-for-the-rest-api"
+                "#about-secondary-rate-limits",
+                "status": "403",
+            }
+            retry = {} if self.retry_after is None else {"Retry-After": str(self.retry_after)}
+            return 403, body, retry
+        if self.kind == "sso":
+            body = {
+                "message": "Resource protected by organization SAML enforcement. You must grant "
+                "your Personal Access token access to this organization.",
+                "documentation_url": "https://docs.github.com/articles/"
+                "authenticating-to-a-github-organization-with-saml-single-sign-on/",
+                "status": "403",
+            }
+            sso = f"required; url=https://github.com/orgs/{owner}/sso?authorization_request=AZ9sso"
+            return 403, body, {"X-GitHub-SSO": sso}
+        if self.kind == "scope":  # as if the token had been created without read:packages
+            return _missing_scope(scopes - {"read:packages"})
+        if self.kind == "not-found":
+            return 404, {"message": "Package not found.", "status": "404"}, {}
+        return self.status, {"message": "Server Error"}, {}
+
+
+def _missing_scope(scopes: set[str]) -> tuple[int, object, dict[str, str]]:
+    body = {
+        "message": "You need at least read:packages scope to list packages.",
+        "documentation_url": f"{_DOCS}/packages/packages",
+        "status": "403",
+    }
+    return (
+        403,
+        body,
+        {
+            "X-OAuth-Scopes": ", ".join(sorted(scopes)),
+            "X-Accepted-OAuth-Scopes": "read:packages",
+        },
+    )
 
 
 @dataclass
@@ -27,6 +107,16 @@ class GitHubStandIn:
     rate_limited: int = 0  # answer this many requests with a 429 + Retry-After first
     requests: list[str] = field(default_factory=list)
     remaining: int = 5000
+    # Key "" is the package list; any other key is a package name (its versions).
+    faults: dict[str, Fault] = field(default_factory=dict)
+
+    def _fault(self, key: str, owner: str, token: str) -> tuple[int, object, dict[str, str]] | None:
+        fault = self.faults.get(key)
+        if fault is None or fault.times == 0:
+            return None
+        if fault.times is not None:
+            fault.times -= 1
+        return fault.answer(owner, self.tokens[token])
 
     def start(self) -> GitHubStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -55,7 +145,7 @@ class GitHubStandIn:
                 {"Retry-After": "1"},
             )
         if "read:packages" not in self.tokens[token]:
-            return 403, {"message": "You need at least read:packages scope to list packages."}, {}
+            return _missing_scope(self.tokens[token])
         parts = raw_path.strip("/").split("/")
         # /{orgs|users}/{owner}/packages  or  .../packages/container/{name}/versions
         if len(parts) < 3 or parts[0] not in ("orgs", "users") or parts[2] != "packages":
@@ -65,6 +155,10 @@ class GitHubStandIn:
             return 404, {"message": "Not Found"}, {}
         per_page = min(int(query.get("per_page", ["30"])[0]), 100)
         page = int(query.get("page", ["1"])[0])
+        if len(parts) in (3, 6) and (
+            fault := self._fault("" if len(parts) == 3 else unquote(parts[4]), owner, token)
+        ):
+            return fault
         if len(parts) == 3:
             if query.get("package_type") != ["container"]:
                 return 400, {"message": "package_type is required"}, {}
@@ -118,10 +212,15 @@ class GitHubStandIn:
                 self.send_response(status)
                 self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
-                self.send_header("X-RateLimit-Limit", "5000")
-                self.send_header("X-RateLimit-Remaining", str(stand_in.remaining))
-                self.send_header("X-RateLimit-Reset", str(int(time.time()) + 3600))
-                for key, value in headers.items():
+                defaults = {
+                    "X-RateLimit-Limit": "5000",
+                    "X-RateLimit-Remaining": str(max(stand_in.remaining, 1)),
+                    "X-RateLimit-Reset": str(int(time.time()) + 3600),
+                }
+                if token in stand_in.tokens:
+                    defaults["X-OAuth-Scopes"] = ", ".join(sorted(stand_in.tokens[token]))
+                    defaults["X-Accepted-OAuth-Scopes"] = "read:packages"
+                for key, value in (defaults | headers).items():
                     self.send_header(key, value)
                 self.end_headers()
                 self.wfile.write(data)
