@@ -262,7 +262,7 @@ async def _plan_only(
     async for result, plan in discovery.found():
         if plan is None:
             if args.dry_run:
-                print(f"{result.name}: failed  {result.error}", flush=True)
+                print(f"{result.package}: failed  {result.error}", flush=True)
             continue
         if args.dry_run:
             print(plan.render(), flush=True)

@@ -64,7 +64,7 @@ class ImageResult:
 class PackageResult:
     """One package as discovery saw it: its kept tags, or why it could not be backed up."""
 
-    name: str
+    package: str
     status: Literal["discovered", "failed", "skipped"]
     tags: int = 0  # tags the policy keeps
     error: str | None = None

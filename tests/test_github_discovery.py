@@ -114,7 +114,7 @@ def test_a_failing_package_fails_alone_and_the_rest_is_backed_up(
     )
     assert result.returncode == 1, result.stderr[-3000:]
     report = json.loads(report_path.read_text())
-    packages = {p["name"]: p for p in report["packages"]}
+    packages = {p["package"]: p for p in report["packages"]}
     assert packages["app"]["status"] == "failed"
     assert "SAML single sign-on" in packages["app"]["error"]
     assert "authorize the token" in packages["app"]["error"]
@@ -124,7 +124,7 @@ def test_a_failing_package_fails_alone_and_the_rest_is_backed_up(
     assert "HTTP 503" in packages["team/tools/cli"]["error"]
     assert "2 attempts" in packages["team/tools/cli"]["error"]  # GITHUB_API_RETRIES=1
     assert packages["worker"] == {
-        "name": "worker",
+        "package": "worker",
         "status": "discovered",
         "tags": 2,
         "error": None,
@@ -178,7 +178,7 @@ def test_a_missing_scope_on_one_package_and_a_rate_limit_past_the_cap(
     assert result.returncode == 1, result.stderr[-3000:]
     assert time.time() - started < 60
     report = json.loads(report_path.read_text())
-    packages = {p["name"]: p for p in report["packages"]}
+    packages = {p["package"]: p for p in report["packages"]}
     assert packages["app"]["status"] == "discovered"
     assert packages["team/api"]["status"] == "failed"
     assert "missing a scope" in packages["team/api"]["error"]
