@@ -196,6 +196,8 @@ _REGISTRY_ENVIRONMENT = "\n".join(
         "  BACKUP_SHARD, BACKUP_SHARD_COUNT, PUSHGATEWAY_URL",
         "                      the same as the flags named with them above",
         "  JOB_COMPLETION_INDEX the shard index with --shard-count (Kubernetes Indexed Job)",
+        "  GITHUB_API_RETRIES  retries of a failing GitHub API request: 5xx, 429, rate-limit",
+        "                      403s, connection errors (default 6, 0-20)",
         _DEST_CREDENTIALS,
         _DOCKER_CONFIG,
     )

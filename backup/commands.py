@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import json
 import os
 import signal
@@ -25,11 +26,13 @@ from backup.engine import CopyEngine
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.plan import PackagePlan, plan_package
 from backup.policy import PackageFilter, TagPolicy
+from backup.progress import on_terminal, print_summary_table, show_progress
 from backup.reference import Reference, Repository, parse_reference, parse_repository
-from backup.report import Stats, build_report, report_progress, write_report
+from backup.report import Stats, build_report, write_report
 from backup.session import HttpSettings, open_clients
 from backup.specs import CopySpec, parse_specs
 from backup.store import Store
+from backup.summary import append_step_summary
 from backup.verify import Verifier
 
 if TYPE_CHECKING:
@@ -95,7 +98,11 @@ async def execute(
     settings = http_settings(args)
     async with open_clients(store, settings) as clients:
         engine = CopyEngine(clients, stats, concurrency=args.concurrency)
-        progress = asyncio.create_task(report_progress(stats, args.progress_interval))
+        progress = asyncio.create_task(
+            show_progress(
+                stats, terminal=on_terminal(args.log_format), interval_s=args.progress_interval
+            )
+        )
         loop = asyncio.get_running_loop()
         grace_period = args.grace_period
 
@@ -112,6 +119,8 @@ async def execute(
             results = await engine.run(specs)
         finally:
             progress.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await progress  # the live display draws its last frame before the summary
             for sig in (signal.SIGTERM, signal.SIGINT):
                 loop.remove_signal_handler(sig)
         requests = clients.requests
@@ -128,6 +137,9 @@ def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], fail
         code = EXIT_INTERRUPTED
     else:
         code = EXIT_FAILED if failed or stats.images_failed else EXIT_OK
+    if on_terminal(args.log_format):
+        print_summary_table(args.command, report, code)
+    append_step_summary(args.command, report, code)
     pushgateway = args.pushgateway or os.environ.get("PUSHGATEWAY_URL")
     if pushgateway or args.metrics_file:
         from backup.metrics import MetricsTargets, publish  # prometheus_client only when asked

@@ -112,7 +112,7 @@ class CopyEngine:
             assert task is not None
             self._in_flight.add(task)
             try:
-                status, digest = await self._copy_tagged(spec, bound)
+                status, written = await self._copy_tagged(spec, bound)
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
             except (TimeoutError, aiohttp.ClientError, OSError) as exc:
@@ -134,8 +134,17 @@ class CopyEngine:
         else:
             self.stats.images_skipped += 1
         elapsed = round(time.monotonic() - started, 3)
-        bound.info(f"image_{status}", digest=digest, duration_s=elapsed)
-        return ImageResult(str(spec.source), str(spec.destination), digest, status, None, elapsed)
+        bound.info(f"image_{status}", digest=written.digest, duration_s=elapsed)
+        return ImageResult(
+            str(spec.source),
+            str(spec.destination),
+            written.digest,
+            status,
+            None,
+            elapsed,
+            written.media_type,
+            written.size,
+        )
 
     def _failed(
         self, spec: CopySpec, bound: structlog.BoundLogger, started: float, message: str
@@ -150,7 +159,8 @@ class CopyEngine:
 
     async def _copy_tagged(
         self, spec: CopySpec, bound: structlog.BoundLogger
-    ) -> tuple[Status, str]:
+    ) -> tuple[Status, Descriptor]:
+        """Copy one image and write its tag; what the destination's tag now points at."""
         src, dst = spec.source, spec.destination
         source = self._store_for(src.repository.registry)
         target = self._store_for(dst.repository.registry)
@@ -162,19 +172,19 @@ class CopyEngine:
             digest = manifest.digest
         existing = await target.resolve_manifest(dst.repository.name, dst.identifier)
         if existing is not None and existing.digest == digest and not spec.platforms:
-            return "skipped", digest
+            return "skipped", existing
         if manifest is None:
             manifest = await source.get_manifest(src.repository.name, digest)
         if spec.platforms:
             manifest = manifest.limit_platforms(spec.platforms)
             if existing is not None and existing.digest == manifest.digest:
-                return "skipped", manifest.digest
+                return "skipped", existing
         await self._place_content(manifest, src.repository, dst.repository)
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
         await self._copy_referrers(source, digest, src.repository, dst.repository, bound)
-        return "copied", manifest.digest
+        return "copied", manifest.descriptor()
 
     async def _copy_referrers(
         self,

@@ -22,13 +22,27 @@ LogFormat = Literal["json", "console", "auto"]
 _LIBRARY_LOGGERS = (("github", logging.DEBUG), ("urllib3", logging.ERROR))
 
 
+class _Stderr:
+    """Whatever ``sys.stderr`` is at the moment of writing: on a terminal the live progress
+    display swaps in a proxy that prints log lines above itself instead of through it."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+_STDERR = _Stderr()  # one object, so structlog's per-stream lock is shared by every writer
+
+
 class _StructlogHandler(logging.Handler):
     """Writes formatted records with structlog's PrintLogger: it shares that logger's lock
     on the stream, so lines from PyGithub's worker thread never interleave with ours."""
 
     def __init__(self) -> None:
         super().__init__()
-        self._printer = structlog.PrintLogger(sys.stderr)
+        self._printer = structlog.PrintLogger(_STDERR)  # type: ignore[arg-type]
 
     def emit(self, record: logging.LogRecord) -> None:
         try:
@@ -55,7 +69,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_number),
-        logger_factory=structlog.PrintLoggerFactory(sys.stderr),
+        logger_factory=structlog.PrintLoggerFactory(_STDERR),  # type: ignore[arg-type]
         cache_logger_on_first_use=True,
     )
     _route_library_logs(renderer, level_number)

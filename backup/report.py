@@ -58,6 +58,8 @@ class ImageResult:
     status: Status
     error: str | None = None
     duration_s: float = 0.0
+    media_type: str | None = None  # of the manifest the destination tag points at
+    size: int | None = None
 
 
 @dataclass(frozen=True)
