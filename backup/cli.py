@@ -19,6 +19,7 @@ from backup.commands import (
     run_copy,
     run_registry,
     run_restore,
+    run_snapshots,
     run_verify,
 )
 from backup.engine import DEFAULT_CONCURRENCY
@@ -97,15 +98,16 @@ def _output_options() -> argparse.ArgumentParser:
     return output
 
 
-def _network_options() -> argparse.ArgumentParser:
+def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
     """Flags of every command that talks to registries."""
     network = argparse.ArgumentParser(add_help=False)
-    network.add_argument(
-        "--concurrency",
-        type=_positive_int,
-        default=DEFAULT_CONCURRENCY,
-        help="images and blob transfers in flight at once (default %(default)s)",
-    )
+    if concurrency:
+        network.add_argument(
+            "--concurrency",
+            type=_positive_int,
+            default=DEFAULT_CONCURRENCY,
+            help="images and blob transfers in flight at once (default %(default)s)",
+        )
     network.add_argument(
         "--ca-file",
         type=Path,
@@ -211,6 +213,33 @@ def _positive_float(text: str) -> float:
     return value
 
 
+def _retention_options() -> argparse.ArgumentParser:
+    """How long the snapshots a run writes are kept (see backup.snapshots)."""
+    retention = argparse.ArgumentParser(add_help=False)
+    retention.add_argument(
+        "--keep-last",
+        type=_positive_int,
+        metavar="N",
+        help="keep the N latest snapshots (with --keep-within: those either keeps); the latest "
+        "is always kept. Default: keep every snapshot",
+    )
+    retention.add_argument(
+        "--keep-within",
+        metavar="DURATION",
+        help="keep the snapshots newer than DURATION (90d, 12h, 2w, 1y)",
+    )
+    return retention
+
+
+def _shard_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--shard",
+        metavar="I/N",
+        help="the snapshot series of shard I of N, for a backup made with --shard or "
+        "--shard-count [BACKUP_SHARD]",
+    )
+
+
 def _add_copy(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     copy = commands.add_parser(
         "copy",
@@ -224,6 +253,12 @@ def _add_copy(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     copy.add_argument("destination", nargs="?", metavar="DST")
     copy.add_argument(
         "--specs", metavar="FILE", help="JSON copy specs ({src, dst, transform}); '-' reads stdin"
+    )
+    copy.add_argument(
+        "--snapshot-prefix",
+        metavar="PREFIX",
+        help="after the copy, record a snapshot of the tags written below PREFIX (a registry "
+        "prefix or oci:DIR), as registry does; default: no snapshot",
     )
     copy.add_argument(
         "--platform",
@@ -564,12 +599,55 @@ def _add_restore(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="REGEX",
         help="restore only tags matching REGEX",
     )
+    which = restore.add_mutually_exclusive_group()
+    which.add_argument(
+        "--snapshot",
+        metavar="ID",
+        help="restore exactly the state of this snapshot (see the snapshots command)",
+    )
+    which.add_argument(
+        "--as-of",
+        metavar="TIME",
+        help="restore the latest snapshot at or before TIME (2026-11-29, 2026-11-29T03:00:00Z); "
+        "default: the latest snapshot, or every tag when the backup has none",
+    )
+    _shard_option(restore)
     restore.add_argument(
         "--from-report",
         type=Path,
         metavar="FILE",
         help="take the tags from a run's report when --from has no catalog",
     )
+
+
+def _add_snapshots(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
+    snapshots = commands.add_parser(
+        "snapshots",
+        parents=parents,
+        formatter_class=_HelpFormatter,
+        help="list the snapshots of a backup",
+        description="List the snapshots kept in a backup: id (a UTC time), time, number of "
+        "tags and of distinct digests, and the source.",
+        epilog="\n".join(
+            (
+                "environment:",
+                "  BACKUP_DEST         the same as --dest",
+                "  BACKUP_SHARD        the same as --shard",
+                _DEST_CREDENTIALS,
+                _DOCKER_CONFIG,
+                "",
+                "exit status: 0 snapshots listed; 1 the backup has no snapshot; 2 usage or\n"
+                "configuration error",
+            )
+        ),
+    )
+    snapshots.add_argument(
+        "--dest",
+        metavar="PREFIX",
+        help="the backup [BACKUP_DEST] (default oci:./ghcr-backup)",
+    )
+    snapshots.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    _shard_option(snapshots)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -580,10 +658,12 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")
     commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
     output, network, copying = _output_options(), _network_options(), _copy_options()
-    _add_copy(commands, [output, network, copying])
-    _add_registry(commands, [output, network, copying])
+    retention = _retention_options()
+    _add_copy(commands, [output, network, copying, retention])
+    _add_registry(commands, [output, network, copying, retention])
     _add_verify(commands, [output, network])
     _add_restore(commands, [output, network, copying])
+    _add_snapshots(commands, [output, _network_options(concurrency=False)])
     _add_repos(commands, [output])
     return parser
 
@@ -600,6 +680,7 @@ COMMANDS = {
     "registry": run_registry,
     "verify": _verify,
     "restore": run_restore,
+    "snapshots": run_snapshots,
     "repos": run_repos,
 }
 

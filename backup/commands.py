@@ -10,6 +10,7 @@ import os
 import signal
 import sys
 from collections.abc import AsyncIterator, Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -21,15 +22,36 @@ from backup.config import (
     RegistryConfig,
     load_registry_config,
     parse_backup_prefix,
+    shard_from,
 )
 from backup.engine import CopyEngine
 from backup.errors import BackupError, InvalidReference, UsageError
+from backup.history import (
+    Retention,
+    carried_forward,
+    kept_snapshots,
+    prune_unreferenced,
+    record_run,
+    tagged_images,
+)
 from backup.plan import PackagePlan, plan_package
 from backup.policy import PackageFilter, TagPolicy
 from backup.progress import on_terminal, print_summary_table, show_progress
 from backup.reference import Reference, Repository, parse_reference, parse_repository
 from backup.report import Stats, build_report, write_report
 from backup.session import HttpSettings, open_clients
+from backup.snapshots import (
+    HISTORY_TAG,
+    SNAPSHOT_REPOSITORY,
+    Snapshot,
+    Snapshots,
+    TaggedImage,
+    id_time,
+    parse_duration,
+    parse_timestamp,
+    select_kept,
+    snapshot_id,
+)
 from backup.specs import CopySpec, parse_specs
 from backup.store import Store
 from backup.summary import append_step_summary
@@ -57,7 +79,7 @@ def _copy_specs(args: argparse.Namespace) -> list[CopySpec]:
         except UnicodeDecodeError as exc:
             raise UsageError(
                 f"specs {args.specs} are not UTF-8 text (byte {exc.start}): "
-                "a spec file holds JSON objects such as {\"src\": ..., \"dst\": ...}"
+                'a spec file holds JSON objects such as {"src": ..., "dst": ...}'
             ) from None
         specs = parse_specs(text)
         if not specs:
@@ -152,7 +174,41 @@ def _finish(args: argparse.Namespace, stats: Stats, report: dict[str, Any], fail
 
 async def run_copy(args: argparse.Namespace) -> int:
     stats, report = await execute(_copy_specs(args), args)
-    return _finish(args, stats, report, failed=False)
+    failed = False
+    if args.snapshot_prefix and not report["summary"].get("interrupted"):
+        failed = await _record_copy_snapshot(args, report)
+    return _finish(args, stats, report, failed=failed)
+
+
+async def _record_copy_snapshot(args: argparse.Namespace, report: dict[str, Any]) -> bool:
+    """copy --snapshot-prefix: a snapshot of the tags this run wrote below the prefix."""
+    prefix = parse_backup_prefix(args.snapshot_prefix)
+    images = tagged_images(report["images"], prefix)
+    failed = set()
+    for image in report["images"]:
+        if image.get("status") == "failed":
+            with contextlib.suppress(InvalidReference):
+                reference = parse_reference(image["destination"], default_tag=None)
+                failed.add((reference.repository.relative_to(prefix), reference.tag))
+    credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(prefix))
+    try:
+        async with open_clients(credentials, http_settings(args)) as clients:
+            snapshots = Snapshots(clients(prefix.registry), prefix)
+            previous = await snapshots.latest()
+            images += carried_forward(previous, images, lambda i: (i.repository, i.tag) in failed)
+            sources = sorted(
+                {str(parse_reference(i["source"]).repository.registry) for i in report["images"]}
+            )
+            history = await record_run(
+                snapshots, previous, ",".join(sources) or "copy", images, retention_from(args)
+            )
+    except BackupError as exc:
+        log.error("history_failed", error=str(exc), backup=str(prefix))
+        report["summary"]["history_error"] = str(exc)
+        return True
+    report["summary"] |= history.summary()
+    report["moved_tags"] = history.moved
+    return False
 
 
 class _Discovery:
@@ -258,10 +314,8 @@ async def run_registry(args: argparse.Namespace) -> int:
             _finish(args, stats, report, failed=True)  # the report and metrics say so too
             raise fatal
         failed = not discovery.complete or discovery.failed_packages > 0
-        if args.prune:
-            pruned = await prune(args, config, discovery.plans, discovery.complete, dry_run=False)
-            report["summary"]["tags_pruned"] = pruned
-            failed = failed or pruned is None
+        if not report["summary"].get("interrupted"):
+            failed = await _record_history(args, config, discovery, report) or failed
         return _finish(args, stats, report, failed)
     finally:
         github.close()
@@ -284,71 +338,138 @@ async def _plan_only(
     if fatal is not None:
         raise fatal
     refused = (
-        args.prune
-        and args.dry_run
-        and (await prune(args, config, discovery.plans, discovery.complete, dry_run=True) is None)
+        args.prune and args.dry_run and (await _prune_dry_run(args, config, discovery) is None)
     )
     if refused or not discovery.complete or discovery.failed_packages:
         return EXIT_FAILED
     return EXIT_OK
 
 
-async def prune(
-    args: argparse.Namespace,
-    config: RegistryConfig,
-    plans: list[PackagePlan],
-    discovery_complete: bool,
-    *,
-    dry_run: bool,
-) -> int | None:
-    """Delete destination tags the policy no longer keeps; None when it refused to run.
+def retention_from(args: argparse.Namespace) -> Retention:
+    keep_within = parse_duration(args.keep_within) if args.keep_within else None
+    if args.keep_last is not None and args.keep_last < 1:
+        raise UsageError("--keep-last must be at least 1: the latest snapshot is always kept")
+    return Retention(args.keep_last, keep_within)
 
-    Refuses when discovery was incomplete or found nothing, and skips any package GitHub
-    listed without tags: an empty answer is more likely an error than a real deletion.
+
+def _snapshots(store: Store, config: RegistryConfig) -> Snapshots:
+    return Snapshots(store, config.destination, config.shard.series if config.shard else "")
+
+
+async def _record_history(
+    args: argparse.Namespace, config: RegistryConfig, discovery: _Discovery, report: dict[str, Any]
+) -> bool:
+    """Write the run's snapshot, apply the retention, and prune if asked; True if that failed.
+
+    What this run could not vouch for (a failed image, a package GitHub refused to list, or
+    everything when discovery stopped early) keeps what the previous snapshot said of it.
     """
-    if not discovery_complete or not plans:
-        log.error(
-            "prune_refused",
-            reason="discovery was incomplete or found no packages",
-            packages=len(plans),
+    retention = retention_from(args)
+    prefix = config.destination
+    images = tagged_images(report["images"], prefix)
+    owner = config.owner.name.lower()
+    unlisted = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
+    failed_tags = set()
+    for image in report["images"]:
+        if image.get("status") == "failed":
+            with contextlib.suppress(InvalidReference):
+                reference = parse_reference(image["destination"], default_tag=None)
+                relative = reference.repository.relative_to(prefix)
+                failed_tags.add((relative, reference.tag))
+
+    def vouched_for_elsewhere(image: TaggedImage) -> bool:
+        # Packages this run does not cover (--include-package, --shard) keep what they had.
+        not_ours = not config.wants(image.repository.partition("/")[2])
+        return (
+            not discovery.complete
+            or not_ours
+            or image.repository in unlisted
+            or (image.repository, image.tag) in failed_tags
         )
+
+    credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    try:
+        async with open_clients(credentials, http_settings(args)) as clients:
+            store = clients(prefix.registry)
+            snapshots = _snapshots(store, config)
+            previous = await snapshots.latest()
+            images += carried_forward(previous, images, vouched_for_elsewhere)
+            history = await record_run(snapshots, previous, str(config.source), images, retention)
+            report["summary"] |= history.summary()
+            report["moved_tags"] = history.moved
+            if not args.prune:
+                return False
+            if not discovery.complete or not discovery.plans:
+                log.error(
+                    "prune_refused",
+                    reason="discovery was incomplete or found no packages",
+                    packages=len(discovery.plans),
+                )
+                report["summary"]["tags_pruned"] = None
+                return True
+            kept = await kept_snapshots(snapshots, Retention())
+            repositories = {i.repository for s in kept for i in s.images}
+            repositories |= {i.repository for i in previous.images} if previous else set()
+            pruned = await prune_unreferenced(
+                store, prefix, kept, repositories | _planned(discovery, prefix), dry_run=False
+            )
+            report["summary"]["tags_pruned"] = len(pruned)
+            report["pruned"] = pruned
+    except BackupError as exc:
+        log.error("history_failed", error=str(exc), backup=str(prefix))
+        report["summary"]["history_error"] = str(exc)
+        return True
+    return False
+
+
+def _planned(discovery: _Discovery, prefix: Repository) -> set[str]:
+    found = set()
+    for plan in discovery.plans:
+        for spec in plan.specs:
+            relative = spec.destination.repository.relative_to(prefix)
+            if relative:
+                found.add(relative)
+    return found
+
+
+async def _prune_dry_run(
+    args: argparse.Namespace, config: RegistryConfig, discovery: _Discovery
+) -> int | None:
+    """--prune --dry-run: print what a run with this retention would delete."""
+    if not discovery.complete or not discovery.plans:
+        log.error("prune_refused", reason="discovery was incomplete or found no packages")
         return None
-    store_credentials = CredentialStore.from_docker_config(explicit=config.credentials())
-    deleted = 0
-    async with open_clients(store_credentials, http_settings(args)) as clients:
+    retention = retention_from(args)
+    credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    async with open_clients(credentials, http_settings(args)) as clients:
         store = clients(config.destination.registry)
-        for plan in plans:
-            if plan.error or not plan.package.tags:
-                continue
-            kept = {s.destination.tag: s.source.digest for s in plan.specs}
-            target = plan.specs[0].destination.repository if plan.specs else None
-            if target is None:
-                continue
-            kept_digests = set(kept.values())
-            for tag in await store.list_tags(target.name):
-                if tag in kept:
-                    continue
-                found = await store.resolve_manifest(target.name, tag)
-                if (
-                    found is not None
-                    and found.digest in kept_digests
-                    and not target.registry.layout
-                ):
-                    # Deleting by digest would take the kept tag with it.
-                    log.warning(
-                        "prune_skipped",
-                        repository=str(target),
-                        tag=tag,
-                        reason="shares its digest with a kept tag",
-                    )
-                    continue
-                if dry_run:
-                    print(f"prune  {target}:{tag}", flush=True)
-                else:
-                    await store.delete_tag(target.name, tag)
-                    log.info("tag_pruned", repository=str(target), tag=tag)
-                deleted += 1
-    return deleted
+        snapshots = _snapshots(store, config)
+        everything = [s async for s in snapshots.all()]
+        # As the real run would: this run's snapshot becomes the latest, then retention applies.
+        upcoming_id = snapshot_id(datetime.now(UTC))
+        kept_ids = select_kept(
+            [*(s.id for s in everything), upcoming_id],
+            keep_last=retention.keep_last,
+            keep_within=retention.keep_within,
+        )
+        kept = [s for s in everything if s.id in kept_ids]
+        planned = [
+            TaggedImage(relative, spec.destination.tag, spec.source.digest or "", "", 0)
+            for plan in discovery.plans
+            for spec in plan.specs
+            if (relative := spec.destination.repository.relative_to(config.destination))
+            and spec.destination.tag
+        ]
+        upcoming = Snapshot(upcoming_id, "plan", "", tuple(planned))
+        repositories = {i.repository for s in everything for i in s.images}
+        pruned = await prune_unreferenced(
+            store,
+            config.destination,
+            [*kept, upcoming],
+            repositories | _planned(discovery, config.destination),
+            dry_run=True,
+        )
+    return len(pruned)
 
 
 async def _backup_tags(
@@ -357,17 +478,29 @@ async def _backup_tags(
     packages: PackageFilter,
     include_tags: TagPolicy | None,
     report: Path | None,
+    *,
+    internal: bool = False,
 ) -> list[tuple[str, str]]:
-    """(repository, tag) pairs below ``prefix``: from the store's catalog, or a run's report."""
+    """(repository, tag) pairs below ``prefix``: from the store's catalog, a run's report, or
+    the latest snapshot. ``internal`` includes the snapshots and history tags."""
     try:
         names = await store.list_repositories()
     except BackupError as exc:
-        if report is None:
+        if report is not None:
+            return _tags_from_report(report, prefix, packages)
+        latest = await Snapshots(store, prefix).latest()
+        if latest is None:
             raise UsageError(
-                f"cannot list the repositories of {store.registry} ({exc}): pass --from-report "
-                "FILE with the report of the run that wrote the backup"
+                f"cannot list the repositories of {store.registry} ({exc}) and {prefix} has no "
+                "snapshot: pass --from-report FILE with the report of the run that wrote it"
             ) from None
-        return _tags_from_report(report, prefix, packages)
+        log.info("tags_from_snapshot", snapshot=latest.id, reason="no catalog")
+        return [
+            (prefix.child(i.repository).name, i.tag)
+            for i in latest.images
+            if packages.allows(i.repository)
+            and (include_tags is None or any(p.fullmatch(i.tag) for p in include_tags.include))
+        ]
     found: list[tuple[str, str]] = []
     for name in sorted(names):
         try:
@@ -376,7 +509,11 @@ async def _backup_tags(
             continue
         if relative is None or not packages.allows(relative):
             continue
+        if not internal and relative.split("/")[0] == SNAPSHOT_REPOSITORY:
+            continue
         for tag in await store.list_tags(name):
+            if tag == HISTORY_TAG and not internal:
+                continue
             if include_tags is None or any(p.fullmatch(tag) for p in include_tags.include):
                 found.append((name, tag))
     return found
@@ -408,7 +545,12 @@ async def run_verify(args: argparse.Namespace) -> int:
     async with open_clients(credentials, http_settings(args)) as clients:
         store = clients(prefix.registry)
         tags = await _backup_tags(
-            store, prefix, PackageFilter(tuple(args.include_package)), None, args.from_report
+            store,
+            prefix,
+            PackageFilter(tuple(args.include_package)),
+            None,
+            args.from_report,
+            internal=not args.include_package,
         )
         result = await Verifier(store, deep=args.deep, concurrency=args.concurrency).verify(tags)
     for problem in result.problems:
@@ -435,17 +577,78 @@ async def run_restore(args: argparse.Namespace) -> int:
     source = parse_backup_prefix(args.source, must_exist=True)
     target = parse_repository(args.target, root=True)
     include = TagPolicy.from_patterns(args.include_tag) if args.include_tag else None
+    packages = PackageFilter(tuple(args.include_package))
     credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(target))
     async with open_clients(credentials, http_settings(args)) as clients:
-        tags = await _backup_tags(
-            clients(source.registry),
-            source,
-            PackageFilter(tuple(args.include_package)),
-            include,
-            args.from_report,
-        )
-    if not tags:
+        store = clients(source.registry)
+        snapshots = Snapshots(store, source, _series(args))
+        snapshot = await _chosen_snapshot(args, snapshots)
+        if snapshot is not None:
+            specs = _specs_from_snapshot(snapshot, source, target, packages, include)
+            log.info("restore_from_snapshot", snapshot=snapshot.id, tags=len(specs))
+        else:
+            specs = _specs_from_tags(
+                await _backup_tags(store, source, packages, include, args.from_report),
+                source,
+                target,
+            )
+    if not specs:
         raise UsageError(f"nothing to restore below {source}")
+    stats, report = await execute(specs, args, _dest_credentials(target))
+    if snapshot is not None:
+        report["summary"]["snapshot"] = snapshot.id
+    return _finish(args, stats, report, failed=False)
+
+
+def _series(args: argparse.Namespace) -> str:
+    shard = shard_from(args)
+    return shard.series if shard else ""
+
+
+async def _chosen_snapshot(args: argparse.Namespace, snapshots: Snapshots) -> Snapshot | None:
+    """--snapshot ID, the latest at or before --as-of, or the latest; None if there are none."""
+    if args.snapshot:
+        id_time(args.snapshot)  # a usage error when it is not an id
+        return await snapshots.load(args.snapshot)
+    if args.as_of:
+        moment = parse_timestamp(args.as_of)
+        found = await snapshots.at_or_before(moment)
+        if found is None:
+            raise UsageError(f"no snapshot of {snapshots.prefix} at or before {args.as_of}")
+        return found
+    try:
+        return await snapshots.latest()
+    except BackupError as exc:
+        log.warning("snapshot_unreadable", error=str(exc), fallback="the registry's tags")
+        return None
+
+
+def _specs_from_snapshot(
+    snapshot: Snapshot,
+    source: Repository,
+    target: Repository,
+    packages: PackageFilter,
+    include: TagPolicy | None,
+) -> list[CopySpec]:
+    """Every tag of the snapshot, from its digest in the backup to the same path below --to."""
+    specs = []
+    for image in snapshot.images:
+        if not packages.allows(image.repository):
+            continue
+        if include is not None and not any(p.fullmatch(image.tag) for p in include.include):
+            continue
+        specs.append(
+            CopySpec(
+                Reference(source.child(image.repository), image.tag, image.digest),
+                Reference(target.child(image.repository), image.tag),
+            )
+        )
+    return specs
+
+
+def _specs_from_tags(
+    tags: list[tuple[str, str]], source: Repository, target: Repository
+) -> list[CopySpec]:
     specs = []
     for name, tag in tags:
         relative = Repository(source.registry, name).relative_to(source)
@@ -462,8 +665,34 @@ async def run_restore(args: argparse.Namespace) -> int:
                 Reference(target.child(relative) if relative else target, tag),
             )
         )
-    stats, report = await execute(specs, args, _dest_credentials(target))
-    return _finish(args, stats, report, failed=False)
+    return specs
+
+
+async def run_snapshots(args: argparse.Namespace) -> int:
+    """List a backup's snapshots: id, time, tags, digests."""
+    prefix = parse_backup_prefix(
+        args.dest or os.environ.get("BACKUP_DEST") or DEFAULT_DEST, must_exist=True
+    )
+    credentials = CredentialStore.from_docker_config(explicit=_dest_credentials(prefix))
+    async with open_clients(credentials, http_settings(args)) as clients:
+        snapshots = Snapshots(clients(prefix.registry), prefix, _series(args))
+        found = [snapshot.summary() async for snapshot in snapshots.all()]
+    if args.json:
+        json.dump(found, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{'id':<22} {'time':<25} {'tags':>6} {'digests':>8}  source")
+        for entry in found:
+            print(
+                f"{entry['id']:<22} {entry['time']:<25} {entry['tags']:>6} "
+                f"{entry['digests']:>8}  {entry['source']}"
+            )
+    if args.report:
+        write_report(args.report, {"snapshots": found})
+    if not found:
+        log.error("no_snapshots", backup=str(prefix))
+        return EXIT_FAILED
+    return EXIT_OK
 
 
 def _dest_credentials(prefix: Repository) -> dict[str, Credentials]:

@@ -30,6 +30,11 @@ class Shard:
     index: int
     count: int
 
+    @property
+    def series(self) -> str:
+        """The name of this shard's snapshot series."""
+        return f"shard-{self.index}-of-{self.count}"
+
     def owns(self, package: str) -> bool:
         """Stable across runs and machines: sha256 of the name, not Python's hash()."""
         value = int.from_bytes(hashlib.sha256(package.encode()).digest()[:8], "big")
@@ -121,14 +126,16 @@ def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
     return token
 
 
-def _shard(args: argparse.Namespace, env: Mapping[str, str]) -> Shard | None:
-    text = args.shard or env.get("BACKUP_SHARD")
+def shard_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Shard | None:
+    """--shard I/N or BACKUP_SHARD; or --shard-count N (BACKUP_SHARD_COUNT) with the index from
+    JOB_COMPLETION_INDEX. None when the run is not sharded."""
+    text = getattr(args, "shard", None) or env.get("BACKUP_SHARD")
     if text:
         index_text, sep, count_text = text.partition("/")
         if not sep:
             raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4")
-    elif args.shard_count or env.get("BACKUP_SHARD_COUNT"):
-        count_text = str(args.shard_count or env.get("BACKUP_SHARD_COUNT"))
+    elif getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT"):
+        count_text = str(getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT"))
         index_text = env.get("JOB_COMPLETION_INDEX", "")
         if not index_text:
             raise UsageError("--shard-count needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
@@ -182,5 +189,5 @@ def load_registry_config(
         policy=policy,
         packages=PackageFilter(tuple(args.include_package), tuple(args.exclude_package)),
         platforms=platforms,
-        shard=_shard(args, env),
+        shard=shard_from(args, env),
     )

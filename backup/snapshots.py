@@ -58,6 +58,23 @@ def id_time(identifier: str) -> datetime:
     return moment + timedelta(milliseconds=int(millis))
 
 
+def parse_timestamp(text: str) -> datetime:
+    """An ``--as-of`` time: ISO 8601 (``2026-11-29``, ``2026-11-29T03:00:00Z``) or a snapshot id.
+
+    A time without a zone is UTC.
+    """
+    text = text.strip()
+    if _ID.fullmatch(text):
+        return id_time(text)
+    try:
+        moment = datetime.fromisoformat(text.replace("Z", "+00:00"))
+    except ValueError:
+        raise UsageError(
+            f"{text!r} is not a time such as 2026-11-29, 2026-11-29T03:00:00Z or a snapshot id"
+        ) from None
+    return moment if moment.tzinfo else moment.replace(tzinfo=UTC)
+
+
 @dataclass(frozen=True, order=True)
 class TaggedImage:
     """One tag of the backup: its repository below the prefix, and what it pointed at."""
@@ -253,10 +270,14 @@ def _histories(kept: Iterable[Snapshot]) -> dict[str, Manifest]:
 class Snapshots:
     """The snapshots of one backup prefix, read and written through its Store."""
 
-    def __init__(self, store: Store, prefix: Repository) -> None:
+    def __init__(self, store: Store, prefix: Repository, series: str = "") -> None:
+        """``series`` names one shard's snapshots (``shard-0-of-4``): shards run in parallel
+        over disjoint packages, so each keeps a series of its own."""
         self.store = store
         self.prefix = prefix
-        self.repository = prefix.child(SNAPSHOT_REPOSITORY).name
+        self.series = series
+        path = f"{SNAPSHOT_REPOSITORY}/{series}" if series else SNAPSHOT_REPOSITORY
+        self.repository = prefix.child(path).name
 
     def repository_name(self, relative: str) -> str:
         return self.prefix.child(relative).name

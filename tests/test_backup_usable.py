@@ -7,6 +7,7 @@ import json
 import subprocess
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -39,7 +40,8 @@ def digests_match(org: Org, walker: Walker) -> int:
     return equal
 
 
-def backup(cli: CliRunner, org: Org, env: dict[str, str], dest: str, *extra: str) -> None:
+def backup(cli: CliRunner, org: Org, env: dict[str, str], dest: str, *extra: str) -> dict[str, Any]:
+    """Run the registry command; its report."""
     result = cli(
         "registry",
         "--org",
@@ -48,10 +50,14 @@ def backup(cli: CliRunner, org: Org, env: dict[str, str], dest: str, *extra: str
         dest,
         "--exclude-package",
         "legacy-*",
+        "--report",
+        "-",
         *extra,
         env=env,
     )
     assert result.returncode == 0, result.stderr[-3000:]
+    report: dict[str, Any] = json.loads(result.stdout)
+    return report
 
 
 def test_round_trip_through_a_backup_registry(
@@ -107,6 +113,10 @@ def test_round_trip_through_an_oci_layout(
     refs = subprocess.run(
         ["umoci", "ls", "--layout", str(layout)], capture_output=True, text=True, check=True
     ).stdout.split()
+    # Besides the tags: one snapshot, and one history tag per repository (test_history.py).
+    internal = [r for r in refs if "snapshots.github-org-backup" in r or r.endswith(".history")]
+    assert len(internal) == 1 + len(expected_tags(org))
+    refs = [r for r in refs if r not in internal]
     assert f"{org.repository('app')}:latest" in refs and len(refs) == 11
 
     verify = cli("verify", "--dest", f"oci:{layout}", "--deep")
@@ -167,7 +177,8 @@ def test_prune_deletes_only_what_the_policy_no_longer_keeps(
     destination: LiveRegistry,
     namespace: str,
 ) -> None:
-    """--all-patches backup, then the default policy with --prune: only dropped tags go."""
+    """--all-patches backup, then the default policy with --keep-last 1 --prune: once the
+    snapshot that named them is forgotten, only the tags the policy dropped go."""
     prefix = f"http://{destination.host}/{namespace}"
     backup(cli, org, env, prefix, "--all-patches")
     walker = destination.walker()
@@ -182,6 +193,8 @@ def test_prune_deletes_only_what_the_policy_no_longer_keeps(
         prefix,
         "--exclude-package",
         "legacy-*",
+        "--keep-last",
+        "1",
         "--prune",
         "--dry-run",
         env=env,
@@ -206,9 +219,11 @@ def test_prune_deletes_only_what_the_policy_no_longer_keeps(
     assert "prune_refused" in refused.stderr
     assert "1.0.0" in walker.tags(app)
 
-    backup(cli, org, env, prefix, "--prune")
+    kept_all = backup(cli, org, env, prefix, "--prune")
+    assert kept_all["summary"]["tags_pruned"] == 0  # the first snapshot still names them all
+    backup(cli, org, env, prefix, "--keep-last", "1", "--prune")
     for package, tags in expected_tags(org).items():
-        assert walker.tags(f"{namespace}/{org.repository(package)}") == tags
+        assert walker.image_tags(f"{namespace}/{org.repository(package)}") == tags
         for tag in tags:
             walked = walker.walk(f"{namespace}/{org.repository(package)}", tag)
             assert walked.problems == [] and walked.digest == org.packages[package][tag].digest

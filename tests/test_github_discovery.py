@@ -136,7 +136,7 @@ def test_a_failing_package_fails_alone_and_the_rest_is_backed_up(
 
     walker = destination.walker()
     repository = f"{namespace}/{org.name}/worker"
-    assert walker.tags(repository) == sorted(["3.4.5", org.signature("worker", "3.4.5")])
+    assert walker.image_tags(repository) == sorted(["3.4.5", org.signature("worker", "3.4.5")])
     assert walker.walk(repository, "3.4.5").digest == org.packages["worker"]["3.4.5"].digest
     failed = {e["package"]: e for e in events(result.stderr, "package_failed")}
     assert set(failed) == {"app", "team/api", "team/tools/cli"}

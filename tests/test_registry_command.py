@@ -60,7 +60,7 @@ def test_backup_holds_exactly_the_policy_tags_with_equal_digests(
     copied = 0
     for package, tags in expected_tags(org).items():
         repository = f"{namespace}/{org.name}/{package}"
-        assert walker.tags(repository) == sorted(tags)
+        assert walker.image_tags(repository) == sorted(tags)
         for tag in tags:
             walked = walker.walk(repository, tag)
             assert walked.problems == []

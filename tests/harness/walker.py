@@ -53,6 +53,10 @@ class Walker:
         status, body, _ = self._open("GET", repository, "tags/list")
         return sorted(json.loads(body).get("tags") or []) if status == 200 else []
 
+    def image_tags(self, repository: str) -> list[str]:
+        """The tags, without the one history tag github-org-backup keeps in each repository."""
+        return [t for t in self.tags(repository) if t != "github-org-backup.history"]
+
     def walk(self, repository: str, reference: str) -> WalkResult:
         """Resolve ``reference`` and check every child manifest and blob below it."""
         raw = self.manifest(repository, reference)

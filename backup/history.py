@@ -1,0 +1,180 @@
+"""What a run leaves behind in the backup's history: a snapshot, histories, retention, prune.
+
+The backup is not a mirror. A tag the source overwrote or deleted stays in the snapshots
+that named it, and each repository's history index keeps those digests reachable from a tag
+until retention forgets every snapshot that names them. Only then can ``--prune`` delete a
+tag, and never one whose digest a kept snapshot still names.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from datetime import timedelta
+from typing import Any
+
+import structlog
+
+from backup.errors import BackupError, InvalidReference
+from backup.reference import Repository, parse_reference
+from backup.snapshots import (
+    HISTORY_TAG,
+    SNAPSHOT_REPOSITORY,
+    Snapshot,
+    Snapshots,
+    TaggedImage,
+    moved_tags,
+    new_snapshot,
+    select_kept,
+)
+from backup.store import Store
+
+log = structlog.get_logger("backup.history")
+
+
+@dataclass(frozen=True)
+class Retention:
+    keep_last: int | None = None
+    keep_within: timedelta | None = None
+
+    @property
+    def forgets(self) -> bool:
+        return self.keep_last is not None or self.keep_within is not None
+
+
+@dataclass
+class RunHistory:
+    """What recording a run did, for the report."""
+
+    snapshot: Snapshot
+    moved: list[dict[str, str]]
+    forgotten: list[str] = field(default_factory=list)
+    histories_written: int = 0
+    pruned: list[str] = field(default_factory=list)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot.id,
+            "tags_moved": len(self.moved),
+            "snapshots_forgotten": len(self.forgotten),
+            "histories_written": self.histories_written,
+        }
+
+
+def tagged_images(images: Iterable[Mapping[str, Any]], prefix: Repository) -> list[TaggedImage]:
+    """The tags below ``prefix`` that a run's report shows pointing at a complete image."""
+    found = []
+    for image in images:
+        digest, media_type, size = image.get("digest"), image.get("media_type"), image.get("size")
+        if image.get("status") == "failed" or not digest or not media_type:
+            continue
+        if not isinstance(size, int) or size < 0:
+            continue
+        try:
+            reference = parse_reference(str(image["destination"]), default_tag=None)
+        except (InvalidReference, KeyError):
+            continue
+        relative = reference.repository.relative_to(prefix)
+        if not relative or reference.tag is None:
+            continue
+        found.append(TaggedImage(relative, reference.tag, str(digest), str(media_type), size))
+    return found
+
+
+def carried_forward(
+    previous: Snapshot | None, current: Sequence[TaggedImage], keep: Callable[[TaggedImage], bool]
+) -> list[TaggedImage]:
+    """Entries of the previous snapshot this run could not vouch for, but did not see go.
+
+    A tag whose copy failed, or a package GitHub refused to list this time, keeps what the
+    backup already held for it: a run that failed to look is not a deletion at the source.
+    """
+    if previous is None:
+        return []
+    seen = {(i.repository, i.tag) for i in current}
+    return [i for i in previous.images if (i.repository, i.tag) not in seen and keep(i)]
+
+
+async def record_run(
+    snapshots: Snapshots,
+    previous: Snapshot | None,
+    source: str,
+    images: Sequence[TaggedImage],
+    retention: Retention,
+) -> RunHistory:
+    """Write the run's snapshot and the histories it changes, then apply the retention.
+
+    ``previous`` is the latest snapshot before this run. Histories are written before the
+    snapshot that needs them, so a crash in between leaves more protected than needed, never
+    less.
+    """
+    ids = await snapshots.ids()
+    snapshot = new_snapshot(source, images)
+    kept_ids = select_kept(
+        [*ids, snapshot.id], keep_last=retention.keep_last, keep_within=retention.keep_within
+    )
+    forgotten = [i for i in ids if i not in kept_ids]
+    changed = previous is None or previous.tags() != snapshot.tags() or bool(forgotten)
+    history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten)
+    if changed:
+        existing = [await snapshots.load(i) for i in ids]
+        kept = [s for s in existing if s.id in kept_ids] + [snapshot]
+        history.histories_written = await snapshots.write_histories(existing, kept)
+    await snapshots.save(snapshot)
+    for identifier in forgotten:
+        await snapshots.forget(identifier)
+    for entry in history.moved:
+        log.warning("tag_moved", tag=entry["tag"], was=entry["was"], now=entry["now"])
+    return history
+
+
+async def kept_snapshots(snapshots: Snapshots, retention: Retention) -> list[Snapshot]:
+    """The stored snapshots the retention keeps, oldest first."""
+    ids = await snapshots.ids()
+    kept = select_kept(ids, keep_last=retention.keep_last, keep_within=retention.keep_within)
+    return [await snapshots.load(i) for i in ids if i in kept]
+
+
+async def prune_unreferenced(
+    store: Store,
+    prefix: Repository,
+    kept: Sequence[Snapshot],
+    repositories: Iterable[str],
+    *,
+    dry_run: bool,
+) -> list[str]:
+    """Delete tags of ``repositories`` (below ``prefix``) that no kept snapshot names.
+
+    A tag whose digest a kept snapshot names, under any tag, is left alone: on a registry a
+    tag is deleted through its manifest, which would take the kept digest with it.
+    """
+    if not kept:
+        log.error("prune_refused", reason="the backup has no snapshot to decide by")
+        raise BackupError(f"nothing pruned: {prefix} has no snapshot yet")
+    latest = kept[-1].tags()
+    named = {(i.repository, i.tag) for s in kept for i in s.images}
+    digests = {(i.repository, i.digest) for s in kept for i in s.images}
+    pruned: list[str] = []
+    for relative in sorted(set(repositories)):
+        if relative == SNAPSHOT_REPOSITORY:
+            continue
+        name = prefix.child(relative).name
+        for tag in sorted(await store.list_tags(name)):
+            if tag == HISTORY_TAG or (relative, tag) in named or (relative, tag) in latest:
+                continue
+            found = await store.resolve_manifest(name, tag)
+            if found is not None and (relative, found.digest) in digests:
+                log.warning(
+                    "prune_skipped",
+                    repository=relative,
+                    tag=tag,
+                    reason="its digest is named by a kept snapshot",
+                )
+                continue
+            if dry_run:
+                print(f"prune  {prefix.child(relative)}:{tag}", flush=True)
+            else:
+                await store.delete_tag(name, tag)
+                log.info("tag_pruned", repository=relative, tag=tag)
+            pruned.append(f"{relative}:{tag}")
+    return pruned
