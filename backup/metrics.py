@@ -61,6 +61,12 @@ def _registry(
             "End of the last successful run",
             registry=registry,
         ).set(last_success)
+    if summary.get("tags_moved") is not None:
+        Gauge(
+            f"{PREFIX}_tags_moved",
+            "Tags the source pointed at a different digest since the previous snapshot",
+            registry=registry,
+        ).set(summary["tags_moved"])
     if summary.get("github_rate_limit_remaining") is not None:
         Gauge(
             f"{PREFIX}_github_rate_limit_remaining",

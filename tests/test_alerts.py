@@ -37,6 +37,7 @@ def _exported() -> set[str]:
         "bytes_copied": 1,
         "duration_s": 1.0,
         "github_rate_limit_remaining": 4999,
+        "tags_moved": 0,
     }
     registry = _registry(summary, succeeded=True, last_success=1.0)
     return {metric.name for metric in registry.collect()}
@@ -48,7 +49,7 @@ def _rule_exprs(groups: list[dict[str, Any]]) -> list[str]:
 
 def test_rules_pass_promtool_check_and_unit_tests() -> None:
     """promtool accepts the rules file, and its unit tests fire each alert when they should."""
-    assert "SUCCESS: 5 rules found" in _promtool("check", "rules", "rules.yml")
+    assert "SUCCESS: 6 rules found" in _promtool("check", "rules", "rules.yml")
     assert "SUCCESS" in _promtool("test", "rules", "rules_test.yml")
 
 
@@ -76,6 +77,7 @@ def test_every_alert_names_an_exported_metric() -> None:
         "GitHubOrgBackupLastRunFailed",
         "GitHubOrgBackupImagesFailing",
         "GitHubOrgBackupRateLimitLow",
+        "GitHubOrgBackupTagsMoved",
     } <= alerts
     for expr in _rule_exprs(groups):
         named = set(_METRIC.findall(expr))
