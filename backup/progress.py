@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from backup.report import Stats, report_progress
@@ -38,6 +38,14 @@ async def show_progress(stats: Stats, *, terminal: bool, interval_s: float) -> N
     if not terminal:
         await report_progress(stats, interval_s)
         return
+    await live_display(lambda: (stats.images_done, stats.images_total, stats.bytes_copied))
+
+
+async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "images") -> None:
+    """Redraw ``what`` done of total, bytes, rate, elapsed and ETA until cancelled.
+
+    ``read`` returns (done, total, bytes so far); a total of 0 means not yet known.
+    """
     from rich.progress import (
         BarColumn,
         MofNCompleteColumn,
@@ -50,7 +58,7 @@ async def show_progress(stats: Stats, *, terminal: bool, interval_s: float) -> N
 
     columns = (
         SpinnerColumn(),
-        TextColumn("images"),
+        TextColumn(what),
         BarColumn(),
         MofNCompleteColumn(),
         TextColumn("{task.fields[bytes]}  {task.fields[rate]}"),
@@ -60,29 +68,28 @@ async def show_progress(stats: Stats, *, terminal: bool, interval_s: float) -> N
     )
     samples: list[tuple[float, int]] = []
     with Progress(*columns, console=_console(), transient=False) as progress:
-        task = progress.add_task("images", total=None, bytes="0 B", rate="")
+        task = progress.add_task(what, total=None, bytes="", rate="")
         try:
             while True:
+                done, total, count = read()
                 now = time.monotonic()
-                samples.append((now, stats.bytes_copied))
+                samples.append((now, count))
                 while samples and samples[0][0] < now - _RATE_WINDOW_S:
                     samples.pop(0)
                 span = now - samples[0][0]
-                rate = (stats.bytes_copied - samples[0][1]) / span if span > 0 else 0.0
+                rate = (count - samples[0][1]) / span if span > 0 else 0.0
                 progress.update(
                     task,
-                    completed=stats.images_done,
-                    total=stats.images_total or None,
-                    bytes=human_bytes(stats.bytes_copied),
-                    rate=f"{human_bytes(rate)}/s",
+                    completed=done,
+                    total=total or None,
+                    bytes=human_bytes(count) if count else "",
+                    rate=f"{human_bytes(rate)}/s" if count else "",
                 )
                 await asyncio.sleep(_REDRAW_S)
         finally:
+            done, total, count = read()
             progress.update(
-                task,
-                completed=stats.images_done,
-                total=stats.images_total or stats.images_done,
-                bytes=human_bytes(stats.bytes_copied),
+                task, completed=done, total=total or done, bytes=human_bytes(count) if count else ""
             )
 
 

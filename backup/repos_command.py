@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
 import fnmatch
 import os
 import re
@@ -28,8 +29,10 @@ from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
 from backup.errors import BackupError, UsageError
 from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
 from backup.packages import Owner
+from backup.progress import live_display, on_terminal, print_summary_table
 from backup.redact import redact_url
 from backup.report import write_report
+from backup.summary import append_step_summary
 
 if TYPE_CHECKING:
     from backup.repos import Repo, RepoFilter
@@ -371,7 +374,13 @@ async def _run_with_signals(
     mirrorer: RepoMirrorer, targets: list[_Target], args: argparse.Namespace
 ) -> list[RepoOutcome]:
     loop = asyncio.get_running_loop()
-    progress = asyncio.create_task(_progress(mirrorer.stats, args.progress_interval))
+    stats = mirrorer.stats
+    display = (
+        live_display(lambda: (stats.done, stats.total, 0), "repositories")
+        if on_terminal(args.log_format)
+        else _progress(stats, args.progress_interval)
+    )
+    progress = asyncio.create_task(display)
     grace_period = args.grace_period
 
     def on_signal(name: str) -> None:
@@ -385,6 +394,8 @@ async def _run_with_signals(
         return await mirrorer.run(targets)
     finally:
         progress.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await progress
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
 
@@ -399,14 +410,16 @@ def _finish(
 ) -> int:
     summary = stats.summary() | extra
     log.info("run_finished", **summary)
+    report = {"summary": summary, "repositories": [asdict(o) for o in outcomes]}
     if args.report:
-        write_report(
-            args.report, {"summary": summary, "repositories": [asdict(o) for o in outcomes]}
-        )
+        write_report(args.report, report)
     if summary.get("interrupted"):
         code = EXIT_INTERRUPTED
     else:
         code = EXIT_FAILED if failed or stats.failed else EXIT_OK
+    if on_terminal(args.log_format):
+        print_summary_table("repos", report, code)
+    append_step_summary("repos", report, code)
     publish_metrics(args, summary, succeeded=code == EXIT_OK)
     return code
 

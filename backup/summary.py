@@ -57,7 +57,11 @@ def counts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
 def failures(report: Mapping[str, Any]) -> list[tuple[str, str]]:
     """(what, why) for every failed package, image or repository in the report."""
     found: list[tuple[str, str]] = []
-    for key, name in (("packages", "package"), ("images", "destination"), ("repositories", "name")):
+    for key, name in (
+        ("packages", "package"),
+        ("images", "destination"),
+        ("repositories", "repository"),
+    ):
         entries = report.get(key)
         if not isinstance(entries, list):
             continue
@@ -72,13 +76,20 @@ def failures(report: Mapping[str, Any]) -> list[tuple[str, str]]:
 
 
 def moved_tags(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(tag, was, now) for every tag the source moved, where the report lists them."""
-    moved = report.get("moved_tags") or report.get("refs_moved") or []
+    """(tag or ref, was, now) for every tag the source moved and every ref it rewrote."""
+    moved = report.get("moved_tags") or []
     rows = []
     for entry in moved if isinstance(moved, list) else []:
         if isinstance(entry, Mapping):
-            what = str(entry.get("tag") or entry.get("ref") or entry.get("name") or "?")
-            rows.append((what, str(entry.get("was") or ""), str(entry.get("now") or "")))
+            rows.append((str(entry.get("tag")), str(entry.get("was")), str(entry.get("now"))))
+    for repository in report.get("repositories") or []:
+        if not isinstance(repository, Mapping):
+            continue
+        for change in repository.get("ref_changes") or []:
+            if isinstance(change, Mapping) and change.get("change") in ("forced", "deleted"):
+                what = f"{repository.get('repository')} {change.get('ref')}"
+                now = str(change.get("new") or "deleted")
+                rows.append((what, str(change.get("old") or ""), now))
     return rows
 
 

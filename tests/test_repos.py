@@ -574,3 +574,21 @@ def test_documented_restore_pushes_a_mirror_into_a_new_repository(world: World) 
     )
     assert done.returncode == 0, done.stderr
     assert s.refs("restored", "app")["refs/heads/dev-before-force-push"] == old_dev
+
+
+def test_job_summary_lists_failed_repositories_and_rewritten_refs(world: World) -> None:
+    """In GitHub Actions, repos appends its counts, failures and rewritten refs to the summary."""
+    world.add("app")
+    world.add("vanished", on_server=False)
+    s = world.server
+    s.commit(ORG, "app", "dev", {"d.txt": "1"}, "dev work")
+    summary_file = world.tmp / "summary.md"
+    env = world.env(GITHUB_STEP_SUMMARY=str(summary_file))
+    assert world.run(env=env).returncode == 1
+    s.commit(ORG, "app", "dev", {"d.txt": "rewritten"}, "rewritten", parent=None)
+    assert world.run(env=env).returncode == 1
+    first, second = summary_file.read_text().split("## :x: github-org-backup repos")[1:]
+    assert "| repositories copied | 1 |" in first and "| repositories failed | 1 |" in first
+    assert f"| {ORG}/vanished | " in first
+    assert "### Moved at the source (1)" in second
+    assert f"| {ORG}/app refs/heads/dev | " in second
