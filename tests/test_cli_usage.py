@@ -194,3 +194,15 @@ def test_ci_runs_the_readme_test_command() -> None:
     command = section.split("```sh\n", 1)[1].split("\n```", 1)[0].strip()
     assert "venv" in command  # Debian's Python refuses pip install outside a venv
     assert command in (ROOT / ".ci" / "run").read_text()
+
+
+def test_readme_gives_the_exit_codes_of_every_command() -> None:
+    """The README's exit-code table has a row for each command the CLI offers."""
+    from backup.cli import COMMANDS
+
+    readme = (ROOT / "README.md").read_text()
+    table = readme[readme.index("### Exit codes") :].split("\n\n")[2]
+    rows = {line.split("|")[1].strip().strip("`") for line in table.splitlines()[2:]}
+    assert set(COMMANDS) | {"verify --repos"} <= rows
+    for command in COMMANDS:
+        assert "exit status" in _help(command), command
