@@ -52,6 +52,7 @@ from backup.retry import (
     retryable_status,
 )
 from backup.store import READ_CHUNK
+from backup.streambody import OneShotBody, exactly
 
 log = structlog.get_logger("backup.registry")
 
@@ -67,7 +68,7 @@ _REFETCHABLE: tuple[type[BaseException], ...] = (
     *RETRYABLE_EXCEPTIONS,
 )
 
-Body = bytes | AsyncIterable[bytes] | None
+Body = bytes | AsyncIterable[bytes] | OneShotBody | None
 
 
 def ref(name: str, identifier: str) -> str:
@@ -247,8 +248,10 @@ class RegistryClient:
             "Content-Type": "application/octet-stream",
             "Content-Length": str(descriptor.size),
         }
+        what = f"blob {descriptor.digest}"
+        data = OneShotBody(exactly(body, descriptor.size, what))
         async with await self._request(
-            "PUT", url, scopes=push(name), headers=headers, data=body
+            "PUT", url, scopes=push(name), headers=headers, data=data
         ) as resp:
             await self._expect(resp, (201, 204), f"PUT blob {name}@{descriptor.digest}")
 
@@ -632,6 +635,8 @@ class RegistryClient:
             resp = await self._session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             )
+            if data is not None and not 200 <= resp.status < 300:
+                _never_reuse(resp)  # before any await: the pool must not get it back
             if resp.status not in _REDIRECTS or method not in ("GET", "HEAD"):
                 return resp
             location = resp.headers.get("Location", "")
@@ -669,6 +674,19 @@ class RegistryClient:
                 f"{where}: HTTP {resp.status}{detail}; it persisted", status=resp.status
             )
         raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+
+
+def _never_reuse(resp: aiohttp.ClientResponse) -> None:
+    """Close this connection once the answer is read, instead of pooling it.
+
+    An answer other than success to a request with a body may come before the body was all
+    sent (a proxy refusing at the headers, a body stream that broke). A reused connection
+    then carries the next request into the middle of the old body: the server reads it as
+    body bytes, then fails to parse what follows (aiohttp: BadHttpMethod).
+    """
+    connection = resp.connection
+    if connection is not None and connection.protocol is not None:
+        connection.protocol.force_close()
 
 
 def _with_digest(location: yarl.URL, digest: str) -> yarl.URL:

@@ -214,6 +214,8 @@ def test_fault_scenario(
         tmp_path,
     )
     OUTCOMES.append(outcome)
+    # A request written onto a connection that still held part of a broken one.
+    assert src.protocol_errors + dst.protocol_errors == []
     assert outcome.faults > 0
     assert outcome.corrupt_tags == 0
     assert outcome.leaks == []

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import email.utils
+import logging
 import random
 import re
 import secrets
@@ -18,6 +19,7 @@ from dataclasses import dataclass, field
 
 import aiohttp
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 from multidict import CIMultiDict
 
 from tests.harness.background import BackgroundLoop
@@ -73,6 +75,10 @@ class FaultProxy:
     blob_bytes_served: int = 0
     requests: int = 0
     seen: list[tuple[str, str, str | None]] = field(default_factory=list)  # method, path, fault
+    ports: list[int] = field(default_factory=list)  # the client's port for each of ``seen``
+    # Requests that did not parse, e.g. written onto a connection still holding another
+    # request's unsent body: always a client bug, never an injected fault.
+    protocol_errors: list[str] = field(default_factory=list)
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -85,6 +91,8 @@ class FaultProxy:
     # Lifecycle
 
     def start(self) -> FaultProxy:
+        self._parse_errors = _ParseErrors(self.protocol_errors)
+        logging.getLogger("aiohttp.server").addHandler(self._parse_errors)
         self._background = BackgroundLoop()
         self._session = self._background.session(auto_decompress=False)
         app = web.Application(client_max_size=2**31)
@@ -98,6 +106,7 @@ class FaultProxy:
 
     def stop(self) -> None:
         self._background.stop()
+        logging.getLogger("aiohttp.server").removeHandler(self._parse_errors)
 
     @property
     def host(self) -> str:
@@ -113,6 +122,8 @@ class FaultProxy:
         self.blob_bytes_served = 0
         self.requests = 0
         self.seen.clear()
+        self.ports.clear()
+        self.protocol_errors.clear()
 
     # Request handling
 
@@ -138,6 +149,8 @@ class FaultProxy:
             return self._serve_referrers(request)
         fault = self._choose(request)
         self.seen.append((request.method, request.path, fault))
+        peer = request.transport.get_extra_info("peername") if request.transport else None
+        self.ports.append(int(peer[1]) if peer else 0)
         if fault and (response := await self._early_fault(fault, request)) is not None:
             return response
         if fault == "reset-upload" and request.method in ("PUT", "PATCH") and request.can_read_body:
@@ -284,3 +297,16 @@ def _schema1_answer(request: web.Request) -> web.Response:
     if request.method == "HEAD":
         return web.Response(headers=headers | {"Content-Length": str(len(raw))})
     return web.Response(body=raw, headers=headers)
+
+
+class _ParseErrors(logging.Handler):
+    """Collects the proxy server's request parse errors (aiohttp logs them, then answers 400)."""
+
+    def __init__(self, found: list[str]) -> None:
+        super().__init__(logging.DEBUG)
+        self._found = found
+
+    def emit(self, record: logging.LogRecord) -> None:
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            self._found.append(f"{type(error).__name__}: {str(error)[:300]}")
