@@ -32,7 +32,7 @@ def offsets(src: MemStore) -> list[int]:
 
 
 async def test_a_broken_read_resumes_at_the_byte_it_stopped_at() -> None:
-    """A connection lost after 10 bytes is picked up with a read from byte 10, in the same upload."""
+    """A connection lost after 10 bytes resumes with a read from byte 10, in the same upload."""
     src, dst = stores()
     src.break_read(DIGEST, nth=1, after=10)
     stats = await copy(src, dst)
@@ -98,7 +98,7 @@ async def test_a_blob_cut_short_in_a_layout_is_final_and_names_the_layout() -> N
 
 
 async def test_bytes_that_hash_wrong_fail_after_every_attempt_with_the_cause() -> None:
-    """Wrong bytes of the right length are retried up to the policy, then fail naming the mismatch."""
+    """Wrong bytes of the right length are retried up to the policy, then fail with the cause."""
     src, dst = stores()
     src.blobs["acme/app"][DIGEST] = bytes(reversed(DATA))
     with pytest.raises(TransientError, match=r"failed 3 times, last: DigestMismatch"):
