@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from typing import Any
 
 import pytest
 
@@ -44,7 +45,7 @@ def index(*platforms: str, attest_first: bool = False) -> bytes:
     entries = []
     for i, p in enumerate(platforms):
         os_name, arch, *variant = p.split("/")
-        entry = {
+        entry: dict[str, Any] = {
             "mediaType": OCI_MANIFEST,
             "digest": f"sha256:{i:064x}",
             "size": 100,
