@@ -1,0 +1,254 @@
+"""Shard assignment, and the prune selection over snapshots kept in an in-memory backup."""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import subprocess
+import sys
+from datetime import UTC, datetime, timedelta
+
+import pytest
+
+from backup.config import Shard
+from backup.errors import BackupError
+from backup.history import Retention, kept_snapshots, prune_unreferenced, record_run
+from backup.oci import OCI_INDEX
+from backup.reference import Repository
+from backup.snapshots import (
+    HISTORY_TAG,
+    SNAPSHOT_REPOSITORY,
+    Snapshot,
+    Snapshots,
+    TaggedImage,
+    new_snapshot,
+    select_kept,
+    snapshot_id,
+)
+from tests.harness.memstore import Image, MemStore, image
+
+NAMES = [f"team-{n % 13}/service-{n}" for n in range(2000)]
+
+# Shards
+
+
+@pytest.mark.parametrize(
+    ("name", "count", "owner"),
+    [("acme/app", 4, 3), ("acme/lib", 4, 3), ("a/b/c", 4, 0), ("acme/lib", 3, 1), ("a/b/c", 3, 2)],
+)
+def test_a_package_belongs_to_the_same_shard_on_every_machine(
+    name: str, count: int, owner: int
+) -> None:
+    """The owner is pinned: a sha256 of the name, never Python's per-process hash()."""
+    assert [i for i in range(count) if Shard(i, count).owns(name)] == [owner]
+
+
+def test_shard_assignment_does_not_depend_on_the_hash_seed() -> None:
+    """Another interpreter with another PYTHONHASHSEED assigns every name the same way."""
+    code = (
+        "import sys; from backup.config import Shard; "
+        "print(''.join(str(next(i for i in range(5) if Shard(i, 5).owns(n))) "
+        "for n in sys.stdin.read().split()))"
+    )
+    here = "".join(str(next(i for i in range(5) if Shard(i, 5).owns(n))) for n in NAMES[:300])
+    for seed in ("1", "2"):
+        there = subprocess.run(
+            [sys.executable, "-c", code],
+            input="\n".join(NAMES[:300]),
+            capture_output=True,
+            text=True,
+            check=True,
+            env=os.environ | {"PYTHONHASHSEED": seed},
+        ).stdout.strip()
+        assert there == here
+
+
+@pytest.mark.parametrize("count", [1, 2, 3, 7, 16])
+def test_shards_are_disjoint_complete_and_roughly_even(count: int) -> None:
+    """Every name has exactly one owner among the shards, and no shard is starved."""
+    owners = {name: [i for i in range(count) if Shard(i, count).owns(name)] for name in NAMES}
+    assert all(len(found) == 1 for found in owners.values())
+    sizes = [sum(1 for found in owners.values() if found == [i]) for i in range(count)]
+    assert sum(sizes) == len(NAMES)
+    assert min(sizes) > 0.8 * len(NAMES) / count
+
+
+def test_each_shard_names_its_own_snapshot_series() -> None:
+    """Shards run in parallel, so each keeps a series of its own."""
+    assert Shard(2, 4).series == "shard-2-of-4"
+    store = MemStore("backup.test")
+    prefix = Repository(store.registry, "backup")
+    series = Snapshots(store, prefix, Shard(2, 4).series).repository
+    assert series == f"backup/{SNAPSHOT_REPOSITORY}/shard-2-of-4"
+
+
+# Retention
+
+
+DAY = datetime(2026, 3, 1, tzinfo=UTC)
+IDS = [snapshot_id(DAY + timedelta(days=n)) for n in range(5)]
+
+
+@pytest.mark.parametrize(
+    ("keep_last", "keep_within", "kept"),
+    [
+        (None, None, IDS),
+        (1, None, IDS[-1:]),
+        (2, None, IDS[-2:]),
+        (10, None, IDS),
+        (None, timedelta(days=2), IDS[-2:]),
+        (None, timedelta(hours=1), IDS[-1:]),
+        (1, timedelta(days=3), IDS[-3:]),
+    ],
+)
+def test_retention_keeps_the_latest_and_whatever_a_rule_keeps(
+    keep_last: int | None, keep_within: timedelta | None, kept: list[str]
+) -> None:
+    """No rule keeps all; otherwise the union of the rules, and always the latest."""
+    now = DAY + timedelta(days=4, hours=12)
+    chosen = select_kept(IDS, keep_last=keep_last, keep_within=keep_within, now=now)
+    assert chosen == set(kept)
+
+
+def test_the_latest_snapshot_is_kept_even_outside_keep_within() -> None:
+    """A backup that has not run for a year still keeps its last snapshot."""
+    later = DAY + timedelta(days=365)
+    assert select_kept(IDS, keep_within=timedelta(days=7), now=later) == {IDS[-1]}
+    assert select_kept([], keep_last=3) == set()
+
+
+# Prune
+
+
+def tagged(relative: str, tag: str, img: Image) -> TaggedImage:
+    return TaggedImage(relative, tag, img.digest, img.manifest.media_type, img.manifest.size)
+
+
+class Backup:
+    """A backup prefix in memory, with ``acme/app`` holding tags the test chooses."""
+
+    def __init__(self) -> None:
+        self.store = MemStore("backup.test")
+        self.prefix = Repository(self.store.registry, "backup")
+        self.snapshots = Snapshots(self.store, self.prefix)
+        self.images = {label: image(label.encode()) for label in ("a", "b", "c")}
+
+    def tag(self, tag: str, label: str, repository: str = "acme/app") -> None:
+        self.store.add_image(f"backup/{repository}", tag, self.images[label])
+
+    def tags(self, repository: str = "acme/app") -> list[str]:
+        return sorted(self.store.tags.get(f"backup/{repository}", {}))
+
+    def snapshot(self, day: int, **tags: str) -> Snapshot:
+        images = [tagged("acme/app", tag, self.images[label]) for tag, label in tags.items()]
+        return new_snapshot("ghcr.io/acme", images, DAY + timedelta(days=day))
+
+
+async def test_prune_deletes_only_tags_no_kept_snapshot_names() -> None:
+    """Named tags, tags whose digest is named under another tag, and the history tag stay."""
+    backup = Backup()
+    for tag, label in (("1", "a"), ("2", "b"), ("old", "c"), ("alias", "a")):
+        backup.tag(tag, label)
+    backup.store.tags["backup/acme/app"][HISTORY_TAG] = backup.images["c"].digest
+    kept = [backup.snapshot(0, **{"1": "a", "2": "b"})]
+    pruned = await prune_unreferenced(
+        backup.store, backup.prefix, kept, ["acme/app", SNAPSHOT_REPOSITORY], dry_run=False
+    )
+    assert pruned == ["acme/app:old"]
+    assert backup.tags() == sorted(["1", "2", "alias", HISTORY_TAG])
+
+
+async def test_a_tag_an_older_kept_snapshot_names_is_not_pruned() -> None:
+    """Every kept snapshot protects what it names, not only the latest."""
+    backup = Backup()
+    backup.tag("1", "a")
+    backup.tag("2", "b")
+    kept = [backup.snapshot(0, **{"1": "a", "2": "b"}), backup.snapshot(1, **{"1": "a"})]
+    assert (
+        await prune_unreferenced(backup.store, backup.prefix, kept, ["acme/app"], dry_run=False)
+        == []
+    )
+    assert backup.tags() == ["1", "2"]
+
+
+async def test_the_snapshot_repository_itself_is_never_pruned() -> None:
+    """Snapshots are tags too, but they are what prune decides by: they are left alone."""
+    backup = Backup()
+    backup.tag("1", "a")
+    await backup.snapshots.save(backup.snapshot(0, **{"1": "a"}))
+    kept = [backup.snapshot(5, **{"1": "a"})]
+    await prune_unreferenced(
+        backup.store, backup.prefix, kept, ["acme/app", SNAPSHOT_REPOSITORY], dry_run=False
+    )
+    assert await backup.snapshots.ids() == [IDS[0]]
+
+
+async def test_a_dry_run_lists_what_would_go_and_deletes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--dry-run prints each tag it would delete and leaves every tag in place."""
+    backup = Backup()
+    backup.tag("1", "a")
+    backup.tag("gone", "b")
+    kept = [backup.snapshot(0, **{"1": "a"})]
+    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, ["acme/app"], dry_run=True)
+    assert pruned == ["acme/app:gone"]
+    assert backup.tags() == ["1", "gone"] and backup.store.calls["delete_tag"] == 0
+    assert "prune  http://backup.test/backup/acme/app:gone" in capsys.readouterr().out
+
+
+async def test_prune_without_a_snapshot_deletes_nothing_and_says_why() -> None:
+    """With no snapshot to decide by, prune refuses rather than deleting everything."""
+    backup = Backup()
+    backup.tag("1", "a")
+    with pytest.raises(BackupError, match="has no snapshot yet"):
+        await prune_unreferenced(backup.store, backup.prefix, [], ["acme/app"], dry_run=False)
+    assert backup.tags() == ["1"]
+
+
+async def test_retention_then_prune_removes_what_only_forgotten_snapshots_named() -> None:
+    """Two runs, keep-last 1: the first snapshot is forgotten, its history entries dropped, and
+    the tag only it named is pruned; the moved tag's new digest stays."""
+    backup = Backup()
+    backup.tag("1", "a")
+    backup.tag("2", "b")
+    first = await record_run(
+        backup.snapshots,
+        None,
+        "ghcr.io/acme",
+        [tagged("acme/app", "1", backup.images["a"]), tagged("acme/app", "2", backup.images["b"])],
+        Retention(),
+    )
+    history = backup.store.tag_digest("backup/acme/app", HISTORY_TAG)
+    assert history is not None
+    entries = {d.digest for d in backup.store.manifests["backup/acme/app"][history].children()}
+    assert entries == {backup.images["a"].digest, backup.images["b"].digest}
+
+    backup.tag("1", "c")  # the source moved tag 1 and deleted tag 2
+    ids = await backup.snapshots.ids()
+    while snapshot_id(datetime.now(UTC)) in ids:  # ids have millisecond resolution
+        await asyncio.sleep(0.001)
+    second = await record_run(
+        backup.snapshots,
+        first.snapshot,
+        "ghcr.io/acme",
+        [tagged("acme/app", "1", backup.images["c"])],
+        Retention(keep_last=1),
+    )
+    assert second.forgotten == [first.snapshot.id]
+    assert second.moved == [
+        {"tag": "acme/app:1", "was": backup.images["a"].digest, "now": backup.images["c"].digest}
+    ]
+    history = backup.store.tag_digest("backup/acme/app", HISTORY_TAG)
+    assert history is not None
+    index = backup.store.manifests["backup/acme/app"][history]
+    assert index.media_type == OCI_INDEX
+    assert {d.digest for d in index.children()} == {backup.images["c"].digest}
+
+    kept = await kept_snapshots(backup.snapshots, Retention())
+    assert [s.id for s in kept] == [second.snapshot.id]
+    pruned = await prune_unreferenced(
+        backup.store, backup.prefix, kept, ["acme/app"], dry_run=False
+    )
+    assert pruned == ["acme/app:2"]
+    assert backup.tags() == sorted(["1", HISTORY_TAG])
