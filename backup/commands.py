@@ -303,11 +303,15 @@ async def run_registry(args: argparse.Namespace) -> int:
     try:
         if args.dry_run or args.emit_specs:
             return await _plan_only(args, config, github)
+        if getattr(args, "discovery_cache", True):  # --no-discovery-cache: list everything
+            await _discovery_cache(args, config, github, save=False)
         discovery = _Discovery(github, config)
         stats, report = await execute(
             discovery.specs(), args, config.credentials(), on_stop=discovery.stop
         )
-        report["summary"] |= discovery.summary()
+        report["summary"] |= discovery.summary() | github.cache_summary()
+        if not report["summary"].get("interrupted"):
+            await _discovery_cache(args, config, github, save=True)
         report["packages"] = discovery.entries()
         fatal = discovery.fatal_error()
         if fatal is not None and not report["summary"].get("interrupted"):
@@ -319,6 +323,28 @@ async def run_registry(args: argparse.Namespace) -> int:
         return _finish(args, stats, report, failed)
     finally:
         github.close()
+
+
+async def _discovery_cache(
+    args: argparse.Namespace, config: RegistryConfig, github: GitHubPackages, *, save: bool
+) -> None:
+    """Load the last run's discovery cache from beside the snapshots, or save this run's.
+
+    Never fatal: without a cache, discovery lists everything.
+    """
+    from backup.discovery_cache import load_cache, save_cache
+
+    credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    try:
+        async with open_clients(credentials, http_settings(args)) as clients:
+            store = clients(config.destination.registry)
+            repository = _snapshots(store, config).repository
+            if not save:
+                github.use_cache(await load_cache(store, repository, config.owner, config.api_url))
+            elif (learned := github.learned_cache()) is not None:
+                await save_cache(store, repository, learned)
+    except BackupError as exc:
+        log.warning("discovery_cache_failed", error=str(exc), saving=save)
 
 
 async def _plan_only(

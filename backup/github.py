@@ -20,12 +20,16 @@ wake up on the stop, and the call in flight is abandoned.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import functools
+import json
+import math
 import os
 import queue
 import threading
 import time
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Iterator, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal, Self
 from urllib.parse import urlsplit
@@ -33,8 +37,6 @@ from urllib.parse import urlsplit
 import requests
 import structlog
 from github import Auth, Github, GithubException, GithubRetry, RateLimitExceededException
-from github.GithubObject import NonCompletableGithubObject
-from github.PaginatedList import PaginatedList
 from urllib3.exceptions import (
     ConnectTimeoutError,
     MaxRetryError,
@@ -45,6 +47,7 @@ from urllib3.exceptions import (
     SSLError,
 )
 
+from backup.discovery_cache import CachedPackage, DiscoveryCache, Listed, ListPage
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.logs import adopt_library_logs
 from backup.packages import FailedPackage, Owner, Package
@@ -57,7 +60,13 @@ adopt_library_logs()  # importing PyGithub just gave its logger a plain handler
 PAGE_SIZE = 100
 # GitHub answers 400 once per_page * page passes 10,000 on the org package list.
 LIST_CAP = 10_000
-_REQUEST_INTERVAL_S = 0.1  # serial and gentle: well under the secondary rate limits
+# Serial requests, started at most 850 a minute: under the secondary rate limit of 900 points
+# a minute per endpoint, where a GET is one point ("Rate limits for the REST API").
+_REQUEST_INTERVAL_S = 60 / 850
+# A warm run checks, page by page, at least this share of the unchanged packages' pages (and at
+# least MIN_REVALIDATE_PAGES), so that every package is checked every REVALIDATE_ROUNDS runs.
+REVALIDATE_ROUNDS = 7
+MIN_REVALIDATE_PAGES = 100
 DEFAULT_RETRIES = 6
 DEFAULT_MAX_RATE_LIMIT_WAIT_S = 900.0
 _RETRY_STATUSES = [408, 429, 500, 502, 503, 504]
@@ -429,18 +438,31 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
         future.set_exception(value)
 
 
-class _Json(NonCompletableGithubObject):
-    """A PyGithub object that keeps the raw JSON; packages have no class of their own."""
+@dataclass(frozen=True)
+class _Page:
+    """One answer of a paginated list; ``items`` is None when GitHub said 304 Not Modified."""
 
-    def _initAttributes(self) -> None:
-        pass
-
-    def _useAttributes(self, attributes: dict[str, Any]) -> None:
-        pass
+    items: list[Any] | None
+    etag: str | None
+    more: bool  # GitHub linked a next page
 
 
 class GitHubPackages:
-    """The packages of one owner. All PyGithub calls run on a single worker thread."""
+    """The packages of one owner. All PyGithub calls run on a single worker thread.
+
+    With a ``DiscoveryCache`` from the last run (``use_cache``), a warm run asks only what may
+    have changed:
+
+    - the package list, page by page with ``If-None-Match``: a 304 costs nothing against the
+      primary rate limit, and any change in it (a package added, deleted or recreated, or its
+      ``version_count`` or ``updated_at`` moving) comes back as a 200;
+    - the versions of each package whose list entry changed, read in full;
+    - the versions of a rotating slice of the unchanged packages, page by page with
+      ``If-None-Match``, so that every package is checked against GitHub every few runs, even
+      for a change its list entry does not show (a tag moved to a version that already existed).
+
+    Every other package is taken from the cache without a request.
+    """
 
     def __init__(
         self,
@@ -452,6 +474,8 @@ class GitHubPackages:
         max_rate_limit_wait_s: float = DEFAULT_MAX_RATE_LIMIT_WAIT_S,
         request_interval_s: float = _REQUEST_INTERVAL_S,
         timeout_s: float = 30,
+        revalidate_rounds: int = REVALIDATE_ROUNDS,
+        revalidate_min_pages: int = MIN_REVALIDATE_PAGES,
     ) -> None:
         self.owner = owner
         self._api_url = api_url.rstrip("/")
@@ -471,13 +495,102 @@ class GitHubPackages:
                 status_forcelist=list(_RETRY_STATUSES),
                 max_rate_limit_wait=max_rate_limit_wait_s,
             ),
-            seconds_between_requests=request_interval_s,
+            seconds_between_requests=None,  # paced here, from request start to request start
         )
         self._requester = self._github.requester
         self._worker = _Worker(self._state.stop)
         self._stopped = asyncio.Event()
+        self._interval = request_interval_s
+        self._last_start = -math.inf
+        self._rounds = max(1, revalidate_rounds)
+        self._min_pages = revalidate_min_pages
+        self._cache: DiscoveryCache | None = None
+        self._learned: DiscoveryCache | None = None
+        self._failed: set[str] = set()
+        self.cache_state: Literal["off", "absent", "used"] = "off"
         self.pages_requested = 0
+        self.pages_not_modified = 0
+        self.packages_from_cache = 0
+        self.packages_revalidated = 0
+        self.packages_read = 0
         self.truncated = False
+
+    # The cache
+
+    def use_cache(self, cache: DiscoveryCache | None) -> None:
+        """Start from what the last run learned (None: nothing, list everything)."""
+        if cache is not None and (cache.owner, cache.api_url) != DiscoveryCache.key(
+            self.owner, self._api_url
+        ):
+            cache = None
+        self._cache = cache
+        self.cache_state = "absent" if cache is None else "used"
+
+    def learned_cache(self) -> DiscoveryCache | None:
+        """What this run learned, to keep for the next; None if the package list was not read.
+
+        Listed packages this run did not reach (discovery stopped, or a filter left them out)
+        keep the last run's entry; a package whose versions failed, or that left the list,
+        has none.
+        """
+        learned = self._learned
+        if learned is None:
+            return None
+        if self._cache is not None:
+            listed = {item.name for page in learned.list_pages for item in page.items}
+            for name, entry in self._cache.packages.items():
+                if name in listed and name not in learned.packages and name not in self._failed:
+                    learned.packages[name] = entry
+        return learned
+
+    def cache_summary(self) -> dict[str, Any]:
+        return {
+            "discovery_cache": self.cache_state,
+            "github_requests_not_modified": self.pages_not_modified,
+            "packages_from_cache": self.packages_from_cache,
+            "packages_revalidated": self.packages_revalidated,
+            "packages_read": self.packages_read,
+        }
+
+    def _reusable(self, listed: Listed) -> CachedPackage | None:
+        """The cached versions, if the list says the same of the package as when they were read."""
+        if self._cache is None:
+            return None
+        cached = self._cache.packages.get(listed.name)
+        if cached is None or cached.listed != listed:
+            return None
+        if listed.version_count is None and listed.updated_at is None:
+            return None  # nothing in the list would show a change
+        return cached
+
+    def _revalidation(self, listed: list[Listed], wanted: Callable[[str], bool]) -> set[str]:
+        """Unchanged packages to check page by page this run: those after the last run's
+        cursor, for at least 1/rounds of all their pages, so each is checked every few runs."""
+        if self._cache is None or self._learned is None:
+            return set()
+        self._learned.cursor = self._cache.cursor
+        pages = {
+            item.name: len(cached.page_etags)
+            for item in listed
+            if wanted(item.name) and (cached := self._reusable(item)) is not None
+        }
+        if not pages:
+            return set()
+        budget = max(self._min_pages, math.ceil(sum(pages.values()) / self._rounds))
+        cursor = self._cache.cursor
+        names = sorted(pages)
+        ordered = [n for n in names if n > cursor] + [n for n in names if n <= cursor]
+        chosen: set[str] = set()
+        spent = 0
+        for name in ordered:
+            if spent >= budget:
+                break
+            chosen.add(name)
+            spent += pages[name]
+            self._learned.cursor = name
+        return chosen
+
+    # Requests
 
     def stop(self) -> None:
         """Abandon discovery now: the call in flight is not waited for."""
@@ -509,42 +622,28 @@ class GitHubPackages:
             raise DiscoveryStopped("discovery stopped while a GitHub request was in flight")
         return future.result()
 
-    def _paginate(self, path: str, params: dict[str, str]) -> list[dict[str, Any]]:
-        """Every item of a paginated list: per_page=100, following Link rel="next"."""
-        items: list[dict[str, Any]] = []
-        listing: PaginatedList[_Json] = PaginatedList(_Json, self._requester, path, params)
-        original = self._requester.requestJsonAndCheck
-        url = self._api_url + path
+    def _pace(self) -> None:
+        """One request at a time, started at most once per interval: GitHub asks for serial
+        requests, and allows 900 points (GET requests) a minute per endpoint."""
+        self._state.wait(self._last_start + self._interval - time.monotonic())
+        self._last_start = time.monotonic()
 
-        def counted(*args: Any, **kwargs: Any) -> Any:
-            self.pages_requested += 1
-            return original(*args, **kwargs)
-
-        self._requester.requestJsonAndCheck = counted  # type: ignore[method-assign]
+    @contextlib.contextmanager
+    def _translated(self, url: str) -> Iterator[None]:
+        """PyGithub's and requests' exceptions, as this module's."""
         try:
-            items.extend(element.raw_data for element in listing)
+            yield
         except RateLimitExceededException as exc:  # PyGithub would wait past the cap
             raise _rate_limited(
                 exc.headers or {}, wait=getattr(exc, "wait", None), cap=self._max_wait
             ) from None
         except GithubException as exc:
-            if exc.status == 400 and len(items) >= LIST_CAP:
-                self.truncated = True
-                log.error(
-                    "package_list_truncated",
-                    owner=str(self.owner),
-                    listed=len(items),
-                    cap=LIST_CAP,
-                    hint="GitHub lists at most 10,000 packages; "
-                    "split the backup with --include-package",
-                )
-            else:
-                message = _message(exc.data)
-                kind = classify_refusal(exc.headers or {}, message)
-                if exc.status in (403, 429) and kind in ("primary", "secondary"):
-                    raise _rate_limited(exc.headers or {}, wait=None, cap=self._max_wait) from None
-                reason = explain_refusal(exc.status, exc.headers or {}, message, self.owner)
-                raise _Refused(exc.status, reason) from None
+            message = _message(exc.data)
+            kind = classify_refusal(exc.headers or {}, message)
+            if exc.status in (403, 429) and kind in ("primary", "secondary"):
+                raise _rate_limited(exc.headers or {}, wait=None, cap=self._max_wait) from None
+            reason = explain_refusal(exc.status, exc.headers or {}, message, self.owner)
+            raise _Refused(exc.status, reason) from None
         except requests.exceptions.RetryError:
             status = self._state.last_status or 0
             attempts = self._state.attempts
@@ -561,22 +660,117 @@ class GitHubPackages:
                 f"({_attempts(self._state.attempts)}); check --github-api-url / GITHUB_API_URL, "
                 "DNS and the network (proxy, firewall)"
             ) from None
-        finally:
-            self._requester.requestJsonAndCheck = original  # type: ignore[method-assign]
-        return items
 
-    def _package_names(self) -> list[str]:
+    def _get_page(self, path: str, params: dict[str, str], etag: str | None) -> _Page:
+        """One page, conditional on ``etag`` when given."""
+        url = self._api_url + path
+        self._pace()
+        self.pages_requested += 1
+        headers = {"If-None-Match": etag} if etag else None
+        with self._translated(url):
+            status, raw, body = self._requester.requestJson("GET", path, params, headers)
+            answered = _headers(raw)
+            if status == 304 and etag:
+                self.pages_not_modified += 1
+                return _Page(None, answered.get("etag") or etag, False)
+            try:
+                data = json.loads(body) if body else None
+            except ValueError:
+                data = {"data": body[:200]}
+            if status >= 400:
+                error = data if isinstance(data, dict) else {"data": data}
+                raise self._requester.createException(status, answered, error)
+        if status != 200 or not isinstance(data, list):
+            raise _Refused(status, f"GitHub answered HTTP {status} without a list on {url}")
+        return _Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
+
+    @staticmethod
+    def _page_params(number: int, params: Mapping[str, str] | None = None) -> dict[str, str]:
+        return {**(params or {}), "per_page": str(PAGE_SIZE), "page": str(number)}
+
+    def _read_all(self, path: str) -> tuple[list[Any], list[str | None]]:
+        """Every item of a paginated list, and each page's ETag."""
+        items: list[Any] = []
+        etags: list[str | None] = []
+        number = 1
+        while True:
+            page = self._get_page(path, self._page_params(number), None)
+            items.extend(page.items or [])
+            etags.append(page.etag)
+            if not page.more:
+                return items, etags
+            number += 1
+
+    def _unchanged(self, path: str, etags: tuple[str | None, ...]) -> bool:
+        """Whether every page still has the ETag it had: all 304, free against the limit."""
+        for number, etag in enumerate(etags, start=1):
+            if etag is None or self._get_page(path, self._page_params(number), etag).items:
+                return False
+        return True
+
+    def _list_pages(self, path: str) -> list[ListPage]:
+        """The package list, each page conditional on the ETag the cache has for it."""
+        stored = self._cache.list_pages if self._cache is not None else []
+        pages: list[ListPage] = []
+        params = {"package_type": "container"}
+        number = 1
+        while True:
+            old = stored[number - 1] if number <= len(stored) else None
+            try:
+                got = self._get_page(
+                    path, self._page_params(number, params), old.etag if old else None
+                )
+            except _Refused as exc:
+                listed = sum(len(p.items) for p in pages)
+                if exc.status != 400 or listed < LIST_CAP:
+                    raise
+                self.truncated = True
+                log.error(
+                    "package_list_truncated",
+                    owner=str(self.owner),
+                    listed=listed,
+                    cap=LIST_CAP,
+                    hint="GitHub lists at most 10,000 packages; "
+                    "split the backup with --include-package",
+                )
+                return pages
+            if got.items is None and old is not None:
+                pages.append(old)
+                # A full last page may have gained a successor without changing itself.
+                more = old.more or len(old.items) >= PAGE_SIZE
+            else:
+                items = (i for i in got.items or [] if isinstance(i, dict) and "name" in i)
+                pages.append(ListPage(got.etag, tuple(Listed.from_api(i) for i in items), got.more))
+                more = got.more
+            if not more:
+                return pages
+            number += 1
+
+    def _package_list(self) -> list[Listed]:
         path = self.owner.packages_path()
         try:
-            items = self._paginate(path, {"package_type": "container"})
+            pages = self._list_pages(path)
         except _Refused as exc:
             raise _list_error(exc, self.owner, self._api_url + path) from None
-        return sorted({str(item["name"]) for item in items if "name" in item})
+        self._learned = DiscoveryCache(*DiscoveryCache.key(self.owner, self._api_url), pages)
+        found: dict[str, Listed] = {}
+        for page in pages:
+            for item in page.items:
+                found.setdefault(item.name, item)
+        return [found[name] for name in sorted(found)]
 
-    def _package(self, name: str) -> Package | FailedPackage:
+    def _package(self, listed: Listed, cached: CachedPackage | None) -> Package | FailedPackage:
+        """A package's tags: from the cache if every page is unchanged, else read in full."""
+        name = listed.name
+        path = self.owner.versions_path(name)
         try:
-            versions = self._paginate(self.owner.versions_path(name), {})
+            if cached is not None and self._unchanged(path, cached.page_etags):
+                self.packages_revalidated += 1
+                self._remember(name, cached)
+                return cached.package()
+            versions, etags = self._read_all(path)
         except _Refused as exc:
+            self._failed.add(name)
             if exc.status == 401:  # the token stopped working: no other package will do better
                 raise GitHubAccessError(exc.reason, status=exc.status) from None
             reason = exc.reason
@@ -587,28 +781,52 @@ class GitHubPackages:
                 )
             log.error("package_failed", package=name, status=exc.status, error=reason)
             return FailedPackage(name, reason, exc.status)
-        tags: dict[str, str] = {}
-        untagged = 0
-        for version in versions:
-            digest = str(version.get("name", ""))
-            found = ((version.get("metadata") or {}).get("container") or {}).get("tags") or []
-            try:
-                validate_digest(digest)
-                for tag in found:
-                    tags[validate_tag(str(tag))] = digest
-            except InvalidReference as exc:
-                log.warning("version_skipped", package=name, error=str(exc))
-                continue
-            untagged += not found  # children of tagged indexes: copied through their parent
-        return Package(name, tags, untagged)
+        package = _tagged_versions(name, versions)
+        self.packages_read += 1
+        self._remember(name, CachedPackage(listed, tuple(etags), package.tags, package.untagged))
+        return package
+
+    def _remember(self, name: str, entry: CachedPackage) -> None:
+        if self._learned is not None:
+            self._learned.packages[name] = entry
 
     async def packages(
         self, wanted: Callable[[str], bool]
     ) -> AsyncIterator[Package | FailedPackage]:
-        """Yield each wanted package as soon as its versions are listed, or why they could not
+        """Yield each wanted package as soon as its versions are known, or why they could not
         be. Raises for what dooms the rest of discovery."""
-        names = await self._call(self._package_names)
-        log.info("packages_listed", owner=str(self.owner), count=len(names))
-        for name in names:
-            if wanted(name):
-                yield await self._call(self._package, name)
+        listed: list[Listed] = await self._call(self._package_list)
+        log.info("packages_listed", owner=str(self.owner), count=len(listed))
+        check = self._revalidation(listed, wanted)
+        for item in listed:
+            if not wanted(item.name):
+                continue
+            cached = self._reusable(item)
+            if cached is not None and item.name not in check:
+                self.packages_from_cache += 1
+                self._remember(item.name, cached)
+                yield cached.package()
+            else:
+                yield await self._call(self._package, item, cached)
+        if self._cache is not None:
+            log.info("discovery_cache_used", **self.cache_summary())
+
+
+def _tagged_versions(name: str, versions: list[Any]) -> Package:
+    """The package's tags (tag -> manifest digest) and how many versions are untagged."""
+    tags: dict[str, str] = {}
+    untagged = 0
+    for version in versions:
+        if not isinstance(version, dict):
+            continue
+        digest = str(version.get("name", ""))
+        found = ((version.get("metadata") or {}).get("container") or {}).get("tags") or []
+        try:
+            validate_digest(digest)
+            for tag in found:
+                tags[validate_tag(str(tag))] = digest
+        except InvalidReference as exc:
+            log.warning("version_skipped", package=name, error=str(exc))
+            continue
+        untagged += not found  # children of tagged indexes: copied through their parent
+    return Package(name, tags, untagged)

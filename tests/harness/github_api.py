@@ -2,10 +2,17 @@
 
 Faults answer as GitHub does, with its headers and bodies: the primary and secondary rate
 limits, SAML SSO enforcement, a missing scope, and a 404 or a persistent 5xx on one package.
+
+Conditional requests work as GitHub documents them: every list page carries an ``ETag``, and a
+request whose ``If-None-Match`` names the current one gets a ``304 Not Modified`` that does not
+count against the primary rate limit. A package in the list carries ``version_count`` (what
+it holds now) and ``updated_at`` (what the test says: GitHub does not document when it moves).
+``delay_s`` answers each request that much later, as a distant API would.
 """
 
 from __future__ import annotations
 
+import hashlib
 import json
 import math
 import threading
@@ -20,6 +27,8 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 class StandInPackage:
     name: str
     versions: list[tuple[str, list[str]]]  # (manifest digest, tags)
+    updated_at: str = "2026-01-01T00:00:00Z"
+    id: int | None = None  # None: its position in the owner's list
 
 
 FaultKind = Literal["primary", "secondary", "sso", "scope", "not-found", "server-error"]
@@ -109,6 +118,10 @@ class GitHubStandIn:
     remaining: int = 5000
     # Key "" is the package list; any other key is a package name (its versions).
     faults: dict[str, Fault] = field(default_factory=dict)
+    delay_s: float = 0.0  # each answer this much later
+    etags: bool = True  # send ETag and honour If-None-Match
+    not_modified: int = 0  # 304s answered
+    counted: int = 0  # requests that counted against the primary rate limit
 
     def _fault(self, key: str, owner: str, token: str) -> tuple[int, object, dict[str, str]] | None:
         fault = self.faults.get(key)
@@ -165,7 +178,15 @@ class GitHubStandIn:
             if per_page * page > 10_000:
                 return 400, {"message": "Pagination is limited to 10000 results"}, {}
             items: list[object] = [
-                {"id": i, "name": p.name, "package_type": "container"}
+                {
+                    "id": i if p.id is None else p.id,
+                    "name": p.name,
+                    "package_type": "container",
+                    "version_count": len(p.versions),
+                    "visibility": "private",
+                    "created_at": "2025-01-01T00:00:00Z",
+                    "updated_at": p.updated_at,
+                }
                 for i, p in enumerate(self.owners[owner])
             ]
         elif len(parts) == 6 and parts[3] == "container" and parts[5] == "versions":
@@ -202,15 +223,26 @@ class GitHubStandIn:
 
         class Handler(BaseHTTPRequestHandler):
             def do_GET(self) -> None:
+                if stand_in.delay_s:
+                    time.sleep(stand_in.delay_s)
                 url = urlsplit(self.path)
                 stand_in.requests.append(self.path)
                 auth = self.headers.get("Authorization", "")
                 token = auth.split(" ", 1)[1] if " " in auth else None
                 status, body, headers = stand_in._route(url.path, parse_qs(url.query), token)
-                stand_in.remaining -= 1
                 data = json.dumps(body).encode()
+                if status == 200 and stand_in.etags:
+                    etag = f'W/"{hashlib.sha256(data).hexdigest()[:32]}"'
+                    headers = headers | {"ETag": etag}
+                    if self.headers.get("If-None-Match") == etag and token in stand_in.tokens:
+                        status, data = 304, b""  # authorized and unchanged: not counted
+                        stand_in.not_modified += 1
+                if status != 304:
+                    stand_in.remaining -= 1
+                    stand_in.counted += 1
                 self.send_response(status)
-                self.send_header("Content-Type", "application/json; charset=utf-8")
+                if status != 304:
+                    self.send_header("Content-Type", "application/json; charset=utf-8")
                 self.send_header("Content-Length", str(len(data)))
                 defaults = {
                     "X-RateLimit-Limit": "5000",
