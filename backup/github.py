@@ -502,7 +502,7 @@ class GitHubPackages:
         self._stopped = asyncio.Event()
         self._interval = request_interval_s
         self._last_start = -math.inf
-        self._rounds = max(1, revalidate_rounds)
+        self._rounds = revalidate_rounds  # 0: never revalidate an unchanged package
         self._min_pages = revalidate_min_pages
         self._cache: DiscoveryCache | None = None
         self._learned: DiscoveryCache | None = None
@@ -569,6 +569,8 @@ class GitHubPackages:
         if self._cache is None or self._learned is None:
             return set()
         self._learned.cursor = self._cache.cursor
+        if self._rounds <= 0:
+            return set()
         pages = {
             item.name: len(cached.page_etags)
             for item in listed
