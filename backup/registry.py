@@ -549,10 +549,7 @@ class RegistryClient:
                 try:
                     resp = await self._send(method, url, sent, data)
                 except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
-                    raise RegistryError(
-                        f"TLS to {url.host} failed ({type(exc).__name__}): if it uses a private "
-                        "CA, pass --ca-file with that CA's PEM bundle"
-                    ) from None
+                    raise RegistryError(_tls_hint(url, exc)) from None
                 except RETRYABLE_EXCEPTIONS as exc:
                     if not retries_left or time.monotonic() >= deadline:
                         raise TransientError(
@@ -766,3 +763,19 @@ async def _error_body(resp: aiohttp.ClientResponse) -> ErrorBody:
             bytes(raw), resp.headers.get("Content-Type")
         )
     return cached
+
+
+def _tls_hint(url: yarl.URL, exc: aiohttp.ClientSSLError) -> str:
+    """What a failed TLS handshake most likely means, and what to do about it."""
+    reason = str(getattr(exc, "os_error", "") or exc)
+    host = f"{url.host}:{url.explicit_port}" if url.explicit_port else str(url.host)
+    if "WRONG_VERSION_NUMBER" in reason or "wrong version number" in reason:
+        # The server answered the ClientHello with plain HTTP.
+        return (
+            f"TLS to {host} failed: it answers in plain HTTP. If that is intended (a "
+            f"registry on a private network), write the reference as http://{host}/..."
+        )
+    return (
+        f"TLS to {host} failed ({type(exc).__name__}): if it uses a private CA, pass "
+        "--ca-file with that CA's PEM bundle"
+    )

@@ -50,3 +50,25 @@ def test_private_ca_needs_ca_file(
     trusted = cli("copy", src, dst, "--ca-file", str(ca))
     assert trusted.returncode == 0, trusted.stderr[-2000:]
     assert any(r.method == "PUT" and "/manifests/" in r.uri for r in registry.requests_since(mark))
+
+
+def test_tls_to_a_plain_http_registry_suggests_the_http_prefix(
+    cli: CliRunner,
+    source: LiveRegistry,
+    destination: LiveRegistry,
+    namespace: str,
+    tmp_path: Path,
+) -> None:
+    """A registry that answers the TLS handshake in plain HTTP gets a hint to write http://."""
+    corpus = generate_corpus(repositories=1, tags=1, prefix=namespace)
+    source.pusher().push(corpus)
+    image = corpus.images[0]
+    src = f"http://{source.host}/{image.repository}:{image.tag}"
+    dst = f"{destination.host}/plain/{image.repository}:{image.tag}"  # no http:// prefix
+    report = tmp_path / "report.json"
+    result = cli("copy", src, dst, "--report", str(report))
+    assert result.returncode == 1
+    error = json.loads(report.read_text())["images"][0]["error"]
+    assert "answers in plain HTTP" in error
+    assert f"http://{destination.host}/" in error
+    assert "Traceback" not in result.stderr
