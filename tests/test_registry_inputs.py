@@ -285,3 +285,39 @@ def test_a_client_error_code_in_a_500_fails_the_image_without_retries(
     assert "UNKNOWN: unknown error (×2); MANIFEST_BLOB_UNKNOWN: blob unknown to registry" in error
     puts = [p for m, p, _ in dst.seen if m == "PUT" and "/manifests/" in p]
     assert puts and len(puts) == len(set(puts))
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [("not-json", "not valid JSON"), ("not-a-manifest", "does not have the fields")],
+)
+def test_a_registry_serving_a_non_manifest_fails_only_that_image(
+    corpus: Corpus,
+    through_proxies: tuple[FaultProxy, FaultProxy, Path],
+    namespace: str,
+    tmp_path: Path,
+    fault: str,
+    message: str,
+) -> None:
+    """Binary bytes or a config served as a manifest fail that image with a clear error; the
+    other image of the run is copied and the report is written; no traceback."""
+    src, dst, docker = through_proxies
+    bad, good = corpus.images[0], corpus.images[1]
+    src.set_rules([Rule(fault, ("GET", "HEAD"), f"/{bad.repository}/manifests/")], 0)
+    report = tmp_path / "report.json"
+    specs = "\n".join(
+        json.dumps(
+            {
+                "src": f"http://{src.host}/{image.repository}:{image.tag}",
+                "dst": f"http://{dst.host}/{namespace}/{fault}/{image.repository}:{image.tag}",
+            }
+        )
+        for image in (bad, good)
+    )
+    result = run_cli(["copy", "--specs", "-", "--report", str(report)], docker, specs)
+    assert result.returncode == 1, result.stderr[-2000:]
+    assert "Traceback" not in result.stderr
+    images = {i["source"].rsplit("/", 1)[1]: i for i in json.loads(report.read_text())["images"]}
+    failed = images[bad.repository.rsplit("/", 1)[1] + f":{bad.tag}"]
+    assert failed["status"] == "failed" and message in failed["error"]
+    assert images[good.repository.rsplit("/", 1)[1] + f":{good.tag}"]["status"] == "copied"

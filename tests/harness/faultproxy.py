@@ -53,8 +53,9 @@ class Rule:
     fault: str
     methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "PATCH")
     # Faults: 429, 429-date, 500, 502, 503, 504, drop, stall, oversize, schema1, 500-client-code,
-    # html-502 answer in place of the registry; reset, truncate, flip, lying-digest, redirect,
-    # redirect-expired, unauthorized and reset-upload act on a forwarded exchange.
+    # html-502, not-json and not-a-manifest answer in place of the registry; reset, truncate,
+    # flip, lying-digest, redirect, redirect-expired, unauthorized and reset-upload act on a
+    # forwarded exchange.
     path: str = ""  # regex searched in the path
     probability: float = 1.0
     limit: int | None = None
@@ -202,6 +203,17 @@ class FaultProxy:
             return _schema1_answer(request)
         if fault == "500-client-code":
             return web.json_response(DISTRIBUTION_FOREIGN_LAYER_REFUSAL, status=500)
+        if fault in ("not-json", "not-a-manifest") and "/manifests/" in request.path:
+            # What a broken or hostile registry may serve under a manifest's content type.
+            body = (
+                b"\x1f\x8b\x08\x00\x00\x00\x00\x00\x00\x03\xff\xfe binary"
+                if fault == "not-json"
+                else b'{"architecture": "amd64", "os": "linux", "rootfs": {}}'
+            )
+            headers = {"Content-Type": "application/vnd.oci.image.manifest.v1+json"}
+            if request.method == "HEAD":
+                return web.Response(headers=headers | {"Content-Length": str(len(body))})
+            return web.Response(body=body, headers=headers)
         if fault == "html-502":
             return web.Response(status=502, text=NGINX_502, content_type="text/html")
         if fault == "oversize" and "/manifests/" in request.path and request.method == "GET":
