@@ -230,3 +230,45 @@ async def test_histories_are_written_only_when_they_change(tmp_path: Path) -> No
     assert await snapshots.write_histories(kept, [day3]) == 1
     history = await store.get_manifest("a/app", HISTORY_TAG)
     assert {d.digest for d in history.children()} == {moved.digest}
+
+
+class _NoCatalog:
+    """A store like ECR or GAR: everything works but listing repositories."""
+
+    def __init__(self, store: LayoutStore) -> None:
+        self._store = store
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    async def list_repositories(self) -> list[str]:
+        from backup.errors import RegistryError
+
+        raise RegistryError("list the catalog: HTTP 404 (this registry has no /v2/_catalog)")
+
+
+async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Path) -> None:
+    """verify and restore walk the latest snapshot's tags when the registry cannot list them."""
+    from backup.commands import _backup_tags
+    from backup.policy import PackageFilter
+
+    store = LayoutStore(Registry(str(tmp_path), layout=True))
+    prefix = Repository(store.registry, "backup")
+    snapshots = Snapshots(store, prefix)
+    older = new_snapshot("ghcr.io", [_image("acme/gone", "1", 1)], T0)
+    latest = new_snapshot(
+        "ghcr.io",
+        [_image("acme/app", "1.0.0", 2), _image("acme/web", "2.0", 3)],
+        T0 + timedelta(days=1),
+    )
+    for snapshot in (older, latest):
+        await snapshots.save(snapshot)
+    no_catalog = _NoCatalog(store)
+    found = await _backup_tags(no_catalog, prefix, PackageFilter(()), None, None)  # type: ignore[arg-type]
+    assert sorted(found) == [("backup/acme/app", "1.0.0"), ("backup/acme/web", "2.0")]
+    only_app = await _backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)  # type: ignore[arg-type]
+    assert only_app == [("backup/acme/app", "1.0.0")]
+
+    empty = LayoutStore(Registry(str(tmp_path / "empty"), layout=True))
+    with pytest.raises(UsageError, match="--from-report"):
+        await _backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)  # type: ignore[arg-type]
