@@ -33,6 +33,7 @@ from backup.errors import (
     SizeMismatch,
     UsageError,
 )
+from backup.files import atomic_write
 from backup.oci import (
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
@@ -75,28 +76,6 @@ def split_ref_name(ref: str) -> tuple[str, str] | None:
         return None
 
 
-def _fsync_directory(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
-def _atomic_write(path: Path, data: bytes) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-        _fsync_directory(path.parent)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 class LayoutStore:
     """A Store over an OCI layout directory (created on first write)."""
 
@@ -118,7 +97,7 @@ class LayoutStore:
         (self.root / "blobs").mkdir(parents=True, exist_ok=True)
         marker = self.root / "oci-layout"
         if not marker.exists():
-            _atomic_write(marker, json.dumps(LAYOUT_VERSION).encode())
+            atomic_write(marker, json.dumps(LAYOUT_VERSION).encode())
             return
         try:
             version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
@@ -183,7 +162,7 @@ class LayoutStore:
                 return
             self._dirty = False
             data = json.dumps(self._load_index(), indent=2).encode()
-            await asyncio.to_thread(_atomic_write, self.root / "index.json", data)
+            await asyncio.to_thread(atomic_write, self.root / "index.json", data)
 
     # Store: manifests
 
@@ -331,4 +310,4 @@ class LayoutStore:
         verify_content(data, Descriptor("", digest, len(data)))
         self._ensure_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
-        _atomic_write(path, data)
+        atomic_write(path, data)

@@ -146,10 +146,6 @@ def select_tags(tags: Iterable[str], policy: TagPolicy = TagPolicy()) -> list[De
     return [decisions[t] for t in sorted(decisions)]
 
 
-def kept_tags(tags: Iterable[str], policy: TagPolicy = TagPolicy()) -> list[str]:
-    return [d.tag for d in select_tags(tags, policy) if d.keep]
-
-
 @dataclass(frozen=True)
 class PackageFilter:
     """``--include-package`` / ``--exclude-package`` globs over package names."""

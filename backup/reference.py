@@ -148,9 +148,6 @@ class Reference:
         """What goes after ``/manifests/`` in a URL: the digest if pinned, else the tag."""
         return self.digest or self.tag  # type: ignore[return-value]
 
-    def with_digest(self, digest: str) -> Reference:
-        return Reference(self.repository, self.tag, digest)
-
     def __str__(self) -> str:
         text = str(self.repository)
         if self.tag is not None:

@@ -106,10 +106,6 @@ class RegistryClient:
         self._has_referrers_api = True
         self.requests = 0
 
-    @property
-    def token_fetches(self) -> int:
-        return self._auth.token_fetches
-
     def _url(self, name: str, kind: str, identifier: str) -> yarl.URL:
         return yarl.URL(f"{self.registry.base_url}/v2/{name}/{kind}/{identifier}", encoded=True)
 

@@ -264,3 +264,17 @@ def test_image_installs_git_and_git_lfs() -> None:
     final = (ROOT / "Dockerfile").read_text().rsplit("\nFROM ", 1)[1]
     install = next(line for line in final.splitlines() if "apt-get install" in line)
     assert {"git", "git-lfs"} <= set(install.split())
+
+
+def test_deployed_versions_are_the_package_version() -> None:
+    """The version is written once (backup.__version__); every pinned image and pip install
+    in deploy/ names that version, and the installed package reports it."""
+    import importlib.metadata
+
+    from backup import __version__
+
+    assert importlib.metadata.version("github-org-backup") == __version__
+    pins = []
+    for path in (ROOT / "deploy").rglob("*.y*ml"):
+        pins += re.findall(r"github-org-backup(?::|==)([0-9][0-9A-Za-z.+-]*)", path.read_text())
+    assert pins and set(pins) == {__version__}
