@@ -46,7 +46,8 @@ def core(found: Descriptor | None) -> tuple[str, str, int] | None:
 
 
 def temporary_files(root: Path) -> list[Path]:
-    return [path for path in root.rglob(".tmp-*")]
+    """Files a write left half-done: every temporary name contains ``.tmp-``."""
+    return [path for path in root.rglob("*") if ".tmp-" in path.name]
 
 
 async def test_a_tagged_image_is_an_index_entry_named_repository_colon_tag(tmp_path: Path) -> None:
