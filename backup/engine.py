@@ -21,7 +21,7 @@ from typing import Any
 import aiohttp
 import structlog
 
-from backup.errors import BackupError, SizeMismatch
+from backup.errors import AuthError, BackupError, RegistryError, SizeMismatch, TransientError
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
@@ -49,6 +49,27 @@ class _Place:
 
 
 _BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
+_PRESENT = object()  # the blob is at the destination already
+
+
+@dataclass
+class _Probe:
+    """What checking new blobs at one destination registry found so far in this run."""
+
+    mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
+    mount_refused: bool = False
+    present: int = 0
+    absent: int = 0
+
+    @property
+    def by_mount(self) -> bool:
+        return self.mounted and not self.mount_refused and self.absent > self.present
+
+    def record(self, *, present: bool) -> None:
+        if present:
+            self.present += 1
+        else:
+            self.absent += 1
 
 
 class CopyEngine:
@@ -69,6 +90,7 @@ class CopyEngine:
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[_BlobKey, list[str]] = {}
         self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
+        self._probes: dict[Registry, _Probe] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
         self._aborting = False
@@ -250,6 +272,7 @@ class CopyEngine:
         if homes := self._blob_homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
             if location is None:
+                self._probes.setdefault(dst.registry, _Probe()).mounted = True
                 self.stats.blobs_mounted += 1
                 log.debug(
                     "blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0]
@@ -262,15 +285,46 @@ class CopyEngine:
         leader = asyncio.get_running_loop().create_future()
         self._blob_leaders[(dst.registry, blob.digest)] = leader
         try:
-            if (size := await target.blob_size(dst.name, blob.digest)) is not None:
-                _check_present_size(blob, size, f"blob {blob.digest}", dst)
+            session = await self._check_blob(target, blob, dst)
+            if session is _PRESENT:
                 self.stats.blobs_skipped += 1
             else:
-                await self._stream_blob(blob, src, dst, None)
+                await self._stream_blob(blob, src, dst, session)
             self._blob_homes[key] = [dst.name]
         finally:
             del self._blob_leaders[(dst.registry, blob.digest)]
             leader.set_result(None)
+
+    async def _check_blob(self, target: Store, blob: Descriptor, dst: Repository) -> object | None:
+        """Whether ``dst`` holds the blob already (``_PRESENT``, its size checked); else the
+        upload session to send it in, or None to start one.
+
+        Usually a HEAD. While most blobs turn out to be absent, on a registry that has mounted
+        a blob in this run, it is a mount of the blob from ``dst`` into itself instead: 201 if
+        the blob is there, else 202 with the upload session that the POST after a 404 would
+        have opened. A new blob then costs POST and PUT instead of HEAD, POST and PUT.
+        """
+        probe = self._probes.setdefault(dst.registry, _Probe())
+        if probe.by_mount:
+            try:
+                session = await target.mount_blob(dst.name, blob.digest, from_name=dst.name)
+            except (TransientError, AuthError):
+                raise
+            except RegistryError as exc:  # refuses a mount from the repository itself
+                probe.mount_refused = True
+                log.info("blob_self_mount_refused", registry=str(dst.registry), error=str(exc))
+            else:
+                probe.record(present=session is None)
+                if session is not None:
+                    return session
+                # Mounted, so present: its size is checked as after a HEAD.
+        size = await target.blob_size(dst.name, blob.digest)
+        if size is None:
+            probe.record(present=False)
+            return None
+        _check_present_size(blob, size, f"blob {blob.digest}", dst)
+        probe.record(present=True)
+        return _PRESENT
 
     async def _stream_blob(
         self, blob: Descriptor, src: Repository, dst: Repository, session: object | None

@@ -65,7 +65,7 @@ LIST_CAP = 10_000
 _REQUEST_INTERVAL_S = 60 / 850
 # A warm run checks, page by page, at least this share of the unchanged packages' pages (and at
 # least MIN_REVALIDATE_PAGES), so that every package is checked every REVALIDATE_ROUNDS runs.
-REVALIDATE_ROUNDS = 7
+REVALIDATE_ROUNDS = 10
 MIN_REVALIDATE_PAGES = 100
 DEFAULT_RETRIES = 6
 DEFAULT_MAX_RATE_LIMIT_WAIT_S = 900.0
