@@ -1,7 +1,14 @@
-"""A streaming HTTP proxy that counts requests and body bytes in each direction."""
+"""A streaming HTTP proxy that counts requests and body bytes in each direction.
+
+With ``rtt_s`` it also stands for a wide-area link: each request waits half the round trip
+before it reaches the upstream, and its answer half the round trip before it reaches the
+client; ``bandwidth`` (bytes/s, optional) caps the bytes moving through it, both ways shared.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import time
 from dataclasses import dataclass, field
 
 import aiohttp
@@ -32,11 +39,34 @@ class Counts:
         )
 
 
+class _Link:
+    """A shared byte budget: callers wait until their bytes would have crossed the link."""
+
+    def __init__(self, bandwidth: float) -> None:
+        self.bandwidth = bandwidth
+        self._free_at = 0.0
+
+    async def cross(self, size: int) -> None:
+        now = time.monotonic()
+        self._free_at = max(self._free_at, now) + size / self.bandwidth
+        if self._free_at > now:
+            await asyncio.sleep(self._free_at - now)
+
+
 class CountingProxy:
-    def __init__(self, upstream: str, registry: object = None) -> None:
+    def __init__(
+        self,
+        upstream: str,
+        registry: object = None,
+        *,
+        rtt_s: float = 0.0,
+        bandwidth: float | None = None,
+    ) -> None:
         self.upstream = upstream
         self.registry = registry  # what stands behind it, for the benchmark's bookkeeping
         self.counts = Counts()
+        self.rtt_s = rtt_s  # may change between runs
+        self._link = _Link(bandwidth) if bandwidth else None
 
     def start(self) -> CountingProxy:
         self._background = BackgroundLoop()
@@ -60,6 +90,8 @@ class CountingProxy:
     async def _request_body(self, request: web.Request):  # type: ignore[no-untyped-def]
         async for chunk in request.content.iter_chunked(CHUNK):
             self.counts.bytes_in += len(chunk)
+            if self._link is not None:
+                await self._link.cross(len(chunk))
             yield chunk
 
     async def _handle(self, request: web.Request) -> web.StreamResponse:
@@ -70,6 +102,8 @@ class CountingProxy:
             (k, v) for k, v in request.headers.items() if k.lower() not in ("host", "connection")
         )
         body = self._request_body(request) if request.can_read_body else None
+        if self.rtt_s:
+            await asyncio.sleep(self.rtt_s / 2)  # the request crossing the link
         async with self._session.request(
             request.method,
             self.upstream + request.path_qs,
@@ -84,6 +118,8 @@ class CountingProxy:
             }
             if "Location" in out:
                 out["Location"] = out["Location"].replace(self.upstream, f"http://{self.host}")
+            if self.rtt_s:
+                await asyncio.sleep(self.rtt_s / 2)  # the answer crossing back
             response = web.StreamResponse(status=upstream.status, headers=out)
             if upstream.content_length is not None:
                 response.content_length = upstream.content_length
@@ -91,6 +127,8 @@ class CountingProxy:
             if request.method != "HEAD":
                 async for chunk in upstream.content.iter_chunked(CHUNK):
                     self.counts.bytes_out += len(chunk)
+                    if self._link is not None:
+                        await self._link.cross(len(chunk))
                     await response.write(chunk)
             await response.write_eof()
             return response
