@@ -977,13 +977,15 @@ def warm_many_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], 
         f"skopeo sync / github-org-backup: {ratio:.1f}× by tag, {known:.1f}× with digests known.",
         "",
     ]
-    per_tag = med(rounds, "github-org-backup warm, digests known", lambda m: m.destination.requests)
-    per_tag /= tags
+    requests = med(
+        rounds, "github-org-backup warm, digests known", lambda m: m.destination.requests
+    )
+    per_tag = requests / tags
     goals = [
         goal(
-            f"Warm over {tags} tags: ≤ 1.0 destination request per tag",
+            f"Warm over {tags} tags: ≤ 1.0 destination request per tag (to one decimal)",
             round(per_tag, 1) <= 1.0,
-            f"{per_tag:.3f} per tag",
+            f"{per_tag:.3f} per tag ({requests:.0f} requests for {tags} tags)",
         )
     ]
     return lines, goals
