@@ -25,6 +25,7 @@ from backup.commands import (
 from backup.engine import DEFAULT_CONCURRENCY
 from backup.errors import BackupError, UsageError
 from backup.logs import configure_logging
+from backup.redact import redact_text
 from backup.repos_command import (
     DEFAULT_REPOS_CONCURRENCY,
     DEFAULT_REPOS_DEST,
@@ -33,6 +34,8 @@ from backup.repos_command import (
 )
 
 log = structlog.get_logger("backup.cli")
+
+EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error, not the input's fault
 
 
 _UNITS = {
@@ -699,3 +702,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
+    except Exception as exc:  # a bug: one JSON event with the traceback, never a bare one
+        log.critical(
+            "run_crashed",
+            error=redact_text(f"{type(exc).__name__}: {exc}"),
+            hint="this is a bug in github-org-backup: please report it with this event",
+            exc_info=True,
+        )
+        return EXIT_CRASHED

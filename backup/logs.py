@@ -60,11 +60,14 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
         else structlog.processors.JSONRenderer()
     )
     level_number = logging.getLevelNamesMapping()[level.upper()]
+    # JSON carries a traceback as one string field; the console renderer draws its own.
+    tracebacks = [structlog.processors.format_exc_info] if log_format == "json" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
             structlog.processors.add_log_level,
             structlog.processors.TimeStamper(fmt="iso", utc=True),
+            *tracebacks,
             redact_event,
             renderer,
         ],

@@ -206,3 +206,22 @@ def test_readme_gives_the_exit_codes_of_every_command() -> None:
     assert set(COMMANDS) | {"verify --repos"} <= rows
     for command in COMMANDS:
         assert "exit status" in _help(command), command
+
+
+def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """An unexpected exception exits 70 with a run_crashed event, its traceback inside it and
+    secrets redacted; stderr stays JSON lines."""
+    from backup import cli
+
+    async def crash(args: argparse.Namespace) -> int:
+        raise RuntimeError("boom with Bearer abc.def.ghi inside")
+
+    monkeypatch.setitem(cli.COMMANDS, "copy", crash)
+    assert cli.main(["copy", "--log-format", "json", "a", "b"]) == cli.EXIT_CRASHED == 70
+    lines = capsys.readouterr().err.splitlines()
+    events = [json.loads(line) for line in lines]
+    (crashed,) = [e for e in events if e["event"] == "run_crashed"]
+    assert crashed["error"].startswith("RuntimeError: boom")
+    assert "Traceback" in crashed["exception"] and "abc.def.ghi" not in json.dumps(events)
