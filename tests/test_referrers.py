@@ -13,7 +13,7 @@ import pytest
 from tests.conftest import LiveRegistry
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.images import OCI_MANIFEST, Image, Manifest, build_artifact, generate_corpus
-from tests.harness.scenarios import run_cli
+from tests.harness.clirun import run_cli
 
 pytestmark = pytest.mark.integration
 

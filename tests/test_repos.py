@@ -70,7 +70,7 @@ class World:
         return run_cli(self.args(*extra), self.tmp, env=env or self.env(), timeout=240)
 
     def report(self) -> dict[str, Any]:
-        return json.loads(self.report_path.read_text())  # type: ignore[no-any-return]
+        return json.loads(self.report_path.read_text())
 
     def entry(self, name: str) -> dict[str, Any]:
         found = [r for r in self.report()["repositories"] if r["repository"] == name]

@@ -206,21 +206,21 @@ async def test_histories_are_written_only_when_they_change(tmp_path: Path) -> No
 
     day1 = new_snapshot("ghcr.io", [await push("a/app", "1", 1), await push("b/app", "1", 2)], T0)
     counting = _Counting(store)
-    written = await Snapshots(counting, snapshots.prefix).write_histories([], [day1])  # type: ignore[arg-type]
+    written = await Snapshots(counting, snapshots.prefix).write_histories([], [day1])
     assert written == 2
     history_a = await store.resolve_manifest("a/app", HISTORY_TAG)
     assert history_a is not None
 
     day2 = new_snapshot("ghcr.io", day1.images, T0 + timedelta(days=1))
     counting = _Counting(store)
-    assert await Snapshots(counting, snapshots.prefix).write_histories([day1], [day1, day2]) == 0  # type: ignore[arg-type]
+    assert await Snapshots(counting, snapshots.prefix).write_histories([day1], [day1, day2]) == 0
     assert counting.writes == []
 
     moved = await push("a/app", "1", 3)  # the source overwrote a/app:1
     day3 = new_snapshot("ghcr.io", [moved, day1.images[1]], T0 + timedelta(days=2))
     counting = _Counting(store)
     kept = [day1, day2, day3]
-    assert await Snapshots(counting, snapshots.prefix).write_histories([day1, day2], kept) == 1  # type: ignore[arg-type]
+    assert await Snapshots(counting, snapshots.prefix).write_histories([day1, day2], kept) == 1
     history = await store.get_manifest("a/app", HISTORY_TAG)
     assert {d.digest for d in history.children()} == {day1.images[0].digest, moved.digest}
     # The overwritten image is still there by digest, referenced from a tag.
@@ -264,11 +264,11 @@ async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Pa
     for snapshot in (older, latest):
         await snapshots.save(snapshot)
     no_catalog = _NoCatalog(store)
-    found = await _backup_tags(no_catalog, prefix, PackageFilter(()), None, None)  # type: ignore[arg-type]
+    found = await _backup_tags(no_catalog, prefix, PackageFilter(()), None, None)
     assert sorted(found) == [("backup/acme/app", "1.0.0"), ("backup/acme/web", "2.0")]
-    only_app = await _backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)  # type: ignore[arg-type]
+    only_app = await _backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)
     assert only_app == [("backup/acme/app", "1.0.0")]
 
     empty = LayoutStore(Registry(str(tmp_path / "empty"), layout=True))
     with pytest.raises(UsageError, match="--from-report"):
-        await _backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)  # type: ignore[arg-type]
+        await _backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)

@@ -122,7 +122,7 @@ class TokenService:
                 subject, grant = user, self.tokens[password]
             else:
                 return None
-        access = []
+        access: list[dict[str, object]] = []
         for scope in " ".join(scopes).split():
             kind, _, rest = scope.partition(":")
             name, _, actions = rest.rpartition(":")
