@@ -7,6 +7,11 @@ client; ``bandwidth`` (bytes/s, optional) caps the bytes moving through it, both
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from tests.harness.registry import RegistryProcess
+
 import asyncio
 import time
 from dataclasses import dataclass, field
@@ -57,7 +62,7 @@ class CountingProxy:
     def __init__(
         self,
         upstream: str,
-        registry: object = None,
+        registry: RegistryProcess | None = None,
         *,
         rtt_s: float = 0.0,
         bandwidth: float | None = None,

@@ -172,6 +172,7 @@ def runner(
 ) -> Callable[[], Measure]:
     def run() -> Measure:
         before_src, before_dst = src.counts.snapshot(), dst.counts.snapshot()
+        assert dst.registry is not None, "a measured destination names its registry"
         registries = (setup.source, dst.registry)
         cpu_before = [cpu_seconds(r) for r in registries]
         seconds, rss, cpu = timed(command, tool_env(config), stdin)
@@ -770,6 +771,10 @@ def wan_section(
         wan.registry.stop()
 
 
+def _cpu_of(part: str) -> Callable[[Measure], float]:
+    return lambda m: m.cpu_s[part]
+
+
 def med(rounds: list[dict[str, Measure]], key: str, pick: Callable[[Measure], float]) -> float:
     return median([pick(r[key]) for r in rounds])
 
@@ -799,7 +804,7 @@ def corpus_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], lis
     ]
     for key in rounds[0]:
         cpu = " / ".join(
-            f"{med(rounds, key, lambda m, part=part: m.cpu_s[part]):.1f}"
+            f"{med(rounds, key, _cpu_of(part)):.1f}"
             for part in ("tool", "source registry", "destination registry")
         )
         lines.append(

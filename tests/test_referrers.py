@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import LiveRegistry
+from tests.harness.clirun import run_cli
 from tests.harness.faultproxy import FaultProxy
 from tests.harness.images import OCI_MANIFEST, Image, Manifest, build_artifact, generate_corpus
-from tests.harness.clirun import run_cli
 
 pytestmark = pytest.mark.integration
 
