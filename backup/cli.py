@@ -361,6 +361,13 @@ def _add_registry(commands: Any, parents: list[argparse.ArgumentParser]) -> None
         metavar="N",
         help="shard count, with the index from JOB_COMPLETION_INDEX [BACKUP_SHARD_COUNT]",
     )
+    reg.add_argument(
+        "--no-discovery-cache",
+        dest="discovery_cache",
+        action="store_false",
+        help="read every package's versions from GitHub instead of the cache kept beside the "
+        "snapshots (a fresh cache is still written)",
+    )
     mode = reg.add_mutually_exclusive_group()
     mode.add_argument(
         "--dry-run",

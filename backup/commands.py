@@ -303,7 +303,7 @@ async def run_registry(args: argparse.Namespace) -> int:
     try:
         if args.dry_run or args.emit_specs:
             return await _plan_only(args, config, github)
-        if getattr(args, "discovery_cache", True):  # --no-discovery-cache: list everything
+        if args.discovery_cache:  # --no-discovery-cache: list everything
             await _discovery_cache(args, config, github, save=False)
         discovery = _Discovery(github, config)
         stats, report = await execute(

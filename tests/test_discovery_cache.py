@@ -374,3 +374,9 @@ def test_registry_command_warm_run_reads_no_versions(
     assert len(json.loads(listed.stdout)) == 2
     checked = cli("verify", "--dest", dest, env=env)
     assert checked.returncode == 0, checked.stdout[-2000:] + checked.stderr[-2000:]
+
+    # --no-discovery-cache reads everything again (and still writes a fresh cache).
+    third = cli(*args, "--no-discovery-cache", "--report", str(tmp_path / "third.json"), env=env)
+    assert third.returncode == 0, third.stderr[-3000:]
+    summary = json.loads((tmp_path / "third.json").read_text())["summary"]
+    assert summary["packages_read"] == 4 and summary["github_requests_not_modified"] == 0
