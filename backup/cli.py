@@ -118,6 +118,15 @@ def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
         help="trust this CA bundle in addition to the system's",
     )
     network.add_argument(
+        "--max-request-rate",
+        type=_request_rate,
+        action="append",
+        default=[],
+        metavar="HOST=N/s",
+        help="never send more than N requests a second (or N/min) to HOST (repeatable); "
+        "without it a 429 still halves the rate to that host, which then recovers",
+    )
+    network.add_argument(
         "--connect-timeout",
         type=_positive_float,
         default=30.0,
@@ -207,6 +216,18 @@ _REGISTRY_ENVIRONMENT = "\n".join(
         _DOCKER_CONFIG,
     )
 )
+
+
+def _request_rate(text: str) -> tuple[str, float]:
+    """``HOST=N/s`` or ``HOST=N/min`` (``host[:port]`` as in references)."""
+    match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|min)\s*", text)
+    if not match or float(match.group(2)) <= 0:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a rate like ghcr.io=50/s or ghcr.io=2000/min"
+        )
+    host = match.group(1).removeprefix("https://").removeprefix("http://").rstrip("/")
+    per_second = float(match.group(2)) / (60 if match.group(3) == "min" else 1)
+    return host, per_second
 
 
 def _positive_float(text: str) -> float:

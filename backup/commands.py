@@ -102,6 +102,7 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
         connect_timeout_s=args.connect_timeout,
         read_timeout_s=args.read_timeout,
         chunk_size=getattr(args, "chunk_size", None),
+        max_request_rates=dict(args.max_request_rate),
     )
 
 

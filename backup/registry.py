@@ -46,9 +46,10 @@ from backup.redact import redact_text, redact_url
 from backup.reference import Registry, validate_digest
 from backup.retry import (
     RETRYABLE_EXCEPTIONS,
-    HostBackoff,
+    HostBudget,
     RetryPolicy,
     parse_retry_after,
+    retry_after_in_body,
     retryable_status,
 )
 from backup.store import READ_CHUNK
@@ -95,13 +96,14 @@ class RegistryClient:
         credentials: Credentials | None,
         policy: RetryPolicy | None = None,
         chunk_size: int | None = None,
+        max_request_rate: float | None = None,
     ) -> None:
         self.registry = registry
         self.chunk_size = chunk_size
         self._session = session
         self._auth = Authenticator(registry, credentials, session)
         self.policy = policy or RetryPolicy()
-        self._backoff = HostBackoff()
+        self.budget = HostBudget(max_request_rate)
         self._origin = yarl.URL(registry.base_url).origin()
         self._has_referrers_api = True
         self.requests = 0
@@ -529,7 +531,7 @@ class RegistryClient:
         attempt, reauthenticated = 0, False
         while True:
             attempt += 1
-            await self._backoff.wait()
+            await self.budget.acquire()
             retries_left = replayable and attempt < self.policy.attempts
             same_origin = url.origin() == self._origin
             # The first request to a registry learns its auth scheme while the others wait:
@@ -596,8 +598,18 @@ class RegistryClient:
                 and await self._worth_retrying(resp)
             ):
                 retry_after = _retry_after(resp)
+                if resp.status == 429:
+                    retry_after = retry_after or await _retry_after_in_body(resp)
+                    rate = self.budget.too_many_requests()
+                    log.warning(
+                        "request_rate_lowered",
+                        registry=str(self.registry),
+                        method=method,
+                        requests_per_s=round(rate, 2),
+                        retry_after_s=retry_after,
+                    )
                 if retry_after is not None:
-                    self._backoff.pause(min(retry_after, self.policy.max_retry_after_s))
+                    self.budget.pause(min(retry_after, self.policy.max_retry_after_s))
                 delay = self.policy.delay(attempt, retry_after)
                 resp.release()
                 log.warning(
@@ -610,6 +622,8 @@ class RegistryClient:
                 )
                 await asyncio.sleep(delay)
                 continue
+            if resp.status != 429:
+                self.budget.answered()
             return resp
 
     @staticmethod
@@ -722,6 +736,17 @@ def resumed_at(resp: aiohttp.ClientResponse, offset: int) -> bool:
 
 def _retry_after(resp: aiohttp.ClientResponse) -> float | None:
     return parse_retry_after(resp.headers.get("Retry-After"))
+
+
+async def _retry_after_in_body(resp: aiohttp.ClientResponse) -> float | None:
+    """GHCR puts its 429 hint in the error message rather than in a header."""
+    if resp.method == "HEAD":
+        return None
+    try:
+        text = (await resp.content.read(64 * 1024)).decode(errors="replace")
+    except (aiohttp.ClientError, TimeoutError):
+        return None
+    return retry_after_in_body(text)
 
 
 async def _read_capped(resp: aiohttp.ClientResponse, limit: int) -> bytes:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,6 +28,8 @@ class HttpSettings:
     ca_file: Path | None = None
     chunk_size: int | None = None
     retry: RetryPolicy = field(default_factory=RetryPolicy)
+    # --max-request-rate: requests per second per registry host (host[:port]); no cap elsewhere.
+    max_request_rates: Mapping[str, float] = field(default_factory=dict)
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -63,6 +65,7 @@ class Clients:
                     self._credentials.lookup(registry.host),
                     self._settings.retry,
                     self._settings.chunk_size,
+                    self._settings.max_request_rates.get(registry.host),
                 )
             self._stores[registry] = store
         return store

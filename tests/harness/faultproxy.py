@@ -80,6 +80,11 @@ class FaultProxy:
     # Requests that did not parse, e.g. written onto a connection still holding another
     # request's unsent body: always a client bug, never an injected fault.
     protocol_errors: list[str] = field(default_factory=list)
+    # Like GHCR's per-organisation limit: past this many requests in any second, answer 429
+    # TOOMANYREQUESTS with the retry-after hint in the body only.
+    rate_limit: int | None = None
+    admitted: list[float] = field(default_factory=list)  # when each request was let through
+    limited: int = 0
 
     def __post_init__(self) -> None:
         self._rng = random.Random(self.seed)
@@ -148,6 +153,8 @@ class FaultProxy:
         self.requests += 1
         if "/referrers/" in request.path and request.method == "GET":
             return self._serve_referrers(request)
+        if self.rate_limit is not None and (refusal := self._over_rate(request)) is not None:
+            return refusal
         fault = self._choose(request)
         self.seen.append((request.method, request.path, fault))
         peer = request.transport.get_extra_info("peername") if request.transport else None
@@ -183,6 +190,19 @@ class FaultProxy:
             allow_redirects=False,
         ) as upstream:
             return await self._relay(request, upstream, fault)
+
+    def _over_rate(self, request: web.Request) -> web.Response | None:
+        assert self.rate_limit is not None
+        now = time.monotonic()
+        window = [t for t in self.admitted[-self.rate_limit :] if t > now - 1.0]
+        if len(window) < self.rate_limit:
+            self.admitted.append(now)
+            return None
+        self.limited += 1
+        wait_ms = (window[0] + 1.0 - now) * 1000
+        message = f"retry-after: {wait_ms:.6f}ms, allowed: {self.rate_limit}/second"
+        body = {"errors": [{"code": "TOOMANYREQUESTS", "message": message}]}
+        return web.json_response(body, status=429)
 
     async def _early_fault(self, fault: str, request: web.Request) -> web.StreamResponse | None:
         if fault == "429":
