@@ -6,9 +6,9 @@ import argparse
 import asyncio
 import re
 import sys
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
@@ -25,6 +25,13 @@ from backup.commands import (
 from backup.engine import DEFAULT_CONCURRENCY
 from backup.errors import BackupError, UsageError
 from backup.logs import configure_logging
+from backup.options import (
+    copy_options,
+    registry_options,
+    restore_options,
+    snapshots_options,
+    verify_options,
+)
 from backup.redact import redact_text
 from backup.repos_command import (
     DEFAULT_REPOS_CONCURRENCY,
@@ -36,6 +43,7 @@ from backup.repos_command import (
 log = structlog.get_logger("backup.cli")
 
 EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error, not the input's fault
+Options = TypeVar("Options")
 
 
 _UNITS = {
@@ -699,19 +707,33 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
+
+
+def _typed(
+    build: Callable[[argparse.Namespace], Options], run: Callable[[Options], Awaitable[int]]
+) -> Command:
+    """A command that gets its typed options, built from the flags and environment."""
+
+    async def command(args: argparse.Namespace) -> int:
+        return await run(build(args))
+
+    return command
+
+
 async def _verify(args: argparse.Namespace) -> int:
     """verify checks git mirrors with --repos, image backups otherwise."""
     if args.repos is not None:
         return await run_verify_repos(args)
-    return await run_verify(args)
+    return await run_verify(verify_options(args))
 
 
-COMMANDS = {
-    "copy": run_copy,
-    "registry": run_registry,
+COMMANDS: dict[str, Command] = {
+    "copy": _typed(copy_options, run_copy),
+    "registry": _typed(registry_options, run_registry),
     "verify": _verify,
-    "restore": run_restore,
-    "snapshots": run_snapshots,
+    "restore": _typed(restore_options, run_restore),
+    "snapshots": _typed(snapshots_options, run_snapshots),
     "repos": run_repos,
 }
 

@@ -93,6 +93,19 @@ def parse_backup_prefix(text: str, *, must_exist: bool = False) -> Repository:
         raise UsageError(str(exc)) from None
 
 
+def destination_credentials(
+    registry: Registry, env: Mapping[str, str] = os.environ
+) -> Credentials | None:
+    """DEST_USERNAME and DEST_PASSWORD, the one place they are read: the credentials of the
+    backup's own registry (for restore, of --to). None for a layout or when unset."""
+    user, password = env.get("DEST_USERNAME"), env.get("DEST_PASSWORD")
+    if bool(user) != bool(password):
+        raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")
+    if not user or not password or registry.layout:
+        return None
+    return Credentials(user, password)
+
+
 def _not_a_host(text: str) -> bool:
     first = text.partition("/")[0]
     return not any(c in first for c in ".:[") and first != "localhost"
@@ -159,9 +172,6 @@ def load_registry_config(
         raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
     owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
     dest = args.dest or env.get("BACKUP_DEST") or DEFAULT_DEST
-    dest_user, dest_password = env.get("DEST_USERNAME"), env.get("DEST_PASSWORD")
-    if bool(dest_user) != bool(dest_password):
-        raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")
     try:
         source = parse_registry(
             args.source_registry or env.get("SOURCE_REGISTRY") or DEFAULT_SOURCE_REGISTRY
@@ -183,9 +193,7 @@ def load_registry_config(
         api_url=args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
         source=source,
         destination=destination,
-        destination_credentials=Credentials(dest_user, dest_password)
-        if dest_user and dest_password
-        else None,
+        destination_credentials=destination_credentials(destination.registry, env),
         policy=policy,
         packages=PackageFilter(tuple(args.include_package), tuple(args.exclude_package)),
         platforms=platforms,

@@ -8,26 +8,19 @@ from __future__ import annotations
 
 import re
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 
+from backup.options import MetricsTargets
 from backup.redact import redact_url
 
 log = structlog.get_logger("backup.metrics")
 
 PREFIX = "github_org_backup"
 JOB = "github-org-backup"
-
-
-@dataclass(frozen=True)
-class MetricsTargets:
-    pushgateway: str | None = None
-    textfile: Path | None = None
-    shard: str = "all"
 
 
 def _registry(

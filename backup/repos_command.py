@@ -507,10 +507,10 @@ def _previous_success(textfile: Path) -> float | None:
 
 async def run_verify_repos(args: argparse.Namespace) -> int:
     """`git fsck` every mirror below --repos; with a token, compare its refs with the source."""
-    if args.dest or args.from_report:
+    if args.dest or args.from_report or args.max_request_rate:
         raise UsageError(
-            "--repos checks git mirrors: --dest and --from-report are for image "
-            "backups; run verify once for each"
+            "--repos checks git mirrors: --dest, --from-report and --max-request-rate are for "
+            "image backups; run verify once for each"
         )
     root = Path(args.repos)
     if not root.is_dir():

@@ -184,7 +184,7 @@ def test_verify_repos_reads_every_flag_it_offers(tmp_path: Path) -> None:
     unread = offered - args.read - {"log_format", "log_level"}
     assert unread == set()
     refused = _run(tmp_path, "verify", "--repos", str(tmp_path), "--dest", "oci:x")
-    _usage_error(refused, "--dest and --from-report are for image backups")
+    _usage_error(refused, "--dest, --from-report and --max-request-rate are for image backups")
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -225,3 +225,34 @@ def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
     (crashed,) = [e for e in events if e["event"] == "run_crashed"]
     assert crashed["error"].startswith("RuntimeError: boom")
     assert "Traceback" in crashed["exception"] and "abc.def.ghi" not in json.dumps(events)
+
+
+@pytest.mark.parametrize(
+    ("argv", "builder"),
+    [
+        (["copy", "--specs", "{specs}", "--snapshot-prefix", "oci:{tmp}/snap"], "copy_options"),
+        (["registry", "--org", "acme", "--dest", "oci:{tmp}/b"], "registry_options"),
+        (["restore", "--from", "oci:{tmp}/layout", "--to", "localhost:5000/r"], "restore_options"),
+        (["snapshots", "--dest", "oci:{tmp}/layout"], "snapshots_options"),
+        (["verify", "--dest", "oci:{tmp}/layout"], "verify_options"),
+    ],
+)
+def test_every_flag_reaches_the_typed_options(
+    tmp_path: Path, argv: list[str], builder: str
+) -> None:
+    """Building a command's typed options reads every flag the command offers (only
+    --log-level is read before, by main): no flag is offered and then ignored."""
+    import backup.options
+
+    (tmp_path / "layout").mkdir()
+    (tmp_path / "layout" / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
+    (tmp_path / "specs.json").write_text("")
+    filled = [a.format(tmp=tmp_path, specs=tmp_path / "specs.json") for a in argv]
+    args = _Recording()
+    build_parser().parse_args(filled, namespace=args)
+    offered = set(vars(args)) - {"read", "command"}
+    args.read.clear()
+    options = getattr(backup.options, builder)(args, {"GITHUB_TOKEN": "ghp_x"})
+    assert options.output.command == argv[0]
+    read_before = {"log_level", "repos"}  # by main() and by verify's dispatch to --repos
+    assert offered - args.read - read_before == set()

@@ -249,7 +249,7 @@ class _NoCatalog:
 
 async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Path) -> None:
     """verify and restore walk the latest snapshot's tags when the registry cannot list them."""
-    from backup.commands import _backup_tags
+    from backup.commands.tags import backup_tags
     from backup.policy import PackageFilter
 
     store = LayoutStore(Registry(str(tmp_path), layout=True))
@@ -264,11 +264,11 @@ async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Pa
     for snapshot in (older, latest):
         await snapshots.save(snapshot)
     no_catalog = _NoCatalog(store)
-    found = await _backup_tags(no_catalog, prefix, PackageFilter(()), None, None)
+    found = await backup_tags(no_catalog, prefix, PackageFilter(()), None, None)
     assert sorted(found) == [("backup/acme/app", "1.0.0"), ("backup/acme/web", "2.0")]
-    only_app = await _backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)
+    only_app = await backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)
     assert only_app == [("backup/acme/app", "1.0.0")]
 
     empty = LayoutStore(Registry(str(tmp_path / "empty"), layout=True))
     with pytest.raises(UsageError, match="--from-report"):
-        await _backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)
+        await backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)

@@ -1,0 +1,324 @@
+"""`registry`: discover an owner's packages on GitHub, copy what the policy keeps, and record
+the run's snapshot (with retention and prune) in the backup."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from dataclasses import asdict
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from backup.auth import CredentialStore
+from backup.commands.run import EXIT_FAILED, EXIT_OK, execute, finish
+from backup.config import RegistryConfig
+from backup.errors import BackupError, InvalidReference, UsageError
+from backup.history import (
+    Retention,
+    carried_forward,
+    kept_snapshots,
+    prune_unreferenced,
+    record_run,
+    tagged_images,
+)
+from backup.options import RegistryOptions
+from backup.plan import PackagePlan, plan_package
+from backup.reference import Repository, parse_reference
+from backup.session import Clients, open_clients
+from backup.snapshots import Snapshot, Snapshots, TaggedImage, select_kept, snapshot_id
+from backup.specs import CopySpec
+from backup.store import Store
+
+if TYPE_CHECKING:
+    from backup.github import GitHubPackages
+    from backup.report import PackageResult
+
+log = structlog.get_logger("backup.commands")
+
+
+class _Discovery:
+    """Feeds specs to the engine as packages are listed; remembers what became of each package
+    and why discovery stopped, if it did."""
+
+    def __init__(self, github: GitHubPackages, config: RegistryConfig) -> None:
+        self.github = github
+        self.config = config
+        self.packages = 0
+        self.plans: list[PackagePlan] = []
+        self.results: list[PackageResult] = []
+        self.error: BackupError | None = None  # what ended discovery early
+        self.stopped = False  # by a signal
+
+    async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
+        """Each package as discovery reaches it; a package that failed comes without a plan."""
+        from backup.github import DiscoveryStopped
+        from backup.packages import FailedPackage
+        from backup.report import PackageResult
+
+        try:
+            async for package in self.github.packages(self.config.wants):
+                if isinstance(package, FailedPackage):
+                    result = PackageResult(package.name, "failed", error=package.error)
+                    self.results.append(result)
+                    yield result, None
+                    continue
+                self.packages += 1
+                plan = plan_package(package, self.config)
+                self.plans.append(plan)
+                if plan.error:
+                    log.error("package_skipped", package=package.name, error=plan.error)
+                    result = PackageResult(package.name, "skipped", error=plan.error)
+                else:
+                    result = PackageResult(package.name, "discovered", len(plan.specs))
+                self.results.append(result)
+                yield result, plan
+        except DiscoveryStopped:
+            self.stopped = True
+            log.warning("discovery_stopped", packages_discovered=self.packages)
+        except BackupError as exc:
+            self.error = exc
+            log.error("discovery_failed", error=str(exc), packages_discovered=self.packages)
+
+    async def specs(self) -> AsyncIterator[CopySpec]:
+        async for _, plan in self.found():
+            for spec in plan.specs if plan else ():
+                yield spec
+
+    def stop(self) -> None:
+        self.github.stop()
+
+    @property
+    def complete(self) -> bool:
+        return self.error is None and not self.stopped and not self.github.truncated
+
+    @property
+    def failed_packages(self) -> int:
+        return sum(result.status == "failed" for result in self.results)
+
+    def fatal_error(self) -> UsageError | None:
+        """Discovery failed before reaching any package: nothing can be backed up (exit 2)."""
+        if self.error is None or self.results:
+            return None
+        if isinstance(self.error, UsageError):
+            return self.error
+        return UsageError(str(self.error))
+
+    def planned_repositories(self, prefix: Repository) -> set[str]:
+        """The repositories (below ``prefix``) this run's plans write to."""
+        found = set()
+        for plan in self.plans:
+            for spec in plan.specs:
+                relative = spec.destination.repository.relative_to(prefix)
+                if relative:
+                    found.add(relative)
+        return found
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "packages": self.packages,
+            "packages_failed": self.failed_packages,
+            "github_requests": self.github.pages_requested,
+            "github_rate_limit_remaining": self.github.rate_limit_remaining,
+            "discovery_truncated": self.github.truncated,
+            "discovery_error": str(self.error) if self.error else None,
+        }
+
+    def entries(self) -> list[dict[str, Any]]:
+        return [asdict(result) for result in self.results]
+
+
+async def run_registry(options: RegistryOptions) -> int:
+    # PyGithub is heavy: only this command needs it
+    from backup.github import GitHubPackages, retries_from_env
+
+    config = options.config
+    github = GitHubPackages(config.owner, config.token, config.api_url, retries=retries_from_env())
+    credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    try:
+        # One session for the whole run: every store learns its registry's auth once.
+        async with open_clients(credentials, options.http) as clients:
+            if options.dry_run or options.emit_specs:
+                return await _plan_only(options, clients, github)
+            return await _back_up(options, clients, github)
+    finally:
+        github.close()
+
+
+async def _back_up(options: RegistryOptions, clients: Clients, github: GitHubPackages) -> int:
+    config = options.config
+    store = clients(config.destination.registry)
+    snapshots = _snapshots(store, config)
+    if options.discovery_cache:  # --no-discovery-cache: list everything
+        await _discovery_cache(snapshots, config, github, save=False)
+    discovery = _Discovery(github, config)
+    stats, report = await execute(
+        discovery.specs(), clients, options.output, options.run, on_stop=discovery.stop
+    )
+    interrupted = bool(report["summary"].get("interrupted"))
+    report["summary"] |= discovery.summary() | github.cache_summary()
+    if not interrupted:
+        await _discovery_cache(snapshots, config, github, save=True)
+    report["packages"] = discovery.entries()
+    fatal = discovery.fatal_error()
+    if fatal is not None and not interrupted:
+        finish(options.output, options.run, stats, report, failed=True)  # report and metrics
+        raise fatal
+    failed = not discovery.complete or discovery.failed_packages > 0
+    if not interrupted:
+        failed = await _record_history(options, snapshots, discovery, report) or failed
+    return finish(options.output, options.run, stats, report, failed)
+
+
+def _snapshots(store: Store, config: RegistryConfig) -> Snapshots:
+    return Snapshots(store, config.destination, config.shard.series if config.shard else "")
+
+
+async def _discovery_cache(
+    snapshots: Snapshots, config: RegistryConfig, github: GitHubPackages, *, save: bool
+) -> None:
+    """Load the last run's discovery cache from beside the snapshots, or save this run's.
+
+    Never fatal: without a cache, discovery lists everything.
+    """
+    from backup.discovery_cache import load_cache, save_cache
+
+    store, repository = snapshots.store, snapshots.repository
+    try:
+        if not save:
+            github.use_cache(await load_cache(store, repository, config.owner, config.api_url))
+        elif (learned := github.learned_cache()) is not None:
+            await save_cache(store, repository, learned)
+    except BackupError as exc:
+        log.warning("discovery_cache_failed", error=str(exc), saving=save)
+
+
+async def _plan_only(options: RegistryOptions, clients: Clients, github: GitHubPackages) -> int:
+    discovery = _Discovery(github, options.config)
+    async for result, plan in discovery.found():
+        if plan is None:
+            if options.dry_run:
+                print(f"{result.package}: failed  {result.error}", flush=True)
+            continue
+        if options.dry_run:
+            print(plan.render(), flush=True)
+        for spec in plan.specs if options.emit_specs else ():
+            print(json.dumps(spec.to_json()), flush=True)
+    fatal = discovery.fatal_error()
+    if fatal is not None:
+        raise fatal
+    refused = (
+        options.prune
+        and options.dry_run
+        and await _prune_dry_run(options, clients, discovery) is None
+    )
+    if refused or not discovery.complete or discovery.failed_packages:
+        return EXIT_FAILED
+    return EXIT_OK
+
+
+async def _record_history(
+    options: RegistryOptions, snapshots: Snapshots, discovery: _Discovery, report: dict[str, Any]
+) -> bool:
+    """Write the run's snapshot, apply the retention, and prune if asked; True if that failed.
+
+    What this run could not vouch for (a failed image, a package GitHub refused to list, or
+    everything when discovery stopped early) keeps what the previous snapshot said of it.
+    """
+    config = options.config
+    prefix = config.destination
+    images = tagged_images(report["images"], prefix)
+    owner = config.owner.name.lower()
+    unlisted = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
+    failed_tags = set()
+    for image in report["images"]:
+        if image.get("status") == "failed":
+            with contextlib.suppress(InvalidReference):
+                reference = parse_reference(image["destination"], default_tag=None)
+                failed_tags.add((reference.repository.relative_to(prefix), reference.tag))
+
+    def vouched_for_elsewhere(image: TaggedImage) -> bool:
+        # Packages this run does not cover (--include-package, --shard) keep what they had.
+        not_ours = not config.wants(image.repository.partition("/")[2])
+        return (
+            not discovery.complete
+            or not_ours
+            or image.repository in unlisted
+            or (image.repository, image.tag) in failed_tags
+        )
+
+    try:
+        previous = await snapshots.latest()
+        images += carried_forward(previous, images, vouched_for_elsewhere)
+        history = await record_run(
+            snapshots, previous, str(config.source), images, options.retention
+        )
+        report["summary"] |= history.summary()
+        report["moved_tags"] = history.moved
+        if not options.prune:
+            return False
+        if not discovery.complete or not discovery.plans:
+            log.error(
+                "prune_refused",
+                reason="discovery was incomplete or found no packages",
+                packages=len(discovery.plans),
+            )
+            report["summary"]["tags_pruned"] = None
+            return True
+        kept = await kept_snapshots(snapshots, Retention())
+        repositories = {i.repository for s in kept for i in s.images}
+        repositories |= {i.repository for i in previous.images} if previous else set()
+        pruned = await prune_unreferenced(
+            snapshots.store,
+            prefix,
+            kept,
+            repositories | discovery.planned_repositories(prefix),
+            dry_run=False,
+        )
+        report["summary"]["tags_pruned"] = len(pruned)
+        report["pruned"] = pruned
+    except BackupError as exc:
+        log.error("history_failed", error=str(exc), backup=str(prefix))
+        report["summary"]["history_error"] = str(exc)
+        return True
+    return False
+
+
+async def _prune_dry_run(
+    options: RegistryOptions, clients: Clients, discovery: _Discovery
+) -> int | None:
+    """--prune --dry-run: print what a run with this retention would delete."""
+    if not discovery.complete or not discovery.plans:
+        log.error("prune_refused", reason="discovery was incomplete or found no packages")
+        return None
+    config, retention = options.config, options.retention
+    store = clients(config.destination.registry)
+    snapshots = _snapshots(store, config)
+    everything = [s async for s in snapshots.all()]
+    # As the real run would: this run's snapshot becomes the latest, then retention applies.
+    upcoming_id = snapshot_id(datetime.now(UTC))
+    kept_ids = select_kept(
+        [*(s.id for s in everything), upcoming_id],
+        keep_last=retention.keep_last,
+        keep_within=retention.keep_within,
+    )
+    kept = [s for s in everything if s.id in kept_ids]
+    planned = [
+        TaggedImage(relative, spec.destination.tag, spec.source.digest or "", "", 0)
+        for plan in discovery.plans
+        for spec in plan.specs
+        if (relative := spec.destination.repository.relative_to(config.destination))
+        and spec.destination.tag
+    ]
+    upcoming = Snapshot(upcoming_id, "plan", "", tuple(planned))
+    repositories = {i.repository for s in everything for i in s.images}
+    pruned = await prune_unreferenced(
+        store,
+        config.destination,
+        [*kept, upcoming],
+        repositories | discovery.planned_repositories(config.destination),
+        dry_run=True,
+    )
+    return len(pruned)

@@ -1,0 +1,41 @@
+"""`snapshots`: list a backup's snapshots (id, time, tags, digests)."""
+
+from __future__ import annotations
+
+import json
+import sys
+
+import structlog
+
+from backup.auth import CredentialStore
+from backup.commands.run import EXIT_FAILED, EXIT_OK
+from backup.options import SnapshotsOptions
+from backup.report import write_report
+from backup.session import open_clients
+from backup.snapshots import Snapshots
+
+log = structlog.get_logger("backup.commands")
+
+
+async def run_snapshots(options: SnapshotsOptions) -> int:
+    prefix = options.prefix
+    credentials = CredentialStore.from_docker_config(explicit=dict(options.credentials))
+    async with open_clients(credentials, options.http) as clients:
+        snapshots = Snapshots(clients(prefix.registry), prefix, options.series)
+        found = [snapshot.summary() async for snapshot in snapshots.all()]
+    if options.json:
+        json.dump(found, sys.stdout, indent=2)
+        sys.stdout.write("\n")
+    else:
+        print(f"{'id':<22} {'time':<25} {'tags':>6} {'digests':>8}  source")
+        for entry in found:
+            print(
+                f"{entry['id']:<22} {entry['time']:<25} {entry['tags']:>6} "
+                f"{entry['digests']:>8}  {entry['source']}"
+            )
+    if options.output.report:
+        write_report(options.output.report, {"snapshots": found})
+    if not found:
+        log.error("no_snapshots", backup=str(prefix))
+        return EXIT_FAILED
+    return EXIT_OK

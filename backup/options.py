@@ -1,0 +1,293 @@
+"""Each command's options as one typed, frozen value, built once from flags and environment.
+
+The command line hands a command nothing else: what a command does not read is not offered,
+and what it reads has a type. Building the options is where usage errors surface (exit 2),
+before any request is sent.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+from backup.auth import Credentials
+from backup.config import (
+    DEFAULT_DEST,
+    RegistryConfig,
+    destination_credentials,
+    load_registry_config,
+    parse_backup_prefix,
+    shard_from,
+)
+from backup.errors import UsageError
+from backup.history import Retention
+from backup.policy import PackageFilter, TagPolicy
+from backup.progress import on_terminal
+from backup.reference import Repository, parse_reference, parse_repository
+from backup.session import HttpSettings
+from backup.snapshots import id_time, parse_duration, parse_timestamp
+from backup.specs import CopySpec, parse_specs
+
+log = structlog.get_logger("backup.options")
+
+
+@dataclass(frozen=True)
+class MetricsTargets:
+    """Where a run's Prometheus metrics go; the shard labels them."""
+
+    pushgateway: str | None = None
+    textfile: Path | None = None
+    shard: str = "all"
+
+    @property
+    def wanted(self) -> bool:
+        return bool(self.pushgateway or self.textfile)
+
+
+@dataclass(frozen=True)
+class Output:
+    """What every command writes besides its work: the report, and how a person sees it."""
+
+    command: str
+    report: Path | None
+    terminal: bool  # a person is watching: live display and an end table instead of JSON
+
+
+@dataclass(frozen=True)
+class RunControl:
+    """How a run that copies behaves: how much at once, how it stops, what it publishes."""
+
+    concurrency: int
+    grace_period_s: float
+    progress_interval_s: float
+    metrics: MetricsTargets
+
+
+@dataclass(frozen=True)
+class CopyOptions:
+    output: Output
+    http: HttpSettings
+    run: RunControl
+    specs: tuple[CopySpec, ...]
+    snapshot_prefix: Repository | None
+    retention: Retention
+    credentials: Mapping[str, Credentials] = field(repr=False)
+
+
+@dataclass(frozen=True)
+class RegistryOptions:
+    output: Output
+    http: HttpSettings
+    run: RunControl
+    config: RegistryConfig
+    retention: Retention
+    dry_run: bool
+    emit_specs: bool
+    prune: bool
+    discovery_cache: bool
+
+
+@dataclass(frozen=True)
+class VerifyOptions:
+    output: Output
+    http: HttpSettings
+    concurrency: int
+    prefix: Repository
+    credentials: Mapping[str, Credentials] = field(repr=False)
+    deep: bool = False
+    from_report: Path | None = None
+    packages: PackageFilter = field(default_factory=PackageFilter)
+
+
+@dataclass(frozen=True)
+class RestoreOptions:
+    output: Output
+    http: HttpSettings
+    run: RunControl
+    source: Repository
+    target: Repository
+    credentials: Mapping[str, Credentials] = field(repr=False)
+    packages: PackageFilter = field(default_factory=PackageFilter)
+    include_tags: TagPolicy | None = None
+    from_report: Path | None = None
+    snapshot: str | None = None
+    as_of: datetime | None = None
+    series: str = ""
+
+
+@dataclass(frozen=True)
+class SnapshotsOptions:
+    output: Output
+    http: HttpSettings
+    prefix: Repository
+    credentials: Mapping[str, Credentials] = field(repr=False)
+    json: bool = False
+    series: str = ""
+
+
+# From the parsed command line
+
+
+def _output(args: argparse.Namespace) -> Output:
+    return Output(args.command, args.report, on_terminal(args.log_format))
+
+
+def http_settings(args: argparse.Namespace) -> HttpSettings:
+    """The HTTP settings, built once; --chunk-size only where a command uploads."""
+    return HttpSettings(
+        ca_file=args.ca_file,
+        connect_timeout_s=args.connect_timeout,
+        read_timeout_s=args.read_timeout,
+        chunk_size=getattr(args, "chunk_size", None),
+        max_request_rates=dict(args.max_request_rate),
+    )
+
+
+def _run_control(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
+    shard = getattr(args, "shard", None) or env.get("JOB_COMPLETION_INDEX") or "all"
+    metrics = MetricsTargets(
+        args.pushgateway or env.get("PUSHGATEWAY_URL"),
+        args.metrics_file,
+        shard.replace("/", "-of-"),
+    )
+    return RunControl(args.concurrency, args.grace_period, args.progress_interval, metrics)
+
+
+def _retention(args: argparse.Namespace) -> Retention:
+    keep_within = parse_duration(args.keep_within) if args.keep_within else None
+    return Retention(args.keep_last, keep_within)
+
+
+def _credentials(repository: Repository, env: Mapping[str, str]) -> dict[str, Credentials]:
+    found = destination_credentials(repository.registry, env)
+    return {repository.registry.host: found} if found else {}
+
+
+def _series(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    shard = shard_from(args, env)
+    return shard.series if shard else ""
+
+
+def _backup(args: argparse.Namespace, env: Mapping[str, str]) -> Repository:
+    return parse_backup_prefix(args.dest or env.get("BACKUP_DEST") or DEFAULT_DEST, must_exist=True)
+
+
+def read_specs(path: str) -> tuple[CopySpec, ...]:
+    """A spec file (``-`` for stdin), validated as a set."""
+    try:
+        data = sys.stdin.buffer.read() if path == "-" else Path(path).read_bytes()
+        text = data.decode("utf-8")
+    except OSError as exc:
+        raise UsageError(f"cannot read specs {path}: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise UsageError(
+            f"specs {path} are not UTF-8 text (byte {exc.start}): "
+            'a spec file holds JSON objects such as {"src": ..., "dst": ...}'
+        ) from None
+    specs = parse_specs(text)
+    if not specs:
+        log.warning("specs_empty", specs=path, hint="nothing to copy")
+    return tuple(specs)
+
+
+def _copy_specs(args: argparse.Namespace) -> tuple[CopySpec, ...]:
+    if args.specs is not None:
+        if args.source or args.destination or args.platform:
+            raise UsageError("give either SRC DST (with --platform) or --specs FILE, not both")
+        return read_specs(args.specs)
+    if not (args.source and args.destination):
+        raise UsageError("copy needs SRC and DST, or --specs FILE")
+    parse_reference(args.source)  # raise InvalidReference with the reference's own message
+    parse_reference(args.destination)
+    spec: dict[str, Any] = {"src": args.source, "dst": args.destination}
+    if args.platform:
+        spec["transform"] = {"limitPlatforms": args.platform}
+    return tuple(parse_specs(json.dumps(spec)))
+
+
+def copy_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> CopyOptions:
+    prefix = parse_backup_prefix(args.snapshot_prefix) if args.snapshot_prefix else None
+    return CopyOptions(
+        output=_output(args),
+        http=http_settings(args),
+        run=_run_control(args, env),
+        specs=_copy_specs(args),
+        snapshot_prefix=prefix,
+        retention=_retention(args),
+        credentials=_credentials(prefix, env) if prefix else {},
+    )
+
+
+def registry_options(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> RegistryOptions:
+    return RegistryOptions(
+        output=_output(args),
+        http=http_settings(args),
+        run=_run_control(args, env),
+        config=load_registry_config(args, env),
+        retention=_retention(args),
+        dry_run=args.dry_run,
+        emit_specs=args.emit_specs,
+        prune=args.prune,
+        discovery_cache=args.discovery_cache,
+    )
+
+
+def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> VerifyOptions:
+    prefix = _backup(args, env)
+    return VerifyOptions(
+        output=_output(args),
+        http=http_settings(args),
+        concurrency=args.concurrency,
+        prefix=prefix,
+        credentials=_credentials(prefix, env),
+        deep=args.deep,
+        from_report=args.from_report,
+        packages=PackageFilter(tuple(args.include_package)),
+    )
+
+
+def restore_options(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> RestoreOptions:
+    if args.snapshot:
+        id_time(args.snapshot)  # a usage error when it is not an id
+    target = parse_repository(args.target, root=True)
+    return RestoreOptions(
+        output=_output(args),
+        http=http_settings(args),
+        run=_run_control(args, env),
+        source=parse_backup_prefix(args.source, must_exist=True),
+        target=target,
+        credentials=_credentials(target, env),
+        packages=PackageFilter(tuple(args.include_package)),
+        include_tags=TagPolicy.from_patterns(args.include_tag) if args.include_tag else None,
+        from_report=args.from_report,
+        snapshot=args.snapshot,
+        as_of=parse_timestamp(args.as_of) if args.as_of else None,
+        series=_series(args, env),
+    )
+
+
+def snapshots_options(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> SnapshotsOptions:
+    prefix = _backup(args, env)
+    return SnapshotsOptions(
+        output=_output(args),
+        http=http_settings(args),
+        prefix=prefix,
+        credentials=_credentials(prefix, env),
+        json=args.json,
+        series=_series(args, env),
+    )
