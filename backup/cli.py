@@ -36,8 +36,10 @@ from backup.redact import redact_text
 from backup.repos_command import (
     DEFAULT_REPOS_CONCURRENCY,
     DEFAULT_REPOS_DEST,
+    repos_options,
     run_repos,
     run_verify_repos,
+    verify_repos_options,
 )
 
 log = structlog.get_logger("backup.cli")
@@ -724,7 +726,7 @@ def _typed(
 async def _verify(args: argparse.Namespace) -> int:
     """verify checks git mirrors with --repos, image backups otherwise."""
     if args.repos is not None:
-        return await run_verify_repos(args)
+        return await run_verify_repos(verify_repos_options(args))
     return await run_verify(verify_options(args))
 
 
@@ -734,7 +736,7 @@ COMMANDS: dict[str, Command] = {
     "verify": _verify,
     "restore": _typed(restore_options, run_restore),
     "snapshots": _typed(snapshots_options, run_snapshots),
-    "repos": run_repos,
+    "repos": _typed(repos_options, run_repos),
 }
 
 

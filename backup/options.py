@@ -137,7 +137,7 @@ class SnapshotsOptions:
 # From the parsed command line
 
 
-def _output(args: argparse.Namespace) -> Output:
+def output_from(args: argparse.Namespace) -> Output:
     return Output(args.command, args.report, on_terminal(args.log_format))
 
 
@@ -152,7 +152,7 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
     )
 
 
-def _run_control(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
+def run_control_from(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
     shard = getattr(args, "shard", None) or env.get("JOB_COMPLETION_INDEX") or "all"
     metrics = MetricsTargets(
         args.pushgateway or env.get("PUSHGATEWAY_URL"),
@@ -217,9 +217,9 @@ def _copy_specs(args: argparse.Namespace) -> tuple[CopySpec, ...]:
 def copy_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> CopyOptions:
     prefix = parse_backup_prefix(args.snapshot_prefix) if args.snapshot_prefix else None
     return CopyOptions(
-        output=_output(args),
+        output=output_from(args),
         http=http_settings(args),
-        run=_run_control(args, env),
+        run=run_control_from(args, env),
         specs=_copy_specs(args),
         snapshot_prefix=prefix,
         retention=_retention(args),
@@ -231,9 +231,9 @@ def registry_options(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> RegistryOptions:
     return RegistryOptions(
-        output=_output(args),
+        output=output_from(args),
         http=http_settings(args),
-        run=_run_control(args, env),
+        run=run_control_from(args, env),
         config=load_registry_config(args, env),
         retention=_retention(args),
         dry_run=args.dry_run,
@@ -246,7 +246,7 @@ def registry_options(
 def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> VerifyOptions:
     prefix = _backup(args, env)
     return VerifyOptions(
-        output=_output(args),
+        output=output_from(args),
         http=http_settings(args),
         concurrency=args.concurrency,
         prefix=prefix,
@@ -264,9 +264,9 @@ def restore_options(
         id_time(args.snapshot)  # a usage error when it is not an id
     target = parse_repository(args.target, root=True)
     return RestoreOptions(
-        output=_output(args),
+        output=output_from(args),
         http=http_settings(args),
-        run=_run_control(args, env),
+        run=run_control_from(args, env),
         source=parse_backup_prefix(args.source, must_exist=True),
         target=target,
         credentials=_credentials(target, env),
@@ -284,7 +284,7 @@ def snapshots_options(
 ) -> SnapshotsOptions:
     prefix = _backup(args, env)
     return SnapshotsOptions(
-        output=_output(args),
+        output=output_from(args),
         http=http_settings(args),
         prefix=prefix,
         credentials=_credentials(prefix, env),

@@ -28,8 +28,9 @@ import structlog
 from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
 from backup.errors import BackupError, UsageError
 from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
+from backup.options import MetricsTargets, Output, RunControl, output_from, run_control_from
 from backup.packages import Owner
-from backup.progress import live_display, on_terminal, print_summary_table
+from backup.progress import live_display, print_summary_table
 from backup.redact import redact_url
 from backup.report import write_report
 from backup.summary import append_step_summary
@@ -110,6 +111,59 @@ def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.envi
         lfs=args.lfs,
         concurrency=args.concurrency,
         git=GitSettings(username, token, args.ca_file, args.read_timeout),
+    )
+
+
+@dataclass(frozen=True)
+class ReposOptions:
+    output: Output
+    run: RunControl
+    config: ReposConfig
+
+
+def repos_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> ReposOptions:
+    return ReposOptions(
+        output_from(args), run_control_from(args, env), load_repos_config(args, env)
+    )
+
+
+@dataclass(frozen=True)
+class VerifyReposOptions:
+    output: Output
+    root: Path
+    globs: tuple[str, ...]
+    deep: bool
+    concurrency: int
+    git: GitSettings = field(repr=False)
+    timeout_s: float = 300.0
+
+    @property
+    def compares(self) -> bool:
+        """With a token, each mirror's refs are compared with the source's."""
+        return self.git.token is not None
+
+
+def verify_repos_options(
+    args: argparse.Namespace, env: Mapping[str, str] = os.environ
+) -> VerifyReposOptions:
+    if args.dest or args.from_report or args.max_request_rate:
+        raise UsageError(
+            "--repos checks git mirrors: --dest, --from-report and --max-request-rate are for "
+            "image backups; run verify once for each"
+        )
+    root = Path(args.repos)
+    if not root.is_dir():
+        raise UsageError(f"--repos {root}: directory does not exist")
+    token = env.get("GITHUB_TOKEN", "").strip() or None
+    username = env.get("GITHUB_USERNAME") or DEFAULT_USERNAME
+    return VerifyReposOptions(
+        output=output_from(args),
+        root=root,
+        globs=tuple(args.include_package),
+        deep=args.deep,
+        concurrency=args.concurrency,
+        git=GitSettings(username, token, args.ca_file, args.read_timeout),
+        timeout_s=args.connect_timeout + args.read_timeout,
     )
 
 
@@ -325,10 +379,10 @@ async def _check_tools(git: Git, lfs: bool) -> None:
         ) from None
 
 
-async def run_repos(args: argparse.Namespace) -> int:
+async def run_repos(options: ReposOptions) -> int:
     from backup.repos import GitHubRepos  # PyGithub is heavy: only this command needs it
 
-    config = load_repos_config(args)
+    config = options.config
     git = Git(config.git)
     await _check_tools(git, config.lfs)
     github = GitHubRepos(config.owner, config.token, config.api_url)
@@ -342,7 +396,7 @@ async def run_repos(args: argparse.Namespace) -> int:
         except BackupError as exc:
             log.error("discovery_failed", error=str(exc))
             extra["discovery_error"] = str(exc)
-            return _finish(args, stats, [], extra, failed=True)
+            return _finish(options, stats, [], extra, failed=True)
         wanted = [r for r in listed if config.repo_filter.allows(r)]
         outcomes = [_refused(r) for r in wanted if r.problem()]
         wanted = [r for r in wanted if not r.problem()]
@@ -360,10 +414,10 @@ async def run_repos(args: argparse.Namespace) -> int:
     mirrorer = RepoMirrorer(git, config, stats, stamp)
     targets = mirrorer.targets(wanted)
     stats.total = len(targets) + len(outcomes)
-    results = await _run_with_signals(mirrorer, targets, args)
+    results = await _run_with_signals(mirrorer, targets, options)
     stats.total = len(targets) + len(outcomes)
     extra |= {"backup_ref_prefix": f"refs/backup/{stamp}/", "interrupted": mirrorer.stopping}
-    return _finish(args, stats, outcomes + results, extra, failed=False)
+    return _finish(options, stats, outcomes + results, extra, failed=False)
 
 
 def _refused(repo: Repo) -> RepoOutcome:
@@ -371,17 +425,17 @@ def _refused(repo: Repo) -> RepoOutcome:
 
 
 async def _run_with_signals(
-    mirrorer: RepoMirrorer, targets: list[_Target], args: argparse.Namespace
+    mirrorer: RepoMirrorer, targets: list[_Target], options: ReposOptions
 ) -> list[RepoOutcome]:
     loop = asyncio.get_running_loop()
     stats = mirrorer.stats
     display = (
         live_display(lambda: (stats.done, stats.total, 0), "repositories")
-        if on_terminal(args.log_format)
-        else _progress(stats, args.progress_interval)
+        if options.output.terminal
+        else _progress(stats, options.run.progress_interval_s)
     )
     progress = asyncio.create_task(display)
-    grace_period = args.grace_period
+    grace_period = options.run.grace_period_s
 
     def on_signal(name: str) -> None:
         log.warning("signal_received", signal=name, grace_period_s=grace_period)
@@ -401,7 +455,7 @@ async def _run_with_signals(
 
 
 def _finish(
-    args: argparse.Namespace,
+    options: ReposOptions,
     stats: RepoStats,
     outcomes: list[RepoOutcome],
     extra: dict[str, Any],
@@ -411,23 +465,23 @@ def _finish(
     summary = stats.summary() | extra
     log.info("run_finished", **summary)
     report = {"summary": summary, "repositories": [asdict(o) for o in outcomes]}
-    if args.report:
-        write_report(args.report, report)
+    if options.output.report:
+        write_report(options.output.report, report)
     if summary.get("interrupted"):
         code = EXIT_INTERRUPTED
     else:
         code = EXIT_FAILED if failed or stats.failed else EXIT_OK
-    if on_terminal(args.log_format):
+    if options.output.terminal:
         print_summary_table("repos", report, code)
     append_step_summary("repos", report, code)
-    publish_metrics(args, summary, succeeded=code == EXIT_OK)
+    publish_metrics(options.run.metrics, summary, succeeded=code == EXIT_OK)
     return code
 
 
-def publish_metrics(args: argparse.Namespace, summary: dict[str, Any], succeeded: bool) -> None:
+def publish_metrics(targets: MetricsTargets, summary: dict[str, Any], succeeded: bool) -> None:
     """Like backup.metrics.publish, under names of its own so the two jobs never collide."""
-    pushgateway = args.pushgateway or os.environ.get("PUSHGATEWAY_URL")
-    if not (pushgateway or args.metrics_file):
+    pushgateway, textfile = targets.pushgateway, targets.textfile
+    if not targets.wanted:
         return
     from prometheus_client import (  # only when asked
         CollectorRegistry,
@@ -473,12 +527,12 @@ def publish_metrics(args: argparse.Namespace, summary: dict[str, Any], succeeded
         return found
 
     now = time.time()
-    if args.metrics_file is not None:
-        last = now if succeeded else _previous_success(args.metrics_file)
+    if textfile is not None:
+        last = now if succeeded else _previous_success(textfile)
         try:
-            write_to_textfile(str(args.metrics_file), registry(last))
+            write_to_textfile(str(textfile), registry(last))
         except OSError as exc:
-            log.error("metrics_write_failed", path=str(args.metrics_file), error=str(exc))
+            log.error("metrics_write_failed", path=str(textfile), error=str(exc))
     if pushgateway:
         try:
             pushadd_to_gateway(
@@ -505,37 +559,26 @@ def _previous_success(textfile: Path) -> float | None:
 # verify --repos
 
 
-async def run_verify_repos(args: argparse.Namespace) -> int:
+async def run_verify_repos(options: VerifyReposOptions) -> int:
     """`git fsck` every mirror below --repos; with a token, compare its refs with the source."""
-    if args.dest or args.from_report or args.max_request_rate:
-        raise UsageError(
-            "--repos checks git mirrors: --dest, --from-report and --max-request-rate are for "
-            "image backups; run verify once for each"
-        )
-    root = Path(args.repos)
-    if not root.is_dir():
-        raise UsageError(f"--repos {root}: directory does not exist")
-    globs = list(args.include_package)
+    root = options.root
     mirrors = [
         p
         for p in sorted(root.glob("*/*.git"))
-        if (p / "HEAD").is_file() and _selected(p, root, globs)
+        if (p / "HEAD").is_file() and _selected(p, root, list(options.globs))
     ]
-    token = os.environ.get("GITHUB_TOKEN", "").strip() or None
-    username = os.environ.get("GITHUB_USERNAME") or DEFAULT_USERNAME
     try:
-        git = Git(GitSettings(username, token, args.ca_file, args.read_timeout))
+        git = Git(options.git)
     except GitMissing as exc:
         raise UsageError(str(exc)) from None
-    slots = asyncio.Semaphore(args.concurrency)
-    timeout_s = args.connect_timeout + args.read_timeout
+    slots = asyncio.Semaphore(options.concurrency)
 
     async def check(path: Path) -> list[str]:
         async with slots:
             name = str(path.relative_to(root))
-            problems = [f"{name}: {p}" for p in await git.fsck(path, deep=args.deep)]
-            if token:
-                problems += [f"{name}: {p}" for p in await _compare(git, path, timeout_s)]
+            problems = [f"{name}: {p}" for p in await git.fsck(path, deep=options.deep)]
+            if options.compares:
+                problems += [f"{name}: {p}" for p in await _compare(git, path, options.timeout_s)]
             return problems
 
     found = await asyncio.gather(*(check(p) for p in mirrors))
@@ -545,12 +588,12 @@ async def run_verify_repos(args: argparse.Namespace) -> int:
     summary = {
         "mirrors": len(mirrors),
         "problems": len(problems),
-        "deep": args.deep,
-        "compared_with_source": token is not None,
+        "deep": options.deep,
+        "compared_with_source": options.compares,
     }
     log.info("verify_finished", backup=str(root), **summary)
-    if args.report:
-        write_report(args.report, {"summary": summary, "problems": problems})
+    if options.output.report:
+        write_report(options.output.report, {"summary": summary, "problems": problems})
     if not mirrors:
         log.error("verify_found_nothing", backup=str(root))
         return EXIT_FAILED

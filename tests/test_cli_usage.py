@@ -235,6 +235,8 @@ def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
         (["restore", "--from", "oci:{tmp}/layout", "--to", "localhost:5000/r"], "restore_options"),
         (["snapshots", "--dest", "oci:{tmp}/layout"], "snapshots_options"),
         (["verify", "--dest", "oci:{tmp}/layout"], "verify_options"),
+        (["repos", "--org", "acme", "--dest", "{tmp}/mirrors"], "repos_command:repos_options"),
+        (["verify", "--repos", "{tmp}/layout"], "repos_command:verify_repos_options"),
     ],
 )
 def test_every_flag_reaches_the_typed_options(
@@ -242,7 +244,7 @@ def test_every_flag_reaches_the_typed_options(
 ) -> None:
     """Building a command's typed options reads every flag the command offers (only
     --log-level is read before, by main): no flag is offered and then ignored."""
-    import backup.options
+    import importlib
 
     (tmp_path / "layout").mkdir()
     (tmp_path / "layout" / "index.json").write_text('{"schemaVersion": 2, "manifests": []}')
@@ -252,7 +254,9 @@ def test_every_flag_reaches_the_typed_options(
     build_parser().parse_args(filled, namespace=args)
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
-    options = getattr(backup.options, builder)(args, {"GITHUB_TOKEN": "ghp_x"})
+    module, _, name = builder.rpartition(":")
+    build = getattr(importlib.import_module(f"backup.{module or 'options'}"), name)
+    options = build(args, {"GITHUB_TOKEN": "ghp_x"})
     assert options.output.command == argv[0]
     read_before = {"log_level", "repos"}  # by main() and by verify's dispatch to --repos
     assert offered - args.read - read_before == set()
