@@ -14,7 +14,6 @@ import asyncio
 import contextlib
 import fnmatch
 import os
-import re
 import signal
 import time
 from collections.abc import Mapping
@@ -25,13 +24,13 @@ from typing import TYPE_CHECKING, Any, Literal
 
 import structlog
 
+from backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
 from backup.errors import BackupError, UsageError
 from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
-from backup.options import MetricsTargets, Output, RunControl, output_from, run_control_from
+from backup.options import Output, RunControl, output_from, run_control_from
 from backup.packages import Owner
 from backup.progress import live_display, print_summary_table
-from backup.redact import redact_url
 from backup.report import write_report
 from backup.summary import append_step_summary
 
@@ -40,12 +39,8 @@ if TYPE_CHECKING:
 
 log = structlog.get_logger("backup.repos")
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
-EXIT_INTERRUPTED = 128 + signal.SIGTERM
 DEFAULT_REPOS_DEST = "./github-repos"
 DEFAULT_REPOS_CONCURRENCY = 4
-METRICS_PREFIX = "github_org_backup_repos"
-METRICS_JOB = "github-org-backup-repos"
 
 Status = Literal["copied", "unchanged", "failed", "absent"]
 
@@ -474,86 +469,11 @@ def _finish(
     if options.output.terminal:
         print_summary_table("repos", report, code)
     append_step_summary("repos", report, code)
-    publish_metrics(options.run.metrics, summary, succeeded=code == EXIT_OK)
+    if options.run.metrics.wanted:
+        from backup.metrics import REPOS, publish  # prometheus_client only when asked
+
+        publish(options.run.metrics, summary, succeeded=code == EXIT_OK, job=REPOS)
     return code
-
-
-def publish_metrics(targets: MetricsTargets, summary: dict[str, Any], succeeded: bool) -> None:
-    """Like backup.metrics.publish, under names of its own so the two jobs never collide."""
-    pushgateway, textfile = targets.pushgateway, targets.textfile
-    if not targets.wanted:
-        return
-    from prometheus_client import (  # only when asked
-        CollectorRegistry,
-        Gauge,
-        pushadd_to_gateway,
-        write_to_textfile,
-    )
-
-    def registry(last_success: float | None) -> CollectorRegistry:
-        found = CollectorRegistry()
-        repos = Gauge(
-            f"{METRICS_PREFIX}_repositories",
-            "Repositories in the last run, by outcome",
-            ["outcome"],
-            registry=found,
-        )
-        for outcome in ("copied", "unchanged", "failed"):
-            repos.labels(outcome).set(summary.get(f"repositories_{outcome}", 0))
-        Gauge(
-            f"{METRICS_PREFIX}_refs_updated",
-            "Refs created, moved or deleted in the last run",
-            registry=found,
-        ).set(summary.get("refs_updated", 0))
-        Gauge(
-            f"{METRICS_PREFIX}_refs_kept",
-            "Rewound or deleted tips kept under refs/backup/",
-            registry=found,
-        ).set(summary.get("refs_kept", 0))
-        Gauge(f"{METRICS_PREFIX}_duration_seconds", "Duration of the last run", registry=found).set(
-            summary.get("duration_s", 0)
-        )
-        Gauge(
-            f"{METRICS_PREFIX}_last_run_success",
-            "1 if the last run succeeded, else 0",
-            registry=found,
-        ).set(1 if succeeded else 0)
-        if last_success is not None:
-            Gauge(
-                f"{METRICS_PREFIX}_last_success_timestamp_seconds",
-                "End of the last successful run",
-                registry=found,
-            ).set(last_success)
-        return found
-
-    now = time.time()
-    if textfile is not None:
-        last = now if succeeded else _previous_success(textfile)
-        try:
-            write_to_textfile(str(textfile), registry(last))
-        except OSError as exc:
-            log.error("metrics_write_failed", path=str(textfile), error=str(exc))
-    if pushgateway:
-        try:
-            pushadd_to_gateway(
-                pushgateway,
-                job=METRICS_JOB,
-                registry=registry(now if succeeded else None),
-                timeout=30,
-            )
-        except OSError as exc:
-            log.error(
-                "metrics_push_failed", pushgateway=redact_url(pushgateway), error=type(exc).__name__
-            )
-
-
-def _previous_success(textfile: Path) -> float | None:
-    try:
-        text = textfile.read_text()
-    except OSError:
-        return None
-    found = re.search(rf"^{METRICS_PREFIX}_last_success_timestamp_seconds (\S+)$", text, re.M)
-    return float(found.group(1)) if found else None
 
 
 # verify --repos

@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backup.metrics import _registry
+from backup.metrics import IMAGES, _registry
 from tests.harness.clirun import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -39,7 +39,7 @@ def _exported() -> set[str]:
         "github_rate_limit_remaining": 4999,
         "tags_moved": 0,
     }
-    registry = _registry(summary, succeeded=True, last_success=1.0)
+    registry = _registry(IMAGES, summary, succeeded=True, last_success=1.0)
     return {metric.name for metric in registry.collect()}
 
 
