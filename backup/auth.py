@@ -1,27 +1,26 @@
-"""Registry authentication: challenges, Bearer tokens per scope, Basic, docker config.json.
+"""Registry authentication, the token protocol: challenges, Bearer tokens per scope, Basic.
 
-Knows nothing about copying. The registry client asks an Authenticator for the header to send
-with a set of scopes, and hands it any 401 challenge it gets back.
+Knows nothing about copying, nor where credentials come from (``credentials.py``). The
+registry transport asks an Authenticator for the header to send with a set of scopes, and
+hands it any 401 challenge it gets back.
 """
 
 from __future__ import annotations
 
 import asyncio
-import base64
-import json
-import os
 import re
-import subprocess
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
-from pathlib import Path
-from typing import Any
 
 import aiohttp
 import yarl
 
-from backup.errors import AuthError, UsageError
+# CredentialStore is re-exported until commands.py imports it from backup.credentials.
+from backup.credentials import Credentials as Credentials
+from backup.credentials import CredentialSource
+from backup.credentials import CredentialStore as CredentialStore
+from backup.errors import AuthError
 from backup.reference import Registry
 
 _CHALLENGE_TOKEN = re.compile(
@@ -53,132 +52,6 @@ def parse_challenges(header: str) -> list[Challenge]:
     return [Challenge(scheme, params) for scheme, params in found]
 
 
-@dataclass(frozen=True)
-class Credentials:
-    """A username and password, or an identity (refresh) token. repr never shows secrets."""
-
-    username: str = ""
-    password: str = ""
-    identity_token: str = ""
-
-    def __repr__(self) -> str:
-        return f"Credentials(username={self.username!r}, secret=<redacted>)"
-
-    def basic_header(self) -> str:
-        raw = f"{self.username}:{self.password}".encode()
-        return "Basic " + base64.b64encode(raw).decode()
-
-
-def _host_key(server: str) -> str:
-    """Normalise a config.json key (``https://host/v1/``, ``host``) to ``host[:port]``."""
-    if "://" in server:
-        server = server.split("://", 1)[1]
-    return server.split("/", 1)[0].lower()
-
-
-class CredentialStore:
-    """Credentials by registry host: explicit entries first, then docker config.json."""
-
-    def __init__(
-        self,
-        config: Mapping[str, Any] | None = None,
-        explicit: Mapping[str, Credentials] | None = None,
-    ) -> None:
-        self._config = config or {}
-        self._explicit = {_host_key(k): v for k, v in (explicit or {}).items()}
-        self._auths = {_host_key(k): v for k, v in (self._config.get("auths") or {}).items()}
-        self._helpers = {
-            _host_key(k): v for k, v in (self._config.get("credHelpers") or {}).items()
-        }
-
-    @classmethod
-    def from_docker_config(
-        cls, path: Path | None = None, explicit: Mapping[str, Credentials] | None = None
-    ) -> CredentialStore:
-        """Load ``$DOCKER_CONFIG/config.json`` (default ``~/.docker/config.json``) if present."""
-        if path is None:
-            root = os.environ.get("DOCKER_CONFIG") or str(Path.home() / ".docker")
-            path = Path(root) / "config.json"
-        if not path.is_file():
-            return cls({}, explicit)
-        try:
-            config = json.loads(path.read_text())
-        except (OSError, ValueError) as exc:
-            raise UsageError(f"cannot read docker config {path}: {type(exc).__name__}") from None
-        if not isinstance(config, dict):
-            raise UsageError(f"docker config {path} is not a JSON object")
-        return cls(config, explicit)
-
-    def lookup(self, host: str) -> Credentials | None:
-        key = _host_key(host)
-        if key in self._explicit:
-            return self._explicit[key]
-        helper = self._helpers.get(key) or self._config.get("credsStore")
-        entry = self._auths.get(key)
-        if entry:
-            found = _from_auth_entry(entry, key)
-            if found:
-                return found
-        if helper:
-            return _from_helper(str(helper), key)
-        return None
-
-
-def _from_auth_entry(entry: Mapping[str, Any], host: str) -> Credentials | None:
-    if token := entry.get("identitytoken"):
-        username = entry.get("username") or ""
-        if not username and entry.get("auth"):
-            username = _decode_auth(str(entry["auth"]), host)[0]
-        return Credentials(username=username, identity_token=str(token))
-    if auth := entry.get("auth"):
-        username, password = _decode_auth(str(auth), host)
-        return Credentials(username, password)
-    if entry.get("username"):
-        return Credentials(str(entry["username"]), str(entry.get("password", "")))
-    return None
-
-
-def _decode_auth(value: str, host: str) -> tuple[str, str]:
-    try:
-        username, sep, password = base64.b64decode(value).decode().partition(":")
-    except (ValueError, UnicodeDecodeError):
-        sep = ""
-    if not sep:
-        raise UsageError(
-            f"docker config entry for {host} has an 'auth' that is not base64(user:pass)"
-        )
-    return username, password
-
-
-def _from_helper(helper: str, host: str) -> Credentials | None:
-    if not re.fullmatch(r"[A-Za-z0-9_.-]+", helper):
-        raise UsageError(f"invalid credential helper name {helper!r} in docker config")
-    try:
-        result = subprocess.run(
-            [f"docker-credential-{helper}", "get"],
-            input=host,
-            capture_output=True,
-            text=True,
-            timeout=30,
-            check=False,
-        )
-    except FileNotFoundError:
-        raise UsageError(
-            f"docker config names credential helper {helper!r} for {host}, "
-            f"but docker-credential-{helper} is not on PATH"
-        ) from None
-    if result.returncode != 0:
-        return None  # "credentials not found": fall back to anonymous
-    try:
-        data = json.loads(result.stdout)
-    except ValueError:
-        raise UsageError(f"docker-credential-{helper} returned invalid JSON for {host}") from None
-    username, secret = str(data.get("Username", "")), str(data.get("Secret", ""))
-    if username == "<token>":
-        return Credentials(identity_token=secret)
-    return Credentials(username, secret)
-
-
 def repository_scope(name: str, actions: str) -> str:
     return f"repository:{name}:{actions}"
 
@@ -193,10 +66,12 @@ class Authenticator:
     """Authorization for one registry: learns its scheme from challenges, caches tokens by scope."""
 
     def __init__(
-        self, registry: Registry, credentials: Credentials | None, session: aiohttp.ClientSession
+        self, registry: Registry, credentials: CredentialSource, session: aiohttp.ClientSession
     ) -> None:
         self._registry = registry
-        self._credentials = credentials
+        self._lookup = None if isinstance(credentials, Credentials | None) else credentials
+        self._credentials = credentials if isinstance(credentials, Credentials) else None
+        self._lookup_lock = asyncio.Lock()
         self._session = session
         self._scheme: str | None = None
         self._bearer: Mapping[str, str] = {}
@@ -205,6 +80,15 @@ class Authenticator:
         self._probing = False
         self._settled = asyncio.Event()
         self.token_fetches = 0
+
+    async def credentials(self) -> Credentials | None:
+        """The registry's credentials, looked up once, when first needed (a helper may run)."""
+        if self._lookup is not None:
+            async with self._lookup_lock:
+                if self._lookup is not None:
+                    self._credentials = await self._lookup()
+                    self._lookup = None
+        return self._credentials
 
     @staticmethod
     def _key(scopes: Iterable[str]) -> str:
@@ -220,8 +104,8 @@ class Authenticator:
             return None
         if self._scheme is None and not self._settled.is_set():
             await self._settled.wait()
-        if self._scheme == "basic" and self._credentials:
-            return self._credentials.basic_header()
+        if self._scheme == "basic" and (creds := await self.credentials()):
+            return creds.basic_header()
         if self._scheme != "bearer":
             return None
         key = self._key(scopes)
@@ -270,7 +154,8 @@ class Authenticator:
             self._tokens[self._key(scopes)] = self._tokens[key]
             return
         if "basic" in by_scheme:
-            if self._credentials is None or not self._credentials.password:
+            creds = await self.credentials()
+            if creds is None or not creds.password:
                 raise AuthError(
                     f"{self._registry} requires a username and password: add them to "
                     "docker config.json (docker login) or the environment",
@@ -308,7 +193,7 @@ class Authenticator:
             params.append(("service", service))
         params += [("scope", s) for s in scopes]
         self.token_fetches += 1
-        creds = self._credentials
+        creds = await self.credentials()
         try:
             if creds and creds.identity_token:
                 form = dict(params[:1]) | {
@@ -337,7 +222,7 @@ class Authenticator:
                         status=response.status,
                     )
                 body = await response.json(content_type=None)
-        except aiohttp.ClientError as exc:
+        except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
             ) from None

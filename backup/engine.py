@@ -16,9 +16,8 @@ import contextlib
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Final, Literal
 
-import aiohttp
 import structlog
 
 from backup.errors import AuthError, BackupError, RegistryError, SizeMismatch, TransientError
@@ -26,8 +25,9 @@ from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
 from backup.report import ImageResult, Stats, Status
+from backup.retry import RetryPolicy
 from backup.specs import CopySpec
-from backup.store import Store
+from backup.store import Store, UploadSession
 from backup.transfer import transfer_blob
 
 log = structlog.get_logger("backup.engine")
@@ -49,7 +49,7 @@ class _Place:
 
 
 _BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
-_PRESENT = object()  # the blob is at the destination already
+_PRESENT: Final = "present"  # the blob is at the destination already
 
 
 @dataclass
@@ -81,8 +81,10 @@ class CopyEngine:
         stats: Stats,
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
+        policy: RetryPolicy | None = None,
     ) -> None:
         self._store_for = store_for
+        self._policy = policy or RetryPolicy()
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
         self._transfers = asyncio.Semaphore(concurrency)
@@ -137,7 +139,7 @@ class CopyEngine:
                 status, written = await self._copy_tagged(spec, bound)
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
-            except (TimeoutError, aiohttp.ClientError, OSError) as exc:
+            except OSError as exc:  # a layout's file system
                 return self._failed(spec, bound, started, f"{type(exc).__name__}: {exc}")
             except asyncio.CancelledError:
                 if not self._aborting:
@@ -286,7 +288,7 @@ class CopyEngine:
         self._blob_leaders[(dst.registry, blob.digest)] = leader
         try:
             session = await self._check_blob(target, blob, dst)
-            if session is _PRESENT:
+            if session == _PRESENT:
                 self.stats.blobs_skipped += 1
             else:
                 await self._stream_blob(blob, src, dst, session)
@@ -295,7 +297,9 @@ class CopyEngine:
             del self._blob_leaders[(dst.registry, blob.digest)]
             leader.set_result(None)
 
-    async def _check_blob(self, target: Store, blob: Descriptor, dst: Repository) -> object | None:
+    async def _check_blob(
+        self, target: Store, blob: Descriptor, dst: Repository
+    ) -> UploadSession | Literal["present"] | None:
         """Whether ``dst`` holds the blob already (``_PRESENT``, its size checked); else the
         upload session to send it in, or None to start one.
 
@@ -327,7 +331,7 @@ class CopyEngine:
         return _PRESENT
 
     async def _stream_blob(
-        self, blob: Descriptor, src: Repository, dst: Repository, session: object | None
+        self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
     ) -> None:
         async with self._transfers:
             await transfer_blob(
@@ -338,6 +342,7 @@ class CopyEngine:
                 blob,
                 self.stats,
                 session,
+                self._policy,
             )
         self.stats.blobs_copied += 1
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)

@@ -10,7 +10,9 @@
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
     │   ├── BodyTooLarge      413: the registry or a proxy refused the request body's size
     │   └── TransientError    retries exhausted on a fault that may pass
-    │       └── ResumeRefused a ranged read answered from another offset
+    │       ├── ResumeRefused a ranged read answered from another offset
+    │       └── ConnectionBroken  a connection broke or timed out mid-answer (HTTP client
+    │                             errors are mapped to this at the transport boundary)
     └── ContentError          bytes that do not match what describes them
         ├── DigestMismatch
         ├── SizeMismatch
@@ -70,6 +72,17 @@ class TransientError(RegistryError):
 
 class ResumeRefused(TransientError):
     """A read asked to resume at byte N was answered from elsewhere: restart from zero."""
+
+
+class ConnectionBroken(TransientError):
+    """The connection broke, or went silent, while an answer's body was being read.
+
+    ``cause`` names the HTTP client's own error (e.g. ``ClientPayloadError``).
+    """
+
+    def __init__(self, message: str, *, cause: str = "") -> None:
+        super().__init__(message)
+        self.cause = cause
 
 
 class ContentError(BackupError):

@@ -44,8 +44,7 @@ from backup.oci import (
     verify_content,
 )
 from backup.reference import Registry, validate_digest, validate_repository, validate_tag
-from backup.retry import RetryPolicy
-from backup.store import READ_CHUNK
+from backup.store import READ_CHUNK, UploadSession
 
 REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
@@ -79,9 +78,8 @@ def split_ref_name(ref: str) -> tuple[str, str] | None:
 class LayoutStore:
     """A Store over an OCI layout directory (created on first write)."""
 
-    def __init__(self, registry: Registry, policy: RetryPolicy | None = None) -> None:
+    def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.policy = policy or RetryPolicy()
         self.root = Path(registry.host)
         self._index_lock = asyncio.Lock()
         self._index: dict[str, Any] | None = None
@@ -256,8 +254,9 @@ class LayoutStore:
         except FileNotFoundError:
             return None
 
-    async def mount_blob(self, name: str, digest: str, from_name: str) -> object | None:
-        return None if await self.blob_size(name, digest) is not None else "upload"
+    async def mount_blob(self, name: str, digest: str, from_name: str) -> UploadSession | None:
+        """Blobs are shared by digest: present is mounted; else an upload (that needs nothing)."""
+        return None if await self.blob_size(name, digest) is not None else UploadSession(name)
 
     @contextlib.asynccontextmanager
     async def read_blob(
@@ -279,7 +278,11 @@ class LayoutStore:
             yield chunks()
 
     async def write_blob(
-        self, name: str, blob: Descriptor, chunks: AsyncIterable[bytes], session: object | None
+        self,
+        name: str,
+        blob: Descriptor,
+        chunks: AsyncIterable[bytes],
+        session: UploadSession | None,
     ) -> None:
         """Write to a temporary file and rename into place only once complete and verified."""
         path = self._blob_path(blob.digest)

@@ -1,16 +1,23 @@
-"""One retry policy for every HTTP exchange: which faults are transient, and how long to wait."""
+"""One retry policy for every exchange: which faults are transient, how long to wait, and the
+one loop (``retrying``) that every retry in the tool goes through.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import dataclasses
 import email.utils
 import random
 import re
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from typing import TypeVar
 
 import aiohttp
+
+T = TypeVar("T")
 
 # 5xx answers that say the server will never do this: a retry gets the same answer.
 _FINAL_SERVER_STATUSES = frozenset({501, 505})
@@ -43,6 +50,56 @@ class RetryPolicy:
             return min(max(retry_after, 0.0), self.max_retry_after_s)
         ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
         return random.uniform(ceiling / 2, ceiling)
+
+    def immediate(self, attempts: int | None = None) -> RetryPolicy:
+        """The same bound on attempts (or ``attempts``), with no wait between them."""
+        return dataclasses.replace(
+            self,
+            attempts=self.attempts if attempts is None else attempts,
+            base_delay_s=0.0,
+            max_delay_s=0.0,
+        )
+
+
+class RetryLater(Exception):
+    """Raised by an attempt that wants another one, after ``retry_after`` seconds if the other
+    side said when (an answer that may pass, as opposed to an error)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+async def retrying(
+    policy: RetryPolicy,
+    attempt: Callable[[int], Awaitable[T]],
+    *,
+    retry_on: tuple[type[BaseException], ...],
+    on_retry: Callable[[int, BaseException, float], None] | None = None,
+    exhausted: Callable[[int, BaseException], BaseException] | None = None,
+) -> T:
+    """Call ``attempt(n)`` for n = 1, 2, ... until it returns, at most ``policy.attempts`` times.
+
+    An exception in ``retry_on`` is followed, after ``policy.delay`` (honouring a
+    ``RetryLater.retry_after``) and ``on_retry(n, exc, delay)``, by the next attempt; after the
+    last one it is raised as it is, or as ``exhausted(n, exc)`` returns it. An attempt that must
+    not be retried raises something outside ``retry_on``.
+    """
+    number = 0
+    while True:
+        number += 1
+        try:
+            return await attempt(number)
+        except retry_on as exc:
+            if number >= policy.attempts:
+                if exhausted is None:
+                    raise
+                raise exhausted(number, exc) from None
+            hint = exc.retry_after if isinstance(exc, RetryLater) else None
+            delay = policy.delay(number, hint)
+            if on_retry is not None:
+                on_retry(number, exc, delay)
+            await asyncio.sleep(delay)
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

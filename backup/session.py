@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -10,7 +11,7 @@ from pathlib import Path
 
 import aiohttp
 
-from backup.auth import CredentialStore
+from backup.credentials import CredentialStore
 from backup.errors import UsageError
 from backup.layout import LayoutStore
 from backup.reference import Registry
@@ -57,12 +58,12 @@ class Clients:
         store = self._stores.get(registry)
         if store is None:
             if registry.layout:
-                store = LayoutStore(registry, self._settings.retry)
+                store = LayoutStore(registry)
             else:
                 store = RegistryClient(
                     registry,
                     self._session,
-                    self._credentials.lookup(registry.host),
+                    functools.partial(self._credentials.lookup, registry.host),
                     self._settings.retry,
                     self._settings.chunk_size,
                     self._settings.max_request_rates.get(registry.host),

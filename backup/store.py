@@ -8,18 +8,27 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterable, AsyncIterator
 from contextlib import AbstractAsyncContextManager
+from dataclasses import dataclass
 from typing import Protocol
 
 from backup.oci import Descriptor, Manifest
 from backup.reference import Registry
-from backup.retry import RetryPolicy
 
 READ_CHUNK = 1024 * 1024
 
 
+@dataclass(frozen=True)
+class UploadSession:
+    """An upload opened in repository ``name`` by a mount that did not mount; ``write_blob``
+    sends the bytes there. ``location`` is what the store needs to go on with it (a registry's
+    session URL; a layout needs nothing)."""
+
+    name: str
+    location: str = ""
+
+
 class Store(Protocol):
     registry: Registry
-    policy: RetryPolicy
 
     async def resolve_manifest(self, name: str, identifier: str) -> Descriptor | None:
         """The descriptor a tag or digest resolves to, or None if absent."""
@@ -35,7 +44,7 @@ class Store(Protocol):
     async def blob_size(self, name: str, digest: str) -> int | None:
         """The size of a blob present in ``name``, or None."""
 
-    async def mount_blob(self, name: str, digest: str, from_name: str) -> object | None:
+    async def mount_blob(self, name: str, digest: str, from_name: str) -> UploadSession | None:
         """Make a blob of ``from_name`` visible in ``name``. None if done; else an upload session
         to hand to ``write_blob``."""
 
@@ -45,7 +54,11 @@ class Store(Protocol):
         """The blob's bytes from ``offset``; raises ResumeRefused if it cannot start there."""
 
     async def write_blob(
-        self, name: str, blob: Descriptor, chunks: AsyncIterable[bytes], session: object | None
+        self,
+        name: str,
+        blob: Descriptor,
+        chunks: AsyncIterable[bytes],
+        session: UploadSession | None,
     ) -> None:
         """Store a blob from a stream; the caller verifies the bytes as they pass."""
 

@@ -10,27 +10,28 @@ local OCI layout, the same wrong bytes would come back every time, so the error 
 
 from __future__ import annotations
 
-import asyncio
 import hashlib
 from collections.abc import AsyncIterator
 
 import structlog
 
-from backup.errors import ContentError, DigestMismatch, SizeMismatch, TransientError
+from backup.errors import (
+    ConnectionBroken,
+    ContentError,
+    DigestMismatch,
+    SizeMismatch,
+    TransientError,
+)
 from backup.oci import Descriptor
 from backup.report import Stats
-from backup.retry import RETRYABLE_EXCEPTIONS, RetryPolicy
-from backup.store import Store
+from backup.retry import RetryPolicy, retrying
+from backup.store import Store, UploadSession
 
 log = structlog.get_logger("backup.transfer")
 
 SOURCE_RESUMES = 5
 # A flipped bit on the wire shows up as a digest mismatch: worth another attempt.
-RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (
-    TransientError,
-    ContentError,
-    *RETRYABLE_EXCEPTIONS,
-)
+RETRYABLE_TRANSFER_ERRORS: tuple[type[BaseException], ...] = (TransientError, ContentError)
 
 
 class _SourceStream:
@@ -48,6 +49,7 @@ class _SourceStream:
     async def chunks(self) -> AsyncIterator[bytes]:
         try:
             resumes = 0
+            # Not ``retrying``: a resume goes on at the byte reached, at once, in the same upload.
             while True:
                 try:
                     async with self._source.read_blob(
@@ -57,7 +59,7 @@ class _SourceStream:
                             self._take(chunk)
                             yield chunk
                     break
-                except RETRYABLE_EXCEPTIONS as exc:
+                except ConnectionBroken as exc:
                     if resumes == SOURCE_RESUMES or self.received == 0:
                         raise
                     resumes += 1
@@ -100,40 +102,64 @@ async def transfer_blob(
     target_name: str,
     blob: Descriptor,
     stats: Stats,
-    session: object | None = None,
+    session: UploadSession | None = None,
     policy: RetryPolicy | None = None,
 ) -> None:
     """Copy one blob, using ``session`` (e.g. from a failed mount) for the first attempt."""
-    policy = policy or target.policy
-    for attempt in range(1, policy.attempts + 1):
+
+    async def attempt(number: int) -> None:
         stream = _SourceStream(source, source_name, blob, stats)
         try:
+            # A session that saw a failure is never reused.
+            upload = session if number == 1 else None
             try:
-                await target.write_blob(target_name, blob, stream.chunks(), session)
+                await target.write_blob(target_name, blob, stream.chunks(), upload)
             except BaseException:
                 if stream.error is not None:  # the real cause, not the HTTP client's wrapper
                     raise stream.error from None
                 raise
             stream.check()
-            return
-        except RETRYABLE_TRANSFER_ERRORS as exc:
-            session = None  # a session that saw a failure is never reused
-            if source.registry.layout and isinstance(exc, ContentError) and exc is stream.error:
-                raise type(exc)(
-                    f"{exc} (read from {source.registry}: the layout is damaged, "
-                    "or the manifest naming this blob is wrong)"
+        except ContentError as exc:
+            if source.registry.layout and exc is stream.error:
+                raise _Final(
+                    type(exc)(
+                        f"{exc} (read from {source.registry}: the layout is damaged, "
+                        "or the manifest naming this blob is wrong)"
+                    )
                 ) from None
-            if attempt == policy.attempts:
-                raise TransientError(
-                    f"blob {blob.digest} to {target.registry}/{target_name} failed "
-                    f"{attempt} times, last: {type(exc).__name__}: {exc}"
-                ) from None
-            delay = policy.delay(attempt)
-            log.warning(
-                "blob_transfer_retry",
-                digest=blob.digest,
-                attempt=attempt,
-                error=type(exc).__name__,
-                delay_s=round(delay, 2),
-            )
-            await asyncio.sleep(delay)
+            raise
+
+    def log_retry(number: int, exc: BaseException, delay: float) -> None:
+        log.warning(
+            "blob_transfer_retry",
+            digest=blob.digest,
+            attempt=number,
+            error=type(exc).__name__,
+            delay_s=round(delay, 2),
+        )
+
+    def failed(number: int, exc: BaseException) -> BaseException:
+        return TransientError(
+            f"blob {blob.digest} to {target.registry}/{target_name} failed "
+            f"{number} times, last: {type(exc).__name__}: {exc}"
+        )
+
+    try:
+        await retrying(
+            policy or RetryPolicy(),
+            attempt,
+            retry_on=RETRYABLE_TRANSFER_ERRORS,
+            on_retry=log_retry,
+            exhausted=failed,
+        )
+    except _Final as final:
+        raise final.error from None
+
+
+class _Final(Exception):
+    """Carries an error that no retry can fix past ``retrying``: read from a local layout, the
+    same wrong bytes would come back every time."""
+
+    def __init__(self, error: ContentError) -> None:
+        super().__init__(str(error))
+        self.error = error

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import os
@@ -12,7 +13,8 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from backup.auth import Authenticator, Credentials, CredentialStore, parse_challenges
+from backup.auth import Authenticator, parse_challenges
+from backup.credentials import Credentials, CredentialStore
 from backup.errors import AuthError, UsageError
 from backup.reference import Registry
 
@@ -54,7 +56,7 @@ def b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
-def test_docker_config_auth_username_password_and_identity_token(tmp_path: Path) -> None:
+async def test_docker_config_auth_username_password_and_identity_token(tmp_path: Path) -> None:
     """config.json entries: auth, username/password, identitytoken, keyed by host or URL."""
     config = {
         "auths": {
@@ -66,22 +68,22 @@ def test_docker_config_auth_username_password_and_identity_token(tmp_path: Path)
     path = tmp_path / "config.json"
     path.write_text(json.dumps(config))
     store = CredentialStore.from_docker_config(path)
-    assert store.lookup("ghcr.io") == Credentials("u1", "p1")
-    assert store.lookup("registry.example.com") == Credentials("u2", "p2")
-    assert store.lookup("id.example.com") == Credentials("u3", identity_token="refresh")
-    assert store.lookup("other.example.com") is None
-    assert "p1" not in repr(store.lookup("ghcr.io"))
+    assert await store.lookup("ghcr.io") == Credentials("u1", "p1")
+    assert await store.lookup("registry.example.com") == Credentials("u2", "p2")
+    assert await store.lookup("id.example.com") == Credentials("u3", identity_token="refresh")
+    assert await store.lookup("other.example.com") is None
+    assert "p1" not in repr(await store.lookup("ghcr.io"))
 
 
-def test_explicit_credentials_win(tmp_path: Path) -> None:
+async def test_explicit_credentials_win(tmp_path: Path) -> None:
     """Credentials from the environment take precedence over config.json."""
     store = CredentialStore(
         {"auths": {"b.io": {"auth": b64("a:b")}}}, explicit={"b.io": Credentials("env", "pw")}
     )
-    assert store.lookup("b.io") == Credentials("env", "pw")
+    assert await store.lookup("b.io") == Credentials("env", "pw")
 
 
-def test_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+async def test_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """credHelpers run docker-credential-NAME get with the host on stdin."""
     helper = tmp_path / "docker-credential-fake"
     helper.write_text(
@@ -90,10 +92,30 @@ def test_credential_helper(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
     store = CredentialStore({"credHelpers": {"q.io": "fake"}})
-    assert store.lookup("q.io") == Credentials("h-q.io", "s")
+    assert await store.lookup("q.io") == Credentials("h-q.io", "s")
     missing = CredentialStore({"credsStore": "absent"})
     with pytest.raises(UsageError, match="docker-credential-absent"):
-        missing.lookup("q.io")
+        await missing.lookup("q.io")
+
+
+async def test_credential_helper_runs_off_the_event_loop(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """While a credential helper runs, other tasks go on: here the helper answers only once
+    another task has created the file it waits for (a blocking call would wait in vain)."""
+    go = tmp_path / "go"
+    helper = tmp_path / "docker-credential-slow"
+    helper.write_text(
+        f"#!/bin/sh\nfor i in $(seq 100); do [ -e {go} ] && break; sleep 0.05; done\n"
+        f'[ -e {go} ] || exit 1\necho \'{{"Username": "u", "Secret": "s"}}\'\n'
+    )
+    helper.chmod(helper.stat().st_mode | stat.S_IEXEC)
+    monkeypatch.setenv("PATH", f"{tmp_path}{os.pathsep}{os.environ['PATH']}")
+    store = CredentialStore({"credsStore": "slow"})
+    lookup = asyncio.create_task(store.lookup("q.io"))
+    await asyncio.sleep(0)
+    go.touch()
+    assert await lookup == Credentials("u", "s")
 
 
 def test_malformed_config_is_a_usage_error(tmp_path: Path) -> None:

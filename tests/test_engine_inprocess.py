@@ -10,14 +10,15 @@ from backup.errors import RegistryError
 from backup.reference import Reference, Repository
 from backup.report import ImageResult, Stats
 from backup.specs import CopySpec
-from tests.harness.memstore import Event, Image, MemStore, Session, image, index
+from backup.store import UploadSession
+from tests.harness.memstore import FAST_POLICY, Event, Image, MemStore, image, index
 
 SHARED = b"a layer both images carry" * 4
 
 
 def engine_for(*stores: MemStore, concurrency: int = 16) -> CopyEngine:
     by_registry = {store.registry: store for store in stores}
-    return CopyEngine(by_registry.__getitem__, Stats(), concurrency=concurrency)
+    return CopyEngine(by_registry.__getitem__, Stats(), concurrency=concurrency, policy=FAST_POLICY)
 
 
 def spec(src: MemStore, name: str, tag: str, dst: MemStore, digest: str | None = None) -> CopySpec:
@@ -73,7 +74,7 @@ async def test_a_refused_mount_streams_into_the_session_the_mount_opened() -> No
     assert len(shared_writes) == 2
     sessions = [session for _, _, session in shared_writes]
     assert sessions[0] is None
-    assert isinstance(sessions[1], Session) and sessions[1].name == shared_writes[1][0]
+    assert isinstance(sessions[1], UploadSession) and sessions[1].name == shared_writes[1][0]
     assert engine.stats.blobs_mounted == 0
 
 

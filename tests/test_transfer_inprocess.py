@@ -7,8 +7,9 @@ import pytest
 from backup.errors import SizeMismatch, TransientError
 from backup.oci import Descriptor, digest_of
 from backup.report import Stats
+from backup.store import UploadSession
 from backup.transfer import SOURCE_RESUMES, transfer_blob
-from tests.harness.memstore import LAYER_TYPE, MemStore, Session
+from tests.harness.memstore import FAST_POLICY, LAYER_TYPE, MemStore
 
 DATA = bytes(range(40))
 DIGEST = digest_of(DATA)
@@ -21,9 +22,9 @@ def stores(*, layout: bool = False) -> tuple[MemStore, MemStore]:
     return src, MemStore("dst.test")
 
 
-async def copy(src: MemStore, dst: MemStore, session: object | None = None) -> Stats:
+async def copy(src: MemStore, dst: MemStore, session: UploadSession | None = None) -> Stats:
     stats = Stats()
-    await transfer_blob(src, "acme/app", dst, "backup/acme/app", BLOB, stats, session)
+    await transfer_blob(src, "acme/app", dst, "backup/acme/app", BLOB, stats, session, FAST_POLICY)
     return stats
 
 
@@ -48,7 +49,7 @@ async def test_a_source_that_refuses_to_resume_restarts_in_a_new_session() -> No
     src, dst = stores()
     src.resumable = False
     src.break_read(DIGEST, nth=1, after=10)
-    mounted = Session("backup/acme/app", 7)
+    mounted = UploadSession("backup/acme/app", "7")
     await copy(src, dst, mounted)
     assert offsets(src) == [0, 10, 0]
     assert [session for _, _, session in dst.writes] == [mounted, None]
@@ -103,7 +104,7 @@ async def test_bytes_that_hash_wrong_fail_after_every_attempt_with_the_cause() -
     src.blobs["acme/app"][DIGEST] = bytes(reversed(DATA))
     with pytest.raises(TransientError, match=r"failed 3 times, last: DigestMismatch"):
         await copy(src, dst)
-    assert len(dst.writes) == dst.policy.attempts
+    assert len(dst.writes) == FAST_POLICY.attempts
     assert DIGEST not in dst.blobs.get("backup/acme/app", {})
 
 
@@ -120,7 +121,7 @@ async def test_a_transient_write_error_is_retried_in_a_new_session() -> None:
     """A destination that fails one write gets the blob again from byte zero, without a session."""
     src, dst = stores()
     dst.fail_write(DIGEST, times=1)
-    mounted = Session("backup/acme/app", 3)
+    mounted = UploadSession("backup/acme/app", "3")
     stats = await copy(src, dst, mounted)
     assert [session for _, _, session in dst.writes] == [mounted, None]
     assert offsets(src) == [0, 0]

@@ -8,7 +8,7 @@ assert what crossed, what was mounted, and that a tag came after its content.
 
 Fault knobs (all per digest, all counted from the first call):
 - ``break_read(digest, nth, after)``: the nth read of a blob yields ``after`` bytes, then
-  raises ``ConnectionError`` (a broken connection);
+  raises ``ConnectionBroken`` (a broken connection);
 - ``cut_read(digest, nth, after)``: the nth read ends cleanly after ``after`` bytes;
 - ``resumable = False``: a read from a non-zero offset raises ``ResumeRefused``;
 - ``fail_write(digest, times, error)``: the next ``times`` writes of a blob raise ``error``
@@ -34,6 +34,7 @@ from dataclasses import dataclass, field
 
 from backup.errors import (
     BackupError,
+    ConnectionBroken,
     DigestMismatch,
     NotFound,
     RegistryError,
@@ -51,20 +52,13 @@ from backup.oci import (
 )
 from backup.reference import Registry
 from backup.retry import RetryPolicy
+from backup.store import UploadSession
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 # No waiting between retries in tests: the policy's delays are all zero.
 FAST_POLICY = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0)
-
-
-@dataclass(frozen=True)
-class Session:
-    """An upload session handed out by ``mount_blob`` when it could not mount."""
-
-    name: str
-    number: int
 
 
 @dataclass(frozen=True)
@@ -96,7 +90,6 @@ class MemStore:
 
     host: str = "mem.test"
     layout: bool = False
-    policy: RetryPolicy = FAST_POLICY
     chunk_size: int = 4
     resumable: bool = True
     mounts: bool = True
@@ -107,7 +100,9 @@ class MemStore:
     calls: Counter[str] = field(default_factory=Counter)
     events: list[Event] = field(default_factory=list)
     reads: list[tuple[str, str, int]] = field(default_factory=list)  # (name, digest, offset)
-    writes: list[tuple[str, str, object | None]] = field(default_factory=list)  # with session
+    writes: list[tuple[str, str, UploadSession | None]] = field(
+        default_factory=list
+    )  # with session
     hold_writes: asyncio.Event = field(default_factory=asyncio.Event)
     write_started: asyncio.Event = field(default_factory=asyncio.Event)
     _read_faults: dict[str, list[_Fault]] = field(default_factory=dict)
@@ -221,7 +216,7 @@ class MemStore:
         data = self.blobs.get(name, {}).get(digest)
         return len(data) if data is not None else None
 
-    async def mount_blob(self, name: str, digest: str, from_name: str) -> object | None:
+    async def mount_blob(self, name: str, digest: str, from_name: str) -> UploadSession | None:
         self.calls["mount_blob"] += 1
         data = self.blobs.get(from_name, {}).get(digest)
         if self.mounts and data is not None:
@@ -229,7 +224,7 @@ class MemStore:
             self.events.append(Event("mount", name, digest))
             return None
         self._sessions += 1
-        return Session(name, self._sessions)
+        return UploadSession(name, str(self._sessions))
 
     @contextlib.asynccontextmanager
     async def read_blob(
@@ -254,17 +249,21 @@ class MemStore:
                 yield data[start : min(start + self.chunk_size, end)]
                 await asyncio.sleep(0)
             if fault is not None and fault.kind == "break":
-                raise ConnectionError(f"injected break after byte {end}")
+                raise ConnectionBroken(f"injected break after byte {end}")
 
         yield chunks()
 
     async def write_blob(
-        self, name: str, blob: Descriptor, chunks: AsyncIterable[bytes], session: object | None
+        self,
+        name: str,
+        blob: Descriptor,
+        chunks: AsyncIterable[bytes],
+        session: UploadSession | None,
     ) -> None:
         self.calls["write_blob"] += 1
         self.writes.append((name, blob.digest, session))
         if session is not None:
-            assert isinstance(session, Session) and session.name == name, session
+            assert session.name == name, session
         self.write_started.set()
         await self.hold_writes.wait()
         received = b"".join([chunk async for chunk in chunks])
