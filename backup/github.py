@@ -1,8 +1,9 @@
 """Discover an owner's container packages and their tagged versions through PyGithub.
 
-PyGithub has no packages API, so this uses its requester and PaginatedList directly. PyGithub
-is not thread-safe: every call runs on one worker thread, so the event loop can copy earlier
-packages while later ones are still being listed.
+PyGithub has no packages API, so this asks for each page through PyGithub's public
+``Github.requester`` (``requestJson``, conditional on the page's ETag) and counts the pages as
+it reads them. PyGithub is not thread-safe: every call runs on one worker thread, so the event
+loop can copy earlier packages while later ones are still being listed.
 
 What can go wrong, and whose failure it is:
 
