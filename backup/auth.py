@@ -16,10 +16,7 @@ from dataclasses import dataclass
 import aiohttp
 import yarl
 
-# CredentialStore is re-exported until commands.py imports it from backup.credentials.
-from backup.credentials import Credentials as Credentials
-from backup.credentials import CredentialSource
-from backup.credentials import CredentialStore as CredentialStore
+from backup.credentials import Credentials, CredentialSource
 from backup.errors import AuthError
 from backup.reference import Registry
 

@@ -12,7 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from backup.auth import Credentials
+from backup.credentials import Credentials
 from backup.errors import InvalidReference, UsageError
 from backup.oci import Platform
 from backup.packages import Owner

@@ -19,7 +19,6 @@ from typing import Any
 
 import structlog
 
-from backup.auth import Credentials
 from backup.config import (
     DEFAULT_DEST,
     RegistryConfig,
@@ -28,6 +27,7 @@ from backup.config import (
     parse_backup_prefix,
     shard_from,
 )
+from backup.credentials import Credentials
 from backup.errors import UsageError
 from backup.history import Retention
 from backup.policy import PackageFilter, TagPolicy

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.auth import Credentials, CredentialStore
+from backup.credentials import Credentials, CredentialStore
 from backup.engine import CopyEngine, _Probe
 from backup.reference import parse_reference
 from backup.report import Stats

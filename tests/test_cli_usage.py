@@ -213,13 +213,26 @@ def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
 ) -> None:
     """An unexpected exception exits 70 with a run_crashed event, its traceback inside it and
     secrets redacted; stderr stays JSON lines."""
+    import structlog
+
     from backup import cli
 
     async def crash(args: argparse.Namespace) -> int:
         raise RuntimeError("boom with Bearer abc.def.ghi inside")
 
+    # main() configures logging for the whole process: here it must leave no cached loggers
+    # and no configuration behind for later tests that use structlog.testing.capture_logs.
+    configure = structlog.configure
+    monkeypatch.setattr(
+        structlog,
+        "configure",
+        lambda **kw: configure(**(kw | {"cache_logger_on_first_use": False})),
+    )
     monkeypatch.setitem(cli.COMMANDS, "copy", crash)
-    assert cli.main(["copy", "--log-format", "json", "a", "b"]) == cli.EXIT_CRASHED == 70
+    try:
+        assert cli.main(["copy", "--log-format", "json", "a", "b"]) == cli.EXIT_CRASHED == 70
+    finally:
+        structlog.reset_defaults()
     lines = capsys.readouterr().err.splitlines()
     events = [json.loads(line) for line in lines]
     (crashed,) = [e for e in events if e["event"] == "run_crashed"]

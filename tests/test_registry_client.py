@@ -11,7 +11,7 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from backup.auth import Credentials
+from backup.credentials import Credentials
 from backup.errors import (
     AuthError,
     BodyTooLarge,

@@ -7,8 +7,8 @@ from typing import Any
 
 import structlog
 
-from backup.auth import CredentialStore
 from backup.commands.run import execute, finish
+from backup.credentials import CredentialStore
 from backup.errors import BackupError, InvalidReference
 from backup.history import carried_forward, record_run, tagged_images
 from backup.options import CopyOptions

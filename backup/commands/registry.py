@@ -12,9 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 import structlog
 
-from backup.auth import CredentialStore
 from backup.commands.run import EXIT_FAILED, EXIT_OK, execute, finish
 from backup.config import RegistryConfig
+from backup.credentials import CredentialStore
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.history import (
     Retention,

@@ -5,9 +5,9 @@ from __future__ import annotations
 
 import structlog
 
-from backup.auth import CredentialStore
 from backup.commands.run import execute, finish
 from backup.commands.tags import backup_tags
+from backup.credentials import CredentialStore
 from backup.errors import BackupError, UsageError
 from backup.options import RestoreOptions
 from backup.policy import PackageFilter, TagPolicy

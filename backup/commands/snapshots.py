@@ -7,8 +7,8 @@ import sys
 
 import structlog
 
-from backup.auth import CredentialStore
 from backup.commands.run import EXIT_FAILED, EXIT_OK
+from backup.credentials import CredentialStore
 from backup.options import SnapshotsOptions
 from backup.report import write_report
 from backup.session import open_clients

@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import structlog
 
-from backup.auth import CredentialStore
 from backup.commands.run import EXIT_FAILED, EXIT_OK
 from backup.commands.tags import backup_tags
+from backup.credentials import CredentialStore
 from backup.options import VerifyOptions
 from backup.report import write_report
 from backup.session import open_clients
