@@ -70,7 +70,7 @@ def parse_registry(text: str) -> Registry:
     text = text.strip().rstrip("/")
     plain = text.startswith("http://")
     host = text.removeprefix("http://").removeprefix("https://")
-    return Registry(validate_host(host), plain)
+    return Registry(validate_host(host), "http" if plain else "https")
 
 
 def parse_backup_prefix(text: str, *, must_exist: bool = False) -> Repository:

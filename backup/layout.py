@@ -80,7 +80,7 @@ class LayoutStore:
 
     def __init__(self, registry: Registry) -> None:
         self.registry = registry
-        self.root = Path(registry.host)
+        self.root = Path(registry.path)
         self._index_lock = asyncio.Lock()
         self._index: dict[str, Any] | None = None
         self._dirty = False

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 from backup.errors import InvalidReference
 
@@ -71,24 +72,43 @@ def validate_host(host: str) -> str:
     return host
 
 
+Scheme = Literal["https", "http", "oci"]
+
+
 @dataclass(frozen=True, order=True)
 class Registry:
-    """Where images live: a registry endpoint, or (``layout``) an OCI layout whose path is ``host``.
+    """Where images live: a registry endpoint reached over ``https`` (or ``http``, only ever set
+    by an explicit ``http://`` prefix), or an OCI image layout directory (``oci``)."""
 
-    ``plain_http`` is only ever set by an explicit ``http://`` prefix.
-    """
+    host: str = ""  # host[:port] of a registry; empty for a layout
+    scheme: Scheme = "https"
+    path: str = ""  # a layout's directory; empty for a registry
 
-    host: str
-    plain_http: bool = False
-    layout: bool = False
+    @classmethod
+    def layout_at(cls, directory: str | Path) -> Registry:
+        return cls(scheme="oci", path=str(Path(directory).absolute()))
+
+    @property
+    def layout(self) -> bool:
+        return self.scheme == "oci"
+
+    @property
+    def plain_http(self) -> bool:
+        return self.scheme == "http"
 
     @property
     def base_url(self) -> str:
-        return f"{'http' if self.plain_http else 'https'}://{self.host}"
+        assert not self.layout, "a layout has no URL"
+        return f"{self.scheme}://{self.host}"
+
+    @property
+    def location(self) -> str:
+        """What names it in messages and length limits: host[:port], or the layout's path."""
+        return self.path if self.layout else self.host
 
     def __str__(self) -> str:
         if self.layout:
-            return f"oci:{self.host}"
+            return f"oci:{self.path}"
         return f"http://{self.host}" if self.plain_http else self.host
 
 
@@ -103,9 +123,9 @@ class Repository:
         if not self.name:
             return  # a registry's or layout's root: only ever a prefix for child()
         validate_repository(self.name)
-        if len(self.registry.host) + 1 + len(self.name) > _MAX_NAME_LENGTH:
+        if len(self.registry.location) + 1 + len(self.name) > _MAX_NAME_LENGTH:
             raise InvalidReference(
-                f"repository {self.registry.host}/{self.name} is longer than "
+                f"repository {self.registry.location}/{self.name} is longer than "
                 f"{_MAX_NAME_LENGTH} characters"
             )
 
@@ -170,7 +190,7 @@ def _split_scheme(text: str) -> tuple[str, bool]:
 def _layout_registry(path: str) -> Registry:
     if not path or "\x00" in path:
         raise InvalidReference("an OCI layout reference needs a directory: oci:/path/to/dir")
-    return Registry(str(Path(path).absolute()), layout=True)
+    return Registry.layout_at(path)
 
 
 def parse_repository(text: str, *, root: bool = False) -> Repository:
@@ -188,7 +208,7 @@ def parse_repository(text: str, *, root: bool = False) -> Repository:
             f"{text!r} has no repository path: write host[:port]/path, "
             "e.g. registry.example.com/backup"
         )
-    registry = Registry(validate_host(host), plain_http)
+    registry = Registry(validate_host(host), "http" if plain_http else "https")
     return Repository(registry, path)
 
 
@@ -221,5 +241,5 @@ def parse_reference(text: str, *, default_tag: str | None = "latest") -> Referen
         path, tag = path[:colon], path[colon + 1 :]
     if tag is None and not at:
         tag = default_tag
-    repository = Repository(Registry(validate_host(host), plain_http), path)
+    repository = Repository(Registry(validate_host(host), "http" if plain_http else "https"), path)
     return Reference(repository, tag, digest if at else None)

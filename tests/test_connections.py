@@ -83,7 +83,7 @@ async def test_no_connection_is_reused_after_a_failed_request_body(
     timeout = aiohttp.ClientTimeout(total=None, sock_read=2)
     connector = aiohttp.TCPConnector(limit_per_host=1)  # one connection: reuse is certain
     async with aiohttp.ClientSession(connector=connector, timeout=timeout) as session:
-        client = RegistryClient(Registry(proxy.host, plain_http=True), session, None, ONE_TRY)
+        client = RegistryClient(Registry(proxy.host, "http"), session, None, ONE_TRY)
         with pytest.raises(BackupError):
             await client.write_blob("conn/a", blob(data, declared), pieces(data, pause_s), None)
         await asyncio.sleep(0.05)  # let a cancelled writer finish its part

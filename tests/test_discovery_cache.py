@@ -319,7 +319,7 @@ def test_the_cache_is_small() -> None:
 def test_stored_in_a_layout_and_read_back(tmp_path: Path, api: GitHubStandIn) -> None:
     """Written as an OCI artifact under the discovery-cache tag; an unreadable one is ignored."""
     cache = Run(api, None).cache
-    store = LayoutStore(Registry(str(tmp_path / "layout"), layout=True))
+    store = LayoutStore(Registry.layout_at(str(tmp_path / "layout")))
     repository = f"ghcr/{SNAPSHOT_REPOSITORY}"
 
     async def round_trip() -> DiscoveryCache | None:

@@ -18,7 +18,7 @@ from tests.harness.memstore import Image, image
 
 
 def layout_at(root: Path) -> LayoutStore:
-    return LayoutStore(Registry(str(root), layout=True))
+    return LayoutStore(Registry.layout_at(str(root)))
 
 
 async def stream(data: bytes, pieces: int = 3) -> AsyncIterator[bytes]:

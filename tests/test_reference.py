@@ -27,7 +27,7 @@ def test_parse_reference(
 ) -> None:
     """Each part of a reference lands in its field, and the string form round-trips."""
     ref = parse_reference(text)
-    assert ref.repository.registry == Registry(host, plain)
+    assert ref.repository.registry == Registry(host, "http" if plain else "https")
     assert (ref.repository.name, ref.tag, ref.digest) == (name, tag, digest)
     assert parse_reference(str(ref)) == ref
 
@@ -73,3 +73,20 @@ def test_repository_prefix_and_child() -> None:
     assert str(prefix.child("acme/team/app")) == "registry.example.com/ghcr-backup/acme/team/app"
     with pytest.raises(InvalidReference):
         parse_repository("registry.example.com")
+
+
+def test_a_layout_is_a_scheme_with_a_path() -> None:
+    """oci:DIR parses to the oci scheme with an absolute path and no host; it prints back."""
+    prefix = parse_repository("oci:relative/dir:acme")
+    registry = prefix.registry
+    assert (registry.scheme, registry.host, registry.layout, registry.plain_http) == (
+        "oci",
+        "",
+        True,
+        False,
+    )
+    assert registry.path.startswith("/") and registry.path.endswith("/relative/dir")
+    assert str(prefix) == f"oci:{registry.path}:acme"
+    assert parse_repository(str(prefix)) == prefix
+    with pytest.raises(AssertionError):
+        registry.base_url  # noqa: B018 - a layout has no URL

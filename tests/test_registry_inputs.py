@@ -161,7 +161,7 @@ def test_a_chunk_size_over_the_limit_is_halved_until_it_passes(
 @pytest.fixture
 async def client(backup_registry: RegistryProcess) -> AsyncIterator[RegistryClient]:
     async with aiohttp.ClientSession() as session:
-        registry = Registry(backup_registry.host, plain_http=True)
+        registry = Registry(backup_registry.host, "http")
         yield RegistryClient(registry, session, None, FAST)
 
 

@@ -144,7 +144,7 @@ class _Counting:
 
 async def test_snapshot_round_trip_in_a_layout(tmp_path: Path) -> None:
     """A saved snapshot lists, loads byte-for-byte equal, and is found by time."""
-    store = LayoutStore(Registry(str(tmp_path), layout=True))
+    store = LayoutStore(Registry.layout_at(str(tmp_path)))
     snapshots = Snapshots(store, Repository(store.registry, ""))
     assert await snapshots.ids() == [] and await snapshots.latest() is None
     first = new_snapshot("ghcr.io", [_image("acme/app", "1.0.0", 1)], T0)
@@ -165,7 +165,7 @@ async def test_snapshot_round_trip_in_a_layout(tmp_path: Path) -> None:
 
 async def test_snapshot_content_is_a_plain_json_artifact(tmp_path: Path) -> None:
     """The artifact's one layer is the snapshot's JSON: readable without this tool."""
-    store = LayoutStore(Registry(str(tmp_path), layout=True))
+    store = LayoutStore(Registry.layout_at(str(tmp_path)))
     snapshots = Snapshots(store, Repository(store.registry, "backup"))
     snapshot = new_snapshot("ghcr.io", [_image("acme/app", "1.0.0", 1)], T0)
     await snapshots.save(snapshot)
@@ -185,7 +185,7 @@ async def test_snapshot_content_is_a_plain_json_artifact(tmp_path: Path) -> None
 async def test_histories_are_written_only_when_they_change(tmp_path: Path) -> None:
     """An unchanged repository costs no write; a moved tag rewrites only its own history."""
     digests: dict[tuple[str, str], TaggedImage] = {}
-    store = LayoutStore(Registry(str(tmp_path), layout=True))
+    store = LayoutStore(Registry.layout_at(str(tmp_path)))
     snapshots = Snapshots(store, Repository(store.registry, ""))
     config = await snapshots._put_blob(b"{}", "application/vnd.oci.empty.v1+json")
     from backup.oci import parse_manifest
@@ -252,7 +252,7 @@ async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Pa
     from backup.commands.tags import backup_tags
     from backup.policy import PackageFilter
 
-    store = LayoutStore(Registry(str(tmp_path), layout=True))
+    store = LayoutStore(Registry.layout_at(str(tmp_path)))
     prefix = Repository(store.registry, "backup")
     snapshots = Snapshots(store, prefix)
     older = new_snapshot("ghcr.io", [_image("acme/gone", "1", 1)], T0)
@@ -269,6 +269,6 @@ async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Pa
     only_app = await backup_tags(no_catalog, prefix, PackageFilter(("acme/app",)), None, None)
     assert only_app == [("backup/acme/app", "1.0.0")]
 
-    empty = LayoutStore(Registry(str(tmp_path / "empty"), layout=True))
+    empty = LayoutStore(Registry.layout_at(str(tmp_path / "empty")))
     with pytest.raises(UsageError, match="--from-report"):
         await backup_tags(_NoCatalog(empty), prefix, PackageFilter(()), None, None)

@@ -109,7 +109,7 @@ async def test_a_layout_the_engine_wrote_verifies_clean_deep(tmp_path: Path) -> 
     src = MemStore("src.test")
     multi = index([("linux/amd64", image(SHARED, b"a")), ("linux/arm64", image(SHARED, b"b"))])
     src.add_image("acme/app", "1", multi)
-    layout = LayoutStore(Registry(str(tmp_path), layout=True))
+    layout = LayoutStore(Registry.layout_at(str(tmp_path)))
     stores: dict[Registry, Store] = {src.registry: src, layout.registry: layout}
     spec = CopySpec(
         Reference(Repository(src.registry, "acme/app"), "1"),

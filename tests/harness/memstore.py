@@ -113,7 +113,9 @@ class MemStore:
     registry: Registry = field(init=False)
 
     def __post_init__(self) -> None:
-        self.registry = Registry(self.host, plain_http=True, layout=self.layout)
+        self.registry = (
+            Registry.layout_at(f"/mem/{self.host}") if self.layout else Registry(self.host, "http")
+        )
         self.hold_writes.set()
 
     # Fault knobs
