@@ -303,6 +303,24 @@ def _add_copy(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
 
 
+def _github_options(parser: argparse.ArgumentParser, what: str) -> None:
+    """The owner and the GitHub API, as registry and repos take them."""
+    owner = parser.add_mutually_exclusive_group()
+    owner.add_argument("--org", help="organisation to back up [GITHUB_ORG]")
+    owner.add_argument("--user", help=f"user whose {what} to back up [GITHUB_OWNER_USER]")
+    parser.add_argument(
+        "--github-token-file",
+        metavar="PATH",
+        help="read the GitHub token from PATH instead of GITHUB_TOKEN",
+    )
+    parser.add_argument(
+        "--github-api-url",
+        metavar="URL",
+        help="REST API base [GITHUB_API_URL] (default https://api.github.com; "
+        "GHES: https://HOST/api/v3)",
+    )
+
+
 def _add_registry(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     reg = commands.add_parser(
         "registry",
@@ -313,20 +331,7 @@ def _add_registry(commands: Any, parents: list[argparse.ArgumentParser]) -> None
         "API, keep the latest patch of every major.minor, and copy them to --dest.",
         epilog="\n".join((_REGISTRY_ENVIRONMENT, "", _COPY_EXIT)),
     )
-    owner = reg.add_mutually_exclusive_group()
-    owner.add_argument("--org", help="organisation to back up [GITHUB_ORG]")
-    owner.add_argument("--user", help="user whose packages to back up [GITHUB_OWNER_USER]")
-    reg.add_argument(
-        "--github-token-file",
-        metavar="PATH",
-        help="read the GitHub token from PATH instead of GITHUB_TOKEN",
-    )
-    reg.add_argument(
-        "--github-api-url",
-        metavar="URL",
-        help="REST API base [GITHUB_API_URL] (default https://api.github.com; "
-        "GHES: https://HOST/api/v3)",
-    )
+    _github_options(reg, "packages")
     reg.add_argument(
         "--source-registry",
         metavar="HOST",
@@ -497,20 +502,7 @@ def _add_repos(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         "stays under refs/backup/<UTC time>/.",
         epilog="\n".join((_REPOS_ENVIRONMENT, "", _REPOS_EXIT)),
     )
-    owner = repos.add_mutually_exclusive_group()
-    owner.add_argument("--org", help="organisation to back up [GITHUB_ORG]")
-    owner.add_argument("--user", help="user whose repositories to back up [GITHUB_OWNER_USER]")
-    repos.add_argument(
-        "--github-token-file",
-        metavar="PATH",
-        help="read the GitHub token from PATH instead of GITHUB_TOKEN",
-    )
-    repos.add_argument(
-        "--github-api-url",
-        metavar="URL",
-        help="REST API base [GITHUB_API_URL] (default https://api.github.com; "
-        "GHES: https://HOST/api/v3)",
-    )
+    _github_options(repos, "repositories")
     repos.add_argument(
         "--dest",
         metavar="DIR",

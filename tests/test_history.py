@@ -127,6 +127,20 @@ def _reachable(walker: Walker, repository: str) -> set[str]:
     return found
 
 
+def _env(
+    pat: str, stand_in: GitHubStandIn, source: LiveRegistry, dest: LiveRegistry | None = None
+) -> dict[str, str]:
+    """The registry command's environment: the token, the stand-ins, the backup's password."""
+    env = {
+        "GITHUB_TOKEN": pat,
+        "GITHUB_API_URL": stand_in.url,
+        "SOURCE_REGISTRY": f"http://{source.host}",
+    }
+    if dest is not None:
+        env |= {"DEST_USERNAME": dest.username, "DEST_PASSWORD": dest.password}
+    return env
+
+
 def _run(env: dict[str, str], config: Path, *args: str) -> subprocess.CompletedProcess[str]:
     result = run_cli(list(args), config, env=env, timeout=300)
     assert "Traceback" not in result.stderr, result.stderr[-3000:]
@@ -144,13 +158,7 @@ def test_overwritten_and_deleted_tags_survive_gc_and_restore_as_of_the_first_sna
     """A bad release over 1.1.0 and a deleted 2.0.0 cannot erase the first night's backup."""
     org, stand_in = small_org
     config = docker_config_for(tmp_path / "docker", backup.live)
-    env = {
-        "GITHUB_TOKEN": pat,
-        "GITHUB_API_URL": stand_in.url,
-        "SOURCE_REGISTRY": f"http://{source.host}",
-        "DEST_USERNAME": "backup",
-        "DEST_PASSWORD": backup.live.password,
-    }
+    env = _env(pat, stand_in, source, backup.live)
     prefix = f"http://{backup.live.host}/ghcr"
     first = _run(env, config, "registry", "--org", org.name, "--dest", prefix, "--all-patches")
     assert first.returncode == 0, first.stderr[-3000:]
@@ -272,11 +280,7 @@ def test_history_in_an_oci_layout(
     """The same through a layout: snapshots live inside it, old digests stay referenced."""
     org, stand_in = small_org
     config = docker_config_for(tmp_path / "docker")
-    env = {
-        "GITHUB_TOKEN": pat,
-        "GITHUB_API_URL": stand_in.url,
-        "SOURCE_REGISTRY": f"http://{source.host}",
-    }
+    env = _env(pat, stand_in, source)
     layout = tmp_path / "layout"
     args = ["registry", "--org", org.name, "--dest", f"oci:{layout}", "--all-patches"]
     assert _run(env, config, *args).returncode == 0
@@ -324,13 +328,7 @@ def test_retention_forgets_old_snapshots_and_prune_deletes_only_what_none_names(
     """Deletions stay by default; --keep-last 1 --prune then removes what no kept snapshot names."""
     org, stand_in = small_org
     config = docker_config_for(tmp_path / "docker", backup.live)
-    env = {
-        "GITHUB_TOKEN": pat,
-        "GITHUB_API_URL": stand_in.url,
-        "SOURCE_REGISTRY": f"http://{source.host}",
-        "DEST_USERNAME": "backup",
-        "DEST_PASSWORD": backup.live.password,
-    }
+    env = _env(pat, stand_in, source, backup.live)
     prefix = f"http://{backup.live.host}/ghcr"
     args = ["registry", "--org", org.name, "--dest", prefix, "--all-patches"]
     assert _run(env, config, *args).returncode == 0
