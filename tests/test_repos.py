@@ -269,9 +269,11 @@ def test_token_never_in_argv_files_or_logs(world: World) -> None:
     )
     seen_git = 0
     while process.poll() is None:
-        for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+        # Listing /proc by name and reading each entry in one step: a process may exit between
+        # the listing and the read, and pathlib's glob would stat (and fail on) it in between.
+        for pid in filter(str.isdigit, os.listdir("/proc")):
             try:
-                argv = cmdline.read_bytes()
+                argv = Path("/proc", pid, "cmdline").read_bytes()
             except OSError:
                 continue
             assert not any(form in argv for form in forms), argv
