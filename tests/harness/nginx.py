@@ -43,6 +43,7 @@ class NginxProxy:
     client_max_body_size: str = "256k"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
+    _moved: bool = field(default=False, repr=False)
 
     @property
     def host(self) -> str:
@@ -66,7 +67,14 @@ class NginxProxy:
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 text = (self.directory / "stderr.log").read_text(errors="replace")
+                if "Address already in use" in text and not self._moved:
+                    # Another process took the free port between free_port() and the bind.
+                    self.port, self._moved = free_port(), True
+                    return self.start()
                 raise RuntimeError(f"nginx exited: {text[-2000:]}")
+            if not (self.directory / "nginx.pid").exists():  # written once it is listening
+                time.sleep(0.05)
+                continue
             try:
                 with socket.create_connection(("127.0.0.1", self.port), timeout=1):
                     return self

@@ -44,6 +44,7 @@ class RegistryProcess:
     port: int = field(default_factory=free_port)
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files
     process: subprocess.Popen[bytes] | None = None
+    _moved: bool = field(default=False, repr=False)
 
     @property
     def host(self) -> str:
@@ -81,7 +82,12 @@ class RegistryProcess:
         deadline = time.monotonic() + 20
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
-                raise RuntimeError(f"registry exited: {self.access_log.read_text()[-2000:]}")
+                text = self.access_log.read_text(errors="replace")
+                if "address already in use" in text and not self._moved:
+                    # Another process took the free port between free_port() and the bind.
+                    self.port, self._moved = free_port(), True
+                    return self.start()
+                raise RuntimeError(f"registry exited: {text[-2000:]}")
             try:
                 if self.tls:
                     with socket.create_connection(("127.0.0.1", self.port), timeout=1):
