@@ -266,11 +266,18 @@ def _retention_options() -> argparse.ArgumentParser:
 
 
 def _shard_option(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument(
+    shards = parser.add_mutually_exclusive_group()
+    shards.add_argument(
         "--shard",
         metavar="I/N",
         help="the snapshot series of shard I of N, for a backup made with --shard or "
         "--shard-count [BACKUP_SHARD]",
+    )
+    shards.add_argument(
+        "--shard-count",
+        metavar="N",
+        help="the snapshot series of all N shards, for a backup made in N shards "
+        "[BACKUP_SHARD_COUNT]",
     )
 
 
@@ -595,14 +602,18 @@ def _add_restore(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             (
                 "environment:",
                 _DEST_CREDENTIALS.replace("destination", "--to"),
+                "  BACKUP_SHARD        the same as --shard",
+                "  BACKUP_SHARD_COUNT  the same as --shard-count",
                 "  PUSHGATEWAY_URL     the same as --pushgateway",
                 _DOCKER_CONFIG,
                 "",
                 _COPY_EXIT,
             )
         ),
-        description="Copy every repository and tag below --from to the same path below --to, "
-        "byte-exact, with the same engine as copy.",
+        description="Copy the tags of a snapshot (by default the latest; every tag when the "
+        "backup has no snapshot) from below --from to the same path below --to, byte-exact, "
+        "with the same engine as copy. A backup made in N shards keeps one snapshot series "
+        "per shard: --shard-count N restores all of them.",
     )
     restore.add_argument(
         "--from",
@@ -666,6 +677,7 @@ def _add_snapshots(commands: Any, parents: list[argparse.ArgumentParser]) -> Non
                 "environment:",
                 "  BACKUP_DEST         the same as --dest",
                 "  BACKUP_SHARD        the same as --shard",
+                "  BACKUP_SHARD_COUNT  the same as --shard-count",
                 _DEST_CREDENTIALS,
                 _DOCKER_CONFIG,
                 "",

@@ -22,6 +22,7 @@ import structlog
 from backup.config import (
     DEFAULT_DEST,
     RegistryConfig,
+    Shard,
     destination_credentials,
     load_registry_config,
     parse_backup_prefix,
@@ -121,7 +122,7 @@ class RestoreOptions:
     from_report: Path | None = None
     snapshot: str | None = None
     as_of: datetime | None = None
-    series: str = ""
+    series: tuple[str, ...] = ("",)
 
 
 @dataclass(frozen=True)
@@ -131,7 +132,7 @@ class SnapshotsOptions:
     prefix: Repository
     credentials: Mapping[str, Credentials] = field(repr=False)
     json: bool = False
-    series: str = ""
+    series: tuple[str, ...] = ("",)
 
 
 # From the parsed command line
@@ -172,9 +173,23 @@ def _credentials(repository: Repository, env: Mapping[str, str]) -> dict[str, Cr
     return {repository.registry.host: found} if found else {}
 
 
-def _series(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    shard = shard_from(args, env)
-    return shard.series if shard else ""
+def _series(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+    """The snapshot series a command reads: one shard's (--shard I/N), every shard's of a
+    backup made in N shards (--shard-count N), or the series of an unsharded backup."""
+    if getattr(args, "shard", None) or env.get("BACKUP_SHARD"):
+        shard = shard_from(args, env)
+        assert shard is not None
+        return (shard.series,)
+    count_text = getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT")
+    if not count_text:
+        return ("",)
+    try:
+        count = int(count_text)
+    except ValueError:
+        raise UsageError(f"--shard-count {count_text!r} is not an integer") from None
+    if count < 1:
+        raise UsageError(f"--shard-count {count}: need at least 1")
+    return tuple(Shard(index, count).series for index in range(count))
 
 
 def _backup(args: argparse.Namespace, env: Mapping[str, str]) -> Repository:
@@ -262,6 +277,12 @@ def restore_options(
 ) -> RestoreOptions:
     if args.snapshot:
         id_time(args.snapshot)  # a usage error when it is not an id
+    series = _series(args, env)
+    if args.snapshot and len(series) > 1:
+        raise UsageError(
+            "--snapshot names a snapshot of one shard: give --shard I/N with it, "
+            "or restore every shard with --as-of TIME and --shard-count"
+        )
     target = parse_repository(args.target, root=True)
     return RestoreOptions(
         output=output_from(args),
@@ -275,7 +296,7 @@ def restore_options(
         from_report=args.from_report,
         snapshot=args.snapshot,
         as_of=parse_timestamp(args.as_of) if args.as_of else None,
-        series=_series(args, env),
+        series=series,
     )
 
 

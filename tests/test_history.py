@@ -359,3 +359,94 @@ def test_retention_forgets_old_snapshots_and_prune_deletes_only_what_none_names(
     assert old not in _reachable(walker, f"ghcr/{org.name}/app")  # left for the collector
     for tag, manifest in org.tags["app"].items():
         assert walker.walk(f"ghcr/{org.name}/app", tag).digest == manifest.digest
+
+
+def test_a_backup_made_in_shards_is_listed_and_restored_as_a_whole(
+    small_org: tuple[SmallOrg, GitHubStandIn],
+    empty: LiveRegistry,
+    source: LiveRegistry,
+    pat: str,
+    tmp_path: Path,
+) -> None:
+    """Each shard keeps its own series; --shard-count N lists and restores all N together,
+    each shard from its latest snapshot at or before --as-of."""
+    org, stand_in = small_org
+    config = docker_config_for(tmp_path / "docker")
+    env = _env(pat, stand_in, source)
+    layout = f"oci:{tmp_path / 'layout'}"
+    # Of 4 shards, app belongs to shard 3 and web to shard 1 (sha256 of the name, mod 4).
+    shards = ["--shard-count", "4"]
+
+    def back_up() -> None:
+        for index in range(4):
+            args = ["--org", org.name, "--dest", layout, "--all-patches", "--shard", f"{index}/4"]
+            result = _run(env, config, "registry", *args)
+            assert result.returncode == 0, result.stderr[-3000:]
+
+    back_up()
+    first_digests = {(p, t): m.digest for p, tags in org.tags.items() for t, m in tags.items()}
+    listed = json.loads(_run(env, config, "snapshots", "--dest", layout, "--json", *shards).stdout)
+    by_shard = {entry["shard"]: entry["tags"] for entry in listed}
+    assert by_shard == {"shard-0-of-4": 0, "shard-1-of-4": 2, "shard-2-of-4": 0, "shard-3-of-4": 3}
+    after_first = max(entry["time"] for entry in listed)
+
+    # Both shards' packages get a bad release; the next night backs them up.
+    org.push("app", "1.1.0")
+    org.push("web", "2.1.0")
+    stand_in.owners[org.name] = org.api()
+    back_up()
+    table = _run(env, config, "snapshots", "--dest", layout, *shards)
+    assert table.returncode == 0 and table.stdout.splitlines()[0].split()[:2] == ["shard", "id"]
+    assert len(table.stdout.splitlines()) == 1 + 8
+
+    # One shard's series alone is what --shard I/N restores; --shard-count restores them all.
+    report_path = tmp_path / "restore.json"
+    restored = _run(
+        env,
+        config,
+        "restore",
+        "--from",
+        layout,
+        "--to",
+        f"http://{empty.host}/r",
+        "--as-of",
+        after_first,
+        "--report",
+        str(report_path),
+        *shards,
+    )
+    assert restored.returncode == 0, restored.stderr[-3000:]
+    chosen = json.loads(report_path.read_text())["summary"]["snapshots"]
+    assert chosen == {entry["shard"]: entry["id"] for entry in listed}  # the first night's
+    walker = empty.walker()
+    for (package, tag), digest in first_digests.items():
+        walked = walker.walk(f"r/{org.name}/{package}", tag)
+        assert (walked.digest, walked.problems) == (digest, []), (package, tag)
+
+    # A snapshot id names one shard's snapshot, so it does not go with --shard-count.
+    mixed = _run(
+        env,
+        config,
+        "restore",
+        "--from",
+        layout,
+        "--to",
+        f"http://{empty.host}/x",
+        "--snapshot",
+        chosen["shard-1-of-4"],
+        *shards,
+    )
+    assert mixed.returncode == 2 and "--shard I/N" in mixed.stderr
+    # A wrong shard count names the series it could not find.
+    wrong = _run(
+        env,
+        config,
+        "restore",
+        "--from",
+        layout,
+        "--to",
+        f"http://{empty.host}/y",
+        "--shard-count",
+        "3",
+    )
+    assert wrong.returncode == 2 and "shard-0-of-3" in wrong.stderr, wrong.stderr[-2000:]

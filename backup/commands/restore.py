@@ -3,6 +3,8 @@ below another prefix."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 import structlog
 
 from backup.commands.run import execute, finish
@@ -24,12 +26,20 @@ async def run_restore(options: RestoreOptions) -> int:
     credentials = CredentialStore.from_docker_config(explicit=dict(options.credentials))
     async with open_clients(credentials, options.http) as clients:
         store = clients(source.registry)
-        snapshot = await _chosen_snapshot(options, Snapshots(store, source, options.series))
-        if snapshot is not None:
-            specs = _specs_from_snapshot(
-                snapshot, source, target, options.packages, options.include_tags
+        chosen = await _chosen_snapshots(
+            options, [Snapshots(store, source, series) for series in options.series]
+        )
+        if chosen:
+            specs = _specs_from_snapshots(
+                chosen.values(), source, target, options.packages, options.include_tags
             )
-            log.info("restore_from_snapshot", snapshot=snapshot.id, tags=len(specs))
+            for series, snapshot in chosen.items():
+                log.info(
+                    "restore_from_snapshot",
+                    snapshot=snapshot.id,
+                    tags=len(snapshot.images),
+                    **({"shard": series} if series else {}),
+                )
         else:
             tags = await backup_tags(
                 store, source, options.packages, options.include_tags, options.from_report
@@ -38,9 +48,34 @@ async def run_restore(options: RestoreOptions) -> int:
         if not specs:
             raise UsageError(f"nothing to restore below {source}")
         stats, report = await execute(specs, clients, options.output, options.run)
-    if snapshot is not None:
-        report["summary"]["snapshot"] = snapshot.id
+    if list(chosen) == [""]:
+        report["summary"]["snapshot"] = chosen[""].id
+    elif chosen:
+        report["summary"]["snapshots"] = {series: s.id for series, s in chosen.items()}
     return finish(options.output, options.run, stats, report, failed=False)
+
+
+async def _chosen_snapshots(
+    options: RestoreOptions, series: list[Snapshots]
+) -> dict[str, Snapshot]:
+    """Per series: --snapshot ID, the latest at or before --as-of, or the latest.
+
+    Empty when an unsharded backup has no readable snapshot, so that its tags are restored.
+    A sharded backup restores only as a whole: a shard without a snapshot is an error.
+    """
+    chosen: dict[str, Snapshot] = {}
+    for snapshots in series:
+        found = await _chosen_snapshot(options, snapshots)
+        if found is not None:
+            chosen[snapshots.series] = found
+        elif len(series) > 1:
+            when = f" at or before {options.as_of.isoformat()}" if options.as_of else ""
+            raise UsageError(
+                f"shard series {snapshots.series} of {snapshots.prefix} has no snapshot{when}: "
+                "check --shard-count against the backup's shard count (the snapshots command "
+                "lists each shard's series)"
+            )
+    return chosen
 
 
 async def _chosen_snapshot(options: RestoreOptions, snapshots: Snapshots) -> Snapshot | None:
@@ -49,37 +84,46 @@ async def _chosen_snapshot(options: RestoreOptions, snapshots: Snapshots) -> Sna
         return await snapshots.load(options.snapshot)
     if options.as_of:
         found = await snapshots.at_or_before(options.as_of)
-        if found is None:
+        if found is None and not snapshots.series:
             when = options.as_of.isoformat()
-            raise UsageError(f"no snapshot of {snapshots.prefix} at or before {when}")
+            raise UsageError(
+                f"no snapshot of {snapshots.prefix} at or before {when} (for a backup made in "
+                "shards, give --shard I/N or --shard-count N)"
+            )
         return found
     try:
         return await snapshots.latest()
     except BackupError as exc:
+        if snapshots.series:
+            raise  # a shard's tags alone are not the backup's state
         log.warning("snapshot_unreadable", error=str(exc), fallback="the registry's tags")
         return None
 
 
-def _specs_from_snapshot(
-    snapshot: Snapshot,
+def _specs_from_snapshots(
+    snapshots: Iterable[Snapshot],
     source: Repository,
     target: Repository,
     packages: PackageFilter,
     include: TagPolicy | None,
 ) -> list[CopySpec]:
-    """Every tag of the snapshot, from its digest in the backup to the same path below --to."""
+    """Every tag of the snapshots, from its digest in the backup to the same path below --to.
+
+    Shards back up disjoint packages, so their snapshots never name the same tag.
+    """
     specs = []
-    for image in snapshot.images:
-        if not packages.allows(image.repository):
-            continue
-        if include is not None and not any(p.fullmatch(image.tag) for p in include.include):
-            continue
-        specs.append(
-            CopySpec(
-                Reference(source.child(image.repository), image.tag, image.digest),
-                Reference(target.child(image.repository), image.tag),
+    for snapshot in snapshots:
+        for image in snapshot.images:
+            if not packages.allows(image.repository):
+                continue
+            if include is not None and not any(p.fullmatch(image.tag) for p in include.include):
+                continue
+            specs.append(
+                CopySpec(
+                    Reference(source.child(image.repository), image.tag, image.digest),
+                    Reference(target.child(image.repository), image.tag),
+                )
             )
-        )
     return specs
 
 

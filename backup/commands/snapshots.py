@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import sys
+from typing import Any
 
 import structlog
 
@@ -19,18 +20,27 @@ log = structlog.get_logger("backup.commands")
 
 async def run_snapshots(options: SnapshotsOptions) -> int:
     prefix = options.prefix
+    sharded = options.series != ("",)
     credentials = CredentialStore.from_docker_config(explicit=dict(options.credentials))
+    found: list[dict[str, Any]] = []
     async with open_clients(credentials, options.http) as clients:
-        snapshots = Snapshots(clients(prefix.registry), prefix, options.series)
-        found = [snapshot.summary() async for snapshot in snapshots.all()]
+        for series in options.series:
+            snapshots = Snapshots(clients(prefix.registry), prefix, series)
+            before = len(found)
+            async for snapshot in snapshots.all():
+                found.append(snapshot.summary() | ({"shard": series} if sharded else {}))
+            if sharded and len(found) == before:
+                log.warning("shard_has_no_snapshots", shard=series, backup=str(prefix))
     if options.json:
         json.dump(found, sys.stdout, indent=2)
         sys.stdout.write("\n")
     else:
-        print(f"{'id':<22} {'time':<25} {'tags':>6} {'digests':>8}  source")
+        shard_column = f"{'shard':<16} " if sharded else ""
+        print(f"{shard_column}{'id':<22} {'time':<25} {'tags':>6} {'digests':>8}  source")
         for entry in found:
+            shard = f"{entry['shard']:<16} " if sharded else ""
             print(
-                f"{entry['id']:<22} {entry['time']:<25} {entry['tags']:>6} "
+                f"{shard}{entry['id']:<22} {entry['time']:<25} {entry['tags']:>6} "
                 f"{entry['digests']:>8}  {entry['source']}"
             )
     if options.output.report:
