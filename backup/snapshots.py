@@ -268,7 +268,11 @@ def _histories(kept: Iterable[Snapshot]) -> dict[str, Manifest]:
 
 
 class Snapshots:
-    """The snapshots of one backup prefix, read and written through its Store."""
+    """The snapshots of one backup prefix, read and written through its Store.
+
+    One instance serves one command: it lists the ids once and reads each snapshot once (a
+    snapshot never changes under its id), and its own writes keep what it remembers current.
+    """
 
     def __init__(self, store: Store, prefix: Repository, series: str = "") -> None:
         """``series`` names one shard's snapshots (``shard-0-of-4``): shards run in parallel
@@ -278,15 +282,25 @@ class Snapshots:
         self.series = series
         path = f"{SNAPSHOT_REPOSITORY}/{series}" if series else SNAPSHOT_REPOSITORY
         self.repository = prefix.child(path).name
+        self._ids: list[str] | None = None
+        self._loaded: dict[str, Snapshot] = {}
 
     def repository_name(self, relative: str) -> str:
         return self.prefix.child(relative).name
 
     async def ids(self) -> list[str]:
         """Every snapshot id, oldest first."""
-        return sorted(t for t in await self.store.list_tags(self.repository) if _ID.fullmatch(t))
+        if self._ids is None:
+            tags = await self.store.list_tags(self.repository)
+            self._ids = sorted(t for t in tags if _ID.fullmatch(t))
+        return list(self._ids)
 
     async def load(self, identifier: str) -> Snapshot:
+        if identifier not in self._loaded:
+            self._loaded[identifier] = await self._read(identifier)
+        return self._loaded[identifier]
+
+    async def _read(self, identifier: str) -> Snapshot:
         try:
             manifest = await self.store.get_manifest(self.repository, identifier)
         except NotFound:
@@ -351,6 +365,9 @@ class Snapshots:
         }
         manifest = parse_manifest(json.dumps(document, indent=1).encode(), OCI_MANIFEST)
         await self.store.put_manifest(self.repository, snapshot.id, manifest)
+        self._loaded[snapshot.id] = snapshot
+        if self._ids is not None and snapshot.id not in self._ids:
+            self._ids = sorted([*self._ids, snapshot.id])
         log.info(
             "snapshot_written",
             snapshot=snapshot.id,
@@ -360,6 +377,9 @@ class Snapshots:
 
     async def forget(self, identifier: str) -> None:
         await self.store.delete_tag(self.repository, identifier)
+        self._loaded.pop(identifier, None)
+        if self._ids is not None and identifier in self._ids:
+            self._ids.remove(identifier)
         log.info("snapshot_forgotten", snapshot=identifier, backup=str(self.prefix))
 
     async def write_histories(

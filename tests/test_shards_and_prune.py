@@ -252,3 +252,26 @@ async def test_retention_then_prune_removes_what_only_forgotten_snapshots_named(
     )
     assert pruned == ["acme/app:2"]
     assert backup.tags() == sorted(["1", HISTORY_TAG])
+
+
+async def test_a_run_lists_the_snapshots_once_and_reads_each_once() -> None:
+    """A registry run reads the latest snapshot, records its own (reading every kept one when
+    the tags changed), then prunes by the kept ones: one listing, one read per snapshot."""
+    backup = Backup()
+    for tag, label in (("1", "a"), ("2", "b"), ("3", "c")):
+        backup.tag(tag, label)
+    writer = Snapshots(backup.store, backup.prefix)
+    for day, label in enumerate("ab"):
+        await writer.save(backup.snapshot(day, **{"1": label}))
+    backup.store.calls.clear()
+
+    run = Snapshots(backup.store, backup.prefix)
+    previous = await run.latest()
+    history = await record_run(
+        run, previous, "ghcr.io/acme", [tagged("acme/app", "1", backup.images["c"])], Retention()
+    )
+    kept = await kept_snapshots(run, Retention())
+    assert [s.id for s in kept][-1] == history.snapshot.id and len(kept) == 3
+    assert backup.store.calls["list_tags"] == 1
+    assert backup.store.calls["get_manifest"] == 2  # the two older snapshots, once each
+    assert await Snapshots(backup.store, backup.prefix).ids() == [s.id for s in kept]
