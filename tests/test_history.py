@@ -450,3 +450,11 @@ def test_a_backup_made_in_shards_is_listed_and_restored_as_a_whole(
         "3",
     )
     assert wrong.returncode == 2 and "shard-0-of-3" in wrong.stderr, wrong.stderr[-2000:]
+    # So does one shard of a wrong count, and one shard with nothing at or before --as-of:
+    # the registry's current tags are never restored in a snapshot's place.
+    for args in (["--shard", "0/3"], ["--shard", "1/4", "--as-of", "2020-01-01"]):
+        one = _run(
+            env, config, "restore", "--from", layout, "--to", f"http://{empty.host}/z", *args
+        )
+        assert one.returncode == 2 and "has no snapshot" in one.stderr, (args, one.stderr[-2000:])
+    assert empty.walker().tags("z/" + org.name + "/app") == []

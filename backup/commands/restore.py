@@ -61,19 +61,21 @@ async def _chosen_snapshots(
     """Per series: --snapshot ID, the latest at or before --as-of, or the latest.
 
     Empty when an unsharded backup has no readable snapshot, so that its tags are restored.
-    A sharded backup restores only as a whole: a shard without a snapshot is an error.
+    A shard series without a snapshot is an error.
     """
     chosen: dict[str, Snapshot] = {}
     for snapshots in series:
         found = await _chosen_snapshot(options, snapshots)
         if found is not None:
             chosen[snapshots.series] = found
-        elif len(series) > 1:
+        elif snapshots.series:
+            # The registry's tags hold every shard's packages as they stand now: restoring
+            # them would be neither this shard nor that time.
             when = f" at or before {options.as_of.isoformat()}" if options.as_of else ""
             raise UsageError(
                 f"shard series {snapshots.series} of {snapshots.prefix} has no snapshot{when}: "
-                "check --shard-count against the backup's shard count (the snapshots command "
-                "lists each shard's series)"
+                "check the shard count against the backup's (the snapshots command with "
+                "--shard-count N lists each shard's series)"
             )
     return chosen
 
