@@ -435,16 +435,23 @@ def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             (
                 "environment:",
                 "  BACKUP_DEST         the same as --dest",
+                "  BACKUP_SHARD        the same as --shard",
+                "  BACKUP_SHARD_COUNT  the same as --shard-count",
                 _DEST_CREDENTIALS,
                 _DOCKER_CONFIG,
                 "",
                 "exit status: 0 every tag complete; 1 problems found (one line each on stdout),\n"
                 "or no tag found; 2 usage or configuration error (a missing layout directory,\n"
-                "a registry without /v2/_catalog and no --from-report)",
+                "a registry without /v2/_catalog and no --from-report, or no snapshot of a\n"
+                "shard named by --shard or --shard-count)",
             )
         ),
         description="Walk every repository and tag below --dest (a registry prefix or "
-        "oci:DIR) and check that every manifest and blob exists with the right size.",
+        "oci:DIR) and check that every manifest and blob exists with the right size. A registry "
+        "without /v2/_catalog (ECR, GAR) cannot list its tags: they are taken from the latest "
+        "snapshot, or, for a backup made in N shards, with --shard-count N from the latest "
+        "snapshot of every shard. With a catalog every tag is checked and the shard flags "
+        "change nothing.",
     )
     verify.add_argument(
         "--dest",
@@ -460,6 +467,7 @@ def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         metavar="FILE",
         help="take the tags from a run's report when the registry has no /v2/_catalog",
     )
+    _shard_option(verify)
     verify.add_argument(
         "--include-package",
         action="append",

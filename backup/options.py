@@ -107,6 +107,7 @@ class VerifyOptions:
     deep: bool = False
     from_report: Path | None = None
     packages: PackageFilter = field(default_factory=PackageFilter)
+    series: tuple[str, ...] = ("",)  # the snapshot series naming the tags without a catalog
 
 
 @dataclass(frozen=True)
@@ -175,12 +176,19 @@ def _credentials(repository: Repository, env: Mapping[str, str]) -> dict[str, Cr
 
 def _series(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
     """The snapshot series a command reads: one shard's (--shard I/N), every shard's of a
-    backup made in N shards (--shard-count N), or the series of an unsharded backup."""
-    if getattr(args, "shard", None) or env.get("BACKUP_SHARD"):
-        shard = shard_from(args, env)
+    backup made in N shards (--shard-count N), or the series of an unsharded backup.
+
+    A flag beats either variable: ``--shard-count 4`` with BACKUP_SHARD=0/4 set reads all
+    four series. With no flag, BACKUP_SHARD beats BACKUP_SHARD_COUNT."""
+    shard_text = getattr(args, "shard", None)
+    count_text = getattr(args, "shard_count", None)
+    if not shard_text and not count_text:
+        shard_text = env.get("BACKUP_SHARD")
+        count_text = None if shard_text else env.get("BACKUP_SHARD_COUNT")
+    if shard_text:
+        shard = shard_from(argparse.Namespace(shard=shard_text), {})
         assert shard is not None
         return (shard.series,)
-    count_text = getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT")
     if not count_text:
         return ("",)
     try:
@@ -190,6 +198,12 @@ def _series(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]
     if count < 1:
         raise UsageError(f"--shard-count {count}: need at least 1")
     return tuple(Shard(index, count).series for index in range(count))
+
+
+def refuse_shard_flags(args: argparse.Namespace, why: str) -> None:
+    """A usage error when --shard or --shard-count is given where it means nothing."""
+    if getattr(args, "shard", None) or getattr(args, "shard_count", None):
+        raise UsageError(f"{why}: --shard and --shard-count are for image backups")
 
 
 def _backup(args: argparse.Namespace, env: Mapping[str, str]) -> Repository:
@@ -269,6 +283,7 @@ def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ
         deep=args.deep,
         from_report=args.from_report,
         packages=PackageFilter(tuple(args.include_package)),
+        series=_series(args, env),
     )
 
 

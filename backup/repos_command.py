@@ -28,7 +28,7 @@ from backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
 from backup.errors import BackupError, UsageError
 from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
-from backup.options import Output, RunControl, output_from, run_control_from
+from backup.options import Output, RunControl, output_from, refuse_shard_flags, run_control_from
 from backup.packages import Owner
 from backup.progress import live_display, print_summary_table
 from backup.report import write_report
@@ -146,6 +146,7 @@ def verify_repos_options(
             "--repos checks git mirrors: --dest, --from-report and --max-request-rate are for "
             "image backups; run verify once for each"
         )
+    refuse_shard_flags(args, "--repos checks git mirrors")
     root = Path(args.repos)
     if not root.is_dir():
         raise UsageError(f"--repos {root}: directory does not exist")

@@ -4,6 +4,7 @@ snapshot when the registry cannot list its repositories (ECR, GAR)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
@@ -25,27 +26,22 @@ async def backup_tags(
     report: Path | None,
     *,
     internal: bool = False,
+    series: Sequence[str] = ("",),
 ) -> list[tuple[str, str]]:
     """(repository, tag) pairs below ``prefix``: from the store's catalog, a run's report, or
-    the latest snapshot. ``internal`` includes the snapshots and history tags."""
+    the latest snapshot of each of ``series`` (the unsharded series by default; a backup made
+    in shards keeps one per shard). ``internal`` includes the snapshots and history tags.
+
+    The catalog lists every shard's tags, so with one ``series`` does not narrow what is found.
+    """
     try:
         names = await store.list_repositories()
     except BackupError as exc:
         if report is not None:
             return tags_from_report(report, prefix, packages)
-        latest = await Snapshots(store, prefix).latest()
-        if latest is None:
-            raise UsageError(
-                f"cannot list the repositories of {store.registry} ({exc}) and {prefix} has no "
-                "snapshot: pass --from-report FILE with the report of the run that wrote it"
-            ) from None
-        log.info("tags_from_snapshot", snapshot=latest.id, reason="no catalog")
-        return [
-            (prefix.child(i.repository).name, i.tag)
-            for i in latest.images
-            if packages.allows(i.repository)
-            and (include_tags is None or any(p.fullmatch(i.tag) for p in include_tags.include))
-        ]
+        return await _tags_from_snapshots(store, prefix, series, packages, include_tags, exc)
+    if tuple(series) != ("",):
+        log.info("shards_not_needed", backup=str(prefix), reason="the catalog lists every shard")
     found: list[tuple[str, str]] = []
     for name in sorted(names):
         try:
@@ -62,6 +58,45 @@ async def backup_tags(
             if include_tags is None or any(p.fullmatch(tag) for p in include_tags.include):
                 found.append((name, tag))
     return found
+
+
+async def _tags_from_snapshots(
+    store: Store,
+    prefix: Repository,
+    series: Sequence[str],
+    packages: PackageFilter,
+    include_tags: TagPolicy | None,
+    no_catalog: BackupError,
+) -> list[tuple[str, str]]:
+    """The union of each series' latest snapshot; a series without one is a usage error."""
+    found: dict[tuple[str, str], None] = {}
+    for name in series:
+        latest = await Snapshots(store, prefix, name).latest()
+        if latest is None and not name:
+            raise UsageError(
+                f"cannot list the repositories of {store.registry} ({no_catalog}) and {prefix} "
+                "has no snapshot: pass --from-report FILE with the report of the run that wrote "
+                "it, or --shard-count N for a backup made in N shards"
+            )
+        if latest is None:
+            # The tags of the other shards alone would pass for the whole backup.
+            raise UsageError(
+                f"cannot list the repositories of {store.registry} ({no_catalog}) and shard "
+                f"series {name} of {prefix} has no snapshot: check the shard count against "
+                "the backup's, or pass --from-report FILE with the report of the run that wrote it"
+            )
+        log.info(
+            "tags_from_snapshot",
+            snapshot=latest.id,
+            reason="no catalog",
+            **({"shard": name} if name else {}),
+        )
+        for image in latest.images:
+            if packages.allows(image.repository) and (
+                include_tags is None or any(p.fullmatch(image.tag) for p in include_tags.include)
+            ):
+                found[(prefix.child(image.repository).name, image.tag)] = None
+    return list(found)
 
 
 def tags_from_report(

@@ -27,6 +27,7 @@ async def run_verify(options: VerifyOptions) -> int:
             None,
             options.from_report,
             internal=not options.packages.include,  # snapshots and histories are checked too
+            series=options.series,
         )
         verifier = Verifier(store, deep=options.deep, concurrency=options.concurrency)
         result = await verifier.verify(tags)
