@@ -81,6 +81,24 @@ def tagged_images(images: Iterable[Mapping[str, Any]], prefix: Repository) -> li
     return found
 
 
+def unvouched_tags(
+    images: Iterable[Mapping[str, Any]], prefix: Repository, vouched: Iterable[TaggedImage]
+) -> set[tuple[str, str | None]]:
+    """(repository, tag) below ``prefix`` of the report's images that ``vouched`` lacks: a
+    failed image, or one whose descriptor the report does not hold whole."""
+    seen = {(i.repository, i.tag) for i in vouched}
+    found: set[tuple[str, str | None]] = set()
+    for image in images:
+        try:
+            reference = parse_reference(str(image["destination"]), default_tag=None)
+        except (InvalidReference, KeyError):
+            continue
+        relative = reference.repository.relative_to(prefix)
+        if relative and (relative, reference.tag) not in seen:
+            found.add((relative, reference.tag))
+    return found
+
+
 def carried_forward(
     previous: Snapshot | None, current: Sequence[TaggedImage], keep: Callable[[TaggedImage], bool]
 ) -> list[TaggedImage]:

@@ -12,7 +12,15 @@ import pytest
 
 from backup.config import Shard
 from backup.errors import BackupError
-from backup.history import Retention, kept_snapshots, prune_unreferenced, record_run
+from backup.history import (
+    Retention,
+    carried_forward,
+    kept_snapshots,
+    prune_unreferenced,
+    record_run,
+    tagged_images,
+    unvouched_tags,
+)
 from backup.oci import OCI_INDEX
 from backup.reference import Repository
 from backup.snapshots import (
@@ -275,3 +283,26 @@ async def test_a_run_lists_the_snapshots_once_and_reads_each_once() -> None:
     assert backup.store.calls["list_tags"] == 1
     assert backup.store.calls["get_manifest"] == 2  # the two older snapshots, once each
     assert await Snapshots(backup.store, backup.prefix).ids() == [s.id for s in kept]
+
+
+def test_an_image_the_report_holds_no_whole_descriptor_for_keeps_its_previous_entry() -> None:
+    """A skipped tag reported without a size or media type is not in the new snapshot's own
+    entries, so it must be carried forward, or prune would take it for a source deletion."""
+    backup = Backup()
+    previous = backup.snapshot(0, **{"1": "a", "2": "b", "3": "c"})
+    a = backup.images["a"]
+    dest = str(backup.prefix.child("acme/app"))
+    report = [
+        {"destination": f"{dest}:1", "status": "skipped", "digest": a.digest,
+         "media_type": a.manifest.media_type, "size": a.manifest.size},
+        {"destination": f"{dest}:2", "status": "skipped", "digest": "sha256:" + "0" * 64,
+         "media_type": "", "size": -1},
+        {"destination": f"{dest}:3", "status": "failed", "digest": None,
+         "media_type": None, "size": None},
+    ]  # fmt: skip
+    images = tagged_images(report, backup.prefix)
+    assert [(i.repository, i.tag) for i in images] == [("acme/app", "1")]
+    unvouched = unvouched_tags(report, backup.prefix, images)
+    assert unvouched == {("acme/app", "2"), ("acme/app", "3")}
+    kept = carried_forward(previous, images, lambda i: (i.repository, i.tag) in unvouched)
+    assert sorted(i.tag for i in kept) == ["2", "3"]

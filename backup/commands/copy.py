@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import contextlib
 from typing import Any
 
 import structlog
 
 from backup.commands.run import execute, finish
 from backup.credentials import CredentialStore
-from backup.errors import BackupError, InvalidReference
-from backup.history import carried_forward, record_run, tagged_images
+from backup.errors import BackupError
+from backup.history import carried_forward, record_run, tagged_images, unvouched_tags
 from backup.options import CopyOptions
 from backup.reference import Repository, parse_reference
 from backup.session import Clients, open_clients
@@ -34,19 +33,14 @@ async def _record_snapshot(
 ) -> bool:
     """A snapshot of the tags this run wrote below the prefix; True if it could not be."""
     images = tagged_images(report["images"], prefix)
-    failed = set()
-    for image in report["images"]:
-        if image.get("status") == "failed":
-            with contextlib.suppress(InvalidReference):
-                reference = parse_reference(image["destination"], default_tag=None)
-                failed.add((reference.repository.relative_to(prefix), reference.tag))
+    unvouched = unvouched_tags(report["images"], prefix, images)
     sources = sorted(
         {str(parse_reference(i["source"]).repository.registry) for i in report["images"]}
     )
     try:
         snapshots = Snapshots(clients(prefix.registry), prefix)
         previous = await snapshots.latest()
-        images += carried_forward(previous, images, lambda i: (i.repository, i.tag) in failed)
+        images += carried_forward(previous, images, lambda i: (i.repository, i.tag) in unvouched)
         history = await record_run(
             snapshots, previous, ",".join(sources) or "copy", images, options.retention
         )

@@ -3,7 +3,6 @@ the run's snapshot (with retention and prune) in the backup."""
 
 from __future__ import annotations
 
-import contextlib
 import json
 from collections.abc import AsyncIterator
 from dataclasses import asdict
@@ -15,7 +14,7 @@ import structlog
 from backup.commands.run import EXIT_FAILED, EXIT_OK, execute, finish
 from backup.config import RegistryConfig
 from backup.credentials import CredentialStore
-from backup.errors import BackupError, InvalidReference, UsageError
+from backup.errors import BackupError, UsageError
 from backup.history import (
     Retention,
     carried_forward,
@@ -23,10 +22,11 @@ from backup.history import (
     prune_unreferenced,
     record_run,
     tagged_images,
+    unvouched_tags,
 )
 from backup.options import RegistryOptions
 from backup.plan import PackagePlan, plan_package
-from backup.reference import Repository, parse_reference
+from backup.reference import Repository
 from backup.session import Clients, open_clients
 from backup.snapshots import Snapshot, Snapshots, TaggedImage, select_kept, snapshot_id
 from backup.specs import CopySpec
@@ -232,12 +232,7 @@ async def _record_history(
     images = tagged_images(report["images"], prefix)
     owner = config.owner.name.lower()
     unlisted = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
-    failed_tags = set()
-    for image in report["images"]:
-        if image.get("status") == "failed":
-            with contextlib.suppress(InvalidReference):
-                reference = parse_reference(image["destination"], default_tag=None)
-                failed_tags.add((reference.repository.relative_to(prefix), reference.tag))
+    unvouched = unvouched_tags(report["images"], prefix, images)
 
     def vouched_for_elsewhere(image: TaggedImage) -> bool:
         # Packages this run does not cover (--include-package, --shard) keep what they had.
@@ -246,7 +241,7 @@ async def _record_history(
             not discovery.complete
             or not_ours
             or image.repository in unlisted
-            or (image.repository, image.tag) in failed_tags
+            or (image.repository, image.tag) in unvouched
         )
 
     try:

@@ -29,8 +29,10 @@ from backup.errors import (
 )
 from backup.oci import (
     MANIFEST_ACCEPT,
+    MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,
+    SCHEMA1_MEDIA_TYPES,
     SCHEMA1_UNSUPPORTED,
     Descriptor,
     Manifest,
@@ -122,11 +124,16 @@ class RegistryClient:
                 return None
             await self._expect(resp, (200,), f"HEAD manifest {ref(name, identifier)}")
             digest = resp.headers.get("Docker-Content-Digest")
-        if digest is None:  # some registries omit it on HEAD: hash the body instead
+            media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
+            length = resp.headers.get("Content-Length", "")
+        known = media_type in MANIFEST_MEDIA_TYPES or media_type in SCHEMA1_MEDIA_TYPES
+        if digest is None or not known or not length.isdigit():
+            # Some registries and proxies leave the digest, the type or the length off a HEAD.
+            # The descriptor goes into snapshots and history indexes, so it must be whole:
+            # read the manifest itself instead.
             return (await self.get_manifest(name, identifier)).descriptor()
         validate_digest(digest)
-        media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
-        return Descriptor(media_type, digest, int(resp.headers.get("Content-Length", -1)))
+        return Descriptor(media_type, digest, int(length))
 
     async def get_manifest(
         self, name: str, identifier: str, expected: Descriptor | None = None
