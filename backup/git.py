@@ -8,7 +8,10 @@ token-free clone URL). git-lfs reads the same setting.
 A fetch lands in ``refs/incoming/*`` first. The mirror's own refs then move in one
 ``git update-ref --stdin`` transaction that also keeps every tip the source rewound or deleted
 under ``refs/backup/<UTC time>/<heads|tags|pull>/...``. A run killed at any point leaves the
-mirror's refs as they were before it, or as they are after it.
+mirror's refs as they were before it, or as they are after it. The one exception is a rename
+across a name clash (``foo`` to ``foo/bar``), which git cannot do in one transaction: the old
+tips are kept and the deletions made first, then the rest, so a run killed in between leaves
+every old tip under refs/backup/ and the new refs for the next run.
 """
 
 from __future__ import annotations
@@ -19,8 +22,8 @@ import contextlib
 import os
 import shutil
 import signal
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Literal
 from urllib.parse import urlsplit
@@ -246,26 +249,19 @@ class Git:
             git_dir=git_dir,
             url=url,
         )
-        refs = await self.refs(git_dir, ["refs/" + n + "/" for n in namespaces] + [INCOMING])
+        refs = await self.refs(
+            git_dir, ["refs/" + n + "/" for n in namespaces] + [INCOMING, BACKUP]
+        )
         incoming = {
             "refs/" + ref.removeprefix(INCOMING): sha
             for ref, sha in refs.items()
             if ref.startswith(INCOMING)
         }
-        current = {ref: sha for ref, sha in refs.items() if not ref.startswith(INCOMING)}
+        current = {ref: sha for ref, sha in refs.items() if not ref.startswith((INCOMING, BACKUP))}
         changes = await self._classify(git_dir, current, incoming, stamp)
-        commands = []
-        for change in changes:
-            if change.kept_as:
-                commands.append(f"create {change.kept_as} {change.old}")
-            if change.new is None:
-                commands.append(f"delete {change.ref} {change.old}")
-            elif change.old is None:
-                commands.append(f"create {change.ref} {change.new}")
-            else:
-                commands.append(f"update {change.ref} {change.new} {change.old}")
-        commands += [f"delete {ref} {sha}" for ref, sha in refs.items() if ref.startswith(INCOMING)]
-        if commands:
+        changes = _kept_clear_of([ref for ref in refs if ref.startswith(BACKUP)], changes, stamp)
+        fetched = [f"delete {ref} {sha}" for ref, sha in refs.items() if ref.startswith(INCOMING)]
+        for commands in _transactions(changes, fetched):
             await self.run(
                 "update-ref", "--stdin", git_dir=git_dir, stdin="\n".join([*commands, ""]).encode()
             )
@@ -342,6 +338,69 @@ class Git:
             except GitError as exc:
                 problems.append(str(exc))
         return problems
+
+
+def _transactions(changes: Sequence[RefChange], fetched: Sequence[str]) -> list[list[str]]:
+    """The update-ref transactions that apply ``changes`` and drop the ``fetched`` refs.
+
+    One, unless a ref created clashes with one deleted (``foo`` and ``foo/bar``): git's files
+    backend cannot do both in one transaction. Then the first keeps every old tip under
+    refs/backup/ and deletes, and the second creates and updates, so nothing is lost between them.
+    """
+    keep = [f"create {c.kept_as} {c.old}" for c in changes if c.kept_as]
+    deletions = [f"delete {c.ref} {c.old}" for c in changes if c.new is None]
+    writes = [
+        f"create {c.ref} {c.new}" if c.old is None else f"update {c.ref} {c.new} {c.old}"
+        for c in changes
+        if c.new is not None
+    ]
+    deleted = _RefNames(c.ref for c in changes if c.new is None)
+    if any(deleted.clashes(c.ref) for c in changes if c.old is None):
+        return [keep + deletions, writes + list(fetched)]
+    together = keep + deletions + writes + list(fetched)
+    return [together] if together else []
+
+
+def _kept_clear_of(
+    taken: Iterable[str], changes: Sequence[RefChange], stamp: str
+) -> list[RefChange]:
+    """``changes`` whose backup names clear the refs/backup/ refs ``taken``.
+
+    Names of one run never clash with each other: they copy refs the mirror holds together. A
+    run in the same second as an earlier one may find refs/backup/<time>/heads/foo taken, or
+    blocking .../heads/foo/bar; then this run's backups move together to <time>-2, <time>-3, ...
+    """
+    base = f"{BACKUP}{stamp}/"
+    relative = [c.kept_as.removeprefix(base) for c in changes if c.kept_as]
+    if not relative:
+        return list(changes)
+    names = _RefNames(ref for ref in taken if ref.startswith(f"{BACKUP}{stamp}"))
+    prefix, n = base, 1
+    while any(names.clashes(prefix + name) for name in relative):
+        n += 1
+        prefix = f"{BACKUP}{stamp}-{n}/"
+    if prefix == base:
+        return list(changes)
+    return [
+        replace(c, kept_as=prefix + c.kept_as.removeprefix(base)) if c.kept_as else c
+        for c in changes
+    ]
+
+
+class _RefNames:
+    """A set of ref names that tells which others git would refuse next to them: the same
+    name, or one that is a directory of the other (``foo`` and ``foo/bar``)."""
+
+    def __init__(self, refs: Iterable[str]) -> None:
+        self._refs = set(refs)
+        self._directories = {
+            ref[:i] for ref in self._refs for i, char in enumerate(ref) if char == "/"
+        }
+
+    def clashes(self, ref: str) -> bool:
+        if ref in self._refs or ref in self._directories:
+            return True
+        return any(ref[:i] in self._refs for i, char in enumerate(ref) if char == "/")
 
 
 def _worth_keeping(ref: str) -> bool:
