@@ -15,7 +15,8 @@ from typing import Any
 
 import structlog
 
-from backup.errors import BackupError, InvalidReference
+from backup.errors import BackupError, InvalidReference, NotFound
+from backup.oci import IMAGE_MEDIA_TYPES, Descriptor
 from backup.reference import Repository, parse_reference
 from backup.snapshots import (
     HISTORY_TAG,
@@ -24,6 +25,7 @@ from backup.snapshots import (
     Snapshots,
     TaggedImage,
     moved_tags,
+    named_by_another_series,
     new_snapshot,
     select_kept,
 )
@@ -153,6 +155,36 @@ async def kept_snapshots(snapshots: Snapshots, retention: Retention) -> list[Sna
     return [await snapshots.load(i) for i in ids if i in kept]
 
 
+async def _reachable(store: Store, name: str, roots: Iterable[Descriptor], series: str) -> set[str]:
+    """Every manifest digest reachable, through indexes, from ``roots`` and from the history
+    entries that other snapshot series (other shard counts, the unsharded past) keep.
+
+    On a registry a tag is deleted through its manifest, so a tag that points at a platform
+    manifest of a kept index (``1.0-amd64`` beside ``1.0``) would take that child with it.
+    """
+    pending = list(roots)
+    try:
+        history = await store.get_manifest(name, HISTORY_TAG)
+    except NotFound:
+        pass
+    else:
+        pending += [d for d in history.children() if named_by_another_series(d, series)]
+    found: set[str] = set()
+    while pending:
+        descriptor = pending.pop()
+        if descriptor.digest in found:
+            continue
+        found.add(descriptor.digest)
+        if descriptor.media_type in IMAGE_MEDIA_TYPES:
+            continue  # no child manifests: no need to read it
+        try:
+            manifest = await store.get_manifest(name, descriptor.digest)
+        except NotFound:
+            continue
+        pending += manifest.children()
+    return found
+
+
 async def prune_unreferenced(
     store: Store,
     prefix: Repository,
@@ -160,33 +192,40 @@ async def prune_unreferenced(
     repositories: Iterable[str],
     *,
     dry_run: bool,
+    series: str = "",
 ) -> list[str]:
     """Delete tags of ``repositories`` (below ``prefix``) that no kept snapshot names.
 
-    A tag whose digest a kept snapshot names, under any tag, is left alone: on a registry a
-    tag is deleted through its manifest, which would take the kept digest with it.
+    A tag whose digest a kept snapshot names, under any tag, or that a kept index or the
+    history tag reaches, is left alone: on a registry a tag is deleted through its manifest,
+    which would take the kept digest with it.
     """
     if not kept:
         log.error("prune_refused", reason="the backup has no snapshot to decide by")
         raise BackupError(f"nothing pruned: {prefix} has no snapshot yet")
     latest = kept[-1].tags()
     named = {(i.repository, i.tag) for s in kept for i in s.images}
-    digests = {(i.repository, i.digest) for s in kept for i in s.images}
     pruned: list[str] = []
     for relative in sorted(set(repositories)):
         if relative == SNAPSHOT_REPOSITORY:
             continue
         name = prefix.child(relative).name
+        roots = [i.descriptor() for s in kept for i in s.images if i.repository == relative]
+        protected: set[str] | None = None
         for tag in sorted(await store.list_tags(name)):
             if tag == HISTORY_TAG or (relative, tag) in named or (relative, tag) in latest:
                 continue
             found = await store.resolve_manifest(name, tag)
-            if found is not None and (relative, found.digest) in digests:
+            if found is None:
+                continue
+            if protected is None:
+                protected = await _reachable(store, name, roots, series)
+            if found.digest in protected:
                 log.warning(
                     "prune_skipped",
                     repository=relative,
                     tag=tag,
-                    reason="its digest is named by a kept snapshot",
+                    reason="its digest is a kept image or part of one",
                 )
                 continue
             if dry_run:

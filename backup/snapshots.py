@@ -18,8 +18,8 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Sequence
-from dataclasses import dataclass
+from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -42,6 +42,7 @@ _EMPTY_MEDIA_TYPE = "application/vnd.oci.empty.v1+json"
 _ID_FORMAT = "%Y%m%dT%H%M%S"
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z", re.ASCII)
 _TAG_ANNOTATION = "io.github-org-backup.tags"
+_SERIES_ANNOTATION = "io.github-org-backup.series"
 
 
 def snapshot_id(moment: datetime) -> str:
@@ -234,37 +235,89 @@ def select_kept(
 # Storage
 
 
-def history_index(images: Iterable[TaggedImage]) -> Manifest:
-    """An OCI index naming each digest once, annotated with the tags it had.
+def history_index(images: Iterable[TaggedImage], series: str = "") -> Manifest:
+    """An OCI index naming each digest once, annotated with the tags it had and the snapshot
+    series that name it.
 
     It depends only on the (tag, digest) pairs, not on snapshot ids, so it is rewritten only
     when a repository's history really changes.
     """
-    by_digest: dict[str, TaggedImage] = {}
-    tags: dict[str, set[str]] = {}
+    entries: dict[str, _Entry] = {}
     for image in images:
-        by_digest.setdefault(image.digest, image)
-        tags.setdefault(image.digest, set()).add(image.tag)
-    entries = [
-        {
-            "mediaType": image.media_type,
-            "digest": digest,
-            "size": image.size,
-            "annotations": {_TAG_ANNOTATION: ",".join(sorted(tags[digest]))},
-        }
-        for digest, image in sorted(by_digest.items())
-    ]
-    document = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries}
+        entry = entries.setdefault(image.digest, _Entry(image.media_type, image.size))
+        entry.tags.add(image.tag)
+        entry.series.add(_series_label(series))
+    return _index(entries)
+
+
+@dataclass
+class _Entry:
+    media_type: str
+    size: int
+    tags: set[str] = field(default_factory=set)
+    series: set[str] = field(default_factory=set)
+
+
+def _series_label(series: str) -> str:
+    return series or "unsharded"
+
+
+def _index(entries: Mapping[str, _Entry]) -> Manifest:
+    document = {
+        "schemaVersion": 2,
+        "mediaType": OCI_INDEX,
+        "manifests": [
+            {
+                "mediaType": entry.media_type,
+                "digest": digest,
+                "size": entry.size,
+                "annotations": {
+                    _TAG_ANNOTATION: ",".join(sorted(entry.tags)),
+                    _SERIES_ANNOTATION: ",".join(sorted(entry.series)),
+                },
+            }
+            for digest, entry in sorted(entries.items())
+        ],
+    }
     return parse_manifest(json.dumps(document, indent=1).encode(), OCI_INDEX)
 
 
-def _histories(kept: Iterable[Snapshot]) -> dict[str, Manifest]:
-    """Each repository's history index over the kept snapshots."""
+def named_by_another_series(entry: Descriptor, series: str) -> bool:
+    """Whether a history entry is kept by a series other than ``series`` (an entry without
+    a series annotation counts as ``series``')."""
+    label = _series_label(series)
+    owners = set(filter(None, entry.annotations.get(_SERIES_ANNOTATION, label).split(",")))
+    return bool(owners - {label})
+
+
+def merged_history(ours: Manifest | None, stored: Manifest, series: str) -> Manifest | None:
+    """``ours`` (what this series' kept snapshots name) plus the stored history's entries
+    that another series names: a series drops only its own entries. An entry without a
+    series annotation counts as this series'."""
+    label = _series_label(series)
+    entries: dict[str, _Entry] = {}
+    for descriptor in stored.children():
+        annotations = descriptor.annotations
+        owners = set(filter(None, annotations.get(_SERIES_ANNOTATION, label).split(",")))
+        owners.discard(label)
+        if owners:
+            entry = _Entry(descriptor.media_type, descriptor.size, series=owners)
+            entry.tags.update(filter(None, annotations.get(_TAG_ANNOTATION, "").split(",")))
+            entries[descriptor.digest] = entry
+    for child in ours.children() if ours is not None else ():
+        entry = entries.setdefault(child.digest, _Entry(child.media_type, child.size))
+        entry.tags.update(filter(None, child.annotations.get(_TAG_ANNOTATION, "").split(",")))
+        entry.series.add(label)
+    return _index(entries) if entries else None
+
+
+def _histories(kept: Iterable[Snapshot], series: str) -> dict[str, Manifest]:
+    """Each repository's history index over the kept snapshots of one series."""
     images: dict[str, list[TaggedImage]] = {}
     for snapshot in kept:
         for image in snapshot.images:
             images.setdefault(image.repository, []).append(image)
-    return {repository: history_index(found) for repository, found in images.items()}
+    return {repository: history_index(found, series) for repository, found in images.items()}
 
 
 class Snapshots:
@@ -390,8 +443,12 @@ class Snapshots:
         Only histories that differ between the ``before`` and ``after`` sets of kept snapshots
         are written, so an unchanged repository costs no request; ``check`` also compares
         each one with what the store holds (one HEAD each). Returns how many were written.
+
+        Entries another series names (other shards, another shard count, the unsharded
+        past) are kept: each entry records the series that name it, and a series drops only
+        its own.
         """
-        old, new = _histories(before), _histories(after)
+        old, new = _histories(before, self.series), _histories(after, self.series)
         written = 0
         for relative in sorted(old.keys() | new.keys()):
             index = new.get(relative)
@@ -402,6 +459,15 @@ class Snapshots:
             if unchanged and not check:
                 continue
             present = await self.store.resolve_manifest(name, HISTORY_TAG)
+            if present is not None and index is not None and present.digest == index.digest:
+                continue
+            if present is not None:
+                try:
+                    stored = await self.store.get_manifest(name, present.digest)
+                except NotFound:
+                    pass
+                else:
+                    index = merged_history(index, stored, self.series)
             if index is None:
                 if present is not None:
                     await self.store.delete_tag(name, HISTORY_TAG)

@@ -16,10 +16,10 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import LiveRegistry
+from tests.conftest import LiveRegistry, docker_config_for
 from tests.harness.github_api import GitHubStandIn
 from tests.harness.registry import RegistryProcess
-from tests.test_history import HISTORY_TAG, SmallOrg, _env, _run, docker_config_for
+from tests.test_history import HISTORY_TAG, SmallOrg, _env, _run
 
 pytestmark = pytest.mark.integration
 

@@ -7,6 +7,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 
@@ -33,7 +34,7 @@ from backup.snapshots import (
     select_kept,
     snapshot_id,
 )
-from tests.harness.memstore import Image, MemStore, image
+from tests.harness.memstore import Image, MemStore, image, index
 
 NAMES = [f"team-{n % 13}/service-{n}" for n in range(2000)]
 
@@ -157,7 +158,7 @@ async def test_prune_deletes_only_tags_no_kept_snapshot_names() -> None:
     backup = Backup()
     for tag, label in (("1", "a"), ("2", "b"), ("old", "c"), ("alias", "a")):
         backup.tag(tag, label)
-    backup.store.tags["backup/acme/app"][HISTORY_TAG] = backup.images["c"].digest
+    backup.store.tags["backup/acme/app"][HISTORY_TAG] = backup.images["a"].digest
     kept = [backup.snapshot(0, **{"1": "a", "2": "b"})]
     pruned = await prune_unreferenced(
         backup.store, backup.prefix, kept, ["acme/app", SNAPSHOT_REPOSITORY], dry_run=False
@@ -292,7 +293,7 @@ def test_an_image_the_report_holds_no_whole_descriptor_for_keeps_its_previous_en
     previous = backup.snapshot(0, **{"1": "a", "2": "b", "3": "c"})
     a = backup.images["a"]
     dest = str(backup.prefix.child("acme/app"))
-    report = [
+    report: list[dict[str, Any]] = [
         {"destination": f"{dest}:1", "status": "skipped", "digest": a.digest,
          "media_type": a.manifest.media_type, "size": a.manifest.size},
         {"destination": f"{dest}:2", "status": "skipped", "digest": "sha256:" + "0" * 64,
@@ -306,3 +307,68 @@ def test_an_image_the_report_holds_no_whole_descriptor_for_keeps_its_previous_en
     assert unvouched == {("acme/app", "2"), ("acme/app", "3")}
     kept = carried_forward(previous, images, lambda i: (i.repository, i.tag) in unvouched)
     assert sorted(i.tag for i in kept) == ["2", "3"]
+
+
+async def test_a_tag_on_a_platform_manifest_of_a_kept_index_is_not_pruned() -> None:
+    """``1.0-amd64`` points at a child of the kept ``1.0`` index: deleting it through its
+    manifest would break ``1.0``, so only the tag nothing reaches goes."""
+    backup = Backup()
+    amd64, arm64 = image(b"amd64"), image(b"arm64")
+    multi = index([("linux/amd64", amd64), ("linux/arm64", arm64)])
+    backup.store.add_image("backup/acme/app", "1.0", multi)
+    backup.store.add_image("backup/acme/app", "1.0-amd64", amd64)
+    backup.tag("stale", "c")
+    kept = [new_snapshot("ghcr.io/acme", [tagged("acme/app", "1.0", multi)], DAY)]
+    pruned = await prune_unreferenced(
+        backup.store, backup.prefix, kept, ["acme/app"], dry_run=False
+    )
+    assert pruned == ["acme/app:stale"]
+    assert backup.tags() == ["1.0", "1.0-amd64"]
+
+
+async def test_a_new_shard_series_keeps_what_the_old_series_protects() -> None:
+    """Switching to shards (or to another count) starts a new snapshot series. Its history
+    writes keep the entries the old series names, and a digest both name stays until both
+    drop it; prune, deciding by the new series, leaves what the history reaches."""
+    backup = Backup()
+    for tag, label in (("1", "a"), ("2", "b")):
+        backup.tag(tag, label)
+    old = Snapshots(backup.store, backup.prefix)
+    a, b, c = (backup.images[x] for x in "abc")
+
+    def entries() -> dict[str, str]:
+        digest = backup.store.tag_digest("backup/acme/app", HISTORY_TAG)
+        assert digest is not None
+        history = backup.store.manifests["backup/acme/app"][digest]
+        return {d.digest: d.annotations["io.github-org-backup.series"] for d in history.children()}
+
+    first = await record_run(old, None, "ghcr.io/acme", [tagged("acme/app", "1", a)], Retention())
+    await asyncio.sleep(0.002)
+    await record_run(old, first.snapshot, "ghcr.io/acme", [tagged("acme/app", "1", b)], Retention())
+    assert entries() == {a.digest: "unsharded", b.digest: "unsharded"}
+
+    shard = Snapshots(backup.store, backup.prefix, Shard(1, 2).series)
+    one = await record_run(shard, None, "ghcr.io/acme", [tagged("acme/app", "1", b)], Retention())
+    assert entries() == {a.digest: "unsharded", b.digest: "shard-1-of-2,unsharded"}
+
+    backup.tag("1", "c")
+    await asyncio.sleep(0.002)
+    two = await record_run(
+        shard, one.snapshot, "ghcr.io/acme", [tagged("acme/app", "1", c)], Retention(keep_last=1)
+    )
+    assert two.forgotten == [one.snapshot.id]
+    # The shard series dropped b; the unsharded series still names it, and a.
+    assert entries() == {a.digest: "unsharded", b.digest: "unsharded", c.digest: "shard-1-of-2"}
+
+    backup.tag("old-a", "a")
+    backup.store.add_image("backup/acme/app", "junk", image(b"named by nothing"))
+    pruned = await prune_unreferenced(
+        backup.store,
+        backup.prefix,
+        await kept_snapshots(shard, Retention()),
+        ["acme/app"],
+        dry_run=False,
+        series=shard.series,
+    )
+    assert pruned == ["acme/app:junk"]
+    assert backup.tags() == ["1", "2", HISTORY_TAG, "old-a"]

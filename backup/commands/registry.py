@@ -271,6 +271,7 @@ async def _record_history(
             kept,
             repositories | discovery.planned_repositories(prefix),
             dry_run=False,
+            series=snapshots.series,
         )
         report["summary"]["tags_pruned"] = len(pruned)
         report["pruned"] = pruned
@@ -315,5 +316,6 @@ async def _prune_dry_run(
         [*kept, upcoming],
         repositories | discovery.planned_repositories(config.destination),
         dry_run=True,
+        series=snapshots.series,
     )
     return len(pruned)
