@@ -218,7 +218,10 @@ class Authenticator:
                         f"token service of {self._registry} answered HTTP {response.status}",
                         status=response.status,
                     )
-                body = await response.json(content_type=None)
+                try:
+                    body = await response.json(content_type=None)
+                except ValueError:
+                    body = None  # a login page or a proxy's answer: no token in it
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
@@ -226,6 +229,9 @@ class Authenticator:
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise AuthError(f"token service of {self._registry} returned no token")
-        lifetime = body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S
-        lifetime = max(float(lifetime) - _TOKEN_SAFETY_MARGIN_S, 1.0)
+        try:
+            lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S)
+        except (TypeError, ValueError):
+            lifetime = _DEFAULT_TOKEN_LIFETIME_S  # the token spec's default, not a crash
+        lifetime = max(lifetime - _TOKEN_SAFETY_MARGIN_S, 1.0)
         return _Token(value, time.monotonic() + lifetime)

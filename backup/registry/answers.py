@@ -8,6 +8,7 @@ exception.
 
 from __future__ import annotations
 
+import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
@@ -86,12 +87,28 @@ async def read_capped(resp: aiohttp.ClientResponse, limit: int, what: str) -> by
     return b"".join(parts)
 
 
-async def read_json(resp: aiohttp.ClientResponse, what: str) -> Any:
-    """The body parsed as JSON, whatever Content-Type it came with."""
+async def read_json(resp: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
+    """The body as a JSON object, whatever Content-Type it came with.
+
+    A 200 whose body is not one (an SSO or login proxy's HTML page) is the registry's
+    failure to answer, not a bug: RegistryError, not retried.
+    """
     try:
-        return await resp.json(content_type=None)
+        raw = await resp.read()
     except RETRYABLE_EXCEPTIONS as exc:
         raise broken(exc, what) from None
+    try:
+        body = json.loads(raw)
+    except ValueError:
+        body = None
+    if not isinstance(body, dict):
+        kind = resp.headers.get("Content-Type", "no Content-Type").split(";")[0]
+        raise RegistryError(
+            f"{what}: {resp.url.host} answered HTTP {resp.status} with a body that is not a "
+            f"JSON object ({kind}, {len(raw)} bytes): is a login page or a proxy in the way?",
+            status=resp.status,
+        )
+    return body
 
 
 def next_link(resp: aiohttp.ClientResponse) -> str | None:

@@ -325,7 +325,8 @@ class RegistryClient:
 
         async def tags(resp: aiohttp.ClientResponse) -> list[str]:
             body = await read_json(resp, f"list tags of {name}")
-            return [str(t) for t in (body.get("tags") or []) if isinstance(t, str)]
+            tags = body.get("tags") or []
+            return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
         pages, _ = await self._pages(
             url,
@@ -367,7 +368,8 @@ class RegistryClient:
 
         async def names(resp: aiohttp.ClientResponse) -> list[str]:
             body = await read_json(resp, "list the catalog")
-            return [str(n) for n in (body.get("repositories") or []) if isinstance(n, str)]
+            names = body.get("repositories") or []
+            return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
         pages, _ = await self._pages(
             url, ("registry:catalog:*",), names, what="list the catalog", listing="catalog"
