@@ -142,13 +142,17 @@ def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
 def shard_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Shard | None:
     """--shard I/N or BACKUP_SHARD; or --shard-count N (BACKUP_SHARD_COUNT) with the index from
     JOB_COMPLETION_INDEX. None when the run is not sharded."""
-    text = getattr(args, "shard", None) or env.get("BACKUP_SHARD")
+    flag, count_flag = getattr(args, "shard", None), getattr(args, "shard_count", None)
+    if flag or count_flag:  # a flag on the command line beats both variables
+        text, count_given = flag, count_flag
+    else:
+        text, count_given = env.get("BACKUP_SHARD"), env.get("BACKUP_SHARD_COUNT")
     if text:
         index_text, sep, count_text = text.partition("/")
         if not sep:
             raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4")
-    elif getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT"):
-        count_text = str(getattr(args, "shard_count", None) or env.get("BACKUP_SHARD_COUNT"))
+    elif count_given:
+        count_text = str(count_given)
         index_text = env.get("JOB_COMPLETION_INDEX", "")
         if not index_text:
             raise UsageError("--shard-count needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import argparse
 import asyncio
 import os
 import subprocess
@@ -11,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from backup.config import Shard
+from backup.config import Shard, shard_from
 from backup.errors import BackupError
 from backup.history import (
     Retention,
@@ -372,3 +373,20 @@ async def test_a_new_shard_series_keeps_what_the_old_series_protects() -> None:
     )
     assert pruned == ["acme/app:junk"]
     assert backup.tags() == ["1", "2", HISTORY_TAG, "old-a"]
+
+
+@pytest.mark.parametrize(
+    ("flags", "env", "expected"),
+    [
+        ({"shard_count": "2"}, {"BACKUP_SHARD": "0/4", "JOB_COMPLETION_INDEX": "1"}, Shard(1, 2)),
+        ({"shard": "2/4"}, {"BACKUP_SHARD_COUNT": "8", "JOB_COMPLETION_INDEX": "1"}, Shard(2, 4)),
+        ({}, {"BACKUP_SHARD": "3/4", "BACKUP_SHARD_COUNT": "8"}, Shard(3, 4)),
+        ({}, {"BACKUP_SHARD_COUNT": "8", "JOB_COMPLETION_INDEX": "5"}, Shard(5, 8)),
+        ({}, {}, None),
+    ],
+)
+def test_a_shard_flag_beats_the_environment(
+    flags: dict[str, str], env: dict[str, str], expected: Shard | None
+) -> None:
+    args = argparse.Namespace(shard=flags.get("shard"), shard_count=flags.get("shard_count"))
+    assert shard_from(args, env) == expected
