@@ -347,6 +347,13 @@ def test_retention_forgets_old_snapshots_and_prune_deletes_only_what_none_names(
     assert dry.returncode == 0, dry.stderr[-3000:]
     assert f"prune  {prefix}/{org.name}/web:2.0.0" in dry.stdout
     assert "2.0.0" in walker.tags(f"ghcr/{org.name}/web")  # a dry run deletes nothing
+    # A package the run does not look at keeps its entries, in a dry run as in a real one.
+    narrow = _run(
+        env, config, *args, "--keep-last", "1", "--prune", "--dry-run", "--exclude-package", "web"
+    )
+    assert narrow.returncode == 0, narrow.stderr[-3000:]
+    assert f"prune  {prefix}/{org.name}/web:2.0.0" in narrow.stdout
+    assert f"prune  {prefix}/{org.name}/web:2.1.0" not in narrow.stdout
 
     report = tmp_path / "b.json"
     kept = _run(env, config, *args, "--keep-last", "1", "--prune", "--report", str(report))

@@ -4,7 +4,7 @@ the run's snapshot (with retention and prune) in the backup."""
 from __future__ import annotations
 
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from dataclasses import asdict
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any
@@ -230,23 +230,13 @@ async def _record_history(
     config = options.config
     prefix = config.destination
     images = tagged_images(report["images"], prefix)
-    owner = config.owner.name.lower()
-    unlisted = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
     unvouched = unvouched_tags(report["images"], prefix, images)
-
-    def vouched_for_elsewhere(image: TaggedImage) -> bool:
-        # Packages this run does not cover (--include-package, --shard) keep what they had.
-        not_ours = not config.wants(image.repository.partition("/")[2])
-        return (
-            not discovery.complete
-            or not_ours
-            or image.repository in unlisted
-            or (image.repository, image.tag) in unvouched
-        )
-
+    not_looked_at = _not_looked_at(config, discovery)
     try:
         previous = await snapshots.latest()
-        images += carried_forward(previous, images, vouched_for_elsewhere)
+        images += carried_forward(
+            previous, images, lambda i: not_looked_at(i) or (i.repository, i.tag) in unvouched
+        )
         history = await record_run(
             snapshots, previous, str(config.source), images, options.retention
         )
@@ -282,6 +272,23 @@ async def _record_history(
     return False
 
 
+def _not_looked_at(config: RegistryConfig, discovery: _Discovery) -> Callable[[TaggedImage], bool]:
+    """Whether a previous snapshot entry lies outside what this run looked at: a package
+    outside --include-package/--exclude-package or this shard, one GitHub refused to list,
+    or any when discovery stopped early. Such entries keep what they had."""
+    owner = config.owner.name.lower()
+    unlisted = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
+
+    def outside(image: TaggedImage) -> bool:
+        return (
+            not discovery.complete
+            or not config.wants(image.repository.partition("/")[2])
+            or image.repository in unlisted
+        )
+
+    return outside
+
+
 async def _prune_dry_run(
     options: RegistryOptions, clients: Clients, discovery: _Discovery
 ) -> int | None:
@@ -308,6 +315,8 @@ async def _prune_dry_run(
         if (relative := spec.destination.repository.relative_to(config.destination))
         and spec.destination.tag
     ]
+    previous = everything[-1] if everything else None
+    planned += carried_forward(previous, planned, _not_looked_at(config, discovery))
     upcoming = Snapshot(upcoming_id, "plan", "", tuple(planned))
     repositories = {i.repository for s in everything for i in s.images}
     pruned = await prune_unreferenced(
