@@ -16,10 +16,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import json
 import os
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator
+from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -75,6 +76,35 @@ def split_ref_name(ref: str) -> tuple[str, str] | None:
         return None
 
 
+def _ref_of(entry: Any) -> str | None:
+    annotations = entry.get("annotations") if isinstance(entry, dict) else None
+    ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
+    return ref if isinstance(ref, str) else None
+
+
+def _apply(index: dict[str, Any], ref_name: str, entry: dict[str, Any] | None) -> None:
+    """Drop every entry named ``ref_name`` from an index.json document; add ``entry``."""
+    index["manifests"] = [e for e in index["manifests"] if _ref_of(e) != ref_name]
+    if entry is not None:
+        index["manifests"].append(entry)
+
+
+@contextlib.contextmanager
+def _locked_directory(path: Path) -> Iterator[None]:
+    """An exclusive flock on the layout directory itself (no lock file in the layout).
+
+    Where the filesystem has no flock (some network filesystems), writers go unlocked, as
+    before: one writer at a time is then the user's to arrange.
+    """
+    fd = os.open(path, os.O_RDONLY)
+    try:
+        with contextlib.suppress(OSError):
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        os.close(fd)  # releases the lock
+
+
 class LayoutStore:
     """A Store over an OCI layout directory (created on first write)."""
 
@@ -83,7 +113,8 @@ class LayoutStore:
         self.root = Path(registry.path)
         self._index_lock = asyncio.Lock()
         self._index: dict[str, Any] | None = None
-        self._dirty = False
+        # Ref changes not yet in index.json: ref name -> its new entry, or None to delete it.
+        self._pending: dict[str, dict[str, Any] | None] = {}
 
     # Paths
 
@@ -130,13 +161,9 @@ class LayoutStore:
 
     def _refs(self) -> list[tuple[str, dict[str, Any]]]:
         """(ref name, entry) for every ``index.json`` entry that carries a ref name."""
-        found = []
-        for entry in self._load_index()["manifests"]:
-            annotations = entry.get("annotations") if isinstance(entry, dict) else None
-            ref = annotations.get(REF_NAME) if isinstance(annotations, dict) else None
-            if isinstance(ref, str):
-                found.append((ref, entry))
-        return found
+        return [
+            (ref, entry) for entry in self._load_index()["manifests"] if (ref := _ref_of(entry))
+        ]
 
     @staticmethod
     def _ref_name(name: str, tag: str) -> str:
@@ -152,15 +179,39 @@ class LayoutStore:
             entry = refs.get(name)
         return dict(entry) if entry is not None else None
 
+    def _set_ref(self, ref_name: str, entry: dict[str, Any] | None) -> None:
+        """Point ``ref_name`` at ``entry`` (None deletes it) here, and in index.json at the
+        next commit."""
+        _apply(self._load_index(), ref_name, entry)
+        self._pending[ref_name] = entry
+
     async def _commit_index(self) -> None:
-        """Group commit: whoever takes the lock writes every change made so far."""
-        self._dirty = True
+        """Group commit: whoever takes the lock writes every change made so far.
+
+        Other processes may write the same layout (shards, a copy beside the CronJob): under
+        a lock on the directory, index.json is read again and only this process's ref
+        changes are applied to it, so no writer loses another's refs.
+        """
         async with self._index_lock:
-            if not self._dirty:
-                return
-            self._dirty = False
-            data = json.dumps(self._load_index(), indent=2).encode()
-            await asyncio.to_thread(atomic_write, self.root / "index.json", data)
+            if not self._pending:
+                return  # an earlier commit wrote them
+            pending, self._pending = self._pending, {}
+            merged = await asyncio.to_thread(self._merge_into_index, pending)
+            for ref_name, entry in self._pending.items():  # changed while we wrote
+                _apply(merged, ref_name, entry)
+            self._index = merged
+
+    def _merge_into_index(self, pending: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
+        with _locked_directory(self.root):
+            path = self.root / "index.json"
+            if path.exists():
+                index = self._read_index(path)
+            else:
+                index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+            for ref_name, entry in pending.items():
+                _apply(index, ref_name, entry)
+            atomic_write(path, json.dumps(index, indent=2).encode())
+        return index
 
     # Store: manifests
 
@@ -220,14 +271,8 @@ class LayoutStore:
             "size": manifest.size,
             "annotations": {REF_NAME: ref_name},
         }
-        self._drop_ref(ref_name)
-        self._load_index()["manifests"].append(entry)
+        self._set_ref(ref_name, entry)
         await self._commit_index()
-
-    def _drop_ref(self, ref_name: str) -> None:
-        dropped = {id(entry) for ref, entry in self._refs() if ref == ref_name}
-        index = self._load_index()
-        index["manifests"] = [e for e in index["manifests"] if id(e) not in dropped]
 
     async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
         return None  # a layout has no referrers API; fallback tags travel as tags
@@ -243,7 +288,7 @@ class LayoutStore:
         return sorted({repository for repository, _ in self._names()})
 
     async def delete_tag(self, name: str, tag: str) -> None:
-        self._drop_ref(self._ref_name(name, tag))
+        self._set_ref(self._ref_name(name, tag), None)
         await self._commit_index()
 
     # Store: blobs
