@@ -124,9 +124,9 @@ async def record_run(
 ) -> RunHistory:
     """Write the run's snapshot and the histories it changes, then apply the retention.
 
-    ``previous`` is the latest snapshot before this run. Histories are written before the
-    snapshot that needs them, so a crash in between leaves more protected than needed, never
-    less.
+    ``previous`` is the latest snapshot before this run. The histories grow to cover the new
+    snapshot before it is saved, and shrink only after the forgotten snapshots are gone, so
+    a crash at any point leaves every stored snapshot protected.
     """
     ids = await snapshots.ids()
     snapshot = new_snapshot(source, images)
@@ -136,13 +136,15 @@ async def record_run(
     forgotten = [i for i in ids if i not in kept_ids]
     changed = previous is None or previous.tags() != snapshot.tags() or bool(forgotten)
     history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten)
+    existing = [await snapshots.load(i) for i in ids] if changed else []
     if changed:
-        existing = [await snapshots.load(i) for i in ids]
-        kept = [s for s in existing if s.id in kept_ids] + [snapshot]
-        history.histories_written = await snapshots.write_histories(existing, kept)
+        history.histories_written = await snapshots.write_histories(existing, [*existing, snapshot])
     await snapshots.save(snapshot)
     for identifier in forgotten:
         await snapshots.forget(identifier)
+    if forgotten:
+        kept = [s for s in existing if s.id in kept_ids] + [snapshot]
+        history.histories_written += await snapshots.write_histories([*existing, snapshot], kept)
     for entry in history.moved:
         log.warning("tag_moved", tag=entry["tag"], was=entry["was"], now=entry["now"])
     return history

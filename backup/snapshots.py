@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import AsyncIterator, Iterable, Mapping, Sequence
+from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import Any
@@ -43,6 +43,7 @@ _ID_FORMAT = "%Y%m%dT%H%M%S"
 _ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z", re.ASCII)
 _TAG_ANNOTATION = "io.github-org-backup.tags"
 _SERIES_ANNOTATION = "io.github-org-backup.series"
+_LEGACY = "legacy"  # the owner of entries written before they recorded their series
 
 
 def snapshot_id(moment: datetime) -> str:
@@ -282,23 +283,36 @@ def _index(entries: Mapping[str, _Entry]) -> Manifest:
     return parse_manifest(json.dumps(document, indent=1).encode(), OCI_INDEX)
 
 
+def _owners(entry: Descriptor, series: str, named_before: Collection[str]) -> set[str]:
+    """The series a stored history entry belongs to.
+
+    Entries written before histories recorded their series have no annotation: one counts
+    as ``series``' only when ``series`` named its digest before this run, and otherwise as
+    another series' ("legacy"), which no series ever drops: a backup that starts sharding
+    after an upgrade must not lose what its old snapshots name.
+    """
+    annotation = entry.annotations.get(_SERIES_ANNOTATION)
+    if annotation is None:
+        return {_series_label(series) if entry.digest in named_before else _LEGACY}
+    return set(filter(None, annotation.split(",")))
+
+
 def named_by_another_series(entry: Descriptor, series: str) -> bool:
-    """Whether a history entry is kept by a series other than ``series`` (an entry without
-    a series annotation counts as ``series``')."""
-    label = _series_label(series)
-    owners = set(filter(None, entry.annotations.get(_SERIES_ANNOTATION, label).split(",")))
-    return bool(owners - {label})
+    """Whether a stored history entry is kept by a series other than ``series``."""
+    return bool(_owners(entry, series, ()) - {_series_label(series)})
 
 
-def merged_history(ours: Manifest | None, stored: Manifest, series: str) -> Manifest | None:
+def merged_history(
+    ours: Manifest | None, stored: Manifest, series: str, named_before: Collection[str] = ()
+) -> Manifest | None:
     """``ours`` (what this series' kept snapshots name) plus the stored history's entries
-    that another series names: a series drops only its own entries. An entry without a
-    series annotation counts as this series'."""
+    that another series names: a series drops only its own entries. ``named_before`` holds
+    the digests this series' history named before this run."""
     label = _series_label(series)
     entries: dict[str, _Entry] = {}
     for descriptor in stored.children():
         annotations = descriptor.annotations
-        owners = set(filter(None, annotations.get(_SERIES_ANNOTATION, label).split(",")))
+        owners = _owners(descriptor, series, named_before)
         owners.discard(label)
         if owners:
             entry = _Entry(descriptor.media_type, descriptor.size, series=owners)
@@ -467,7 +481,10 @@ class Snapshots:
                 except NotFound:
                     pass
                 else:
-                    index = merged_history(index, stored, self.series)
+                    named_before = (
+                        {d.digest for d in old[relative].children()} if relative in old else set()
+                    )
+                    index = merged_history(index, stored, self.series, named_before)
             if index is None:
                 if present is not None:
                     await self.store.delete_tag(name, HISTORY_TAG)

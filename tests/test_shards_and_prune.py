@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import os
 import subprocess
 import sys
@@ -23,7 +24,7 @@ from backup.history import (
     tagged_images,
     unvouched_tags,
 )
-from backup.oci import OCI_INDEX
+from backup.oci import OCI_INDEX, parse_manifest
 from backup.reference import Repository
 from backup.snapshots import (
     HISTORY_TAG,
@@ -390,3 +391,95 @@ def test_a_shard_flag_beats_the_environment(
 ) -> None:
     args = argparse.Namespace(shard=flags.get("shard"), shard_count=flags.get("shard_count"))
     assert shard_from(args, env) == expected
+
+
+def _history_entries(backup: Backup) -> dict[str, str | None]:
+    """digest -> its series annotation, for acme/app's history index."""
+    digest = backup.store.tag_digest("backup/acme/app", HISTORY_TAG)
+    assert digest is not None
+    history = backup.store.manifests["backup/acme/app"][digest]
+    return {d.digest: d.annotations.get("io.github-org-backup.series") for d in history.children()}
+
+
+async def test_history_entries_written_before_series_were_recorded_survive_a_new_series() -> None:
+    """A backup upgraded from a version whose histories had no series annotation, then
+    sharded: the new series neither drops nor prunes what the old snapshots name."""
+    backup = Backup()
+    for tag, label in (("1", "b"), ("old", "a")):
+        backup.tag(tag, label)
+    a, b, c = (backup.images[x] for x in "abc")
+    old = Snapshots(backup.store, backup.prefix)
+    await old.save(backup.snapshot(0, **{"1": "a"}))
+    await old.save(backup.snapshot(1, **{"1": "b"}))
+    legacy = json.dumps(
+        {
+            "schemaVersion": 2,
+            "mediaType": OCI_INDEX,
+            "manifests": [
+                {
+                    "mediaType": i.manifest.media_type,
+                    "digest": i.digest,
+                    "size": i.manifest.size,
+                    "annotations": {"io.github-org-backup.tags": "1"},
+                }
+                for i in sorted((a, b), key=lambda i: i.digest)
+            ],
+        }
+    ).encode()
+    await backup.store.put_manifest(
+        "backup/acme/app", HISTORY_TAG, parse_manifest(legacy, OCI_INDEX)
+    )
+
+    shard = Snapshots(backup.store, backup.prefix, Shard(1, 2).series)
+    backup.tag("1", "c")
+    await record_run(shard, None, "ghcr.io/acme", [tagged("acme/app", "1", c)], Retention())
+    assert _history_entries(backup) == {
+        a.digest: "legacy",
+        b.digest: "legacy",
+        c.digest: "shard-1-of-2",
+    }
+    pruned = await prune_unreferenced(
+        backup.store,
+        backup.prefix,
+        await kept_snapshots(shard, Retention()),
+        ["acme/app"],
+        dry_run=False,
+        series=shard.series,
+    )
+    assert pruned == [] and "old" in backup.tags()
+
+
+async def test_a_crash_before_the_snapshot_is_saved_leaves_every_stored_snapshot_protected() -> (
+    None
+):
+    """Retention would forget two snapshots; the run dies before saving its own. The
+    history still names every digest any stored snapshot names."""
+    backup = Backup()
+    for tag, label in (("1", "a"), ("2", "b"), ("3", "c")):
+        backup.tag(tag, label)
+    snapshots = Snapshots(backup.store, backup.prefix)
+    a, b, c = (backup.images[x] for x in "abc")
+    first = await record_run(
+        snapshots, None, "ghcr.io/acme", [tagged("acme/app", "1", a)], Retention()
+    )
+    await asyncio.sleep(0.002)
+    second = await record_run(
+        snapshots, first.snapshot, "ghcr.io/acme", [tagged("acme/app", "1", b)], Retention()
+    )
+
+    async def killed(_snapshot: Snapshot) -> None:
+        raise OSError("killed")
+
+    snapshots.save = killed  # type: ignore[method-assign,assignment]
+    await asyncio.sleep(0.002)
+    with pytest.raises(OSError):
+        await record_run(
+            snapshots,
+            second.snapshot,
+            "ghcr.io/acme",
+            [tagged("acme/app", "1", c)],
+            Retention(keep_last=1),
+        )
+    stored = [await Snapshots(backup.store, backup.prefix).load(i) for i in await snapshots.ids()]
+    assert len(stored) == 2
+    assert {d for s in stored for d in s.digests} <= set(_history_entries(backup))
