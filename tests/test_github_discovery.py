@@ -338,14 +338,26 @@ async def test_stop_does_not_wait_for_a_rate_limit_sleep() -> None:
     api = GitHubStandIn(owners={"acme": []}, tokens={"t": {"read:packages"}}).start()
     api.faults = {"": Fault("secondary", retry_after=600)}
     github = GitHubPackages(Owner("orgs", "acme"), "t", api.url, request_interval_s=0)
+    stopped_at: list[float] = []
+
+    async def stop_once_limited() -> None:
+        # Stop once GitHub has answered with the limit, however long that took on this machine
+        # (a stop after a fixed 0.5 s could land before the request and prove nothing).
+        while not api.requests:
+            await asyncio.sleep(0.01)
+        stopped_at.append(time.monotonic())
+        github.stop()
+
+    stopper = asyncio.create_task(stop_once_limited())
     try:
-        asyncio.get_running_loop().call_later(0.5, github.stop)
-        started = time.monotonic()
         with pytest.raises(DiscoveryStopped):
             async for _ in github.packages(lambda _: True):
                 pass
-        assert time.monotonic() - started < 2
+        await stopper
+        # The Retry-After is 600 s: anything near a few seconds is a woken sleep.
+        assert time.monotonic() - stopped_at[0] < 15
     finally:
+        stopper.cancel()
         github.close()
         api.stop()
 
