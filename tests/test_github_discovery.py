@@ -327,7 +327,9 @@ def test_sigterm_during_discovery_retries_stops_within_the_grace_period(
     finally:
         process.kill()
     assert process.returncode == 143, stderr[-2000:]
-    assert elapsed < 2 + 3, elapsed
+    # The retries still ahead sleep about 4 + 8 + 16 + 32 s; stopping within the 2 s grace
+    # period plus a loaded machine's shutdown (report, coverage data) stays far below that.
+    assert elapsed < 2 + 13, elapsed
     assert json.loads(report_path.read_text())["summary"]["interrupted"] is True
     assert events(stderr, "signal_received")
     json_lines(stderr)
