@@ -8,6 +8,7 @@ answers with GitHub's real headers and bodies; unit tests drive GitHubPackages i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import signal
@@ -81,10 +82,13 @@ def events(stderr: str, name: str) -> list[dict[str, Any]]:
     return [e for e in found if e.get("event") == name]
 
 
-def closed_port() -> int:
+@contextlib.contextmanager
+def refusing_port() -> Iterator[int]:
+    """A loopback port that refuses connections: bound but never listening, and held for the
+    whole test, so no other process (another test's registry, say) can take it meanwhile."""
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+        yield int(sock.getsockname()[1])
 
 
 # Item 1: one package's failure is that package's
@@ -371,13 +375,13 @@ async def test_stop_does_not_wait_for_a_rate_limit_sleep() -> None:
 def test_unreachable_api_says_what_failed_and_where_and_exits_2(
     cli: CliRunner, org: Org, destination: LiveRegistry, env: dict[str, str], tmp_path: Path
 ) -> None:
-    port = closed_port()
-    url = f"http://127.0.0.1:{port}/orgs/{org.name}/packages"
     report_path = tmp_path / "report.json"
-    result = cli(
-        *registry_args(org, destination, "x", "--report", str(report_path)),
-        env=env | {"GITHUB_API_URL": f"http://127.0.0.1:{port}", "GITHUB_API_RETRIES": "2"},
-    )
+    with refusing_port() as port:
+        url = f"http://127.0.0.1:{port}/orgs/{org.name}/packages"
+        result = cli(
+            *registry_args(org, destination, "x", "--report", str(report_path)),
+            env=env | {"GITHUB_API_URL": f"http://127.0.0.1:{port}", "GITHUB_API_RETRIES": "2"},
+        )
     assert result.returncode == 2, result.stderr[-2000:]
     assert f"cannot reach the GitHub API: connection refused on {url} (3 attempts)" in (
         result.stderr
