@@ -18,21 +18,41 @@ from tests.harness.registry import free_port, require_binary
 pytestmark = pytest.mark.integration
 
 
+def _start_pushgateway(log_path: Path) -> tuple[subprocess.Popen[bytes], str]:
+    """A Pushgateway on a free loopback port, once it answers /-/ready.
+
+    Another process may take the free port before the gateway binds it: then it exits saying
+    so, and it starts again on another port. Start-up may be slow on a loaded machine, so the
+    wait is long; a gateway that exits for another reason, or never gets ready, fails here."""
+    binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway")
+    for _ in range(3):
+        url = f"http://127.0.0.1:{free_port()}"
+        with log_path.open("wb") as log:
+            process = subprocess.Popen(
+                [binary, f"--web.listen-address={url.removeprefix('http://')}"],
+                stdout=log,
+                stderr=log,
+            )
+        deadline = time.monotonic() + 60
+        while process.poll() is None and time.monotonic() < deadline:
+            try:
+                with urllib.request.urlopen(f"{url}/-/ready", timeout=5):
+                    return process, url
+            except OSError:
+                time.sleep(0.05)
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+            raise RuntimeError(f"pushgateway on {url} not ready after 60 s")
+        text = log_path.read_text(errors="replace")
+        if "address already in use" not in text:
+            raise RuntimeError(f"pushgateway exited: {text[-2000:]}")
+    raise RuntimeError("pushgateway found no free port in 3 tries")
+
+
 @pytest.fixture(scope="module")
 def pushgateway(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    binary = require_binary("prometheus-pushgateway", "prometheus-pushgateway")
-    port = free_port()
-    log = (tmp_path_factory.mktemp("pushgateway") / "log").open("wb")
-    process = subprocess.Popen(
-        [binary, f"--web.listen-address=127.0.0.1:{port}"], stdout=log, stderr=log
-    )
-    url = f"http://127.0.0.1:{port}"
-    for _ in range(100):
-        try:
-            urllib.request.urlopen(f"{url}/-/ready", timeout=1)
-            break
-        except OSError:
-            time.sleep(0.05)
+    process, url = _start_pushgateway(tmp_path_factory.mktemp("pushgateway") / "log")
     yield url
     process.terminate()
     process.wait(10)
