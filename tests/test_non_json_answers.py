@@ -54,21 +54,25 @@ async def test_a_listing_that_is_not_a_json_object_fails_once_with_its_name(
     assert content_type in str(caught.value)
 
 
+TOKEN_URL = (
+    "https://auth.example.com/token?scope=repository%3Aacme%2Fapp%3Apull&service=r.example.com"
+)
+
+
+def challenged(mocked: aioresponses) -> None:
+    """The registry asks for a Bearer token from auth.example.com."""
+    challenge = 'Bearer realm="https://auth.example.com/token",service="r.example.com"'
+    mocked.head(
+        f"{BASE}/v2/acme/app/manifests/1", status=401, headers={"WWW-Authenticate": challenge}
+    )
+
+
 async def test_a_token_service_answering_a_login_page_is_an_auth_error(
     client: RegistryClient,
 ) -> None:
-    challenge = 'Bearer realm="https://auth.example.com/token",service="r.example.com"'
     with aioresponses() as mocked:
-        mocked.head(
-            f"{BASE}/v2/acme/app/manifests/1", status=401, headers={"WWW-Authenticate": challenge}
-        )
-        mocked.get(
-            "https://auth.example.com/token?scope=repository%3Aacme%2Fapp%3Apull"
-            "&service=r.example.com",
-            status=200,
-            body=LOGIN_PAGE,
-            content_type="text/html",
-        )
+        challenged(mocked)
+        mocked.get(TOKEN_URL, status=200, body=LOGIN_PAGE, content_type="text/html")
         with pytest.raises(AuthError, match="returned no token"):
             await client.resolve_manifest("acme/app", "1")
 
@@ -76,17 +80,9 @@ async def test_a_token_service_answering_a_login_page_is_an_auth_error(
 async def test_a_token_lifetime_that_is_not_a_number_takes_the_default(
     client: RegistryClient,
 ) -> None:
-    challenge = 'Bearer realm="https://auth.example.com/token",service="r.example.com"'
     with aioresponses() as mocked:
-        mocked.head(
-            f"{BASE}/v2/acme/app/manifests/1", status=401, headers={"WWW-Authenticate": challenge}
-        )
-        mocked.get(
-            "https://auth.example.com/token?scope=repository%3Aacme%2Fapp%3Apull"
-            "&service=r.example.com",
-            status=200,
-            payload={"token": "t", "expires_in": "soon"},
-        )
+        challenged(mocked)
+        mocked.get(TOKEN_URL, status=200, payload={"token": "t", "expires_in": "soon"})
         mocked.head(f"{BASE}/v2/acme/app/manifests/1", status=404)
         assert await client.resolve_manifest("acme/app", "1") is None
 
