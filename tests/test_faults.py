@@ -339,8 +339,9 @@ def test_sigterm_stops_within_grace_period_and_writes_the_report(
         )
         # Signal once a layer is streaming (its first 64 KiB chunk is out; the configs and
         # attestations together are far smaller): the CLI installs its handler before its first
-        # request, and a layer is in flight. A fixed sleep raced the interpreter's start-up on a loaded machine, where a
-        # SIGTERM before the handler killed the CLI outright (exit -15, no report).
+        # request, and a layer is in flight. A fixed sleep raced the interpreter's start-up on a
+        # loaded machine, where a SIGTERM before the handler killed the CLI outright (exit -15,
+        # no report).
         deadline = time.monotonic() + 120
         while src.blob_bytes_served < CHUNK and time.monotonic() < deadline:
             assert process.poll() is None, process.communicate()
