@@ -259,7 +259,15 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
             assert process.stdin is not None
             process.stdin.write(specs)
             process.stdin.close()
-            time.sleep(rng.uniform(0.5, 3.0))
+            # Time each kill from the run's first request to the source, not from the start of
+            # the interpreter: on a loaded machine start-up alone can outlast a fixed delay, and
+            # every kill would land before any work.
+            asked = src.requests
+            deadline = time.monotonic() + 60
+            while src.requests == asked and process.poll() is None:
+                assert time.monotonic() < deadline, "the CLI sent no request within 60 s"
+                time.sleep(0.02)
+            time.sleep(rng.uniform(0.0, 2.5))
             process.send_signal(signal.SIGKILL)
             process.wait()
             good, corrupt = judge(corpus, walker, prefix)
