@@ -277,7 +277,7 @@ class FaultProxy:
             if is_blob:
                 self.blob_bytes_served += len(piece)
             if self.bandwidth_bps:
-                await asyncio.sleep(len(piece) / self.bandwidth_bps)
+                await self._throttle(len(piece) / self.bandwidth_bps)
         if fault == "reset":
             request.transport.abort()  # type: ignore[union-attr]
             return response
@@ -286,6 +286,15 @@ class FaultProxy:
             return response
         await response.write_eof()
         return response
+
+    async def _throttle(self, seconds: float) -> None:
+        """Wait as long as a piece takes at the bandwidth, in short steps: once a test lifts the
+        limit, responses still being sent (to a client killed mid-transfer, say) stop waiting,
+        and stopping the proxy need not wait for them."""
+        while seconds > 0 and self.bandwidth_bps:
+            step = min(seconds, 0.1)
+            await asyncio.sleep(step)
+            seconds -= step
 
     def _serve_referrers(self, request: web.Request) -> web.StreamResponse:
         if self.referrers is None:
