@@ -265,6 +265,12 @@ def _retention_options() -> argparse.ArgumentParser:
     return retention
 
 
+_SHARD_SERIES_ENV = (
+    "  BACKUP_SHARD        the same as --shard",
+    "  BACKUP_SHARD_COUNT  the same as --shard-count",
+)
+
+
 def _shard_option(parser: argparse.ArgumentParser) -> None:
     shards = parser.add_mutually_exclusive_group()
     shards.add_argument(
@@ -435,8 +441,7 @@ def _add_verify(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             (
                 "environment:",
                 "  BACKUP_DEST         the same as --dest",
-                "  BACKUP_SHARD        the same as --shard",
-                "  BACKUP_SHARD_COUNT  the same as --shard-count",
+                *_SHARD_SERIES_ENV,
                 _DEST_CREDENTIALS,
                 _DOCKER_CONFIG,
                 "",
@@ -610,8 +615,7 @@ def _add_restore(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
             (
                 "environment:",
                 _DEST_CREDENTIALS.replace("destination", "--to"),
-                "  BACKUP_SHARD        the same as --shard",
-                "  BACKUP_SHARD_COUNT  the same as --shard-count",
+                *_SHARD_SERIES_ENV,
                 "  PUSHGATEWAY_URL     the same as --pushgateway",
                 _DOCKER_CONFIG,
                 "",
@@ -684,8 +688,7 @@ def _add_snapshots(commands: Any, parents: list[argparse.ArgumentParser]) -> Non
             (
                 "environment:",
                 "  BACKUP_DEST         the same as --dest",
-                "  BACKUP_SHARD        the same as --shard",
-                "  BACKUP_SHARD_COUNT  the same as --shard-count",
+                *_SHARD_SERIES_ENV,
                 _DEST_CREDENTIALS,
                 _DOCKER_CONFIG,
                 "",
