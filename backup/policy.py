@@ -63,6 +63,10 @@ class TagPolicy:
             compile_all(exclude, "--exclude-tag"),
         )
 
+    def named_by_include(self, tag: str) -> bool:
+        """Whether an ``--include-tag`` pattern matches ``tag`` in full."""
+        return any(p.fullmatch(tag) for p in self.include)
+
 
 @dataclass(frozen=True)
 class Decision:

@@ -118,7 +118,7 @@ def _specs_from_snapshots(
         for image in snapshot.images:
             if not packages.allows(image.repository):
                 continue
-            if include is not None and not any(p.fullmatch(image.tag) for p in include.include):
+            if include is not None and not include.named_by_include(image.tag):
                 continue
             specs.append(
                 CopySpec(

@@ -55,7 +55,7 @@ async def backup_tags(
         for tag in await store.list_tags(name):
             if tag == HISTORY_TAG and not internal:
                 continue
-            if include_tags is None or any(p.fullmatch(tag) for p in include_tags.include):
+            if include_tags is None or include_tags.named_by_include(tag):
                 found.append((name, tag))
     return found
 
@@ -93,7 +93,7 @@ async def _tags_from_snapshots(
         )
         for image in latest.images:
             if packages.allows(image.repository) and (
-                include_tags is None or any(p.fullmatch(image.tag) for p in include_tags.include)
+                include_tags is None or include_tags.named_by_include(image.tag)
             ):
                 found[(prefix.child(image.repository).name, image.tag)] = None
     return list(found)
