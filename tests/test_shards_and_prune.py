@@ -483,3 +483,31 @@ async def test_a_crash_before_the_snapshot_is_saved_leaves_every_stored_snapshot
     stored = [await Snapshots(backup.store, backup.prefix).load(i) for i in await snapshots.ids()]
     assert len(stored) == 2
     assert {d for s in stored for d in s.digests} <= set(_history_entries(backup))
+
+
+def test_restore_takes_only_the_snapshot_tags_include_tag_matches_in_full() -> None:
+    """--include-tag is a full match: ``1\\.0`` takes 1.0, not 1.0.1; other packages stay out."""
+    from backup.commands.restore import _specs_from_snapshots
+    from backup.policy import PackageFilter, TagPolicy
+
+    backup = Backup()
+    snapshot = new_snapshot(
+        "ghcr.io/acme",
+        [
+            tagged("acme/app", "1.0", backup.images["a"]),
+            tagged("acme/app", "1.0.1", backup.images["b"]),
+            tagged("acme/web", "1.0", backup.images["c"]),
+        ],
+        DAY,
+    )
+    target = Repository(backup.store.registry, "restored")
+    specs = _specs_from_snapshots(
+        [snapshot],
+        backup.prefix,
+        target,
+        PackageFilter(("acme/app",)),
+        TagPolicy.from_patterns([r"1\.0"]),
+    )
+    assert [(str(s.destination), s.source.digest) for s in specs] == [
+        (str(target.child("acme/app")) + ":1.0", backup.images["a"].digest)
+    ]
