@@ -8,16 +8,20 @@ hands it any 401 challenge it gets back.
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from typing import Any
 
 import aiohttp
 import yarl
 
 from backup.credentials import Credentials, CredentialSource
-from backup.errors import AuthError
+from backup.errors import AuthError, TooSlow
+from backup.limits import MAX_TOKEN_BODY, Limits, paced
+from backup.origins import realm_refusal
 from backup.reference import Registry
 
 _CHALLENGE_TOKEN = re.compile(
@@ -63,9 +67,14 @@ class Authenticator:
     """Authorization for one registry: learns its scheme from challenges, caches tokens by scope."""
 
     def __init__(
-        self, registry: Registry, credentials: CredentialSource, session: aiohttp.ClientSession
+        self,
+        registry: Registry,
+        credentials: CredentialSource,
+        session: aiohttp.ClientSession,
+        allowed_realms: frozenset[str] = frozenset(),
     ) -> None:
         self._registry = registry
+        self._allowed_realms = allowed_realms
         self._lookup = None if isinstance(credentials, Credentials | None) else credentials
         self._credentials = credentials if isinstance(credentials, Credentials) else None
         self._lookup_lock = asyncio.Lock()
@@ -178,19 +187,19 @@ class Authenticator:
             return token
 
     async def _fetch(self, scopes: list[str]) -> _Token:
-        realm = yarl.URL(self._bearer["realm"])
-        if realm.scheme not in ("http", "https"):
-            raise AuthError(f"{self._registry} named a token realm that is not http(s)")
-        if realm.scheme == "http" and not self._registry.plain_http:
-            raise AuthError(
-                f"{self._registry} named a plain-http token realm; refusing to send credentials"
-            )
+        try:
+            realm = yarl.URL(self._bearer["realm"])
+        except ValueError:
+            raise AuthError(f"{self._registry} named a token realm that is not a URL") from None
+        creds = await self.credentials()
+        refusal = realm_refusal(yarl.URL(self._registry.base_url), realm, self._allowed_realms)
+        if refusal is not None and (creds is not None or realm.scheme not in ("http", "https")):
+            raise AuthError(f"not sending the credentials for {self._registry}: {refusal}")
         params: list[tuple[str, str]] = []
         if service := self._bearer.get("service"):
             params.append(("service", service))
         params += [("scope", s) for s in scopes]
         self.token_fetches += 1
-        creds = await self.credentials()
         try:
             if creds and creds.identity_token:
                 form = dict(params[:1]) | {
@@ -199,13 +208,24 @@ class Authenticator:
                     "client_id": "github-org-backup",
                     "scope": " ".join(scopes),
                 }
-                request = self._session.post(realm, data=form)
+                request = self._session.post(realm, data=form, allow_redirects=False)
             else:
                 headers = (
                     {"Authorization": creds.basic_header()} if creds and creds.password else {}
                 )
-                request = self._session.get(realm.update_query(params), headers=headers)
+                request = self._session.get(
+                    realm.update_query(params), headers=headers, allow_redirects=False
+                )
             async with request as response:
+                if 300 <= response.status < 400:
+                    raise AuthError(
+                        f"token service of {self._registry} answered HTTP {response.status} "
+                        f"(a redirect to {response.headers.get('Location', 'nowhere')!r:.100}): "
+                        "a token request never follows a redirect, so as not to carry the "
+                        "credentials elsewhere; name the final token URL in the registry's "
+                        "challenge",
+                        status=response.status,
+                    )
                 if response.status in (401, 403):
                     raise AuthError(
                         f"token service of {self._registry} refused the credentials "
@@ -218,10 +238,7 @@ class Authenticator:
                         f"token service of {self._registry} answered HTTP {response.status}",
                         status=response.status,
                     )
-                try:
-                    body = await response.json(content_type=None)
-                except ValueError:
-                    body = None  # a login page or a proxy's answer: no token in it
+                body = await _token_body(response, str(self._registry))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
@@ -235,3 +252,24 @@ class Authenticator:
             lifetime = _DEFAULT_TOKEN_LIFETIME_S  # the token spec's default, not a crash
         lifetime = max(lifetime - _TOKEN_SAFETY_MARGIN_S, 1.0)
         return _Token(value, time.monotonic() + lifetime)
+
+
+async def _token_body(response: aiohttp.ClientResponse, registry: str) -> Any:
+    """The token answer's JSON, read within ``MAX_TOKEN_BODY`` and the throughput floor."""
+    what = f"the token answer from {response.url.host}"
+    if (response.content_length or 0) > MAX_TOKEN_BODY:
+        raise AuthError(f"{what} for {registry} is over {MAX_TOKEN_BODY} bytes: not a token")
+    raw = bytearray()
+    try:
+        async for chunk in paced(Limits(), what, lambda: response.content.read(64 * 1024)):
+            raw += chunk
+            if len(raw) > MAX_TOKEN_BODY:
+                raise AuthError(
+                    f"{what} for {registry} is over {MAX_TOKEN_BODY} bytes: not a token"
+                )
+    except TooSlow as exc:
+        raise AuthError(str(exc)) from None
+    try:
+        return json.loads(raw)
+    except ValueError:
+        return None  # a login page or a proxy's answer: no token in it

@@ -20,7 +20,16 @@ from typing import Any, Final, Literal
 
 import structlog
 
-from backup.errors import AuthError, BackupError, RegistryError, SizeMismatch, TransientError
+from backup.errors import (
+    AuthError,
+    BackupError,
+    OverLimit,
+    RegistryError,
+    SizeMismatch,
+    TooSlow,
+    TransientError,
+)
+from backup.limits import MAX_INDEX_CHILDREN, Limits
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
@@ -82,12 +91,17 @@ class CopyEngine:
         *,
         concurrency: int = DEFAULT_CONCURRENCY,
         policy: RetryPolicy | None = None,
+        limits: Limits | None = None,
     ) -> None:
         self._store_for = store_for
         self._policy = policy or RetryPolicy()
+        self._limits = limits or Limits()
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
         self._transfers = asyncio.Semaphore(concurrency)
+        # Child manifests (and referrers) are read and checked at most this many at once,
+        # whatever the number of children an index lists.
+        self._manifest_reads = asyncio.Semaphore(concurrency)
         self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[_BlobKey, list[str]] = {}
@@ -135,8 +149,16 @@ class CopyEngine:
             task = asyncio.current_task()
             assert task is not None
             self._in_flight.add(task)
+            deadline = asyncio.timeout(self._limits.image_timeout_s)
             try:
-                status, written = await self._copy_tagged(spec, bound)
+                async with deadline:
+                    status, written = await self._copy_tagged(spec, bound)
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
+                limit = f"{self._limits.image_timeout_s:g}"
+                message = f"not finished within {limit} s (--image-timeout): abandoned"
+                return self._failed(spec, bound, started, str(TooSlow(message)))
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
             except OSError as exc:  # a layout's file system
@@ -225,15 +247,29 @@ class CopyEngine:
         """
         referrers = await source.list_referrers(src.name, digest)
         if referrers:
+            _check_count(referrers, f"the referrers of {digest}")
             await _all(self._ensure_manifest(referrer, src, dst) for referrer in referrers)
             bound.info("referrers_copied", digest=digest, count=len(referrers))
 
     async def _place_content(self, manifest: Manifest, src: Repository, dst: Repository) -> None:
-        """Put everything ``manifest`` references at ``dst``: child manifests or blobs."""
+        """Put everything ``manifest`` references at ``dst``: child manifests or blobs.
+
+        What the manifest claims is checked against the bounds before any of it moves.
+        """
         if manifest.is_index:
-            await _all(self._ensure_manifest(child, src, dst) for child in manifest.children())
+            children = list(manifest.children())
+            _check_count(children, f"index {manifest.digest}")
+            await _all(self._ensure_manifest(child, src, dst) for child in children)
         else:
-            await _all(self._ensure_blob(blob, src, dst) for blob in manifest.blobs())
+            blobs = list(manifest.blobs())
+            for blob in blobs:
+                if blob.size > self._limits.max_blob_bytes:
+                    raise OverLimit(
+                        f"blob {blob.digest} of manifest {manifest.digest} claims {blob.size} "
+                        f"bytes, over the {self._limits.max_blob_bytes}-byte limit: nothing "
+                        "of it was copied; if the image is real, raise --max-blob-size"
+                    )
+            await _all(self._ensure_blob(blob, src, dst) for blob in blobs)
 
     # Child manifests, shared between images that reference the same digest
 
@@ -246,12 +282,14 @@ class CopyEngine:
 
     async def _copy_child(self, child: Descriptor, src: Repository, dst: Repository) -> None:
         target = self._store_for(dst.registry)
-        # A registry accepts a manifest only when all it references is present, so a child
-        # that exists is complete: nothing below it needs checking (this is what resumes).
-        if (present := await target.resolve_manifest(dst.name, child.digest)) is not None:
-            _check_present_size(child, present.size, f"manifest {child.digest}", dst)
-            return
-        manifest = await self._store_for(src.registry).get_manifest(src.name, child.digest, child)
+        async with self._manifest_reads:
+            # A registry accepts a manifest only when all it references is present, so a child
+            # that exists is complete: nothing below it needs checking (this is what resumes).
+            if (present := await target.resolve_manifest(dst.name, child.digest)) is not None:
+                _check_present_size(child, present.size, f"manifest {child.digest}", dst)
+                return
+            source = self._store_for(src.registry)
+            manifest = await source.get_manifest(src.name, child.digest, child)
         await self._place_content(manifest, src, dst)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
@@ -346,6 +384,14 @@ class CopyEngine:
             )
         self.stats.blobs_copied += 1
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
+
+
+def _check_count(descriptors: list[Descriptor], what: str) -> None:
+    if len(descriptors) > MAX_INDEX_CHILDREN:
+        raise OverLimit(
+            f"{what} lists {len(descriptors)} descriptors, over the limit of "
+            f"{MAX_INDEX_CHILDREN}: no real image has that many; nothing of it was copied"
+        )
 
 
 def _check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repository) -> None:

@@ -9,6 +9,9 @@
     │   ├── NotFound          the manifest or blob does not exist
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
     │   ├── BodyTooLarge      413: the registry or a proxy refused the request body's size
+    │   ├── TooSlow           a body moved below the throughput floor, or an image outlasted
+    │   │                     its deadline (not retried: a trickling source trickles again)
+    │   ├── OverLimit         an answer larger or longer than the tool's bounds allow
     │   └── TransientError    retries exhausted on a fault that may pass
     │       ├── ResumeRefused a ranged read answered from another offset
     │       └── ConnectionBroken  a connection broke or timed out mid-answer (HTTP client
@@ -64,6 +67,14 @@ class UnsafeRedirect(RegistryError):
 
 class BodyTooLarge(RegistryError):
     """HTTP 413: the registry, or a proxy in front of it, limits request bodies below this one."""
+
+
+class TooSlow(RegistryError):
+    """A body stayed below the throughput floor over a window, or an image ran out of time."""
+
+
+class OverLimit(RegistryError):
+    """An answer is larger or longer than a bound allows (a blob, a listing, an index)."""
 
 
 class TransientError(RegistryError):

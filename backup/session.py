@@ -14,6 +14,8 @@ import aiohttp
 from backup.credentials import CredentialStore
 from backup.errors import UsageError
 from backup.layout import LayoutStore
+from backup.limits import Limits
+from backup.origins import Trust
 from backup.reference import Registry
 from backup.registry import RegistryClient
 from backup.retry import RetryPolicy
@@ -31,6 +33,8 @@ class HttpSettings:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     # --max-request-rate: requests per second per registry host (host[:port]); no cap elsewhere.
     max_request_rates: Mapping[str, float] = field(default_factory=dict)
+    limits: Limits = field(default_factory=Limits)
+    trust: Trust = field(default_factory=Trust)
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
@@ -67,9 +71,15 @@ class Clients:
                     self._settings.retry,
                     self._settings.chunk_size,
                     self._settings.max_request_rates.get(registry.host),
+                    self._settings.limits,
+                    self._settings.trust,
                 )
             self._stores[registry] = store
         return store
+
+    @property
+    def limits(self) -> Limits:
+        return self._settings.limits
 
     @property
     def requests(self) -> dict[str, int]:

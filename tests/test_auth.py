@@ -174,7 +174,7 @@ async def test_plain_http_realm_is_refused_for_an_https_registry() -> None:
     """Credentials are never sent to an http realm named by an https registry."""
     async with aiohttp.ClientSession() as session:
         auth = Authenticator(Registry("r.example.com"), Credentials("u", "p"), session)
-        with pytest.raises(AuthError, match="plain-http"):
+        with pytest.raises(AuthError, match="plain http"):
             await auth.challenge('Bearer realm="http://evil.example.com/t"', ["x"], None)
 
 

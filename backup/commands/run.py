@@ -38,7 +38,7 @@ async def execute(
     """
     stats = Stats()
     before = clients.requests
-    engine = CopyEngine(clients, stats, concurrency=run.concurrency)
+    engine = CopyEngine(clients, stats, concurrency=run.concurrency, limits=clients.limits)
     progress = asyncio.create_task(
         show_progress(stats, terminal=output.terminal, interval_s=run.progress_interval_s)
     )

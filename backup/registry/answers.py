@@ -8,6 +8,7 @@ exception.
 
 from __future__ import annotations
 
+import functools
 import json
 import weakref
 from collections.abc import AsyncIterator
@@ -18,13 +19,17 @@ import aiohttp
 from backup.errorbody import MAX_ERROR_BODY, ErrorBody, parse_error_body
 from backup.errors import (
     AuthError,
+    BackupError,
     BodyTooLarge,
     ConnectionBroken,
     InvalidManifest,
     NotFound,
+    OverLimit,
     RegistryError,
+    TooSlow,
     TransientError,
 )
+from backup.limits import Limits, Pace, paced
 from backup.reference import Registry
 from backup.retry import RETRYABLE_EXCEPTIONS, retry_after_in_body, retryable_status
 
@@ -66,37 +71,47 @@ def broken(exc: BaseException, what: str) -> ConnectionBroken:
     )
 
 
-async def chunks(resp: aiohttp.ClientResponse, size: int, what: str) -> AsyncIterator[bytes]:
-    """The body as served, ``size`` bytes at a time."""
+async def chunks(
+    resp: aiohttp.ClientResponse, size: int, what: str, limits: Limits
+) -> AsyncIterator[bytes]:
+    """The body as served, ``size`` bytes at a time, no slower than the throughput floor."""
     try:
-        async for chunk in resp.content.iter_chunked(size):
+        async for chunk in paced(limits, what, lambda: resp.content.read(size)):
             yield chunk
     except RETRYABLE_EXCEPTIONS as exc:
         raise broken(exc, what) from None
 
 
-async def read_capped(resp: aiohttp.ClientResponse, limit: int, what: str) -> bytes:
-    """The whole body; InvalidManifest once it passes ``limit`` bytes."""
+async def read_capped(
+    resp: aiohttp.ClientResponse,
+    limit: int,
+    what: str,
+    limits: Limits,
+    too_large: type[BackupError] = InvalidManifest,
+) -> bytes:
+    """The whole body; ``too_large`` (InvalidManifest) once it passes ``limit`` bytes."""
+    declared = resp.content_length
+    if declared is not None and declared > limit:
+        raise too_large(f"{what}: the body is {declared} bytes, over the {limit}-byte limit")
     parts: list[bytes] = []
     total = 0
-    async for chunk in chunks(resp, 64 * 1024, what):
+    async for chunk in chunks(resp, 64 * 1024, what, limits):
         total += len(chunk)
         if total > limit:
-            raise InvalidManifest(f"manifest body exceeds the {limit}-byte limit")
+            raise too_large(f"{what}: the body exceeds the {limit}-byte limit")
         parts.append(chunk)
     return b"".join(parts)
 
 
-async def read_json(resp: aiohttp.ClientResponse, what: str) -> dict[str, Any]:
-    """The body as a JSON object, whatever Content-Type it came with.
+async def read_json(
+    resp: aiohttp.ClientResponse, what: str, limits: Limits, limit: int
+) -> dict[str, Any]:
+    """The body (at most ``limit`` bytes) as a JSON object, whatever its Content-Type.
 
     A 200 whose body is not one (an SSO or login proxy's HTML page) is the registry's
     failure to answer, not a bug: RegistryError, not retried.
     """
-    try:
-        raw = await resp.read()
-    except RETRYABLE_EXCEPTIONS as exc:
-        raise broken(exc, what) from None
+    raw = await read_capped(resp, limit, what, limits, OverLimit)
     try:
         body = json.loads(raw)
     except ValueError:
@@ -148,18 +163,22 @@ _ERROR_BODIES: weakref.WeakKeyDictionary[aiohttp.ClientResponse, ErrorBody] = (
 
 
 async def error_body(resp: aiohttp.ClientResponse) -> ErrorBody:
-    """The registry's error entries (or an HTML page's title), from the body's first 64 KiB."""
+    """The registry's error entries (or an HTML page's title), from the body's first 64 KiB,
+    read for at most one throughput window."""
     if resp.method == "HEAD":
         return ErrorBody()
     cached = _ERROR_BODIES.get(resp)
     if cached is None:
         raw = bytearray()
+        pace = Pace(Limits(), f"the error body from {resp.url.host}")
         try:
             while len(raw) < MAX_ERROR_BODY and (
-                piece := await resp.content.read(MAX_ERROR_BODY - len(raw))
+                piece := await pace.read(
+                    functools.partial(resp.content.read, MAX_ERROR_BODY - len(raw))
+                )
             ):
                 raw += piece
-        except (TimeoutError, aiohttp.ClientError, ValueError):
+        except (TimeoutError, aiohttp.ClientError, ValueError, TooSlow):
             pass  # a body cut short says what it managed to
         cached = _ERROR_BODIES[resp] = parse_error_body(
             bytes(raw), resp.headers.get("Content-Type")

@@ -23,10 +23,12 @@ from backup.errors import (
     DigestMismatch,
     InvalidManifest,
     NotFound,
+    OverLimit,
     ResumeRefused,
     SizeMismatch,
     TransientError,
 )
+from backup.limits import MAX_LISTING_BYTES, MAX_LISTING_PAGES, Limits
 from backup.oci import (
     MANIFEST_ACCEPT,
     MANIFEST_MEDIA_TYPES,
@@ -40,6 +42,7 @@ from backup.oci import (
     is_schema1,
     parse_manifest,
 )
+from backup.origins import Trust
 from backup.redact import redact_url
 from backup.reference import Registry, validate_digest
 from backup.registry.answers import (
@@ -89,10 +92,15 @@ class RegistryClient:
         policy: RetryPolicy | None = None,
         chunk_size: int | None = None,
         max_request_rate: float | None = None,
+        limits: Limits | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy or RetryPolicy()
-        self._transport = Transport(registry, session, credentials, self.policy, max_request_rate)
+        self.limits = limits or Limits()
+        self._transport = Transport(
+            registry, session, credentials, self.policy, max_request_rate, trust or Trust()
+        )
         self._uploads = Uploads(self._transport, chunk_size)
         self._has_referrers_api = True
 
@@ -183,12 +191,7 @@ class RegistryClient:
                     f"manifest {self.registry}/{ref(name, identifier)} not found", status=404
                 )
             await self._expect(resp, (200,), what)
-            declared = resp.content_length
-            if declared is not None and declared > MAX_MANIFEST_BYTES:
-                raise InvalidManifest(
-                    f"manifest {ref(name, identifier)} is {declared} bytes, over the 4 MiB limit"
-                )
-            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what)
+            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
             content_type = resp.headers.get("Content-Type")
             claimed = resp.headers.get("Docker-Content-Digest")
         if is_schema1(raw, content_type):  # a signed one never hashes to its registry digest
@@ -303,7 +306,7 @@ class RegistryClient:
         async with self.open_blob(name, digest, offset) as response:
             if offset and not resumed_at(response, offset):
                 raise ResumeRefused(f"{self.registry} did not resume {digest} at byte {offset}")
-            yield chunks(response, READ_CHUNK, f"GET blob {name}@{digest}")
+            yield chunks(response, READ_CHUNK, f"GET blob {name}@{digest}", self.limits)
 
     # Blobs: uploading
 
@@ -324,7 +327,7 @@ class RegistryClient:
         url = yarl.URL(f"{self.registry.base_url}/v2/{name}/tags/list?n=1000", encoded=True)
 
         async def tags(resp: aiohttp.ClientResponse) -> list[str]:
-            body = await read_json(resp, f"list tags of {name}")
+            body = await read_json(resp, f"list tags of {name}", self.limits, MAX_LISTING_BYTES)
             tags = body.get("tags") or []
             return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
@@ -345,7 +348,7 @@ class RegistryClient:
         what = f"list referrers of {name}@{digest}"
 
         async def referrers(resp: aiohttp.ClientResponse) -> list[Descriptor]:
-            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what)
+            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
             return list(parse_manifest(raw, OCI_INDEX).children())
 
         pages, missing = await self._pages(
@@ -367,7 +370,7 @@ class RegistryClient:
         url = yarl.URL(f"{self.registry.base_url}/v2/_catalog?n=1000", encoded=True)
 
         async def names(resp: aiohttp.ClientResponse) -> list[str]:
-            body = await read_json(resp, "list the catalog")
+            body = await read_json(resp, "list the catalog", self.limits, MAX_LISTING_BYTES)
             names = body.get("repositories") or []
             return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
@@ -390,11 +393,18 @@ class RegistryClient:
         """Every page of a list, following ``Link: <...>; rel="next"`` on the same origin only.
 
         The pages read, and True if a page answered one of the ``absent`` statuses (the list
-        ends there).
+        ends there). At most ``MAX_LISTING_PAGES`` pages of ``MAX_LISTING_BYTES`` in all: a
+        list without end is the registry's failure (OverLimit).
         """
         pages: list[T] = []
         following: yarl.URL | None = url
+        read_bytes = 0
         while following is not None:
+            if len(pages) == MAX_LISTING_PAGES or read_bytes > MAX_LISTING_BYTES:
+                raise OverLimit(
+                    f"{what} on {self.registry}: the list goes on past {len(pages)} pages "
+                    f"and {read_bytes} bytes, more than any real listing; refusing to read on"
+                )
             async with await self._transport.request(
                 "GET", following, scopes=scopes, headers=headers
             ) as resp:
@@ -402,6 +412,7 @@ class RegistryClient:
                     return pages, True
                 await self._expect(resp, (200,), what)
                 pages.append(await read(resp))
+                read_bytes += resp.content_length or resp.content.total_bytes
                 link = next_link(resp)
             following = (
                 None if link is None else self._transport.same_origin(following, link, listing)

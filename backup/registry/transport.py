@@ -27,6 +27,7 @@ import yarl
 from backup.auth import Authenticator
 from backup.credentials import CredentialSource
 from backup.errors import RegistryError, TransientError, UnsafeRedirect
+from backup.origins import Trust, check_redirect
 from backup.redact import redact_text, redact_url
 from backup.reference import Registry
 from backup.registry.answers import error_body, retry_after_hint
@@ -84,6 +85,7 @@ class Transport:
         credentials: CredentialSource,
         policy: RetryPolicy,
         max_request_rate: float | None = None,
+        trust: Trust | None = None,
     ) -> None:
         self.registry = registry
         self.policy = policy
@@ -91,7 +93,8 @@ class Transport:
         self.origin = yarl.URL(registry.base_url).origin()
         self.requests = 0
         self._session = session
-        self._auth = Authenticator(registry, credentials, session)
+        self._trust = trust or Trust()
+        self._auth = Authenticator(registry, credentials, session, self._trust.token_realms)
 
     async def request(
         self,
@@ -238,7 +241,7 @@ class Transport:
             location = resp.headers.get("Location", "")
             resp.release()
             target = url.join(yarl.URL(location, encoded=True))
-            check_redirect(url, target)
+            self._check_redirect(url, target)
             if target.origin() != url.origin():
                 # Never carry the registry's credentials to another host (CDN, object store).
                 headers = {k: v for k, v in headers.items() if k.lower() != "authorization"}
@@ -251,8 +254,11 @@ class Transport:
         if not location:
             raise RegistryError(f"{self.registry} started an upload without a Location header")
         target = resp.url.join(yarl.URL(location, encoded=True))
-        check_redirect(resp.url, target)
+        self._check_redirect(resp.url, target)
         return target
+
+    def _check_redirect(self, source: yarl.URL, target: yarl.URL) -> None:
+        check_redirect(source, target, self.origin, internal_ok=self._trust.internal_redirects)
 
     def same_origin(self, current: yarl.URL, link: str, what: str) -> yarl.URL:
         """The next page of a paginated list, only on the registry's own origin."""
@@ -260,16 +266,6 @@ class Transport:
         if following.origin() != self.origin:
             raise UnsafeRedirect(f"{self.registry} paginated {what} to another origin; refusing")
         return following
-
-
-def check_redirect(source: yarl.URL, target: yarl.URL) -> None:
-    """Refuse a redirect to a non-http URL, or from https down to http."""
-    if target.scheme not in ("http", "https"):
-        raise UnsafeRedirect(f"refusing redirect to a non-http URL from {redact_url(source)}")
-    if source.scheme == "https" and target.scheme != "https":
-        raise UnsafeRedirect(
-            f"refusing https-to-http redirect from {redact_url(source)} to {redact_url(target)}"
-        )
 
 
 async def _worth_retrying(resp: aiohttp.ClientResponse) -> bool:

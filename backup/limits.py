@@ -1,0 +1,92 @@
+"""Bounds on what a registry may make the run read, hold or wait for.
+
+A compromised source can claim any size, list without end or answer one byte at a time. Each
+reader keeps its own bound from here:
+
+- bodies: a blob never past ``max_blob_bytes`` (checked on the descriptor before a byte
+  moves) nor past its descriptor's size; a token answer within ``MAX_TOKEN_BODY``; a listing
+  within ``MAX_LISTING_PAGES`` pages and ``MAX_LISTING_BYTES`` bytes in all; an index within
+  ``MAX_INDEX_CHILDREN`` descriptors;
+- time: every body moves at ``min_bytes_per_s`` or more, averaged over windows of
+  ``SPEED_WINDOW_S`` (a body that trickles fails within one window), and an image has
+  ``image_timeout_s`` in all.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
+
+from backup.errors import TooSlow
+
+GiB = 2**30
+KiB = 2**10
+
+MAX_TOKEN_BODY = 1 * 2**20
+MAX_LISTING_PAGES = 1000
+MAX_LISTING_BYTES = 32 * 2**20
+MAX_INDEX_CHILDREN = 4096
+SPEED_WINDOW_S = 20.0
+
+DEFAULT_MAX_BLOB_BYTES = 16 * GiB  # GHCR stores layers of up to 10 GB
+DEFAULT_MIN_BYTES_PER_S = 10 * KiB
+DEFAULT_IMAGE_TIMEOUT_S = 3 * 3600.0
+
+
+@dataclass(frozen=True)
+class Limits:
+    max_blob_bytes: int = DEFAULT_MAX_BLOB_BYTES
+    min_bytes_per_s: int = DEFAULT_MIN_BYTES_PER_S
+    speed_window_s: float = SPEED_WINDOW_S
+    image_timeout_s: float = DEFAULT_IMAGE_TIMEOUT_S
+
+
+class Pace:
+    """The throughput floor of one body: each window of ``window_s`` must bring enough bytes.
+
+    ``read`` awaits one read, cut off at the end of the current window; a window that ends
+    short of ``min_bytes_per_s * window_s`` bytes raises TooSlow naming ``what``.
+    """
+
+    def __init__(self, limits: Limits, what: str) -> None:
+        self._window = limits.speed_window_s
+        self._needed = limits.min_bytes_per_s * limits.speed_window_s
+        self._what = what
+        self._started = time.monotonic()
+        self._got = 0
+
+    async def read(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
+        while True:
+            remaining = self._started + self._window - time.monotonic()
+            if remaining <= 0:
+                self._next_window()
+                continue
+            try:
+                async with asyncio.timeout(remaining):
+                    chunk = await read()
+            except TimeoutError:
+                self._next_window()
+                continue
+            self._got += len(chunk)
+            return chunk
+
+    def _next_window(self) -> None:
+        if self._got < self._needed:
+            raise TooSlow(
+                f"{self._what}: only {self._got} bytes arrived in {self._window:g} s, below "
+                f"the floor of {self._needed / self._window / KiB:g} KiB/s (--min-speed): "
+                "the registry stalled or trickles"
+            )
+        self._started = time.monotonic()
+        self._got = 0
+
+
+async def paced(
+    limits: Limits, what: str, read: Callable[[], Awaitable[bytes]]
+) -> AsyncIterator[bytes]:
+    """Every chunk ``read`` returns until it returns b"", under one ``Pace``."""
+    pace = Pace(limits, what)
+    while chunk := await pace.read(read):
+        yield chunk
