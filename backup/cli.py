@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import math
+import os
 import re
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
@@ -24,6 +26,7 @@ from backup.commands import (
 )
 from backup.engine import DEFAULT_CONCURRENCY
 from backup.errors import BackupError, UsageError
+from backup.limits import DEFAULT_IMAGE_TIMEOUT_S, DEFAULT_MAX_BLOB_BYTES, DEFAULT_MIN_BYTES_PER_S
 from backup.logs import configure_logging
 from backup.options import (
     copy_options,
@@ -45,6 +48,7 @@ from backup.repos_command import (
 log = structlog.get_logger("backup.cli")
 
 EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error, not the input's fault
+EXIT_PIPE_CLOSED = 128 + 13  # 141, as `git log | head` ends when killed by SIGPIPE
 Options = TypeVar("Options")
 
 
@@ -72,6 +76,14 @@ def _size(text: str) -> int:
     if value < 1024:
         raise argparse.ArgumentTypeError("chunks must be at least 1 KiB")
     return value
+
+
+def _byte_rate(text: str) -> int:
+    """A byte count (0 allowed) such as 10KiB or 16GiB, for the bounds."""
+    match = re.fullmatch(r"\s*([0-9]+)\s*([A-Za-z]*?)(?:/s)?\s*", text)
+    if not match or match.group(2).lower() not in _UNITS:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a size like 10KiB or 16GiB")
+    return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
 def _positive_int(text: str) -> int:
@@ -144,6 +156,37 @@ def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
         help="TCP/TLS connect timeout (default %(default)s)",
     )
     network.add_argument(
+        "--min-speed",
+        type=_byte_rate,
+        default=DEFAULT_MIN_BYTES_PER_S,
+        metavar="BYTES/s",
+        help="fail a body that brings less than this in any 20 s window (default 10KiB/s; "
+        "0: no floor): a stalled or trickling registry fails that image instead of the run",
+    )
+    network.add_argument(
+        "--max-blob-size",
+        type=_byte_rate,
+        default=DEFAULT_MAX_BLOB_BYTES,
+        metavar="SIZE",
+        help="refuse, before any byte moves, a blob whose descriptor claims more "
+        "(default 16GiB; GHCR's layer limit is 10 GB)",
+    )
+    network.add_argument(
+        "--allow-token-realm",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="also send a registry's credentials to this token service (repeatable) "
+        "[BACKUP_ALLOW_TOKEN_REALMS, comma-separated]; by default only the registry's own host "
+        "and hosts of its registrable domain over https get them",
+    )
+    network.add_argument(
+        "--allow-internal-redirects",
+        action="store_true",
+        help="follow a registry's redirects to loopback, link-local, private or reserved "
+        "addresses even when the registry itself is not on one",
+    )
+    network.add_argument(
         "--read-timeout",
         type=_positive_float,
         default=300.0,
@@ -158,6 +201,14 @@ def _copy_options() -> argparse.ArgumentParser:
     """Flags of the commands that copy images: copy, registry, restore."""
     copying = argparse.ArgumentParser(add_help=False)
     copying.add_argument(
+        "--image-timeout",
+        type=_positive_float,
+        default=DEFAULT_IMAGE_TIMEOUT_S,
+        metavar="SECONDS",
+        help="fail an image that is not copied within this time (default %(default)g); "
+        "the rest of the run goes on",
+    )
+    copying.add_argument(
         "--chunk-size",
         type=_size,
         metavar="SIZE",
@@ -166,7 +217,7 @@ def _copy_options() -> argparse.ArgumentParser:
     )
     copying.add_argument(
         "--grace-period",
-        type=float,
+        type=_grace_seconds,
         default=25.0,
         metavar="SECONDS",
         help="on SIGTERM, start nothing new and give work in flight this long to finish "
@@ -185,7 +236,7 @@ def _copy_options() -> argparse.ArgumentParser:
     )
     copying.add_argument(
         "--progress-interval",
-        type=float,
+        type=_progress_seconds,
         default=5.0,
         metavar="SECONDS",
         help="seconds between progress lines (default %(default)s)",
@@ -231,7 +282,7 @@ _REGISTRY_ENVIRONMENT = "\n".join(
 def _request_rate(text: str) -> tuple[str, float]:
     """``HOST=N/s`` or ``HOST=N/min`` (``host[:port]`` as in references)."""
     match = re.fullmatch(r"\s*([^=\s]+)\s*=\s*([0-9]+(?:\.[0-9]+)?)\s*/\s*(s|min)\s*", text)
-    if not match or float(match.group(2)) <= 0:
+    if not match or not 0 < float(match.group(2)) < math.inf:
         raise argparse.ArgumentTypeError(
             f"{text!r} is not a rate like ghcr.io=50/s or ghcr.io=2000/min"
         )
@@ -240,11 +291,34 @@ def _request_rate(text: str) -> tuple[str, float]:
     return host, per_second
 
 
-def _positive_float(text: str) -> float:
-    value = float(text)
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0")
+def _seconds(text: str, *, minimum: float, inclusive: bool) -> float:
+    """A finite number of seconds: inf or nan would disable the bound the flag sets."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a number of seconds") from None
+    low_enough = value < minimum if inclusive else value <= minimum
+    if not math.isfinite(value) or low_enough:
+        bound = f"at least {minimum:g}" if inclusive else f"more than {minimum:g}"
+        raise argparse.ArgumentTypeError(f"{text!r}: give a finite number of seconds, {bound}")
     return value
+
+
+def _positive_float(text: str) -> float:
+    """A timeout: finite and more than 0."""
+    return _seconds(text, minimum=0, inclusive=False)
+
+
+def _grace_seconds(text: str) -> float:
+    """A grace period: finite, 0 (stop at once) or more."""
+    return _seconds(text, minimum=0, inclusive=True)
+
+
+MIN_PROGRESS_INTERVAL_S = 0.01  # at most 100 progress lines a second; 0 would be a busy loop
+
+
+def _progress_seconds(text: str) -> float:
+    return _seconds(text, minimum=MIN_PROGRESS_INTERVAL_S, inclusive=True)
 
 
 def _retention_options() -> argparse.ArgumentParser:
@@ -403,8 +477,9 @@ def _add_registry(commands: Any, parents: list[argparse.ArgumentParser]) -> None
         metavar="OS/ARCH[/VARIANT]",
         help="copy only these platforms of each index (repeatable)",
     )
-    reg.add_argument("--shard", metavar="I/N", help="back up only shard I of N [BACKUP_SHARD]")
-    reg.add_argument(
+    shards = reg.add_mutually_exclusive_group()
+    shards.add_argument("--shard", metavar="I/N", help="back up only shard I of N [BACKUP_SHARD]")
+    shards.add_argument(
         "--shard-count",
         type=_positive_int,
         metavar="N",
@@ -579,7 +654,7 @@ def _add_repos(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     repos.add_argument(
         "--grace-period",
-        type=float,
+        type=_grace_seconds,
         default=25.0,
         metavar="SECONDS",
         help="on SIGTERM, start no new repository and give fetches in flight this long to "
@@ -598,7 +673,7 @@ def _add_repos(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
     )
     repos.add_argument(
         "--progress-interval",
-        type=float,
+        type=_progress_seconds,
         default=5.0,
         metavar="SECONDS",
         help="seconds between progress lines (default %(default)s)",
@@ -760,7 +835,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     configure_logging(args.log_format, args.log_level)
     command = COMMANDS[args.command]
     try:
-        return asyncio.run(command(args))
+        code = asyncio.run(command(args))
+        sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
+        return code
+    except BrokenPipeError:
+        return _reader_went_away()
     except UsageError as exc:
         print(f"github-org-backup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -777,3 +856,21 @@ def main(argv: Sequence[str] | None = None) -> int:
             exc_info=True,
         )
         return EXIT_CRASHED
+
+
+
+def _reader_went_away() -> int:
+    """The reader of stdout (or stderr) closed its end, as ``| head`` does: end quietly.
+
+    What is still buffered goes to /dev/null so the interpreter's exit cannot report the broken
+    pipe again. 141 rather than 0: under ``set -o pipefail`` a script learns, as it would from
+    git, that the output it asked for was not all delivered.
+    """
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            os.dup2(devnull, stream.fileno())
+        except (OSError, ValueError):  # a stream without a descriptor (e.g. under pytest)
+            continue
+    os.close(devnull)
+    return EXIT_PIPE_CLOSED

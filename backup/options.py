@@ -31,6 +31,8 @@ from backup.config import (
 from backup.credentials import Credentials
 from backup.errors import UsageError
 from backup.history import Retention
+from backup.limits import DEFAULT_IMAGE_TIMEOUT_S, Limits
+from backup.origins import Trust
 from backup.policy import PackageFilter, TagPolicy
 from backup.progress import on_terminal
 from backup.reference import Repository, parse_reference, parse_repository
@@ -151,6 +153,22 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
         read_timeout_s=args.read_timeout,
         chunk_size=getattr(args, "chunk_size", None),
         max_request_rates=dict(args.max_request_rate),
+        limits=Limits(
+            max_blob_bytes=args.max_blob_size,
+            min_bytes_per_s=args.min_speed,
+            image_timeout_s=getattr(args, "image_timeout", DEFAULT_IMAGE_TIMEOUT_S),
+        ),
+        trust=Trust(
+            token_realms=frozenset(
+                host.strip().lower()
+                for host in [
+                    *args.allow_token_realm,
+                    *os.environ.get("BACKUP_ALLOW_TOKEN_REALMS", "").split(","),
+                ]
+                if host.strip()
+            ),
+            internal_redirects=args.allow_internal_redirects,
+        ),
     )
 
 
