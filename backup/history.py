@@ -3,7 +3,8 @@
 The backup is not a mirror. A tag the source overwrote or deleted stays in the snapshots
 that named it, and each repository's history index keeps those digests reachable from a tag
 until retention forgets every snapshot that names them. Only then can ``--prune`` delete a
-tag, and never one whose digest a kept snapshot still names.
+tag, and only one a forgotten snapshot recorded, never one whose digest a kept snapshot
+still names.
 """
 
 from __future__ import annotations
@@ -18,9 +19,9 @@ import structlog
 from backup.errors import BackupError, InvalidReference, NotFound
 from backup.oci import IMAGE_MEDIA_TYPES, Descriptor
 from backup.reference import Repository, parse_reference
+from backup.reserved import is_reserved
 from backup.snapshots import (
     HISTORY_TAG,
-    SNAPSHOT_REPOSITORY,
     Snapshot,
     Snapshots,
     TaggedImage,
@@ -52,6 +53,7 @@ class RunHistory:
     moved: list[dict[str, str]]
     forgotten: list[str] = field(default_factory=list)
     histories_written: int = 0
+    histories_repaired: int = 0
     pruned: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -60,6 +62,7 @@ class RunHistory:
             "tags_moved": len(self.moved),
             "snapshots_forgotten": len(self.forgotten),
             "histories_written": self.histories_written,
+            "histories_repaired": self.histories_repaired,
         }
 
 
@@ -77,7 +80,7 @@ def tagged_images(images: Iterable[Mapping[str, Any]], prefix: Repository) -> li
         except (InvalidReference, KeyError):
             continue
         relative = reference.repository.relative_to(prefix)
-        if not relative or reference.tag is None:
+        if not relative or reference.tag is None or is_reserved(relative, reference.tag):
             continue
         found.append(TaggedImage(relative, reference.tag, str(digest), str(media_type), size))
     return found
@@ -112,7 +115,11 @@ def carried_forward(
     if previous is None:
         return []
     seen = {(i.repository, i.tag) for i in current}
-    return [i for i in previous.images if (i.repository, i.tag) not in seen and keep(i)]
+    return [
+        i
+        for i in previous.images
+        if (i.repository, i.tag) not in seen and keep(i) and not is_reserved(i.repository, i.tag)
+    ]
 
 
 async def record_run(
@@ -126,10 +133,13 @@ async def record_run(
 
     ``previous`` is the latest snapshot before this run. The histories grow to cover the new
     snapshot before it is saved, and shrink only after the forgotten snapshots are gone, so
-    a crash at any point leaves every stored snapshot protected.
+    a crash at any point leaves every stored snapshot protected. What only the forgotten
+    snapshots named goes on the forgotten-tags list first: it is all ``--prune`` may delete.
+    Every run then checks the history tags of the repositories it names, and repairs any the
+    tool did not write.
     """
     ids = await snapshots.ids()
-    snapshot = new_snapshot(source, images)
+    snapshot = new_snapshot(source, [i for i in images if not is_reserved(i.repository, i.tag)])
     kept_ids = select_kept(
         [*ids, snapshot.id], keep_last=retention.keep_last, keep_within=retention.keep_within
     )
@@ -137,17 +147,58 @@ async def record_run(
     changed = previous is None or previous.tags() != snapshot.tags() or bool(forgotten)
     history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten)
     existing = [await snapshots.load(i) for i in ids] if changed else []
+    examined: set[str] = set()
     if changed:
-        history.histories_written = await snapshots.write_histories(existing, [*existing, snapshot])
+        history.histories_written = await snapshots.write_histories(
+            existing, [*existing, snapshot], examined=examined
+        )
     await snapshots.save(snapshot)
+    kept = [s for s in existing if s.id in kept_ids] + [snapshot]
+    if forgotten:
+        await _note_forgotten(snapshots, [s for s in existing if s.id not in kept_ids], kept)
     for identifier in forgotten:
         await snapshots.forget(identifier)
     if forgotten:
-        kept = [s for s in existing if s.id in kept_ids] + [snapshot]
-        history.histories_written += await snapshots.write_histories([*existing, snapshot], kept)
+        history.histories_written += await snapshots.write_histories(
+            [*existing, snapshot], kept, examined=examined
+        )
+    history.histories_repaired = await _repair_histories(snapshots, snapshot, examined)
     for entry in history.moved:
         log.warning("tag_moved", tag=entry["tag"], was=entry["was"], now=entry["now"])
     return history
+
+
+def only_forgotten(forgotten: Iterable[Snapshot], kept: Iterable[Snapshot]) -> list[TaggedImage]:
+    """The entries of ``forgotten`` whose (repository, tag) no snapshot of ``kept`` names."""
+    named = {(i.repository, i.tag) for s in kept for i in s.images}
+    return [i for s in forgotten for i in s.images if (i.repository, i.tag) not in named]
+
+
+async def forgotten_tags(snapshots: Snapshots) -> list[TaggedImage]:
+    """The forgotten-tags list; an unreadable one counts as empty (its tags then stay)."""
+    try:
+        return await snapshots.forgotten_tags()
+    except BackupError as exc:
+        log.warning("forgotten_tags_unreadable", error=str(exc), backup=str(snapshots.prefix))
+        return []
+
+
+async def _note_forgotten(
+    snapshots: Snapshots, forgotten: Sequence[Snapshot], kept: Sequence[Snapshot]
+) -> None:
+    dropped = only_forgotten(forgotten, kept)
+    if dropped:
+        await snapshots.save_forgotten_tags([*await forgotten_tags(snapshots), *dropped])
+
+
+async def _repair_histories(snapshots: Snapshots, latest: Snapshot, examined: set[str]) -> int:
+    """Rewrite the history tags (of the repositories ``latest`` names, but those this run
+    already wrote) that are missing, foreign, or lack what ``latest`` names."""
+    damaged = await snapshots.damaged_histories(latest, skip=examined)
+    if not damaged:
+        return 0
+    kept = [await snapshots.load(i) for i in await snapshots.ids()]
+    return await snapshots.write_histories(kept, kept, check=True, only=damaged)
 
 
 async def kept_snapshots(snapshots: Snapshots, retention: Retention) -> list[Snapshot]:
@@ -187,53 +238,71 @@ async def _reachable(store: Store, name: str, roots: Iterable[Descriptor], serie
     return found
 
 
+@dataclass(frozen=True)
+class Pruning:
+    """What a prune deleted (or would), and the candidates it must still remember."""
+
+    pruned: tuple[str, ...]
+    remaining: tuple[TaggedImage, ...]
+
+
 async def prune_unreferenced(
     store: Store,
     prefix: Repository,
     kept: Sequence[Snapshot],
-    repositories: Iterable[str],
+    candidates: Iterable[TaggedImage],
     *,
     dry_run: bool,
     series: str = "",
-) -> list[str]:
-    """Delete tags of ``repositories`` (below ``prefix``) that no kept snapshot names.
+) -> Pruning:
+    """Delete the ``candidates`` (tags only forgotten snapshots named) that no kept snapshot
+    names and that still point at the digest the tool wrote.
 
-    A tag whose digest a kept snapshot names, under any tag, or that a kept index or the
-    history tag reaches, is left alone: on a registry a tag is deleted through its manifest,
-    which would take the kept digest with it.
+    Prune deletes only what the tool recorded: a tag no snapshot ever named (an operator's
+    own, or one in a repository the tool never wrote) is never a candidate, and one that now
+    points elsewhere is someone else's. A tag whose digest a kept snapshot names, under any
+    tag, or that a kept index or the history tag reaches, is left alone and remembered: on a
+    registry a tag is deleted through its manifest, which would take the kept digest with it.
     """
     if not kept:
         log.error("prune_refused", reason="the backup has no snapshot to decide by")
         raise BackupError(f"nothing pruned: {prefix} has no snapshot yet")
-    latest = kept[-1].tags()
     named = {(i.repository, i.tag) for s in kept for i in s.images}
     pruned: list[str] = []
-    for relative in sorted(set(repositories)):
-        if relative == SNAPSHOT_REPOSITORY:
-            continue
+    remaining: list[TaggedImage] = []
+    protected: dict[str, set[str]] = {}
+    for candidate in sorted(set(candidates)):
+        relative, tag = candidate.repository, candidate.tag
+        if (relative, tag) in named or is_reserved(relative, tag):
+            continue  # a kept snapshot names it again: it is no longer forgotten
         name = prefix.child(relative).name
-        roots = [i.descriptor() for s in kept for i in s.images if i.repository == relative]
-        protected: set[str] | None = None
-        for tag in sorted(await store.list_tags(name)):
-            if tag == HISTORY_TAG or (relative, tag) in named or (relative, tag) in latest:
-                continue
-            found = await store.resolve_manifest(name, tag)
-            if found is None:
-                continue
-            if protected is None:
-                protected = await _reachable(store, name, roots, series)
-            if found.digest in protected:
-                log.warning(
-                    "prune_skipped",
-                    repository=relative,
-                    tag=tag,
-                    reason="its digest is a kept image or part of one",
-                )
-                continue
-            if dry_run:
-                print(f"prune  {prefix.child(relative)}:{tag}", flush=True)
-            else:
-                await store.delete_tag(name, tag)
-                log.info("tag_pruned", repository=relative, tag=tag)
-            pruned.append(f"{relative}:{tag}")
-    return pruned
+        found = await store.resolve_manifest(name, tag)
+        if found is None:
+            continue
+        if found.digest != candidate.digest:
+            log.warning(
+                "prune_skipped",
+                repository=relative,
+                tag=tag,
+                reason="it no longer points at the digest the tool wrote",
+            )
+            continue
+        if relative not in protected:
+            roots = [i.descriptor() for s in kept for i in s.images if i.repository == relative]
+            protected[relative] = await _reachable(store, name, roots, series)
+        if found.digest in protected[relative]:
+            log.warning(
+                "prune_skipped",
+                repository=relative,
+                tag=tag,
+                reason="its digest is a kept image or part of one",
+            )
+            remaining.append(candidate)
+            continue
+        if dry_run:
+            print(f"prune  {prefix.child(relative)}:{tag}", flush=True)
+        else:
+            await store.delete_tag(name, tag)
+            log.info("tag_pruned", repository=relative, tag=tag)
+        pruned.append(f"{relative}:{tag}")
+    return Pruning(tuple(pruned), tuple(remaining))

@@ -10,6 +10,7 @@ from backup.errors import InvalidReference
 from backup.packages import Package
 from backup.policy import Decision, TagPolicy, select_tags
 from backup.reference import Reference, Repository
+from backup.reserved import reserved_path, reserved_tag
 from backup.specs import CopySpec
 
 
@@ -19,13 +20,35 @@ class PackagePlan:
     decisions: tuple[Decision, ...]
     specs: tuple[CopySpec, ...]
     error: str | None = None
+    refused: tuple[Decision, ...] = ()  # tags in the tool's own namespace, never copied
+
+    @property
+    def failed(self) -> bool:
+        """The package names something the tool reserves: it fails, whatever else is copied."""
+        return bool(self.refused) or self.reserved
+
+    @property
+    def reserved(self) -> bool:
+        return self.error is not None and self.error.startswith(_RESERVED)
+
+    def refusal(self) -> str | None:
+        """What the report says of a failed package."""
+        if self.reserved:
+            return self.error
+        if not self.refused:
+            return None
+        shown = "; ".join(d.reason for d in self.refused[:_SHOWN])
+        more = len(self.refused) - _SHOWN
+        return _RESERVED + shown + (f"; and {more} more such tags" if more > 0 else "")
 
     def render(self) -> str:
         """The dry-run text: kept tags with digest and destination, dropped tags with the reason."""
         kept = [d for d in self.decisions if d.keep]
         lines = [f"{self.package.name}: keep {len(kept)}, drop {len(self.decisions) - len(kept)}"]
         if self.error:
-            lines.append(f"  skip  {self.error}")
+            lines.append(f"  {'refuse' if self.reserved else 'skip'}  {self.error}")
+        for decision in self.refused:
+            lines.append(f"  refuse {decision.tag:<23} {decision.reason}")
         targets = {spec.destination.tag: spec.destination for spec in self.specs}
         for decision in self.decisions:
             if decision.keep:
@@ -55,14 +78,29 @@ def decide_tags(tags: dict[str, str], policy: TagPolicy) -> tuple[Decision, ...]
     return tuple(sorted(decisions, key=lambda d: d.tag))
 
 
+_RESERVED = "refused: "
+_SHOWN = 3  # refused tags named in the report: a hostile source may push thousands
+
+
 def plan_package(package: Package, config: RegistryConfig) -> PackagePlan:
-    decisions = decide_tags(package.tags, config.policy)
+    """The specs for the tags the policy keeps. A tag or package name in the tool's own
+    namespace is refused whatever the policy (``--include-tag '.*'`` included)."""
+    refused = tuple(
+        Decision(tag, False, reason)
+        for tag in sorted(package.tags)
+        if (reason := reserved_tag(tag)) is not None
+    )
+    tags = {t: d for t, d in package.tags.items() if reserved_tag(t) is None}
+    decisions = decide_tags(tags, config.policy)
     path = f"{config.owner.name}/{package.name}".lower()
+    if (reason := reserved_path(path)) is not None:
+        return PackagePlan(package, decisions, (), _RESERVED + reason, refused)
     try:
         source = Repository(config.source, path)
         target = config.destination.child(path)
     except InvalidReference as exc:
-        return PackagePlan(package, decisions, (), f"package name cannot be a repository: {exc}")
+        error = f"package name cannot be a repository: {exc}"
+        return PackagePlan(package, decisions, (), error, refused)
     specs = tuple(
         CopySpec(
             Reference(source, d.tag, package.tags[d.tag]),
@@ -72,4 +110,4 @@ def plan_package(package: Package, config: RegistryConfig) -> PackagePlan:
         for d in decisions
         if d.keep
     )
-    return PackagePlan(package, decisions, specs)
+    return PackagePlan(package, decisions, specs, refused=refused)

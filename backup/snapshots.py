@@ -16,6 +16,7 @@ lifecycle rule keeps; users see one extra tag per repository, not one per overwr
 
 from __future__ import annotations
 
+import asyncio
 import json
 import re
 from collections.abc import AsyncIterator, Collection, Iterable, Mapping, Sequence
@@ -44,6 +45,14 @@ _ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z", re.ASCII)
 _TAG_ANNOTATION = "io.github-org-backup.tags"
 _SERIES_ANNOTATION = "io.github-org-backup.series"
 _LEGACY = "legacy"  # the owner of entries written before they recorded their series
+_CHECK_CONCURRENCY = 8  # history tags read at once by the every-run check
+# Beside the snapshots: what retention forgot and prune may delete. A tag the tool never
+# recorded in a snapshot is never on it, so prune never deletes one.
+FORGOTTEN_TAG = "forgotten-tags"
+FORGOTTEN_ARTIFACT_TYPE = "application/vnd.github-org-backup.forgotten-tags.v1"
+FORGOTTEN_MEDIA_TYPE = "application/vnd.github-org-backup.forgotten-tags.v1+json"
+FORGOTTEN_MAX = 50_000  # entries (about 10 MB); past it the oldest-sorted are never pruned
+_FORGOTTEN_MAX_BYTES = 64 * 1024 * 1024
 
 
 def snapshot_id(moment: datetime) -> str:
@@ -325,6 +334,28 @@ def merged_history(
     return _index(entries) if entries else None
 
 
+def _artifact_type(manifest: Manifest) -> str | None:
+    try:
+        document = json.loads(manifest.raw)
+    except ValueError:
+        return None
+    found = document.get("artifactType") if isinstance(document, dict) else None
+    return found if isinstance(found, str) else None
+
+
+def is_history(manifest: Manifest) -> bool:
+    """Whether a manifest under the history tag is one the tool wrote: an OCI index whose
+    every entry records its tags (every version did). What a source pushed under that name
+    before the name was reserved is an image, or an index without those annotations."""
+    children = manifest.children()
+    return (
+        manifest.media_type == OCI_INDEX
+        and not manifest.layers
+        and bool(children)
+        and all(_TAG_ANNOTATION in child.annotations for child in children)
+    )
+
+
 def _histories(kept: Iterable[Snapshot], series: str) -> dict[str, Manifest]:
     """Each repository's history index over the kept snapshots of one series."""
     images: dict[str, list[TaggedImage]] = {}
@@ -374,17 +405,26 @@ class Snapshots:
             raise UsageError(f"snapshot {identifier} not found in {self.prefix}") from None
         if not manifest.layers:
             raise InvalidManifest(f"snapshot {identifier} has no content")
-        layer = manifest.layers[0]
-        data = b""
-        async with self.store.read_blob(self.repository, layer.digest) as chunks:
-            async for chunk in chunks:
-                data += chunk
-        if digest_of(data) != layer.digest or len(data) != layer.size:
-            raise InvalidManifest(f"snapshot {identifier} does not match its digest")
-        snapshot = Snapshot.from_bytes(data)
+        snapshot = Snapshot.from_bytes(
+            await self._read_layer(manifest.layers[0], f"snapshot {identifier}")
+        )
         if snapshot.id != identifier:
             raise InvalidManifest(f"snapshot tagged {identifier} names itself {snapshot.id}")
         return snapshot
+
+    async def _read_layer(self, layer: Descriptor, what: str) -> bytes:
+        chunks_read: list[bytes] = []
+        size = 0
+        async with self.store.read_blob(self.repository, layer.digest) as chunks:
+            async for chunk in chunks:
+                size += len(chunk)
+                if size > layer.size:
+                    break
+                chunks_read.append(chunk)
+        data = b"".join(chunks_read)
+        if len(data) != layer.size or size != layer.size or digest_of(data) != layer.digest:
+            raise InvalidManifest(f"{what} does not match its digest")
+        return data
 
     async def all(self) -> AsyncIterator[Snapshot]:
         for identifier in await self.ids():
@@ -408,30 +448,51 @@ class Snapshots:
             await self.store.write_blob(self.repository, descriptor, chunks(), None)
         return descriptor
 
-    async def save(self, snapshot: Snapshot) -> None:
-        """Write the snapshot as an OCI artifact tagged with its id."""
+    async def _put_artifact(
+        self,
+        tag: str,
+        artifact_type: str,
+        media_type: str,
+        data: bytes,
+        annotations: Mapping[str, str] | None = None,
+        title: str | None = None,
+    ) -> None:
+        """An OCI artifact (empty config, one layer) tagged ``tag`` in the snapshots repository."""
         config = await self._put_blob(_EMPTY_CONFIG, _EMPTY_MEDIA_TYPE)
-        content = await self._put_blob(snapshot.to_bytes(), SNAPSHOT_MEDIA_TYPE)
-        document = {
+        content = await self._put_blob(data, media_type)
+        layer: dict[str, Any] = {
+            "mediaType": content.media_type,
+            "digest": content.digest,
+            "size": content.size,
+        }
+        if title is not None:
+            layer["annotations"] = {"org.opencontainers.image.title": title}
+        document: dict[str, Any] = {
             "schemaVersion": 2,
             "mediaType": OCI_MANIFEST,
-            "artifactType": ARTIFACT_TYPE,
+            "artifactType": artifact_type,
             "config": {"mediaType": config.media_type, "digest": config.digest, "size": 2},
-            "layers": [
-                {
-                    "mediaType": content.media_type,
-                    "digest": content.digest,
-                    "size": content.size,
-                    "annotations": {"org.opencontainers.image.title": f"{snapshot.id}.json"},
-                }
-            ],
-            "annotations": {
-                "org.opencontainers.image.created": snapshot.summary()["time"],
-                "org.opencontainers.image.version": snapshot.tool_version,
-            },
+            "layers": [layer],
         }
+        if annotations:
+            document["annotations"] = dict(annotations)
         manifest = parse_manifest(json.dumps(document, indent=1).encode(), OCI_MANIFEST)
-        await self.store.put_manifest(self.repository, snapshot.id, manifest)
+        await self.store.put_manifest(self.repository, tag, manifest)
+
+    async def save(self, snapshot: Snapshot) -> None:
+        """Write the snapshot as an OCI artifact tagged with its id."""
+        annotations = {
+            "org.opencontainers.image.created": snapshot.summary()["time"],
+            "org.opencontainers.image.version": snapshot.tool_version,
+        }
+        await self._put_artifact(
+            snapshot.id,
+            ARTIFACT_TYPE,
+            SNAPSHOT_MEDIA_TYPE,
+            snapshot.to_bytes(),
+            annotations,
+            f"{snapshot.id}.json",
+        )
         self._loaded[snapshot.id] = snapshot
         if self._ids is not None and snapshot.id not in self._ids:
             self._ids = sorted([*self._ids, snapshot.id])
@@ -450,21 +511,32 @@ class Snapshots:
         log.info("snapshot_forgotten", snapshot=identifier, backup=str(self.prefix))
 
     async def write_histories(
-        self, before: Iterable[Snapshot], after: Iterable[Snapshot], *, check: bool = False
+        self,
+        before: Iterable[Snapshot],
+        after: Iterable[Snapshot],
+        *,
+        check: bool = False,
+        only: Collection[str] | None = None,
+        examined: set[str] | None = None,
     ) -> int:
         """Point each repository's history tag at every digest the kept snapshots name there.
 
         Only histories that differ between the ``before`` and ``after`` sets of kept snapshots
         are written, so an unchanged repository costs no request; ``check`` also compares
-        each one with what the store holds (one HEAD each). Returns how many were written.
+        each one with what the store holds (one HEAD each) and repairs it (``only``: just
+        these repositories). Returns how many were written; ``examined`` gathers the
+        repositories whose stored history was compared.
 
         Entries another series names (other shards, another shard count, the unsharded
         past) are kept: each entry records the series that name it, and a series drops only
-        its own.
+        its own. A manifest under the history tag that the tool did not write is replaced,
+        never merged, and never deleted (on a registry that would delete its digest).
         """
         old, new = _histories(before, self.series), _histories(after, self.series)
         written = 0
         for relative in sorted(old.keys() | new.keys()):
+            if only is not None and relative not in only:
+                continue
             index = new.get(relative)
             name = self.repository_name(relative)
             unchanged = (
@@ -472,25 +544,106 @@ class Snapshots:
             )
             if unchanged and not check:
                 continue
+            if examined is not None:
+                examined.add(relative)
             present = await self.store.resolve_manifest(name, HISTORY_TAG)
             if present is not None and index is not None and present.digest == index.digest:
                 continue
+            foreign = False
             if present is not None:
                 try:
                     stored = await self.store.get_manifest(name, present.digest)
                 except NotFound:
                     pass
                 else:
-                    named_before = (
-                        {d.digest for d in old[relative].children()} if relative in old else set()
-                    )
-                    index = merged_history(index, stored, self.series, named_before)
+                    foreign = not is_history(stored)
+                    if not foreign:
+                        named_before = (
+                            {d.digest for d in old[relative].children()}
+                            if relative in old
+                            else set()
+                        )
+                        index = merged_history(index, stored, self.series, named_before)
             if index is None:
-                if present is not None:
+                if present is not None and not foreign:
                     await self.store.delete_tag(name, HISTORY_TAG)
+                elif present is not None:
+                    log.warning("history_foreign", repository=relative, digest=present.digest)
                 continue
             if present is not None and present.digest == index.digest:
                 continue
             await self.store.put_manifest(name, HISTORY_TAG, index)
             written += 1
+            if check or foreign:
+                reason = "missing" if present is None else "differs from the kept snapshots"
+                log.warning(
+                    "history_repaired",
+                    repository=relative,
+                    was=present.digest if present else None,
+                    now=index.digest,
+                    reason="not a history the tool wrote" if foreign else reason,
+                )
         return written
+
+    async def damaged_histories(self, latest: Snapshot, skip: Collection[str] = ()) -> list[str]:
+        """The repositories ``latest`` names (but ``skip``) whose history tag is missing, is
+        not a history the tool wrote, or lacks a digest ``latest`` names: one GET each."""
+        wanted: dict[str, set[str]] = {}
+        for image in latest.images:
+            if image.repository not in skip:
+                wanted.setdefault(image.repository, set()).add(image.digest)
+        gate = asyncio.Semaphore(_CHECK_CONCURRENCY)
+
+        async def damaged(relative: str) -> bool:
+            async with gate:
+                try:
+                    stored = await self.store.get_manifest(
+                        self.repository_name(relative), HISTORY_TAG
+                    )
+                except NotFound:
+                    return True
+                except InvalidManifest:
+                    return True
+            named = {d.digest for d in stored.children()}
+            return not is_history(stored) or not wanted[relative] <= named
+
+        order = sorted(wanted)
+        found = await asyncio.gather(*(damaged(r) for r in order))
+        return [r for r, bad in zip(order, found, strict=True) if bad]
+
+    # The forgotten-tags ledger
+
+    async def forgotten_tags(self) -> list[TaggedImage]:
+        """Tags that only forgotten snapshots named and prune has not settled yet."""
+        try:
+            manifest = await self.store.get_manifest(self.repository, FORGOTTEN_TAG)
+        except NotFound:
+            return []
+        if _artifact_type(manifest) != FORGOTTEN_ARTIFACT_TYPE or not manifest.layers:
+            raise InvalidManifest(f"{self.repository}:{FORGOTTEN_TAG} is not a forgotten-tags list")
+        layer = manifest.layers[0]
+        if layer.size > _FORGOTTEN_MAX_BYTES:
+            raise InvalidManifest(
+                f"{self.repository}:{FORGOTTEN_TAG} claims {layer.size} bytes, more than "
+                f"{_FORGOTTEN_MAX_BYTES}: delete that tag (prune then keeps what it listed)"
+            )
+        data = await self._read_layer(layer, f"{self.repository}:{FORGOTTEN_TAG}")
+        try:
+            entries = json.loads(data)["images"]
+            return [TaggedImage.from_json(obj) for obj in entries]
+        except (ValueError, KeyError, TypeError) as exc:
+            raise InvalidManifest(
+                f"{self.repository}:{FORGOTTEN_TAG} is not readable: {exc}"
+            ) from None
+
+    async def save_forgotten_tags(self, entries: Iterable[TaggedImage]) -> None:
+        unique = sorted(set(entries))
+        if len(unique) > FORGOTTEN_MAX:
+            log.warning(
+                "forgotten_tags_capped",
+                dropped=len(unique) - FORGOTTEN_MAX,
+                reason="prune will not delete the dropped tags; run --prune more often",
+            )
+            unique = unique[-FORGOTTEN_MAX:]
+        data = json.dumps({"images": [i.to_json() for i in unique]}, indent=0).encode()
+        await self._put_artifact(FORGOTTEN_TAG, FORGOTTEN_ARTIFACT_TYPE, FORGOTTEN_MEDIA_TYPE, data)

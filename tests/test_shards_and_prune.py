@@ -162,10 +162,13 @@ async def test_prune_deletes_only_tags_no_kept_snapshot_names() -> None:
         backup.tag(tag, label)
     backup.store.tags["backup/acme/app"][HISTORY_TAG] = backup.images["a"].digest
     kept = [backup.snapshot(0, **{"1": "a", "2": "b"})]
+    forgotten = backup.snapshot(-1, **{"1": "b", "2": "b", "old": "c", "alias": "a"}).images
+    history = TaggedImage("acme/app", HISTORY_TAG, backup.images["a"].digest, "x", 1)
     pruned = await prune_unreferenced(
-        backup.store, backup.prefix, kept, ["acme/app", SNAPSHOT_REPOSITORY], dry_run=False
+        backup.store, backup.prefix, kept, [*forgotten, history], dry_run=False
     )
-    assert pruned == ["acme/app:old"]
+    assert pruned.pruned == ("acme/app:old",)
+    assert [(i.tag, i.digest) for i in pruned.remaining] == [("alias", backup.images["a"].digest)]
     assert backup.tags() == sorted(["1", "2", "alias", HISTORY_TAG])
 
 
@@ -175,10 +178,9 @@ async def test_a_tag_an_older_kept_snapshot_names_is_not_pruned() -> None:
     backup.tag("1", "a")
     backup.tag("2", "b")
     kept = [backup.snapshot(0, **{"1": "a", "2": "b"}), backup.snapshot(1, **{"1": "a"})]
-    assert (
-        await prune_unreferenced(backup.store, backup.prefix, kept, ["acme/app"], dry_run=False)
-        == []
-    )
+    forgotten = backup.snapshot(-1, **{"1": "a", "2": "b"}).images
+    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, forgotten, dry_run=False)
+    assert pruned.pruned == ()
     assert backup.tags() == ["1", "2"]
 
 
@@ -188,9 +190,8 @@ async def test_the_snapshot_repository_itself_is_never_pruned() -> None:
     backup.tag("1", "a")
     await backup.snapshots.save(backup.snapshot(0, **{"1": "a"}))
     kept = [backup.snapshot(5, **{"1": "a"})]
-    await prune_unreferenced(
-        backup.store, backup.prefix, kept, ["acme/app", SNAPSHOT_REPOSITORY], dry_run=False
-    )
+    ids = [TaggedImage(SNAPSHOT_REPOSITORY, i, backup.images["a"].digest, "x", 1) for i in IDS]
+    await prune_unreferenced(backup.store, backup.prefix, kept, ids, dry_run=False)
     assert await backup.snapshots.ids() == [IDS[0]]
 
 
@@ -202,8 +203,9 @@ async def test_a_dry_run_lists_what_would_go_and_deletes_nothing(
     backup.tag("1", "a")
     backup.tag("gone", "b")
     kept = [backup.snapshot(0, **{"1": "a"})]
-    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, ["acme/app"], dry_run=True)
-    assert pruned == ["acme/app:gone"]
+    forgotten = backup.snapshot(-1, **{"1": "a", "gone": "b"}).images
+    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, forgotten, dry_run=True)
+    assert pruned.pruned == ("acme/app:gone",)
     assert backup.tags() == ["1", "gone"] and backup.store.calls["delete_tag"] == 0
     assert "prune  http://backup.test/backup/acme/app:gone" in capsys.readouterr().out
 
@@ -213,7 +215,9 @@ async def test_prune_without_a_snapshot_deletes_nothing_and_says_why() -> None:
     backup = Backup()
     backup.tag("1", "a")
     with pytest.raises(BackupError, match="has no snapshot yet"):
-        await prune_unreferenced(backup.store, backup.prefix, [], ["acme/app"], dry_run=False)
+        await prune_unreferenced(
+            backup.store, backup.prefix, [], backup.snapshot(0, **{"1": "a"}).images, dry_run=False
+        )
     assert backup.tags() == ["1"]
 
 
@@ -258,10 +262,10 @@ async def test_retention_then_prune_removes_what_only_forgotten_snapshots_named(
 
     kept = await kept_snapshots(backup.snapshots, Retention())
     assert [s.id for s in kept] == [second.snapshot.id]
-    pruned = await prune_unreferenced(
-        backup.store, backup.prefix, kept, ["acme/app"], dry_run=False
-    )
-    assert pruned == ["acme/app:2"]
+    candidates = await backup.snapshots.forgotten_tags()
+    assert [(i.tag, i.digest) for i in candidates] == [("2", backup.images["b"].digest)]
+    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, candidates, dry_run=False)
+    assert pruned.pruned == ("acme/app:2",)
     assert backup.tags() == sorted(["1", HISTORY_TAG])
 
 
@@ -321,10 +325,12 @@ async def test_a_tag_on_a_platform_manifest_of_a_kept_index_is_not_pruned() -> N
     backup.store.add_image("backup/acme/app", "1.0-amd64", amd64)
     backup.tag("stale", "c")
     kept = [new_snapshot("ghcr.io/acme", [tagged("acme/app", "1.0", multi)], DAY)]
-    pruned = await prune_unreferenced(
-        backup.store, backup.prefix, kept, ["acme/app"], dry_run=False
-    )
-    assert pruned == ["acme/app:stale"]
+    forgotten = [
+        tagged("acme/app", "1.0-amd64", amd64),
+        tagged("acme/app", "stale", backup.images["c"]),
+    ]
+    pruned = await prune_unreferenced(backup.store, backup.prefix, kept, forgotten, dry_run=False)
+    assert pruned.pruned == ("acme/app:stale",)
     assert backup.tags() == ["1.0", "1.0-amd64"]
 
 
@@ -363,16 +369,21 @@ async def test_a_new_shard_series_keeps_what_the_old_series_protects() -> None:
     assert entries() == {a.digest: "unsharded", b.digest: "unsharded", c.digest: "shard-1-of-2"}
 
     backup.tag("old-a", "a")
-    backup.store.add_image("backup/acme/app", "junk", image(b"named by nothing"))
+    junk = image(b"named by nothing")
+    backup.store.add_image("backup/acme/app", "junk", junk)
     pruned = await prune_unreferenced(
         backup.store,
         backup.prefix,
         await kept_snapshots(shard, Retention()),
-        ["acme/app"],
+        [
+            *await shard.forgotten_tags(),
+            tagged("acme/app", "old-a", a),
+            tagged("acme/app", "junk", junk),
+        ],
         dry_run=False,
         series=shard.series,
     )
-    assert pruned == ["acme/app:junk"]
+    assert pruned.pruned == ("acme/app:junk",)
     assert backup.tags() == ["1", "2", HISTORY_TAG, "old-a"]
 
 
@@ -442,11 +453,11 @@ async def test_history_entries_written_before_series_were_recorded_survive_a_new
         backup.store,
         backup.prefix,
         await kept_snapshots(shard, Retention()),
-        ["acme/app"],
+        [tagged("acme/app", "old", a)],
         dry_run=False,
         series=shard.series,
     )
-    assert pruned == [] and "old" in backup.tags()
+    assert pruned.pruned == () and "old" in backup.tags()
 
 
 async def test_a_crash_before_the_snapshot_is_saved_leaves_every_stored_snapshot_protected() -> (

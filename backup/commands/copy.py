@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from dataclasses import asdict
 from typing import Any
 
 import structlog
@@ -12,20 +14,48 @@ from backup.errors import BackupError
 from backup.history import carried_forward, record_run, tagged_images, unvouched_tags
 from backup.options import CopyOptions
 from backup.reference import Repository, parse_reference
+from backup.report import ImageResult
+from backup.reserved import refuse, reserved_destination
 from backup.session import Clients, open_clients
 from backup.snapshots import Snapshots
+from backup.specs import CopySpec
 
 log = structlog.get_logger("backup.commands")
 
 
 async def run_copy(options: CopyOptions) -> int:
     store = CredentialStore.from_docker_config(explicit=dict(options.credentials))
+    allowed, refused = _refuse_reserved(options.specs)
     async with open_clients(store, options.http) as clients:
-        stats, report = await execute(options.specs, clients, options.output, options.run)
+        stats, report = await execute(allowed, clients, options.output, options.run)
+        if refused:
+            stats.images_failed += len(refused)
+            stats.images_total += len(refused)
+            report["summary"]["images_failed"] = stats.images_failed
+            report["images"] += [asdict(r) for r in refused]
         failed = False
         if options.snapshot_prefix and not report["summary"].get("interrupted"):
             failed = await _record_snapshot(clients, options, options.snapshot_prefix, report)
     return finish(options.output, options.run, stats, report, failed=failed)
+
+
+def _refuse_reserved(specs: Sequence[CopySpec]) -> tuple[list[CopySpec], list[ImageResult]]:
+    """Specs whose destination lies in the tool's own namespace (a history tag, a snapshots
+    repository) fail alone: each is logged and reported as a failed image."""
+    allowed: list[CopySpec] = []
+    refused: list[ImageResult] = []
+    for spec in specs:
+        reason = reserved_destination(spec.destination)
+        if reason is None:
+            allowed.append(spec)
+            continue
+        refuse(spec.destination, reason)
+        refused.append(
+            ImageResult(
+                str(spec.source), str(spec.destination), None, "failed", f"refused: {reason}"
+            )
+        )
+    return allowed, refused
 
 
 async def _record_snapshot(

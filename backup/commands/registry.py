@@ -18,7 +18,9 @@ from backup.errors import BackupError, UsageError
 from backup.history import (
     Retention,
     carried_forward,
+    forgotten_tags,
     kept_snapshots,
+    only_forgotten,
     prune_unreferenced,
     record_run,
     tagged_images,
@@ -68,7 +70,9 @@ class _Discovery:
                 self.packages += 1
                 plan = plan_package(package, self.config)
                 self.plans.append(plan)
-                if plan.error:
+                if plan.failed:
+                    result = self._refused(plan)
+                elif plan.error:
                     log.error("package_skipped", package=package.name, error=plan.error)
                     result = PackageResult(package.name, "skipped", error=plan.error)
                 else:
@@ -81,6 +85,21 @@ class _Discovery:
         except BackupError as exc:
             self.error = exc
             log.error("discovery_failed", error=str(exc), packages_discovered=self.packages)
+
+    @staticmethod
+    def _refused(plan: PackagePlan) -> PackageResult:
+        """A package naming the tool's own namespace fails; its other tags are still copied."""
+        from backup.report import PackageResult
+
+        name = plan.package.name
+        log.error(
+            "reserved_name_refused",
+            package=name,
+            tags=[d.tag for d in plan.refused[:10]],
+            tags_refused=len(plan.refused),
+            reason=plan.refusal(),
+        )
+        return PackageResult(name, "failed", len(plan.specs), error=plan.refusal())
 
     async def specs(self) -> AsyncIterator[CopySpec]:
         async for _, plan in self.found():
@@ -244,6 +263,9 @@ async def _record_history(
         report["moved_tags"] = history.moved
         if not options.prune:
             return False
+        if not options.retention.forgets:
+            _nothing_to_prune(report)
+            return False
         if not discovery.complete or not discovery.plans:
             log.error(
                 "prune_refused",
@@ -253,23 +275,34 @@ async def _record_history(
             report["summary"]["tags_pruned"] = None
             return True
         kept = await kept_snapshots(snapshots, Retention())
-        repositories = {i.repository for s in kept for i in s.images}
-        repositories |= {i.repository for i in previous.images} if previous else set()
-        pruned = await prune_unreferenced(
-            snapshots.store,
-            prefix,
-            kept,
-            repositories | discovery.planned_repositories(prefix),
-            dry_run=False,
-            series=snapshots.series,
+        ledger = await forgotten_tags(snapshots)
+        looked_at = [i for i in ledger if not not_looked_at(i)]
+        result = await prune_unreferenced(
+            snapshots.store, prefix, kept, looked_at, dry_run=False, series=snapshots.series
         )
-        report["summary"]["tags_pruned"] = len(pruned)
-        report["pruned"] = pruned
+        remaining = [*result.remaining, *(i for i in ledger if not_looked_at(i))]
+        if sorted(set(remaining)) != sorted(set(ledger)):
+            await snapshots.save_forgotten_tags(remaining)
+        report["summary"]["tags_pruned"] = len(result.pruned)
+        report["pruned"] = list(result.pruned)
     except BackupError as exc:
         log.error("history_failed", error=str(exc), backup=str(prefix))
         report["summary"]["history_error"] = str(exc)
         return True
     return False
+
+
+_NO_RETENTION = (
+    "--prune deletes only the tags that --keep-last or --keep-within forgot; without them "
+    "every snapshot is kept and nothing is pruned"
+)
+
+
+def _nothing_to_prune(report: dict[str, Any] | None) -> None:
+    log.warning("prune_nothing", reason=_NO_RETENTION)
+    if report is not None:
+        report["summary"]["tags_pruned"] = 0
+        report["pruned"] = []
 
 
 def _not_looked_at(config: RegistryConfig, discovery: _Discovery) -> Callable[[TaggedImage], bool]:
@@ -292,11 +325,17 @@ def _not_looked_at(config: RegistryConfig, discovery: _Discovery) -> Callable[[T
 async def _prune_dry_run(
     options: RegistryOptions, clients: Clients, discovery: _Discovery
 ) -> int | None:
-    """--prune --dry-run: print what a run with this retention would delete."""
+    """--prune --dry-run: print what a run with this retention would delete, deciding as
+    the real run would: the tags only the snapshots it would forget name, and the
+    forgotten-tags list, against the kept snapshots and this run's plan."""
+    config, retention = options.config, options.retention
+    if not retention.forgets:
+        _nothing_to_prune(None)
+        print(f"prune  nothing: {_NO_RETENTION}", flush=True)
+        return 0
     if not discovery.complete or not discovery.plans:
         log.error("prune_refused", reason="discovery was incomplete or found no packages")
         return None
-    config, retention = options.config, options.retention
     store = clients(config.destination.registry)
     snapshots = _snapshots(store, config)
     everything = [s async for s in snapshots.all()]
@@ -316,15 +355,17 @@ async def _prune_dry_run(
         and spec.destination.tag
     ]
     previous = everything[-1] if everything else None
-    planned += carried_forward(previous, planned, _not_looked_at(config, discovery))
+    not_looked_at = _not_looked_at(config, discovery)
+    planned += carried_forward(previous, planned, not_looked_at)
     upcoming = Snapshot(upcoming_id, "plan", "", tuple(planned))
-    repositories = {i.repository for s in everything for i in s.images}
-    pruned = await prune_unreferenced(
+    forgotten = [s for s in everything if s.id not in kept_ids]
+    candidates = [*await forgotten_tags(snapshots), *only_forgotten(forgotten, [*kept, upcoming])]
+    result = await prune_unreferenced(
         store,
         config.destination,
         [*kept, upcoming],
-        repositories | discovery.planned_repositories(config.destination),
+        [i for i in candidates if not not_looked_at(i)],
         dry_run=True,
         series=snapshots.series,
     )
-    return len(pruned)
+    return len(result.pruned)
