@@ -81,6 +81,7 @@ def parse_backup_prefix(text: str, *, must_exist: bool = False) -> Repository:
     text = text.strip()
     if text.startswith("oci:"):
         directory = Path(text[len("oci:") :].partition(":")[0] or ".")
+        check_layout_directory(directory, text)
         if must_exist and not directory.is_dir():
             raise UsageError(f"{text}: directory {directory} does not exist")
         if must_exist and not (directory / "index.json").is_file():
@@ -91,6 +92,18 @@ def parse_backup_prefix(text: str, *, must_exist: bool = False) -> Repository:
         return parse_repository(text)
     except InvalidReference as exc:
         raise UsageError(str(exc)) from None
+
+
+def check_layout_directory(directory: Path, text: str) -> None:
+    """An OCI layout is a directory: refuse one named by a file, or below a file, up front."""
+    if directory.exists() and not directory.is_dir():
+        raise UsageError(
+            f"{text}: {directory} is a file, not a directory: an OCI layout is a directory "
+            "(name a new or an existing layout directory)"
+        )
+    blocking = next((p for p in directory.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"{text}: {blocking} is a file, so {directory} cannot be a directory")
 
 
 def destination_credentials(

@@ -16,11 +16,12 @@
     │       ├── ResumeRefused a ranged read answered from another offset
     │       └── ConnectionBroken  a connection broke or timed out mid-answer (HTTP client
     │                             errors are mapped to this at the transport boundary)
-    └── ContentError          bytes that do not match what describes them
-        ├── DigestMismatch
-        ├── SizeMismatch
-        ├── InvalidManifest
-        └── NoMatchingPlatform
+    ├── ContentError          bytes that do not match what describes them
+    │   ├── DigestMismatch
+    │   ├── SizeMismatch
+    │   ├── InvalidManifest
+    │   └── NoMatchingPlatform
+    └── OutputError           the run's report could not be written (after the work; exit 1)
 
 Messages never carry credentials, Authorization headers or signed-URL query strings, and
 each says what the user can do about it.
@@ -114,3 +115,7 @@ class InvalidManifest(ContentError):
 
 class NoMatchingPlatform(ContentError):
     """A limitPlatforms transform selected none of an index's platforms."""
+
+
+class OutputError(BackupError):
+    """The run's report could not be written where the operator asked; the work is done."""

@@ -23,6 +23,7 @@ from backup.config import (
     DEFAULT_DEST,
     RegistryConfig,
     Shard,
+    check_layout_directory,
     destination_credentials,
     load_registry_config,
     parse_backup_prefix,
@@ -36,6 +37,7 @@ from backup.origins import Trust
 from backup.policy import PackageFilter, TagPolicy
 from backup.progress import on_terminal
 from backup.reference import Repository, parse_reference, parse_repository
+from backup.report import check_output_path
 from backup.session import HttpSettings
 from backup.snapshots import id_time, parse_duration, parse_timestamp
 from backup.specs import CopySpec, parse_specs
@@ -142,6 +144,8 @@ class SnapshotsOptions:
 
 
 def output_from(args: argparse.Namespace) -> Output:
+    if args.report is not None:
+        check_output_path(args.report)
     return Output(args.command, args.report, on_terminal(args.log_format))
 
 
@@ -173,6 +177,8 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
 
 
 def run_control_from(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
+    if args.metrics_file is not None:
+        check_output_path(args.metrics_file, "--metrics-file", makes_parents=False)
     shard = getattr(args, "shard", None) or env.get("JOB_COMPLETION_INDEX") or "all"
     metrics = MetricsTargets(
         args.pushgateway or env.get("PUSHGATEWAY_URL"),
@@ -183,7 +189,13 @@ def run_control_from(args: argparse.Namespace, env: Mapping[str, str]) -> RunCon
 
 
 def _retention(args: argparse.Namespace) -> Retention:
-    keep_within = parse_duration(args.keep_within) if args.keep_within else None
+    try:
+        keep_within = parse_duration(args.keep_within) if args.keep_within else None
+    except OverflowError:  # past timedelta's 999,999,999 days
+        raise UsageError(
+            f"--keep-within {args.keep_within}: longer than the tool can count (at most "
+            "2,700,000y); to keep every snapshot, leave out --keep-within and --keep-last"
+        ) from None
     return Retention(args.keep_last, keep_within)
 
 
@@ -243,6 +255,9 @@ def read_specs(path: str) -> tuple[CopySpec, ...]:
     specs = parse_specs(text)
     if not specs:
         log.warning("specs_empty", specs=path, hint="nothing to copy")
+    layouts = {s.destination.repository.registry for s in specs}
+    for layout in sorted((r for r in layouts if r.layout), key=lambda r: r.path):
+        check_layout_directory(Path(layout.path), str(layout))
     return tuple(specs)
 
 
@@ -254,7 +269,9 @@ def _copy_specs(args: argparse.Namespace) -> tuple[CopySpec, ...]:
     if not (args.source and args.destination):
         raise UsageError("copy needs SRC and DST, or --specs FILE")
     parse_reference(args.source)  # raise InvalidReference with the reference's own message
-    parse_reference(args.destination)
+    destination = parse_reference(args.destination)
+    if destination.repository.registry.layout:
+        check_layout_directory(Path(destination.repository.registry.path), args.destination)
     spec: dict[str, Any] = {"src": args.source, "dst": args.destination}
     if args.platform:
         spec["transform"] = {"limitPlatforms": args.platform}
@@ -317,6 +334,8 @@ def restore_options(
             "or restore every shard with --as-of TIME and --shard-count"
         )
     target = parse_repository(args.target, root=True)
+    if target.registry.layout:
+        check_layout_directory(Path(target.registry.path), args.target)
     return RestoreOptions(
         output=output_from(args),
         http=http_settings(args),

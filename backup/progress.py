@@ -13,10 +13,11 @@ from collections.abc import Callable, Mapping
 from typing import TYPE_CHECKING, Any
 
 from backup.report import Stats, report_progress
-from backup.summary import counts, failures, human_bytes, moved_tags
+from backup.summary import counts, failures, human_bytes, moved_tags, plain_text
 
 if TYPE_CHECKING:
     from rich.console import Console
+    from rich.text import Text
 
 _REDRAW_S = 0.25
 _RATE_WINDOW_S = 5.0
@@ -93,6 +94,13 @@ async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "im
             )
 
 
+def _literal(text: str) -> Text:
+    """Source-supplied text as rich shows it verbatim: no ``[markup]``, no terminal sequence."""
+    from rich.text import Text
+
+    return Text(plain_text(text))
+
+
 def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int) -> None:
     """The end-of-run table on a terminal, with the failures and moved tags below it."""
     from rich.table import Table
@@ -111,7 +119,7 @@ def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int)
         details.add_column("what", overflow="fold")
         details.add_column("reason", overflow="fold")
         for what, why in broken:
-            details.add_row(what, why)
+            details.add_row(_literal(what), _literal(why))
         console.print(details)
     moved = moved_tags(report)
     if moved:
@@ -119,5 +127,5 @@ def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int)
         for column in ("tag", "was", "now"):
             table.add_column(column, overflow="fold")
         for row in moved:
-            table.add_row(*row)
+            table.add_row(*(_literal(cell) for cell in row))
         console.print(table)

@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
+import tempfile
 import time
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -12,6 +14,7 @@ from typing import Any, Literal
 
 import structlog
 
+from backup.errors import OutputError, UsageError
 from backup.files import atomic_write
 
 Status = Literal["copied", "skipped", "failed"]
@@ -102,15 +105,53 @@ def build_report(
     }
 
 
+def check_output_path(path: Path, flag: str = "--report", *, makes_parents: bool = True) -> None:
+    """Refuse, before any work, an output FILE (``--report``, ``--metrics-file``) that the end
+    of the run could not write; ``makes_parents`` when the writer creates missing directories."""
+    if str(path) == "-":
+        return
+    if path.is_dir():
+        raise UsageError(f"{flag} {path} is a directory: name a file in it")
+    if path.exists() and not path.is_file():
+        return  # a FIFO or device: opening it now would wait for its reader
+    existing = next(p for p in (path.parent, *path.parent.parents) if p.exists())
+    if not existing.is_dir():
+        raise UsageError(f"{flag} {path}: {existing} is a file, not a directory")
+    if existing != path.parent and not makes_parents:
+        raise UsageError(f"{flag} {path}: directory {path.parent} does not exist")
+    if existing != path.parent:  # the end of the run creates the missing directories
+        if not os.access(existing, os.W_OK | os.X_OK):
+            raise UsageError(f"{flag} {path}: cannot create directories in {existing}")
+        return
+    try:  # a temporary file beside it, as the atomic write at the end makes
+        with tempfile.TemporaryFile(dir=path.parent, prefix=f".{path.name}.probe-"):
+            pass
+    except OSError as exc:
+        raise UsageError(
+            f"{flag} {path}: cannot write in {path.parent} ({exc.strerror}): "
+            "name a file in a writable directory"
+        ) from None
+
+
 def write_report(path: Path, report: dict[str, Any]) -> None:
-    """Write to a regular file atomically (a reader never sees half a report), or to stdout."""
+    """Write to a regular file atomically (a reader never sees half a report), or to stdout.
+
+    A file that cannot be written (checked at the start, so the disk filled or the directory
+    vanished since) is an OutputError naming the path; a closed stdout is the caller's to end.
+    """
     if str(path) == "-":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")
         return
-    if path.exists() and not path.is_file():
-        with path.open("w") as handle:  # a FIFO or device: cannot be replaced atomically
-            json.dump(report, handle, indent=2)
-        return
-    path.parent.mkdir(parents=True, exist_ok=True)
-    atomic_write(path, json.dumps(report, indent=2).encode() + b"\n")
+    try:
+        if path.exists() and not path.is_file():
+            with path.open("w") as handle:  # a FIFO or device: cannot be replaced atomically
+                json.dump(report, handle, indent=2)
+            return
+        path.parent.mkdir(parents=True, exist_ok=True)
+        atomic_write(path, json.dumps(report, indent=2).encode() + b"\n")
+    except OSError as exc:
+        raise OutputError(
+            f"the run finished but its report could not be written to {path}: "
+            f"{exc.strerror or exc}; the log above has the run's events"
+        ) from None

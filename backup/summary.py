@@ -1,11 +1,17 @@
 """The run's summary for people: Markdown for a GitHub Actions job page, a table on a terminal.
 
-Both are drawn from the JSON report, so they never disagree with it.
+Both are drawn from the JSON report, so they never disagree with it. Much of what they show
+comes from the source (package names, tags, a registry's or GitHub's error messages), so every
+such text is shown literally: control characters and line breaks flattened, and in Markdown
+HTML's ``<>&`` as entities and every other ASCII punctuation mark backslash-escaped, so it can
+form no link, image, autolink, heading, table cell, emphasis or HTML on the job page.
 """
 
 from __future__ import annotations
 
 import os
+import string
+import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -16,6 +22,23 @@ log = structlog.get_logger("backup.summary")
 
 STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
 _MAX_ROWS = 50  # a job summary is capped at 1 MiB; the report holds the rest
+_MAX_CELL = 300  # characters of one cell, before escaping
+_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_ESCAPED = frozenset(string.punctuation) - _HTML.keys()  # CommonMark escapes any of these
+
+
+def plain_text(text: str) -> str:
+    """``text`` on one line: control, format (bidi overrides, ANSI's ESC) and line-break
+    characters become spaces, so no terminal sequence or Markdown block starts inside it."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+
+
+def markdown_text(text: str, limit: int = _MAX_CELL) -> str:
+    """``text`` as Markdown that renders exactly as ``text``, on one line, clipped to ``limit``."""
+    flat = plain_text(text)
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return "".join(_HTML.get(c) or (f"\\{c}" if c in _ESCAPED else c) for c in flat)
 
 
 def human_bytes(count: float) -> str:
@@ -93,15 +116,11 @@ def moved_tags(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
     return rows
 
 
-def _cell(text: str) -> str:
-    return text.replace("|", "\\|").replace("\n", " ")[:300]
-
-
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Iterator[str]:
     yield "| " + " | ".join(header) + " |"
     yield "|" + " --- |" * len(header)
     for row in rows[:_MAX_ROWS]:
-        yield "| " + " | ".join(_cell(c) for c in row) + " |"
+        yield "| " + " | ".join(markdown_text(c) for c in row) + " |"
     if len(rows) > _MAX_ROWS:
         yield f"\n{len(rows) - _MAX_ROWS} more in the JSON report."
 

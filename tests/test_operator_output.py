@@ -67,7 +67,7 @@ def test_step_summary_shows_counts_bytes_and_failures(
     assert "| images failed | 1 |" in text
     assert "| bytes copied | " in text and "| duration | " in text
     assert "### Failures (1)" in text
-    failure_row = next(line for line in text.splitlines() if "absent:1.0" in line)
+    failure_row = next(line for line in text.splitlines() if r"absent\:1\.0" in line)
     assert "not found" in failure_row
 
 
@@ -94,11 +94,11 @@ def test_markdown_lists_failed_packages_and_moved_tags() -> None:
     }
     text = markdown("registry", report, 1)
     assert "| images copied | 2 |" in text
-    assert "| bytes copied | 3.0 MiB |" in text
-    assert "| duration | 4.2 s |" in text or "| duration | 4.3 s |" in text
-    assert "| team/app | HTTP 403: SAML \\| SSO |" in text
+    assert r"| bytes copied | 3\.0 MiB |" in text
+    assert r"| duration | 4\.2 s |" in text or r"| duration | 4\.3 s |" in text
+    assert r"| team\/app | HTTP 403\: SAML \| SSO |" in text  # source text, escaped
     assert "ok" not in text.split("### Failures")[1].split("###")[0].replace("| --- |", "")
-    assert "| acme/app:1.2.3 | sha256:aa | sha256:bb |" in text
+    assert r"| acme\/app\:1\.2\.3 | sha256\:aa | sha256\:bb |" in text
 
 
 def _run_on_a_terminal(args: list[str], input_text: str, env: dict[str, str]) -> tuple[int, str]:
