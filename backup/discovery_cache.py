@@ -63,13 +63,18 @@ class Listed:
 
     @classmethod
     def from_api(cls, item: Mapping[str, Any]) -> Listed:
+        """An entry of GitHub's package list; its optional fields are dropped if mistyped."""
+
         def number(key: str) -> int | None:
             value = item.get(key)
             return value if isinstance(value, int) and not isinstance(value, bool) else None
 
+        name = item["name"]
+        if not isinstance(name, str):
+            raise TypeError("a package name must be text")
         updated = item.get("updated_at")
         return cls(
-            str(item["name"]),
+            name,
             number("id"),
             number("version_count"),
             updated if isinstance(updated, str) else None,
@@ -84,6 +89,29 @@ class Listed:
         if not isinstance(name, str):
             raise TypeError("a package name must be text")
         return cls(name, _int_or_none(ident), _int_or_none(count), _str_or_none(updated))
+
+
+MAX_NAME_CHARS = 255  # the longest repository path a registry accepts
+
+
+def listed_entry(item: Any) -> Listed | str:
+    """One entry of GitHub's package list, or why it is out of the API's shape."""
+    if not isinstance(item, dict):
+        return f"an entry of type {type(item).__name__}, not an object"
+    name = item.get("name")
+    if not isinstance(name, str) or not name:
+        return f"name is {_shape(name)}, not a package name"
+    if len(name) > MAX_NAME_CHARS or not name.isprintable():
+        return "name is not a package name (too long, or with control characters)"
+    return Listed.from_api(item)
+
+
+def _shape(value: Any) -> str:
+    if value is None:
+        return "null"
+    if isinstance(value, str):
+        return "empty"
+    return f"of type {type(value).__name__}"
 
 
 @dataclass(frozen=True)

@@ -23,7 +23,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
-import json
 import math
 import os
 import queue
@@ -32,7 +31,7 @@ import time
 from collections.abc import AsyncIterator, Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any, Literal, Self
+from typing import Any, Literal, Self, cast
 from urllib.parse import urlsplit
 
 import requests
@@ -48,12 +47,19 @@ from urllib3.exceptions import (
     SSLError,
 )
 
-from backup.discovery_cache import CachedPackage, DiscoveryCache, Listed, ListPage
-from backup.errors import BackupError, InvalidReference, UsageError
+from backup.discovery_cache import CachedPackage, DiscoveryCache, Listed, ListPage, listed_entry
+from backup.errors import BackupError, UsageError
+from backup.github_http import (
+    ACCEPT,
+    API_VERSION,
+    ApiLimits,
+    BoundedConnection,
+    GitHubAnswerInvalid,
+    parse_page,
+)
 from backup.logs import adopt_library_logs
-from backup.packages import FailedPackage, Owner, Package
+from backup.packages import FailedPackage, Owner, Package, tagged_versions
 from backup.redact import redact_url
-from backup.reference import validate_digest, validate_tag
 
 log = structlog.get_logger("backup.github")
 adopt_library_logs()  # importing PyGithub just gave its logger a plain handler
@@ -97,6 +103,24 @@ class GitHubRateLimited(GitHubUnavailable):
         self.resets_at = resets_at
 
 
+class _TooManyPages(BackupError):
+    """A listing still linked a next page after the most pages it may have."""
+
+    def __init__(self, pages: int, items: int) -> None:
+        super().__init__(f"still a next page after {pages} pages")
+        self.pages = pages
+        self.items = items
+
+    def explain(self, version_count: int | None, max_pages: int) -> str:
+        listed = "" if version_count is None else f", and the list says {version_count}"
+        return (
+            f"GitHub kept linking a next page of its versions after {self.pages} pages "
+            f"({self.items} versions read{listed}): stopped, nothing of it is backed up. "
+            f"A package may have at most {max_pages * PAGE_SIZE} versions here "
+            "(GITHUB_API_MAX_PAGES pages of 100); delete old untagged versions, or raise it"
+        )
+
+
 class DiscoveryStopped(BackupError):
     """The run was asked to stop (SIGTERM) while GitHub was being asked."""
 
@@ -104,10 +128,11 @@ class DiscoveryStopped(BackupError):
 class _Refused(BackupError):
     """GitHub answered one request with an error status; the caller decides whose it is."""
 
-    def __init__(self, status: int, reason: str) -> None:
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
         super().__init__(reason)
         self.status = status
         self.reason = reason
+        self.message = message  # GitHub's own words, cleaned
 
 
 def retries_from_env(env: Mapping[str, str] = os.environ) -> int:
@@ -127,12 +152,17 @@ def _headers(raw: Mapping[str, str] | None) -> dict[str, str]:
     return {str(k).lower(): str(v) for k, v in (raw or {}).items()}
 
 
+_MESSAGE_CHARS = 300
+
+
 def _message(data: Any) -> str:
+    """GitHub's ``message``: one line, bounded; the source may send anything there."""
     if isinstance(data, dict):
-        return str(data.get("message") or "")
+        data = data.get("message") or ""
     if isinstance(data, bytes):
-        return data.decode("utf-8", "replace")[:200]
-    return str(data or "")[:200]
+        data = data.decode("utf-8", "replace")
+    text = " ".join("".join(c if c.isprintable() else " " for c in str(data or "")).split())
+    return text if len(text) <= _MESSAGE_CHARS else text[: _MESSAGE_CHARS - 1] + "…"
 
 
 def _scopes(value: str | None) -> set[str]:
@@ -224,14 +254,14 @@ def explain_refusal(status: int, headers: Mapping[str, str], message: str, owner
         link = f"; GitHub's sign-in link: {redact_url(url)}" if url.startswith("http") else ""
         return (
             f"the token is not authorized for the SAML single sign-on of {owner} (HTTP 403, "
-            "X-GitHub-SSO): authorize the token for the organisation on GitHub under "
+            f"X-GitHub-SSO){said}: authorize the token for the organisation on GitHub under "
             f"Settings > Developer settings > Personal access tokens > Configure SSO{link}"
         )
     if kind == "scope":
         have = ", ".join(sorted(_scopes(headers.get("x-oauth-scopes")))) or "none"
         need = ", ".join(sorted(_scopes(headers.get("x-accepted-oauth-scopes"))))
         return (
-            f"the token is missing a scope (HTTP 403): it has [{have}] and GitHub accepts "
+            f"the token is missing a scope (HTTP 403){said}: it has [{have}] and GitHub accepts "
             f"[{need}] here; use a classic personal access token with the read:packages scope"
         )
     if kind in ("primary", "secondary"):
@@ -239,16 +269,53 @@ def explain_refusal(status: int, headers: Mapping[str, str], message: str, owner
     return f"GitHub refused access (HTTP 403){said}"
 
 
-def _list_error(exc: _Refused, owner: Owner, url: str) -> BackupError:
-    """A refused package list: nothing can be discovered."""
+TokenKind = Literal["classic", "fine-grained", "app", "unknown"]
+
+
+def token_kind(token: str) -> TokenKind:
+    """What kind of GitHub token this is, from the prefix GitHub gives each kind."""
+    if token.startswith("ghp_"):
+        return "classic"
+    if token.startswith("github_pat_"):
+        return "fine-grained"
+    if token.startswith(("ghs_", "ghu_")):  # an App's tokens; Actions' GITHUB_TOKEN is one
+        return "app"
+    return "unknown"
+
+
+_NEEDS_CLASSIC = (
+    "listing packages needs a classic personal access token with the read:packages scope: "
+    "fine-grained tokens, GitHub App tokens and the Actions GITHUB_TOKEN cannot list them"
+)
+
+
+def _wrong_token(status: int, message: str, kind: TokenKind) -> str | None:
+    """The kind of token that cannot list packages, when the refusal shows one was used."""
+    text = message.lower()
+    if kind == "fine-grained" or "not accessible by personal access token" in text:
+        return "a fine-grained personal access token"
+    if kind == "app" or "not accessible by integration" in text:
+        return "a GitHub App or Actions token"
+    if status == 400:  # what the Actions GITHUB_TOKEN gets on an org list (cli/cli#9606)
+        return "one GitHub does not accept for package lists (the Actions GITHUB_TOKEN gets 400)"
+    return None
+
+
+def _list_error(exc: _Refused, owner: Owner, url: str, token: TokenKind) -> BackupError:
+    """A refused package list: nothing can be discovered. GitHub's own message is always shown;
+    the classic-token hint only where the refusal shows a token of the wrong kind."""
     status = exc.status
+    said = f"; GitHub said: {exc.message}" if exc.message else ""
+    what = f"GitHub refused to list packages of {owner} (HTTP {status}{said})"
     if status == 401:
         return GitHubAccessError(exc.reason, status=status)
-    if status == 400 or exc.reason.startswith("GitHub refused access"):
+    wrong = _wrong_token(status, exc.message, token) if status in (400, 403, 404) else None
+    if wrong is not None and status != 404:
+        return GitHubAccessError(f"{what}: the token is {wrong}; {_NEEDS_CLASSIC}", status=status)
+    if status == 403 and exc.reason.startswith("GitHub refused access"):
         return GitHubAccessError(
-            f"GitHub refused to list packages of {owner} (HTTP {status}): this needs a classic "
-            "personal access token with the read:packages scope. The Actions GITHUB_TOKEN "
-            "cannot list organisation packages, and fine-grained tokens do not support packages",
+            f"{what}: do what GitHub's message asks (for example the organisation's IP allow "
+            "list or its policy on token kinds), or use a token it accepts, then run again",
             status=status,
         )
     if status == 403:
@@ -256,9 +323,11 @@ def _list_error(exc: _Refused, owner: Owner, url: str) -> BackupError:
             f"GitHub refused to list packages of {owner}: {exc.reason}", status=status
         )
     if status == 404:
-        what = "organisation" if owner.kind == "orgs" else "user"
+        who = "organisation" if owner.kind == "orgs" else "user"
+        hint = f"; the token is {wrong}: {_NEEDS_CLASSIC}" if wrong else ""
         return GitHubAccessError(
-            f"{what} {owner.name!r} not found, or not visible to this token (HTTP 404 on {url})",
+            f"{who} {owner.name!r} not found, or not visible to this token (HTTP 404 on "
+            f"{url}){hint}",
             status=status,
         )
     return GitHubUnavailable(f"cannot list packages of {owner}: {exc.reason}")
@@ -477,28 +546,38 @@ class GitHubPackages:
         timeout_s: float = 30,
         revalidate_rounds: int = REVALIDATE_ROUNDS,
         revalidate_min_pages: int = MIN_REVALIDATE_PAGES,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.owner = owner
         self._api_url = api_url.rstrip("/")
         parts = urlsplit(self._api_url)
         self._state = _RetryState(f"{parts.scheme}://{parts.netloc}")
         self._max_wait = max_rate_limit_wait_s
+        self._token = token
+        self._token_kind = token_kind(token)
+        self._limits = limits if limits is not None else ApiLimits.from_env()
+        retry = _Retry(
+            state=self._state,
+            total=retries,
+            backoff_factor=1.0,
+            backoff_jitter=0.5,
+            status_forcelist=list(_RETRY_STATUSES),
+            max_rate_limit_wait=max_rate_limit_wait_s,
+        )
         self._github = Github(
             auth=Auth.Token(token),
             base_url=self._api_url,
             per_page=PAGE_SIZE,
             timeout=int(timeout_s),
-            retry=_Retry(
-                state=self._state,
-                total=retries,
-                backoff_factor=1.0,
-                backoff_jitter=0.5,
-                status_forcelist=list(_RETRY_STATUSES),
-                max_rate_limit_wait=max_rate_limit_wait_s,
-            ),
+            retry=retry,
             seconds_between_requests=None,  # paced here, from request start to request start
+            api_version=API_VERSION,  # PyGithub sends none unless told
         )
         self._requester = self._github.requester
+        # Every request goes through this connection, which bounds what is read of an answer.
+        self._connection = BoundedConnection(
+            self._api_url, retry=retry, timeout_s=timeout_s, limits=self._limits
+        )
         self._worker = _Worker(self._state.stop)
         self._stopped = asyncio.Event()
         self._interval = request_interval_s
@@ -508,6 +587,7 @@ class GitHubPackages:
         self._cache: DiscoveryCache | None = None
         self._learned: DiscoveryCache | None = None
         self._failed: set[str] = set()
+        self._malformed: list[FailedPackage] = []  # package list entries out of shape
         self.cache_state: Literal["off", "absent", "used"] = "off"
         self.pages_requested = 0
         self.pages_not_modified = 0
@@ -604,6 +684,7 @@ class GitHubPackages:
         self.stop()
         self._worker.close()
         self._github.close()
+        self._connection.close()
 
     @property
     def rate_limit_remaining(self) -> int | None:
@@ -641,12 +722,12 @@ class GitHubPackages:
                 exc.headers or {}, wait=getattr(exc, "wait", None), cap=self._max_wait
             ) from None
         except GithubException as exc:
-            message = _message(exc.data)
+            message = self._clean(_message(exc.data))
             kind = classify_refusal(exc.headers or {}, message)
             if exc.status in (403, 429) and kind in ("primary", "secondary"):
                 raise _rate_limited(exc.headers or {}, wait=None, cap=self._max_wait) from None
             reason = explain_refusal(exc.status, exc.headers or {}, message, self.owner)
-            raise _Refused(exc.status, reason) from None
+            raise _Refused(exc.status, reason, message) from None
         except requests.exceptions.RetryError:
             status = self._state.last_status or 0
             attempts = self._state.attempts
@@ -664,35 +745,51 @@ class GitHubPackages:
                 "DNS and the network (proxy, firewall)"
             ) from None
 
+    def _clean(self, text: str) -> str:
+        """Source-supplied text without the token, should the source echo it back."""
+        return text.replace(self._token, "***") if self._token else text
+
     def _get_page(self, path: str, params: dict[str, str], etag: str | None) -> _Page:
         """One page, conditional on ``etag`` when given."""
         url = self._api_url + path
         self._pace()
         self.pages_requested += 1
-        headers = {"If-None-Match": etag} if etag else None
+        headers = {"Accept": ACCEPT} | ({"If-None-Match": etag} if etag else {})
+        self._connection.begin()
         with self._translated(url):
-            status, raw, body = self._requester.requestJson("GET", path, params, headers)
+            status, raw, body = self._requester.requestJson(
+                # PyGithub drives any object with its connection's request and getresponse.
+                "GET",
+                path,
+                params,
+                headers,
+                cnx=cast(Any, self._connection),
+            )
             answered = _headers(raw)
             if status == 304 and etag:
                 self.pages_not_modified += 1
                 return _Page(None, answered.get("etag") or etag, False)
             try:
-                data = json.loads(body) if body else None
+                data = parse_page(body, self._limits, url) if body else None
             except ValueError:
                 data = {"data": body[:200]}
             if status >= 400:
                 error = data if isinstance(data, dict) else {"data": data}
                 raise self._requester.createException(status, answered, error)
-        if status != 200 or not isinstance(data, list):
+        if status != 200:
             raise _Refused(status, f"GitHub answered HTTP {status} without a list on {url}")
+        if not isinstance(data, list):
+            raise GitHubAnswerInvalid(
+                f"GitHub answered {url} with {type(data).__name__} where its API has a list"
+            )
         return _Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
 
     @staticmethod
     def _page_params(number: int, params: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**(params or {}), "per_page": str(PAGE_SIZE), "page": str(number)}
 
-    def _read_all(self, path: str) -> tuple[list[Any], list[str | None]]:
-        """Every item of a paginated list, and each page's ETag."""
+    def _read_all(self, path: str, max_pages: int) -> tuple[list[Any], list[str | None]]:
+        """Every item of a paginated list, and each page's ETag; at most ``max_pages`` pages."""
         items: list[Any] = []
         etags: list[str | None] = []
         number = 1
@@ -702,6 +799,8 @@ class GitHubPackages:
             etags.append(page.etag)
             if not page.more:
                 return items, etags
+            if number >= max_pages:
+                raise _TooManyPages(number, len(items))
             number += 1
 
     def _unchanged(self, path: str, etags: tuple[str | None, ...]) -> bool:
@@ -716,6 +815,9 @@ class GitHubPackages:
         stored = self._cache.list_pages if self._cache is not None else []
         pages: list[ListPage] = []
         params = {"package_type": "container"}
+        # GitHub serves at most LIST_CAP packages: one page past them answers 400.
+        max_pages = min(self._limits.max_pages, LIST_CAP // PAGE_SIZE + 1)
+        self._malformed = []
         number = 1
         while True:
             old = stored[number - 1] if number <= len(stored) else None
@@ -742,19 +844,48 @@ class GitHubPackages:
                 # A full last page may have gained a successor without changing itself.
                 more = old.more or len(old.items) >= PAGE_SIZE
             else:
-                items = (i for i in got.items or [] if isinstance(i, dict) and "name" in i)
-                pages.append(ListPage(got.etag, tuple(Listed.from_api(i) for i in items), got.more))
+                pages.append(self._list_page(number, got))
                 more = got.more
             if not more:
                 return pages
+            if number >= max_pages:
+                listed = sum(len(p.items) for p in pages)
+                raise GitHubAnswerInvalid(
+                    f"GitHub kept linking a next page of the package list of {self.owner} "
+                    f"after {number} pages ({listed} packages); GitHub lists at most "
+                    f"{LIST_CAP} packages in {LIST_CAP // PAGE_SIZE} pages: nothing is backed "
+                    "up from a list that does not end; check --github-api-url / GITHUB_API_URL"
+                )
             number += 1
+
+    def _list_page(self, number: int, got: _Page) -> ListPage:
+        """One page of the package list, keeping its well-formed entries. A page with a
+        malformed one is not cached, so that every run names the entry again."""
+        items: list[Listed] = []
+        skipped = False
+        for position, item in enumerate(got.items or [], start=1):
+            entry = listed_entry(item)
+            if isinstance(entry, str):
+                skipped = True
+                where = f"entry {position} on page {number} of the package list"
+                log.error("package_entry_skipped", owner=str(self.owner), entry=where, error=entry)
+                self._malformed.append(
+                    FailedPackage(
+                        f"({where})",
+                        f"GitHub listed a package out of its API's shape ({entry}): skipped, "
+                        "the other packages are backed up",
+                    )
+                )
+            else:
+                items.append(entry)
+        return ListPage(None if skipped else got.etag, tuple(items), got.more)
 
     def _package_list(self) -> list[Listed]:
         path = self.owner.packages_path()
         try:
             pages = self._list_pages(path)
         except _Refused as exc:
-            raise _list_error(exc, self.owner, self._api_url + path) from None
+            raise _list_error(exc, self.owner, self._api_url + path, self._token_kind) from None
         self._learned = DiscoveryCache(*DiscoveryCache.key(self.owner, self._api_url), pages)
         found: dict[str, Listed] = {}
         for page in pages:
@@ -771,7 +902,15 @@ class GitHubPackages:
                 self.packages_revalidated += 1
                 self._remember(name, cached)
                 return cached.package()
-            versions, etags = self._read_all(path)
+            pages = self._limits.version_pages(listed.version_count, PAGE_SIZE)
+            versions, etags = self._read_all(path, pages)
+        except (_TooManyPages, GitHubAnswerInvalid) as exc:
+            self._failed.add(name)
+            reason = str(exc)
+            if isinstance(exc, _TooManyPages):
+                reason = exc.explain(listed.version_count, self._limits.max_pages)
+            log.error("package_failed", package=name, error=reason)
+            return FailedPackage(name, reason)
         except _Refused as exc:
             self._failed.add(name)
             if exc.status == 401:  # the token stopped working: no other package will do better
@@ -784,7 +923,7 @@ class GitHubPackages:
                 )
             log.error("package_failed", package=name, status=exc.status, error=reason)
             return FailedPackage(name, reason, exc.status)
-        package = _tagged_versions(name, versions)
+        package = tagged_versions(name, versions)
         self.packages_read += 1
         self._remember(name, CachedPackage(listed, tuple(etags), package.tags, package.untagged))
         return package
@@ -800,6 +939,8 @@ class GitHubPackages:
         be. Raises for what dooms the rest of discovery."""
         listed: list[Listed] = await self._call(self._package_list)
         log.info("packages_listed", owner=str(self.owner), count=len(listed))
+        for malformed in self._malformed:  # no name to filter by: every shard names them
+            yield malformed
         check = self._revalidation(listed, wanted)
         for item in listed:
             if not wanted(item.name):
@@ -813,23 +954,3 @@ class GitHubPackages:
                 yield await self._call(self._package, item, cached)
         if self._cache is not None:
             log.info("discovery_cache_used", **self.cache_summary())
-
-
-def _tagged_versions(name: str, versions: list[Any]) -> Package:
-    """The package's tags (tag -> manifest digest) and how many versions are untagged."""
-    tags: dict[str, str] = {}
-    untagged = 0
-    for version in versions:
-        if not isinstance(version, dict):
-            continue
-        digest = str(version.get("name", ""))
-        found = ((version.get("metadata") or {}).get("container") or {}).get("tags") or []
-        try:
-            validate_digest(digest)
-            for tag in found:
-                tags[validate_tag(str(tag))] = digest
-        except InvalidReference as exc:
-            log.warning("version_skipped", package=name, error=str(exc))
-            continue
-        untagged += not found  # children of tagged indexes: copied through their parent
-    return Package(name, tags, untagged)
