@@ -28,7 +28,7 @@ from backup.errors import (
     SizeMismatch,
     TransientError,
 )
-from backup.limits import MAX_LISTING_BYTES, MAX_LISTING_PAGES, Limits
+from backup.limits import MAX_INDEX_CHILDREN, MAX_LISTING_BYTES, MAX_LISTING_PAGES, Limits
 from backup.oci import (
     MANIFEST_ACCEPT,
     MANIFEST_MEDIA_TYPES,
@@ -347,9 +347,19 @@ class RegistryClient:
             return None
         what = f"list referrers of {name}@{digest}"
 
+        listed = 0
+
         async def referrers(resp: aiohttp.ClientResponse) -> list[Descriptor]:
+            nonlocal listed
             raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
-            return list(parse_manifest(raw, OCI_INDEX).children())
+            found = list(parse_manifest(raw, OCI_INDEX).children())
+            listed += len(found)
+            if listed > MAX_INDEX_CHILDREN:
+                raise OverLimit(
+                    f"{what} on {self.registry}: more than {MAX_INDEX_CHILDREN} referrers; "
+                    "refusing to read on"
+                )
+            return found
 
         pages, missing = await self._pages(
             self._url(name, "referrers", digest),
