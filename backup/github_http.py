@@ -17,7 +17,6 @@ parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python 
 from __future__ import annotations
 
 import json
-import math
 import os
 import time
 from collections.abc import ItemsView, Mapping
@@ -87,7 +86,8 @@ class ApiLimits:
         versions pushed while it is read, and never more than ``max_pages``."""
         if version_count is None:
             return self.max_pages
-        return min(self.max_pages, math.ceil(version_count * 1.1 / page_size) + 2)
+        fills = -(-version_count * 11 // (10 * page_size))  # 10% more, rounded up
+        return min(self.max_pages, fills + 2)
 
 
 def parse_page(text: str, limits: ApiLimits, url: str) -> Any:

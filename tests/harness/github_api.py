@@ -31,7 +31,18 @@ class StandInPackage:
     id: int | None = None  # None: its position in the owner's list
 
 
-FaultKind = Literal["primary", "secondary", "sso", "scope", "not-found", "server-error"]
+FaultKind = Literal[
+    "primary",
+    "secondary",
+    "sso",
+    "scope",
+    "not-found",
+    "server-error",
+    "ip-allow-list",
+    "classic-forbidden",
+    "fine-grained",
+    "integration",
+]
 _DOCS = "https://docs.github.com/rest"
 _REQUEST_ID = "If you reach out to GitHub Support for help, please include the request ID C0DE:1234"
 
@@ -87,7 +98,26 @@ class Fault:
             return _missing_scope(scopes - {"read:packages"})
         if self.kind == "not-found":
             return 404, {"message": "Package not found.", "status": "404"}, {}
+        if self.kind in _REFUSALS:
+            body = {
+                "message": _REFUSALS[self.kind].format(owner=owner),
+                "documentation_url": f"{_DOCS}/packages/packages",
+                "status": "403",
+            }
+            return 403, body, {}
         return self.status, {"message": "Server Error"}, {}
+
+
+# GitHub's own words for refusals that are neither a rate limit, SSO nor a missing scope.
+_REFUSALS = {
+    "ip-allow-list": "Although you appear to have the correct authorization credentials, the "
+    "`{owner}` organization has an IP allow list enabled, and your IP address is not permitted "
+    "to access this resource.",
+    "classic-forbidden": "`{owner}` forbids access via a personal access token (classic). Please "
+    "use a GitHub App, OAuth App, or a personal access token with fine-grained permissions.",
+    "fine-grained": "Resource not accessible by personal access token",
+    "integration": "Resource not accessible by integration",
+}
 
 
 def _missing_scope(scopes: set[str]) -> tuple[int, object, dict[str, str]]:
@@ -115,6 +145,7 @@ class GitHubStandIn:
     users: set[str] = field(default_factory=set)  # owners served under /users/
     rate_limited: int = 0  # answer this many requests with a 429 + Retry-After first
     requests: list[str] = field(default_factory=list)
+    request_headers: list[dict[str, str]] = field(default_factory=list)  # of each request
     remaining: int = 5000
     # Key "" is the package list; any other key is a package name (its versions).
     faults: dict[str, Fault] = field(default_factory=dict)
@@ -227,6 +258,7 @@ class GitHubStandIn:
                     time.sleep(stand_in.delay_s)
                 url = urlsplit(self.path)
                 stand_in.requests.append(self.path)
+                stand_in.request_headers.append(dict(self.headers.items()))
                 auth = self.headers.get("Authorization", "")
                 token = auth.split(" ", 1)[1] if " " in auth else None
                 status, body, headers = stand_in._route(url.path, parse_qs(url.query), token)

@@ -1,0 +1,500 @@
+"""A hostile or out-of-spec GitHub API against `registry --dry-run`: what it can and cannot do.
+
+Each end-to-end test runs the CLI in a sandbox against the GitHub stand-in or a recording
+endpoint serving hostile JSON, and asserts what the endpoint received (the pinned API version,
+the Accept type, the token only where the user pointed), that nothing was written outside the
+destination, and the child's peak RSS and wall time. Unit tests pin the defaults.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import zlib
+from collections.abc import Awaitable, Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiohttp import web
+
+from backup.discovery_cache import listed_entry
+from backup.github import (
+    _REQUEST_INTERVAL_S,
+    LIST_CAP,
+    PAGE_SIZE,
+    GitHubPackages,
+    _message,
+    token_kind,
+)
+from backup.github_http import (
+    DEFAULT_MAX_PAGE_BYTES,
+    DEFAULT_MAX_PAGES,
+    ApiLimits,
+    GitHubAnswerInvalid,
+    parse_page,
+)
+from backup.packages import FailedPackage, Owner, Package, tagged_versions
+from tests.harness.background import BackgroundLoop
+from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
+from tests.harness.hostile import Measured, MiB, Recorder, Sandbox, run_measured
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "ghp_hostileTestToken0123456789"
+D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")
+RSS_LIMIT_MIB = 200
+
+
+@pytest.fixture(scope="module")
+def loop() -> Iterator[BackgroundLoop]:
+    background = BackgroundLoop()
+    yield background
+    background.stop()
+
+
+def dry_run(
+    sandbox: Sandbox, api_url: str, *, env: dict[str, str] | None = None, timeout: float = 60
+) -> Measured:
+    dest = sandbox.root / "dest"
+    extra = {"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api_url, "GITHUB_API_RETRIES": "0"}
+    result = run_measured(
+        ["registry", "--org", "acme", "--dest", f"oci:{dest}", "--dry-run"],
+        sandbox,
+        env=extra | (env or {}),
+        timeout=timeout,
+    )
+    assert not result.timed_out, result
+    assert sandbox.files_outside(dest) == [], result
+    assert result.peak_rss_mib <= RSS_LIMIT_MIB, result
+    assert TOKEN not in result.stdout + result.stderr, "the token was printed"
+    return result
+
+
+def events(result: Measured, name: str) -> list[dict[str, Any]]:
+    lines = (line for line in result.stderr.splitlines() if line.startswith("{"))
+    return [e for e in map(json.loads, lines) if e.get("event") == name]
+
+
+def assert_api_headers(headers: dict[str, str]) -> None:
+    lowered = {k.lower(): v for k, v in headers.items()}
+    assert lowered.get("accept") == "application/vnd.github+json", headers
+    assert lowered.get("x-github-api-version") == "2022-11-28", headers
+    assert lowered.get("authorization") == f"token {TOKEN}", headers
+
+
+@pytest.fixture
+def stand_in() -> Iterator[GitHubStandIn]:
+    api = GitHubStandIn(owners={"acme": []}, tokens={TOKEN: {"read:packages"}}).start()
+    yield api
+    api.stop()
+
+
+# Items 10 and 13: the pinned API version, and a tag listed on two versions
+
+
+def test_every_request_pins_the_api_version_and_a_tag_listed_twice_keeps_the_first(
+    tmp_path: Path, stand_in: GitHubStandIn
+) -> None:
+    """Every request (list, both version pages) sends Accept and X-GitHub-Api-Version; a tag
+    on two versions plans the first listed (newest) and warns with both digests."""
+    # A second page of versions
+    many: list[tuple[str, list[str]]] = [(f"sha256:{n:064x}", []) for n in range(150)]
+    stand_in.owners["acme"] = [
+        StandInPackage("app", [(D1, ["latest"]), (D2, ["latest", "1.0"]), *many]),
+    ]
+    result = dry_run(Sandbox.make(tmp_path), stand_in.url)
+    assert result.returncode == 0, result
+    assert len(stand_in.request_headers) == 3
+    for headers in stand_in.request_headers:
+        assert_api_headers(headers)
+    assert f"latest                   {D1}" in result.stdout, result
+    assert f"1.0                      {D2}" in result.stdout, result
+    [twice] = events(result, "tag_listed_twice")
+    assert (twice["tag"], twice["digest"], twice["ignored_digest"]) == ("latest", D1, D2)
+    assert result.wall_s < 20
+
+
+# Item 9: GitHub's own message with every 403 on the package list
+
+
+@pytest.mark.parametrize(
+    ("fault", "token", "hint"),
+    [
+        ("ip-allow-list", TOKEN, False),
+        ("classic-forbidden", TOKEN, False),
+        ("fine-grained", TOKEN, True),
+        ("integration", "ghs_actionsToken0123456789", True),
+    ],
+)
+def test_a_refused_package_list_shows_githubs_message(
+    tmp_path: Path, stand_in: GitHubStandIn, fault: str, token: str, hint: bool
+) -> None:
+    """An IP allow list or an organisation's token policy is reported in GitHub's words and
+    not blamed on the token type; a fine-grained or App token gets the classic-PAT hint too."""
+    stand_in.tokens[token] = {"read:packages"}
+    stand_in.faults = {"": Fault(fault)}  # type: ignore[arg-type]
+    result = dry_run(Sandbox.make(tmp_path), stand_in.url, env={"GITHUB_TOKEN": token})
+    assert result.returncode == 2, result
+    said = Fault(fault).answer("acme", set())[1]  # type: ignore[arg-type]
+    assert isinstance(said, dict)
+    error = result.stderr.strip().splitlines()[-1]
+    assert f'GitHub said: "{said["message"]}"' in error, error
+    assert ("needs a classic personal access token" in error) is hint, error
+    assert "organisation 'acme'" in error and "HTTP 403" in error
+    assert token not in result.stderr
+    assert_api_headers(stand_in.request_headers[0] | {"Authorization": f"token {TOKEN}"})
+
+
+# A hostile API, served by a recording endpoint
+
+Answer = Callable[[web.Request, int], Awaitable[web.StreamResponse]]
+
+
+def _list_item(name: Any, versions: int = 1, ident: int = 1) -> dict[str, Any]:
+    return {"id": ident, "name": name, "package_type": "container", "version_count": versions}
+
+
+def _version(ident: int, digest: Any, tags: Any) -> dict[str, Any]:
+    return {"id": ident, "name": digest, "metadata": {"container": {"tags": tags}}}
+
+
+def hostile_api(loop: BackgroundLoop, listing: Answer, versions: dict[str, Answer]) -> Recorder:
+    """A GitHub API whose package list and per-package versions answer as given."""
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        page = int(request.query.get("page", "1"))
+        parts = request.path.strip("/").split("/")
+        if parts == ["orgs", "acme", "packages"]:
+            return await listing(request, page)
+        if len(parts) == 6 and parts[5] == "versions" and parts[4] in versions:
+            return await versions[parts[4]](request, page)
+        return web.json_response({"message": "Not Found"}, status=404)
+
+    return Recorder(loop, handle).start()
+
+
+def pages(*bodies: Any) -> Answer:
+    async def answer(request: web.Request, page: int) -> web.StreamResponse:
+        return web.json_response(bodies[page - 1] if page <= len(bodies) else [])
+
+    return answer
+
+
+def assert_only_api_requests(recorder: Recorder) -> None:
+    assert recorder.received
+    for request in recorder.received:
+        assert request.method == "GET" and request.body == b""
+        assert_api_headers(request.headers)
+
+
+# Item 14: out-of-shape entries and versions
+
+
+def test_out_of_shape_entries_and_versions_are_skipped_and_named(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """Each malformed package entry and version is skipped and named; the rest is planned."""
+    listing = pages(
+        [
+            _list_item("good", 9),
+            _list_item(None),  # name: null would have become a package called None
+            "not-an-object",
+            _list_item(5),
+            _list_item("not-a-list"),
+        ]
+    )
+    good = pages(
+        [
+            _version(1, D1, ["1.0"]),
+            {"id": 2, "name": D2, "metadata": ["container"]},  # was a crash, exit 70
+            _version(3, D2, "latest"),  # was the tags l, a, t, e, s, t
+            _version(4, None, ["2.0"]),
+            _version(5, "sha256:nothex", ["3.0"]),
+            _version(6, D3, [7, "4.0", "bad tag"]),
+            42,
+            {"id": 8, "name": D2},  # metadata is optional: an untagged version
+        ]
+    )
+    not_a_list = pages({"message": "not a list"})
+    api = hostile_api(loop, listing, {"good": good, "not-a-list": not_a_list})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 1, result  # the malformed entries failed, alone
+    assert "good: keep 2, drop 0" in result.stdout, result
+    assert f"1.0                      {D1}" in result.stdout
+    assert f"4.0                      {D3}" in result.stdout
+    for gone in ("None", "latest", " l ", "2.0", "3.0"):
+        assert gone not in result.stdout, result
+    failed = [line for line in result.stdout.splitlines() if ": failed" in line]
+    assert len(failed) == 4, result.stdout
+    assert any("entry 2 on page 1" in line and "name is null" in line for line in failed)
+    assert any("entry 3 on page 1" in line for line in failed)
+    assert any("entry 4 on page 1" in line and "of type int" in line for line in failed)
+    assert any(line.startswith("not-a-list: failed") for line in failed)
+    skipped = {e["version"]: e["error"] for e in events(result, "version_skipped")}
+    assert set(skipped) == {"version 2 (id 2)", "version 3 (id 3)", "version 4 (id 4)"} | {
+        "version 5 (id 5)",
+        "version 7",
+    }
+    assert len(events(result, "tag_skipped")) == 2
+    assert_only_api_requests(api)
+    assert result.wall_s < 20
+
+
+# Bounds: bytes and JSON values per page
+
+
+async def _stream(request: web.Request, chunks: Iterator[bytes], **headers: Any) -> web.Response:
+    """Write ``chunks`` until they end or the client hangs up."""
+    length = headers.pop("content_length", None)
+    response = web.StreamResponse(headers={"Content-Type": "application/json", **headers})
+    if length is not None:
+        response.content_length = length
+    await response.prepare(request)
+    try:
+        for chunk in chunks:
+            await response.write(chunk)
+        await response.write_eof()
+    except ConnectionError:
+        pass
+    return response  # type: ignore[return-value]
+
+
+def _filler(total: int, unit: bytes, head: bytes = b"[", tail: bytes = b"{}]") -> Iterator[bytes]:
+    yield head
+    block = unit * (MiB // len(unit))
+    for _ in range(total // len(block)):
+        yield block
+    yield tail
+
+
+def _gzip_bomb(total: int) -> bytes:
+    """``total`` bytes of JSON (a list of spaces) in a gzip body of a few hundred kilobytes."""
+    packer = zlib.compressobj(9, zlib.DEFLATED, 31)
+    out = [packer.compress(b"[")]
+    block = b" " * MiB
+    out += [packer.compress(block) for _ in range(total // MiB)]
+    return b"".join([*out, packer.compress(b"]"), packer.flush()])
+
+
+def test_a_200_mib_page_is_refused_within_the_page_bounds(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """A 200 MiB versions page (declared, chunked or gzip'd) and a 9 MiB page of empty objects
+    each fail their own package, read at most 10 MiB; the healthy package is planned."""
+    names = ["declared", "chunked", "bomb", "objects", "ok"]
+    listing = pages([_list_item(n, 1, i) for i, n in enumerate(names)])
+    bomb = _gzip_bomb(200 * MiB)
+
+    async def declared(request: web.Request, page: int) -> web.StreamResponse:
+        return await _stream(request, _filler(200 * MiB, b" "), content_length=200 * MiB + 4)
+
+    async def chunked(request: web.Request, page: int) -> web.StreamResponse:
+        return await _stream(request, _filler(200 * MiB, b'{"name":"x"},'))
+
+    async def gzipped(request: web.Request, page: int) -> web.StreamResponse:
+        return web.Response(body=bomb, headers={"Content-Encoding": "gzip"})
+
+    async def objects(request: web.Request, page: int) -> web.StreamResponse:
+        return await _stream(request, _filler(9 * MiB, b"{},"))
+
+    answers = {"declared": declared, "chunked": chunked, "bomb": gzipped, "objects": objects}
+    api = hostile_api(loop, listing, answers | {"ok": pages([_version(1, D1, ["1.0"])])})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 1, result
+    assert "ok: keep 1" in result.stdout, result
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines() if ": failed" in line}
+    assert set(lines) == {"declared", "chunked", "bomb", "objects"}, result.stdout
+    assert "declares 209715204 bytes" in lines["declared"]
+    assert "larger than the 10485760 bytes" in lines["chunked"]
+    assert "larger than the 10485760 bytes" in lines["bomb"]
+    assert "more than the 100000 a page" in lines["objects"]
+    assert_only_api_requests(api)
+    assert result.wall_s < 30, result
+
+
+def test_a_200_mib_package_list_is_a_discovery_error(tmp_path: Path, loop: BackgroundLoop) -> None:
+    """A package list page past 10 MiB ends discovery with a clear error (exit 2)."""
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        return await _stream(request, _filler(200 * MiB, b'{"name":"x"},'))
+
+    api = hostile_api(loop, listing, {})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 2, result
+    assert "larger than the 10485760 bytes a page may have" in result.stderr, result
+    assert len(api.received) == 1
+    assert_only_api_requests(api)
+    assert result.wall_s < 30, result
+
+
+# Bounds: pages per listing
+
+
+def _endless(item: Callable[[int], Any]) -> Answer:
+    async def answer(request: web.Request, page: int) -> web.StreamResponse:
+        link = f"<{request.url.with_query(dict(request.query) | {'page': str(page + 1)})}>"
+        return web.json_response([item(page)], headers={"Link": f'{link}; rel="next"'})
+
+    return answer
+
+
+def test_endless_version_pages_fail_that_package(tmp_path: Path, loop: BackgroundLoop) -> None:
+    """Endless `Link: rel="next"` on a package's versions fails that package after the pages
+    its listed version_count fills; a list that lies about the count meets GITHUB_API_MAX_PAGES."""
+    listing = pages([_list_item("endless", 5, 1), _list_item("liar", 10**9, 2), _list_item("ok")])
+    endless = _endless(lambda page: _version(page, f"sha256:{page:064x}", []))
+    answers = {"endless": endless, "liar": endless, "ok": pages([_version(1, D1, ["1.0"])])}
+    api = hostile_api(loop, listing, answers)
+    result = dry_run(Sandbox.make(tmp_path), api.url, env={"GITHUB_API_MAX_PAGES": "20"})
+    assert result.returncode == 1, result
+    assert "ok: keep 1" in result.stdout, result
+    lines = {line.split(":")[0]: line for line in result.stdout.splitlines() if ": failed" in line}
+    assert "after 3 pages (3 versions read, and the list says 5)" in lines["endless"], result
+    assert "after 20 pages" in lines["liar"], result
+    paths = [r.path_qs.partition("?")[0] for r in api.received]
+    assert paths.count("/orgs/acme/packages/container/endless/versions") == 3
+    assert paths.count("/orgs/acme/packages/container/liar/versions") == 20
+    assert_only_api_requests(api)
+    assert result.wall_s < 20, result
+
+
+def test_an_endless_package_list_is_a_discovery_error(tmp_path: Path, loop: BackgroundLoop) -> None:
+    """Endless pages of the package list end, with the defaults, after the 101 pages GitHub's
+    10,000-package cap allows, as a discovery error (exit 2) naming the owner."""
+    api = hostile_api(loop, _endless(lambda page: _list_item(f"p{page}", 1, page)), {})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 2, result
+    assert "kept linking a next page of the package list of organisation 'acme'" in result.stderr
+    assert "after 101 pages (101 packages)" in result.stderr, result
+    assert len(api.received) == 101
+    assert_only_api_requests(api)
+    assert result.wall_s < 30, result
+
+
+# Redirects: the token goes only to the API the user named
+
+
+def test_a_redirect_to_another_origin_is_refused(tmp_path: Path, loop: BackgroundLoop) -> None:
+    """A 301 from the API to another origin is not followed: that origin receives nothing."""
+    attacker = Recorder(loop).start()
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        target = f"{attacker.url}/orgs/acme/packages?page={page}"
+        return web.Response(status=301, headers={"Location": target})
+
+    api = hostile_api(loop, listing, {})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 2, result
+    assert "to another origin (http://127.0.0.1): refused" in result.stderr, result
+    assert attacker.received == [] and attacker.saw_secret(TOKEN) == []
+    assert_only_api_requests(api)
+    assert result.wall_s < 20, result
+
+
+async def test_a_trickled_page_fails_by_its_deadline(loop: BackgroundLoop) -> None:
+    """A page trickled a byte at a time fails its package when the read deadline passes."""
+
+    async def trickle(request: web.Request, page: int) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Type": "application/json"})
+        await response.prepare(request)
+        try:
+            for _ in range(200):
+                await response.write(b" ")
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass
+        return response
+
+    api = hostile_api(loop, pages([_list_item("slow")]), {"slow": trickle})
+    limits = ApiLimits(read_deadline_s=1.0)
+    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, api.url, retries=0, limits=limits)
+    try:
+        found = [p async for p in github.packages(lambda name: True)]
+    finally:
+        github.close()
+    assert len(found) == 1 and isinstance(found[0], FailedPackage), found
+    assert "took longer than 1 s to arrive" in found[0].error
+
+
+# The defaults, cheaply
+
+
+def test_the_defaults_bound_a_page_and_a_listing() -> None:
+    """10 MiB and 100,000 values per page; the package list ends within 30 s at the pacing;
+    a package's versions stop after the pages its count fills, never past 1,000."""
+    limits = ApiLimits.from_env({})
+    assert limits == ApiLimits()
+    assert (limits.max_page_bytes, limits.max_pages) == (DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAGES)
+    assert (limits.max_page_bytes // MiB, limits.max_pages) == (10, 1000)
+    list_pages = min(limits.max_pages, LIST_CAP // PAGE_SIZE + 1)
+    assert list_pages * _REQUEST_INTERVAL_S < 30
+    assert limits.version_pages(5, PAGE_SIZE) == 3
+    assert limits.version_pages(25_000, PAGE_SIZE) == 275 + 2
+    assert limits.version_pages(10**9, PAGE_SIZE) == limits.version_pages(None, PAGE_SIZE) == 1000
+    env = {"GITHUB_API_MAX_PAGES": "20", "GITHUB_API_MAX_PAGE_BYTES": "2048"}
+    assert ApiLimits.from_env(env) == ApiLimits(max_page_bytes=2048, max_pages=20)
+    for bad in ({"GITHUB_API_MAX_PAGES": "0"}, {"GITHUB_API_MAX_PAGE_BYTES": "10MiB"}):
+        with pytest.raises(Exception, match="expected a whole number"):
+            ApiLimits.from_env(bad)
+
+
+def test_a_page_of_too_many_values_is_refused_unparsed() -> None:
+    """The values bound counts before json.loads builds anything; a real page is far below."""
+    limits = ApiLimits()
+    real = json.dumps([_version(i, D1, ["1.0", "latest"]) for i in range(100)])
+    assert len(parse_page(real, limits, "u")) == 100
+    with pytest.raises(GitHubAnswerInvalid, match="100001 JSON values"):
+        parse_page("[" + "0," * 100_000 + "0]", limits, "u")
+    with pytest.raises(GitHubAnswerInvalid, match="nested too deeply"):
+        parse_page("[" * 50_000 + "]" * 50_000, limits, "u")
+
+
+@pytest.mark.parametrize(
+    ("versions", "tags", "untagged", "skipped"),
+    [
+        ([_version(1, D1, ["a"]), _version(2, D2, ["a", "b"])], {"a": D1, "b": D2}, 0, 0),
+        ([{"id": 1, "name": D1, "metadata": []}], {}, 0, 1),
+        ([{"id": 1, "name": D1, "metadata": {"container": "x"}}], {}, 0, 1),
+        ([_version(1, D1, "latest")], {}, 0, 1),
+        ([_version(1, D1, None), {"name": D2, "metadata": None}], {}, 2, 0),
+        ([_version(1, D1, [None, "ok"])], {"ok": D1}, 0, 1),
+        ([_version(1, D1.upper(), ["x"]), "v", None], {}, 0, 3),
+    ],
+)
+def test_tagged_versions(
+    versions: list[Any], tags: dict[str, str], untagged: int, skipped: int
+) -> None:
+    """Out-of-shape versions and tags are skipped one by one; the first listing of a tag wins."""
+    package = tagged_versions("app", versions)
+    assert (package.tags, package.untagged, len(package.skipped)) == (tags, untagged, skipped)
+    assert isinstance(package, Package)
+
+
+@pytest.mark.parametrize(
+    ("item", "reason"),
+    [
+        ({"name": None}, "name is null"),
+        ({"name": ""}, "name is empty"),
+        ({"name": ["a"]}, "name is of type list"),
+        ({"name": "a\nb"}, "control characters"),
+        ({"name": "x" * 256}, "too long"),
+        ([], "of type list, not an object"),
+    ],
+)
+def test_listed_entry_refuses_out_of_shape_entries(item: Any, reason: str) -> None:
+    entry = listed_entry(item)
+    assert isinstance(entry, str) and reason in entry
+
+
+def test_source_text_is_one_bounded_line_and_token_kinds() -> None:
+    """GitHub's message is shown as one line of at most 300 characters; tokens by prefix."""
+    text = _message({"message": "a\nb\x1b[31m" + "c" * 1000})
+    assert "\n" not in text and "\x1b" not in text and len(text) == 300
+    assert _message({"message": ["x"]}) == "['x']"
+    assert [token_kind(t) for t in ("ghp_1", "github_pat_1", "ghs_1", "other")] == [
+        "classic",
+        "fine-grained",
+        "app",
+        "unknown",
+    ]
