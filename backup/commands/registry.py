@@ -276,11 +276,16 @@ async def _record_history(
             return True
         kept = await kept_snapshots(snapshots, Retention())
         ledger = await forgotten_tags(snapshots)
-        looked_at = [i for i in ledger if not not_looked_at(i)]
+        failed = _failed(config, discovery)
         result = await prune_unreferenced(
-            snapshots.store, prefix, kept, looked_at, dry_run=False, series=snapshots.series
+            snapshots.store,
+            prefix,
+            kept,
+            [i for i in ledger if not failed(i)],
+            dry_run=False,
+            series=snapshots.series,
         )
-        remaining = [*result.remaining, *(i for i in ledger if not_looked_at(i))]
+        remaining = [*result.remaining, *(i for i in ledger if failed(i))]
         if sorted(set(remaining)) != sorted(set(ledger)):
             await snapshots.save_forgotten_tags(remaining)
         report["summary"]["tags_pruned"] = len(result.pruned)
@@ -303,6 +308,13 @@ def _nothing_to_prune(report: dict[str, Any] | None) -> None:
     if report is not None:
         report["summary"]["tags_pruned"] = 0
         report["pruned"] = []
+
+
+def _failed(config: RegistryConfig, discovery: _Discovery) -> Callable[[TaggedImage], bool]:
+    """Whether an entry belongs to a package that failed this run: prune leaves it for later."""
+    owner = config.owner.name.lower()
+    failed = {f"{owner}/{r.package}".lower() for r in discovery.results if r.status == "failed"}
+    return lambda image: image.repository in failed
 
 
 def _not_looked_at(config: RegistryConfig, discovery: _Discovery) -> Callable[[TaggedImage], bool]:
@@ -364,7 +376,7 @@ async def _prune_dry_run(
         store,
         config.destination,
         [*kept, upcoming],
-        [i for i in candidates if not not_looked_at(i)],
+        [i for i in candidates if not _failed(config, discovery)(i)],
         dry_run=True,
         series=snapshots.series,
     )
