@@ -650,7 +650,15 @@ def _add_repos(commands: Any, parents: list[argparse.ArgumentParser]) -> None:
         type=_positive_float,
         default=300.0,
         metavar="SECONDS",
-        help="abandon a fetch that moves no data for this long (default %(default)s)",
+        help="abandon a git transfer slower than 1 KiB/s for this long (default %(default)s)",
+    )
+    repos.add_argument(
+        "--repo-timeout",
+        type=_positive_float,
+        default=3600.0,
+        metavar="SECONDS",
+        help="abandon a repository whose fetch (and LFS fetch) has not ended after this long; "
+        "its mirror stays as it was (default %(default)s)",
     )
     repos.add_argument(
         "--grace-period",

@@ -3,7 +3,13 @@
 Every git runs with ``asyncio.create_subprocess_exec`` in its own process group. The token
 travels only in the environment, as an ``http.<origin>/.extraHeader`` set through
 ``GIT_CONFIG_COUNT``: never in argv, in a config file, or in the mirror (its remote URL is the
-token-free clone URL). git-lfs reads the same setting.
+token-free clone URL). git-lfs reads the same setting. The header is added only for a URL on
+the git host that belongs to the GitHub API the user named (``GitHost``), and git follows no
+redirect, so a hostile listing or server cannot send the token elsewhere.
+
+Bounds: curl's low-speed limit (``http.lowSpeedLimit`` bytes/s for ``http.lowSpeedTime``,
+which is --read-timeout) ends each HTTP transfer that trickles, and a deadline per repository
+(--repo-timeout) ends a fetch that keeps moving but never finishes.
 
 A fetch lands in ``refs/incoming/*`` first. The mirror's own refs then move in one
 ``git update-ref --stdin`` transaction that also keeps every tip the source rewound or deleted
@@ -22,6 +28,7 @@ import contextlib
 import os
 import shutil
 import signal
+import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -41,6 +48,10 @@ BACKUP = "refs/backup/"
 _DROPPED_ENV_PREFIXES = ("GIT_", "SSH_ASKPASS")
 
 ChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
+# A transfer slower than this for --read-timeout seconds is abandoned. It must exceed what a
+# stalled server can send for nothing: git's keep-alive (5 bytes every 5 s) and a 2 bytes/s
+# trickle both stay under it, where the old limit of 1 byte/s let a 2 bytes/s trickle run forever.
+LOW_SPEED_LIMIT_BPS = 1024
 
 
 class GitError(BackupError):
@@ -51,8 +62,76 @@ class RepositoryNotFound(GitError):
     """The server has no such repository, or hides it from this token (HTTP 404)."""
 
 
+class GitTimeout(GitError):
+    """A git command against the network did not end within its deadline; it was killed."""
+
+
 class GitMissing(UsageError):
     """git is not installed."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class GitHost:
+    """The git host that belongs to a GitHub API: the only place the token may go.
+
+    github.com for api.github.com; otherwise (GitHub Enterprise Server) the API's own host, on
+    any port. Over https, unless the API itself is http.
+    """
+
+    hostname: str
+    schemes: tuple[str, ...]
+    api_url: str
+
+    @classmethod
+    def for_api(cls, api_url: str) -> GitHost:
+        api = urlsplit(api_url)
+        host = (api.hostname or "").lower()
+        if host == "api.github.com":
+            return cls("github.com", ("https",), api_url)
+        return cls(host, ("https",) if api.scheme == "https" else ("http", "https"), api_url)
+
+    def _origin_problem(self, url: str) -> str | None:
+        if not url.isascii() or any(c <= " " or c in "\\\x7f" for c in url):
+            return f"clone URL {url!r} has characters no URL of GitHub has"
+        parts = urlsplit(url)
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            return f"clone URL {url!r} has an invalid port"
+        if parts.username is not None or parts.password is not None:
+            return "clone URL carries credentials; refusing to store it in the mirror"
+        host = (parts.hostname or "").lower()
+        if host != self.hostname:
+            return (
+                f"clone URL host {host or '(none)'!r} is not {self.hostname!r}, the git host of "
+                f"the GitHub API {self.api_url}: refused, the token goes only to {self.hostname}"
+            )
+        if parts.scheme not in self.schemes:
+            return (
+                f"clone URL {url!r} uses {parts.scheme or 'no scheme'} on {host}: only "
+                f"{' or '.join(self.schemes)} is used with the GitHub API {self.api_url}"
+            )
+        return None
+
+    def allows(self, url: str) -> bool:
+        """Whether the token may be sent to ``url``'s origin."""
+        return self._origin_problem(url) is None
+
+    def refusal(self, url: str, path: str) -> str | None:
+        """Why ``url`` is not the repository ``path`` (/OWNER/REPO.git) on this host, or None."""
+        problem = self._origin_problem(url)
+        if problem:
+            return problem
+        parts = urlsplit(url)
+        if parts.path.lower() != path.lower() or parts.query or parts.fragment:
+            return (
+                f"clone URL {url!r} on {self.hostname} is not the repository {path.lstrip('/')}"
+                " it was listed as"
+            )
+        return None
 
 
 @dataclass(frozen=True)
@@ -63,6 +142,8 @@ class GitSettings:
     token: str | None = field(default=None, repr=False)
     ca_file: Path | None = None
     stall_timeout_s: float | None = None
+    token_host: GitHost | None = None  # where the token may go; None: the URL's own origin
+    repo_timeout_s: float | None = None  # the deadline of one repository's fetches
 
 
 @dataclass(frozen=True)
@@ -120,14 +201,17 @@ class Git:
         config: list[tuple[str, str]] = [
             ("credential.helper", ""),  # never ask, never store: the header is the credential
             ("core.askPass", ""),
-            ("http.lowSpeedLimit", "1"),
+            ("http.lowSpeedLimit", str(LOW_SPEED_LIMIT_BPS)),
+            # A redirect would take the next requests, and the header, to another host.
+            ("http.followRedirects", "false"),
             ("gc.autoDetach", "false"),  # a gc must finish inside the run, not after it
         ]
         if self.settings.stall_timeout_s:
             config.append(("http.lowSpeedTime", str(max(1, round(self.settings.stall_timeout_s)))))
         if self.settings.ca_file is not None:
             config.append(("http.sslCAInfo", str(self.settings.ca_file)))
-        if url and self.settings.token:
+        host = self.settings.token_host
+        if url and self.settings.token and (host is None or host.allows(url)):
             origin = urlsplit(url)
             # Scoped to the clone URL's origin: a redirect elsewhere, or an LFS object store on
             # another host, never receives it.
@@ -137,7 +221,11 @@ class Git:
                     f"Authorization: Basic {self._basic()}",
                 )
             )
-        env |= {"GIT_TERMINAL_PROMPT": "0", "GIT_CONFIG_COUNT": str(len(config))}
+        env |= {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ALLOW_PROTOCOL": "http:https",
+            "GIT_CONFIG_COUNT": str(len(config)),
+        }
         for index, (key, value) in enumerate(config):
             env[f"GIT_CONFIG_KEY_{index}"] = key
             env[f"GIT_CONFIG_VALUE_{index}"] = value
@@ -173,7 +261,11 @@ class Git:
                 out, err = await process.communicate(stdin)
             else:
                 out, err = await asyncio.wait_for(process.communicate(stdin), timeout_s)
-        except (asyncio.CancelledError, TimeoutError):
+        except TimeoutError:
+            _kill(process)
+            await process.wait()
+            raise GitTimeout(f"git {args[0]}: killed after {timeout_s:.0f} s") from None
+        except asyncio.CancelledError:
             _kill(process)
             await process.wait()
             raise
@@ -200,8 +292,12 @@ class Git:
         pull_refs: bool,
         stamp: str,
         default_branch: str | None = None,
+        deadline: float | None = None,
     ) -> MirrorResult:
-        """Create or bring up to date the bare mirror of ``url`` at ``path``."""
+        """Create or bring up to date the bare mirror of ``url`` at ``path``.
+
+        ``deadline`` (``time.monotonic()``) bounds the fetch; local steps are never killed.
+        """
         created = not (path / "HEAD").is_file()
         work = path.with_name(f".{path.name}.partial") if created else path
         if created:
@@ -210,7 +306,9 @@ class Git:
             await self.run("init", "--quiet", "--bare", str(work))
         try:
             await self._set_remote(work, url)
-            changes = await self._fetch_and_apply(work, url, pull_refs=pull_refs, stamp=stamp)
+            changes = await self._fetch_and_apply(
+                work, url, pull_refs=pull_refs, stamp=stamp, deadline=deadline
+            )
             if default_branch:
                 await self.run("symbolic-ref", "HEAD", f"refs/heads/{default_branch}", git_dir=work)
             if created:
@@ -232,7 +330,7 @@ class Git:
             await self.run("config", "remote.origin.url", url, git_dir=git_dir)
 
     async def _fetch_and_apply(
-        self, git_dir: Path, url: str, *, pull_refs: bool, stamp: str
+        self, git_dir: Path, url: str, *, pull_refs: bool, stamp: str, deadline: float | None
     ) -> list[RefChange]:
         namespaces = ["heads", "tags"] + (["pull"] if pull_refs else [])
         refspecs = [f"+refs/{n}/*:{INCOMING}{n}/*" for n in namespaces]
@@ -248,6 +346,7 @@ class Git:
             *refspecs,
             git_dir=git_dir,
             url=url,
+            timeout_s=_remaining(deadline),
         )
         refs = await self.refs(
             git_dir, ["refs/" + n + "/" for n in namespaces] + [INCOMING, BACKUP]
@@ -316,9 +415,17 @@ class Git:
                 found[ref] = sha
         return found
 
-    async def fetch_lfs(self, git_dir: Path, url: str) -> int:
+    async def fetch_lfs(self, git_dir: Path, url: str, deadline: float | None = None) -> int:
         """Fetch every Git LFS object any ref of the mirror points to; the count kept locally."""
-        await self.run("lfs", "fetch", "--all", "origin", git_dir=git_dir, url=url)
+        await self.run(
+            "lfs",
+            "fetch",
+            "--all",
+            "origin",
+            git_dir=git_dir,
+            url=url,
+            timeout_s=_remaining(deadline),
+        )
         objects = git_dir / "lfs" / "objects"
         return sum(1 for p in objects.rglob("*") if p.is_file()) if objects.is_dir() else 0
 
@@ -406,6 +513,10 @@ class _RefNames:
 def _worth_keeping(ref: str) -> bool:
     """GitHub recomputes refs/pull/N/merge at will: its old values are not history."""
     return not (ref.startswith("refs/pull/") and ref.endswith("/merge"))
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.01, deadline - time.monotonic())
 
 
 def _kill(process: asyncio.subprocess.Process) -> None:

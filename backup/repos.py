@@ -4,6 +4,12 @@ An organisation's list (``type=all``) holds its public, private, internal and ar
 repositories. A user's own private repositories are listed only by ``/user/repos``, so when the
 token belongs to that user the authenticated listing is used. PyGithub is not thread-safe: every
 call runs on one worker thread.
+
+The listing is read as raw JSON, page by page, never through PyGithub's lazy objects: a missing
+field would make it fetch ``/repos/{owner}/{repo}`` (or any ``url`` the answer names) behind our
+back. Each page is bounded in bytes and time, the pages in number, and a next-page link must stay
+on the API the user named. Every entry is checked (names, owner, clone URL host) before any git
+runs; one that fails is that repository's own failure.
 """
 
 from __future__ import annotations
@@ -12,22 +18,32 @@ import asyncio
 import concurrent.futures
 import fnmatch
 import re
-from collections.abc import Callable, Iterable
+import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
 import requests
 import structlog
+import urllib3
 from github import Auth, Github, GithubException, GithubRetry
+from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
 
 from backup.errors import BackupError, UsageError
+from backup.git import GitHost
 from backup.packages import Owner
 
 log = structlog.get_logger("backup.repos")
 
 PAGE_SIZE = 100
 _REQUEST_INTERVAL_S = 0.1
+API_VERSION = "2022-11-28"
+ACCEPT = "application/vnd.github+json"
+# A page of 100 repositories is about 600 KB of JSON; 1,000 pages are 100,000 repositories.
+MAX_PAGE_BYTES = 16 * 2**20
+MAX_PAGES = 1000
+PAGE_DEADLINE_S = 120.0
 # GitHub's grammar for owner and repository names; also keeps every path below --dest.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
@@ -36,8 +52,16 @@ class RepositoryListError(UsageError):
     """GitHub refused the token or does not know the owner: the user must fix the setup."""
 
 
+class ApiHostMismatch(UsageError):
+    """The API's answers name another host than --github-api-url (a GHES behind another name)."""
+
+
 class GitHubUnavailable(BackupError):
     """The GitHub API could not be reached or kept failing."""
+
+
+class GitHubAnswerRefused(GitHubUnavailable):
+    """A page of the listing was too large, too slow, too many, or not a listing."""
 
 
 @dataclass(frozen=True)
@@ -50,6 +74,7 @@ class Repo:
     visibility: str = "private"
     has_wiki: bool = False
     default_branch: str | None = None
+    unusable: str | None = None  # why the listing's entry cannot be mirrored at all
 
     @property
     def full_name(self) -> str:
@@ -59,17 +84,21 @@ class Repo:
     def wiki_url(self) -> str:
         return self.clone_url.removesuffix(".git") + ".wiki.git"
 
-    def problem(self) -> str | None:
-        """Why this listing cannot be mirrored safely, or None."""
+    def problem(self, owner: str, host: GitHost) -> str | None:
+        """Why this listing cannot be mirrored under DEST/``owner`` from ``host``, or None."""
+        if self.unusable:
+            return self.unusable
         for part in (self.owner, self.name):
             if not _NAME.fullmatch(part) or part in (".", ".."):
                 return f"name {part!r} is not a GitHub owner or repository name"
-        url = urlsplit(self.clone_url)
-        if url.scheme not in ("https", "http") or not url.hostname:
-            return f"clone URL {self.clone_url!r} is not an http(s) URL"
-        if url.username or url.password:
-            return "clone URL carries credentials; refusing to store it in the mirror"
-        return None
+        if self.owner.lower() != owner.lower():
+            return (
+                f"listed with owner {self.owner!r}, not {owner!r}: refused, nothing is written "
+                f"outside {owner}/"
+            )
+        if self.name.lower().endswith((".git", ".wiki")):
+            return f"name {self.name!r} would clash with a mirror's or wiki's folder"
+        return host.refusal(self.clone_url, f"/{self.owner}/{self.name}.git")
 
 
 @dataclass(frozen=True)
@@ -116,7 +145,9 @@ class GitHubRepos:
                 max_rate_limit_wait=900,
             ),
             seconds_between_requests=request_interval_s,
+            api_version=API_VERSION,
         )
+        _bound_answers(self._github)
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="github-api")
 
     def close(self) -> None:
@@ -139,35 +170,198 @@ class GitHubRepos:
 
     def _list(self) -> list[Repo]:
         try:
-            return [_repo(item) for item in self._listing()]
+            return [_repo(item, index) for index, item in enumerate(self._listing())]
         except GithubException as exc:
             raise _access_error(exc, self.owner) from None
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise GitHubUnavailable(
                 f"cannot reach the GitHub API at {self._api_url}: {type(exc).__name__}"
             ) from None
+        except RuntimeError as exc:  # PyGithub refusing a redirect to another host or scheme
+            raise ApiHostMismatch(
+                f"the GitHub API at {self._api_url} answered with a redirect PyGithub refuses "
+                f"({exc}); set --github-api-url / GITHUB_API_URL to the URL it names"
+            ) from None
 
-    def _listing(self) -> Iterable[Any]:
+    def _get(self, path: str, parameters: dict[str, Any] | None = None) -> tuple[Any, str | None]:
+        """GET ``path`` (below the API URL): the JSON and the next page's path, if any."""
+        headers, data = self._github.requester.requestJsonAndCheck(
+            "GET", path, parameters=parameters, headers={"Accept": ACCEPT}
+        )
+        return data, self._next_path(headers)
+
+    def _next_path(self, headers: dict[str, Any]) -> str | None:
+        link = str(headers.get("link") or "")
+        for part in link.split(","):
+            target, _, rel = part.partition(";")
+            if re.search(r'rel="?next"?', rel):
+                return self._same_api(target.strip().removeprefix("<").removesuffix(">"))
+        return None
+
+    def _same_api(self, url: str) -> str:
+        """The path below the API URL of a next-page ``url``; refused if it leaves the API."""
+        api, page = urlsplit(self._api_url), urlsplit(url)
+        try:
+            same = (
+                page.scheme == api.scheme
+                and page.hostname == api.hostname
+                and _port(page) == _port(api)
+                and (page.path + "/").startswith(api.path.rstrip("/") + "/")
+            )
+        except ValueError:
+            same = False
+        if not same:
+            raise ApiHostMismatch(
+                f"the GitHub API at {self._api_url} (host {api.hostname}) links its next page "
+                f"on {page.scheme}://{page.netloc or '?'}: if that is the same GitHub Enterprise "
+                "Server under another name, set --github-api-url / GITHUB_API_URL to it; the "
+                f"token is sent only to {api.hostname}"
+            )
+        rest = page.path[len(api.path.rstrip("/")) :]
+        return rest + (f"?{page.query}" if page.query else "")
+
+    def _pages(self, path: str, parameters: dict[str, Any]) -> list[Any]:
+        items: list[Any] = []
+        next_path: str | None = path
+        params: dict[str, Any] | None = {"per_page": PAGE_SIZE} | parameters
+        for _ in range(MAX_PAGES):
+            if next_path is None:
+                return items
+            data, next_path = self._get(next_path, params)
+            params = None  # a next link carries its own query
+            if not isinstance(data, list):
+                raise GitHubAnswerRefused(
+                    f"the GitHub API at {self._api_url} answered {path} with "
+                    f"{type(data).__name__}, not a list of repositories"
+                )
+            items += data
+        if next_path is not None:
+            raise GitHubAnswerRefused(
+                f"the GitHub API at {self._api_url} listed more than {MAX_PAGES} pages of "
+                f"repositories for {self.owner}; refusing the rest"
+            )
+        return items
+
+    def _listing(self) -> list[Any]:
+        name = self.owner.name
         if self.owner.kind == "orgs":
-            return self._github.get_organization(self.owner.name).get_repos(type="all")
-        me = self._github.get_user()
-        if me.login.lower() == self.owner.name.lower():
+            return self._pages(f"/orgs/{name}/repos", {"type": "all"})
+        me, _ = self._get("/user")
+        if isinstance(me, dict) and str(me.get("login", "")).lower() == name.lower():
             # Only the authenticated listing includes the user's private repositories.
-            return me.get_repos(affiliation="owner")
-        return self._github.get_user(self.owner.name, lazy=True).get_repos(type="owner")
+            return self._pages("/user/repos", {"affiliation": "owner"})
+        return self._pages(f"/users/{name}/repos", {"type": "owner"})
 
 
-def _repo(item: Any) -> Repo:
+def _port(url: Any) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
+
+
+def _repo(item: Any, index: int) -> Repo:
+    """A listing entry as a Repo; a malformed one comes back ``unusable`` with the reason."""
+    if not isinstance(item, dict):
+        return Repo("?", f"entry-{index}", "", unusable=f"listing entry {index} is not an object")
+    owner = item.get("owner")
+    login = owner.get("login") if isinstance(owner, dict) else None
+    name, clone_url = item.get("name"), item.get("clone_url")
+    shown = f"{login if isinstance(login, str) else '?'}/{name if isinstance(name, str) else '?'}"
+    missing = [
+        key
+        for key, value in (("owner.login", login), ("name", name), ("clone_url", clone_url))
+        if not isinstance(value, str) or not value
+    ]
+    if missing:
+        return Repo(
+            str(login) if isinstance(login, str) else "?",
+            str(name) if isinstance(name, str) else f"entry-{index}",
+            "",
+            unusable=f"listing entry {shown} has no {', '.join(missing)}",
+        )
+    visibility = item.get("visibility")
+    if not isinstance(visibility, str):
+        visibility = "public" if item.get("private") is False else "private"
+    branch = item.get("default_branch")
     return Repo(
-        owner=str(item.owner.login),
-        name=str(item.name),
-        clone_url=str(item.clone_url),
-        fork=bool(item.fork),
-        archived=bool(item.archived),
-        visibility=str(item.visibility or ("private" if item.private else "public")),
-        has_wiki=bool(item.has_wiki),
-        default_branch=str(item.default_branch) if item.default_branch else None,
+        owner=str(login),
+        name=str(name),
+        clone_url=str(clone_url),
+        fork=item.get("fork") is True,
+        archived=item.get("archived") is True,
+        visibility=visibility,
+        has_wiki=item.get("has_wiki") is True,
+        default_branch=branch if isinstance(branch, str) and branch else None,
     )
+
+
+class _BoundedAnswers:
+    """``getresponse`` of PyGithub's connection classes, reading at most MAX_PAGE_BYTES within
+    PAGE_DEADLINE_S instead of the whole body, however large or slow."""
+
+    session: requests.Session
+    verb: str
+    protocol: str
+    host: str
+    port: int
+    url: str
+    headers: dict[str, str]
+    input: Any
+    timeout: Any
+    verify: Any
+
+    def getresponse(self) -> Any:
+        from github.Requester import RequestsResponse
+
+        response = self.session.request(
+            self.verb,
+            f"{self.protocol}://{self.host}:{self.port}{self.url}",
+            headers=self.headers,
+            data=self.input,
+            timeout=self.timeout,
+            verify=self.verify,
+            allow_redirects=False,
+            stream=True,
+        )
+        deadline = time.monotonic() + PAGE_DEADLINE_S
+        body = bytearray()
+        try:
+            # read1: whatever has arrived, so a trickle meets the deadline check between reads.
+            while chunk := response.raw.read1(64 * 1024, decode_content=True):
+                body += chunk
+                if len(body) > MAX_PAGE_BYTES:
+                    raise GitHubAnswerRefused(
+                        f"the GitHub API at {self.host} sent more than {MAX_PAGE_BYTES} bytes "
+                        "for one page of the repository listing; refused"
+                    )
+                if time.monotonic() > deadline:
+                    raise GitHubAnswerRefused(
+                        f"the GitHub API at {self.host} took more than {PAGE_DEADLINE_S:.0f} s "
+                        "for one page of the repository listing; refused"
+                    )
+        finally:
+            response.close()
+        response._content = bytes(body)
+        return RequestsResponse(response)
+
+
+class _BoundedHTTP(_BoundedAnswers, HTTPRequestsConnectionClass):
+    pass
+
+
+class _BoundedHTTPS(_BoundedAnswers, HTTPSRequestsConnectionClass):
+    pass
+
+
+def _bound_answers(github: Github) -> None:
+    """Make this Github's requester read bounded answers (its connection class is private)."""
+    requester = github.requester
+    attribute = "_Requester__connectionClass"
+    current = getattr(requester, attribute, None)
+    if current is HTTPSRequestsConnectionClass:
+        setattr(requester, attribute, _BoundedHTTPS)
+    elif current is HTTPRequestsConnectionClass:
+        setattr(requester, attribute, _BoundedHTTP)
+    else:  # a PyGithub whose internals moved: the test of the bound will say so
+        log.warning("github_answer_bound_unavailable", pygithub_connection=repr(current))
 
 
 def _access_error(exc: GithubException, owner: Owner) -> BackupError:

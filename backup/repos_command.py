@@ -21,13 +21,22 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
+from urllib.parse import urlsplit
 
 import structlog
 
 from backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
 from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
 from backup.errors import BackupError, UsageError
-from backup.git import Git, GitError, GitMissing, GitSettings, RepositoryNotFound
+from backup.git import (
+    Git,
+    GitError,
+    GitHost,
+    GitMissing,
+    GitSettings,
+    GitTimeout,
+    RepositoryNotFound,
+)
 from backup.options import Output, RunControl, output_from, refuse_shard_flags, run_control_from
 from backup.packages import Owner
 from backup.progress import live_display, print_summary_table
@@ -41,6 +50,7 @@ log = structlog.get_logger("backup.repos")
 
 DEFAULT_REPOS_DEST = "./github-repos"
 DEFAULT_REPOS_CONCURRENCY = 4
+DEFAULT_REPO_TIMEOUT_S = 3600.0
 
 Status = Literal["copied", "unchanged", "failed", "absent"]
 
@@ -58,6 +68,15 @@ class ReposConfig:
     lfs: bool
     concurrency: int
     git: GitSettings = field(repr=False)
+
+    @property
+    def git_host(self) -> GitHost:
+        """Where clone URLs must point, and the token may go."""
+        return GitHost.for_api(self.api_url)
+
+
+def _api_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
+    return getattr(args, "github_api_url", None) or env.get("GITHUB_API_URL") or DEFAULT_API_URL
 
 
 def _token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -92,11 +111,12 @@ def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.envi
     owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
     token = _token(args, env)
     username = env.get("GITHUB_USERNAME") or DEFAULT_USERNAME
+    api_url = _api_url(args, env)
     return ReposConfig(
         owner=owner,
         token=token,
         username=username,
-        api_url=args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        api_url=api_url,
         dest=_dest(args.dest or env.get("REPOS_DEST") or DEFAULT_REPOS_DEST),
         repo_filter=RepoFilter(
             tuple(args.include_repo), tuple(args.exclude_repo), include_forks=args.include_forks
@@ -105,7 +125,14 @@ def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.envi
         wikis=args.wikis,
         lfs=args.lfs,
         concurrency=args.concurrency,
-        git=GitSettings(username, token, args.ca_file, args.read_timeout),
+        git=GitSettings(
+            username,
+            token,
+            args.ca_file,
+            args.read_timeout,
+            token_host=GitHost.for_api(api_url),
+            repo_timeout_s=getattr(args, "repo_timeout", DEFAULT_REPO_TIMEOUT_S),
+        ),
     )
 
 
@@ -158,7 +185,13 @@ def verify_repos_options(
         globs=tuple(args.include_package),
         deep=args.deep,
         concurrency=args.concurrency,
-        git=GitSettings(username, token, args.ca_file, args.read_timeout),
+        git=GitSettings(
+            username,
+            token,
+            args.ca_file,
+            args.read_timeout,
+            token_host=GitHost.for_api(_api_url(args, env)),
+        ),
         timeout_s=args.connect_timeout + args.read_timeout,
     )
 
@@ -236,6 +269,7 @@ class RepoMirrorer:
         self._aborting = False
 
     def targets(self, repos: list[Repo]) -> list[_Target]:
+        """One target per mirror folder (the first listed wins a folder named twice)."""
         found = []
         for repo in repos:
             base = self.config.dest / repo.owner
@@ -294,6 +328,13 @@ class RepoMirrorer:
                     else:
                         outcome.error = f"{exc} (deleted since it was listed, or not readable "
                         outcome.error += "with this token)"
+                except GitTimeout as exc:
+                    outcome.error = (
+                        f"{exc}: not finished within --repo-timeout "
+                        f"{self.config.git.repo_timeout_s or 0:.0f} s (a server that sends without "
+                        "end, or a slow link: raise --repo-timeout); the mirror's refs are as "
+                        "before this run"
+                    )
                 except GitError as exc:
                     outcome.error = str(exc)
                 except OSError as exc:
@@ -314,12 +355,15 @@ class RepoMirrorer:
             return outcome
 
     async def _fetch(self, target: _Target, outcome: RepoOutcome) -> None:
+        limit = self.config.git.repo_timeout_s
+        deadline = time.monotonic() + limit if limit else None
         result = await self.git.mirror(
             target.url,
             target.path,
             pull_refs=self.config.pull_refs and target.kind == "repository",
             stamp=self.stamp,
             default_branch=target.default_branch,
+            deadline=deadline,
         )
         outcome.created = result.created
         outcome.refs_updated = len(result.changes)
@@ -328,7 +372,7 @@ class RepoMirrorer:
         ]
         outcome.status = "copied" if result.created or result.changes else "unchanged"
         if self.config.lfs:
-            outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url)
+            outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url, deadline)
 
     def _log(self, outcome: RepoOutcome) -> None:
         bound = log.bind(repository=outcome.repository, path=outcome.path)
@@ -394,8 +438,7 @@ async def run_repos(options: ReposOptions) -> int:
             extra["discovery_error"] = str(exc)
             return _finish(options, stats, [], extra, failed=True)
         wanted = [r for r in listed if config.repo_filter.allows(r)]
-        outcomes = [_refused(r) for r in wanted if r.problem()]
-        wanted = [r for r in wanted if not r.problem()]
+        outcomes, wanted = _screened(wanted, config)
         extra |= {
             "repositories_listed": len(listed),
             "repositories_filtered_out": len(listed) - len(wanted) - len(outcomes),
@@ -416,8 +459,40 @@ async def run_repos(options: ReposOptions) -> int:
     return _finish(options, stats, outcomes + results, extra, failed=False)
 
 
-def _refused(repo: Repo) -> RepoOutcome:
-    return RepoOutcome(repo.full_name, "", "repository", "failed", error=repo.problem())
+def _screened(repos: list[Repo], config: ReposConfig) -> tuple[list[RepoOutcome], list[Repo]]:
+    """The listings refused (each its own failure, with the reason) and the ones to mirror.
+
+    When every clone URL names one same other host, the API is most likely a GitHub Enterprise
+    Server known by another name: a configuration error naming both hosts, before any fetch.
+    """
+    _refuse_one_foreign_host(repos, config)
+    refused, kept, folders = [], [], set()
+    for repo in repos:
+        problem = repo.problem(config.owner.name, config.git_host)
+        folder = f"{repo.owner}/{repo.name}".lower()
+        if problem is None and folder in folders:
+            problem = f"listed twice (as {repo.full_name}): one mirror folder, the first kept"
+        if problem:
+            refused.append(RepoOutcome(repo.full_name, "", "repository", "failed", error=problem))
+        else:
+            folders.add(folder)
+            kept.append(repo)
+    return refused, kept
+
+
+def _refuse_one_foreign_host(repos: list[Repo], config: ReposConfig) -> None:
+    from backup.repos import ApiHostMismatch
+
+    host = config.git_host
+    named = {(urlsplit(r.clone_url).hostname or "").lower() for r in repos if not r.unusable}
+    if len(named) == 1 and not any(host.allows(r.clone_url) for r in repos if not r.unusable):
+        (other,) = named
+        raise ApiHostMismatch(
+            f"every repository the GitHub API at {config.api_url} lists has its clone URL on "
+            f"{other or '(no host)'}, not on {host.hostname}: if {other} is the same GitHub "
+            "Enterprise Server under another name, set --github-api-url / GITHUB_API_URL to "
+            f"its URL there; nothing was fetched, and no token was sent to {other}"
+        )
 
 
 async def _run_with_signals(
@@ -499,7 +574,7 @@ async def run_verify_repos(options: VerifyReposOptions) -> int:
             name = str(path.relative_to(root))
             problems = [f"{name}: {p}" for p in await git.fsck(path, deep=options.deep)]
             if options.compares:
-                problems += [f"{name}: {p}" for p in await _compare(git, path, options.timeout_s)]
+                problems += [f"{name}: {p}" for p in await _compare(git, path, options)]
             return problems
 
     found = await asyncio.gather(*(check(p) for p in mirrors))
@@ -526,20 +601,25 @@ def _selected(path: Path, root: Path, globs: list[str]) -> bool:
     return not globs or any(fnmatch.fnmatchcase(name, g) for g in globs)
 
 
-async def _compare(git: Git, path: Path, timeout_s: float) -> list[str]:
+async def _compare(git: Git, path: Path, options: VerifyReposOptions) -> list[str]:
     """Refs that differ between the mirror and its source (``git ls-remote``)."""
+    timeout_s = options.timeout_s
     try:
         _, url = await git.run("config", "--get", "remote.origin.url", git_dir=path)
         url = url.strip()
+        host = options.git.token_host
+        refusal = host.refusal(url, f"/{path.parent.name}/{path.name}") if host else None
+        if refusal:
+            return [f"not compared with the source, and the token not sent: {refusal}"]
         local = await git.refs(path, ["refs/heads/", "refs/tags/", "refs/pull/"])
         prefixes = ["refs/heads/", "refs/tags/"]
         if any(r.startswith("refs/pull/") for r in local):
             prefixes.append("refs/pull/")
         remote = await git.remote_refs(url, prefixes, timeout_s=timeout_s)
+    except GitTimeout:
+        return [f"cannot compare with the source: no answer within {timeout_s:.0f} s"]
     except GitError as exc:
         return [f"cannot compare with the source: {exc}"]
-    except TimeoutError:
-        return [f"cannot compare with the source: no answer within {timeout_s:.0f} s"]
     local = {r: s for r, s in local.items() if r.startswith(tuple(prefixes))}
     problems = []
     for ref in sorted(local.keys() | remote.keys()):

@@ -1,7 +1,9 @@
 """A stand-in for GitHub's repository listings, with Link pagination and token checks.
 
 Serves ``GET /orgs/{org}/repos``, ``/users/{user}/repos``, ``/user`` and ``/user/repos``.
-Each repository's ``clone_url`` points at a test git server.
+Each repository's ``clone_url`` points at a test git server. A hostile listing can add raw
+entries (``raw``), name another host in its links and ``url`` fields (``public_url``) and pad
+its pages; every request's headers are kept (``received``).
 """
 
 from __future__ import annotations
@@ -32,6 +34,10 @@ class GitHubReposStandIn:
     tokens: dict[str, str] = field(default_factory=dict)  # token -> login
     users: set[str] = field(default_factory=set)  # owners that are users, not organisations
     requests: list[str] = field(default_factory=list)
+    received: list[tuple[str, dict[str, str]]] = field(default_factory=list)  # path, headers
+    raw: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # owner -> extra JSON
+    public_url: str | None = None  # the base URL its answers name, if not its own
+    padding_bytes: int = 0  # added to the first entry of every page
 
     def start(self) -> GitHubReposStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -47,6 +53,10 @@ class GitHubReposStandIn:
     def url(self) -> str:
         return f"http://127.0.0.1:{self._server.server_address[1]}"
 
+    @property
+    def named_url(self) -> str:
+        return self.public_url or self.url
+
     def _json(self, owner: str, repo: StandInRepo) -> dict[str, object]:
         full = f"{owner}/{repo.name}"
         return {
@@ -61,7 +71,7 @@ class GitHubReposStandIn:
             "has_wiki": repo.has_wiki,
             "default_branch": repo.default_branch,
             "clone_url": f"{self.git_url}/{full}.git",
-            "url": f"{self.url}/repos/{full}",
+            "url": f"{self.named_url}/repos/{full}",
         }
 
     def _route(
@@ -69,11 +79,11 @@ class GitHubReposStandIn:
     ) -> tuple[int, object, dict[str, str]]:
         parts = [unquote(p) for p in path.strip("/").split("/")]
         if parts == ["user"]:
-            return 200, {"login": login, "url": f"{self.url}/users/{login}"}, {}
+            return 200, {"login": login, "url": f"{self.named_url}/users/{login}"}, {}
         if len(parts) == 2 and parts[0] in ("orgs", "users"):
             if parts[1] not in self.owners or (parts[0] == "users") != (parts[1] in self.users):
                 return 404, {"message": "Not Found"}, {}
-            return 200, {"login": parts[1], "url": f"{self.url}/{parts[0]}/{parts[1]}"}, {}
+            return 200, {"login": parts[1], "url": f"{self.named_url}/{parts[0]}/{parts[1]}"}, {}
         if parts == ["user", "repos"]:
             owner = login
         elif len(parts) == 3 and parts[0] in ("orgs", "users") and parts[2] == "repos":
@@ -85,7 +95,7 @@ class GitHubReposStandIn:
         repos = self.owners.get(owner, [])
         if parts[0] == "users" or (parts[0] == "user" and owner != login):
             repos = [r for r in repos if r.visibility == "public"]
-        items = [self._json(owner, r) for r in repos]
+        items = [self._json(owner, r) for r in repos] + list(self.raw.get(owner, []))
         per_page = min(int(query.get("per_page", ["30"])[0]), 100)
         page = int(query.get("page", ["1"])[0])
         pages = max(1, math.ceil(len(items) / per_page))
@@ -96,10 +106,13 @@ class GitHubReposStandIn:
 
             def link(n: int) -> str:
                 q = "&".join(f"{k}={quote(v)}" for k, v in (params | {"page": str(n)}).items())
-                return f"{self.url}{path}?{q}"
+                return f"{self.named_url}{path}?{q}"
 
             headers["Link"] = f'<{link(page + 1)}>; rel="next", <{link(pages)}>; rel="last"'
-        return 200, items[(page - 1) * per_page : page * per_page], headers
+        chosen = items[(page - 1) * per_page : page * per_page]
+        if self.padding_bytes and chosen:
+            chosen[0] = dict(chosen[0]) | {"description": "x" * self.padding_bytes}
+        return 200, chosen, headers
 
     def _handler(self) -> type[BaseHTTPRequestHandler]:
         stand_in = self
@@ -108,6 +121,7 @@ class GitHubReposStandIn:
             def do_GET(self) -> None:
                 url = urlsplit(self.path)
                 stand_in.requests.append(self.path)
+                stand_in.received.append((self.path, dict(self.headers.items())))
                 auth = self.headers.get("Authorization", "")
                 token = auth.split(" ", 1)[1] if " " in auth else ""
                 status: int

@@ -3,7 +3,9 @@
 As on github.com, the token is the Basic password and any non-empty username is accepted.
 Repositories live below ``root`` as ``OWNER/REPO.git``. A tiny Git LFS batch API serves the
 objects kept in each bare repository's ``lfs/objects`` directory, behind the same auth.
-The server counts the bytes it sends, and can be told to fail chosen repositories.
+The server counts the bytes it sends, and can be told to fail chosen repositories. Playing a
+hostile server, it can trickle a repository's answers (``trickle_bps``), advertise refs without
+end (``endless_bps``) or redirect a repository elsewhere (``redirect``).
 """
 
 from __future__ import annotations
@@ -31,6 +33,9 @@ class GitServer:
     tokens: set[str] = field(default_factory=set)
     failing: dict[str, int] = field(default_factory=dict)  # "owner/repo.git" -> HTTP status
     delay_s: float = 0.0  # slow every git request down by this much
+    trickle_bps: dict[str, float] = field(default_factory=dict)  # "owner/repo.git" -> bytes/s
+    endless_bps: dict[str, float] = field(default_factory=dict)  # endless ref advertisement
+    redirect: dict[str, str] = field(default_factory=dict)  # "owner/repo.git" -> base URL
     bytes_sent: int = 0
     requests: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
@@ -181,15 +186,53 @@ class GitServer:
                         self.rfile.readline()
                 return self.rfile.read(int(self.headers.get("Content-Length") or 0))
 
-            def _send(self, status: int, body: bytes, headers: dict[str, str]) -> None:
+            def _send(
+                self, status: int, body: bytes, headers: dict[str, str], bps: float = 0
+            ) -> None:
                 self.send_response(status)
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.send_header("Content-Length", str(len(body)))
                 self.end_headers()
-                self.wfile.write(body)
+                if not bps:
+                    self.wfile.write(body)
+                else:
+                    self._trickle(body, bps)
                 with server._lock:
                     server.bytes_sent += len(body)
+
+            def _trickle(self, body: bytes, bps: float) -> None:
+                step = max(1, int(bps / 10))
+                try:
+                    for start in range(0, len(body), step):
+                        self.wfile.write(body[start : start + step])
+                        self.wfile.flush()
+                        time.sleep(step / bps)
+                except OSError:  # the client gave up
+                    self.close_connection = True
+
+            def _endless(self, bps: float) -> None:
+                """An upload-pack ref advertisement that never ends, at ``bps``."""
+                self.send_response(200)
+                self.send_header("Content-Type", "application/x-git-upload-pack-advertisement")
+                self.send_header("Connection", "close")
+                self.end_headers()
+                self.close_connection = True
+                first = b"# service=git-upload-pack\n"
+                self.wfile.write(b"%04x" % (len(first) + 4) + first + b"0000")
+                line = f"{'1' * 40} refs/heads/main\0multi_ack side-band-64k\n".encode()
+                n = 0
+                try:
+                    while True:
+                        self.wfile.write(b"%04x" % (len(line) + 4) + line)
+                        self.wfile.flush()
+                        with server._lock:
+                            server.bytes_sent += len(line) + 4
+                        time.sleep((len(line) + 4) / bps)
+                        n += 1
+                        line = f"{'1' * 40} refs/heads/b{n}\n".encode()
+                except OSError:
+                    return
 
             def _serve(self) -> None:
                 body = self._body()
@@ -205,14 +248,22 @@ class GitServer:
                 if repository in server.failing:
                     self._send(server.failing[repository], b"injected failure\n", {})
                     return
+                if repository in server.redirect:
+                    target = server.redirect[repository] + self.path
+                    self._send(302, b"", {"Location": target})
+                    return
+                if repository in server.endless_bps:
+                    self._endless(server.endless_bps[repository])
+                    return
                 if server.delay_s:
                     time.sleep(server.delay_s)
+                bps = server.trickle_bps.get(repository or "", 0)
                 if url.path.endswith("/info/lfs/objects/batch"):
-                    self._send(*server._lfs_batch(url.path, body))
+                    self._send(*server._lfs_batch(url.path, body), bps=bps)
                 elif url.path.startswith("/lfs-object/"):
-                    self._send(*server._lfs_object(url.path))
+                    self._send(*server._lfs_object(url.path), bps=bps)
                 else:
-                    self._send(*server._backend(self, url.path, url.query, body))
+                    self._send(*server._backend(self, url.path, url.query, body), bps=bps)
 
             def log_message(self, *args: object) -> None:
                 pass
