@@ -12,7 +12,8 @@ import structlog
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Repository, parse_reference
-from backup.snapshots import HISTORY_TAG, SNAPSHOT_REPOSITORY, Snapshots
+from backup.reserved import is_reserved, reserved_path, reserved_tag
+from backup.snapshots import Snapshots
 from backup.store import Store
 
 log = structlog.get_logger("backup.commands")
@@ -30,7 +31,8 @@ async def backup_tags(
 ) -> list[tuple[str, str]]:
     """(repository, tag) pairs below ``prefix``: from the store's catalog, a run's report, or
     the latest snapshot of each of ``series`` (the unsharded series by default; a backup made
-    in shards keeps one per shard). ``internal`` includes the snapshots and history tags.
+    in shards keeps one per shard). ``internal`` includes the tool's own names (the snapshots,
+    the history tags: everything in its reserved namespace).
 
     The catalog lists every shard's tags, so with one ``series`` does not narrow what is found.
     """
@@ -50,10 +52,10 @@ async def backup_tags(
             continue
         if relative is None or not packages.allows(relative):
             continue
-        if not internal and relative.split("/")[0] == SNAPSHOT_REPOSITORY:
+        if not internal and reserved_path(relative) is not None:
             continue
         for tag in await store.list_tags(name):
-            if tag == HISTORY_TAG and not internal:
+            if not internal and reserved_tag(tag) is not None:
                 continue
             if include_tags is None or include_tags.named_by_include(tag):
                 found.append((name, tag))
@@ -92,6 +94,8 @@ async def _tags_from_snapshots(
             **({"shard": name} if name else {}),
         )
         for image in latest.images:
+            if is_reserved(image.repository, image.tag):
+                continue  # recorded by a version that let a source take the tool's names
             if packages.allows(image.repository) and (
                 include_tags is None or include_tags.named_by_include(image.tag)
             ):
@@ -112,6 +116,8 @@ def tags_from_report(
             continue
         reference = parse_reference(image["destination"])
         relative = reference.repository.relative_to(prefix)
-        if relative is not None and packages.allows(relative) and reference.tag:
+        if relative is None or not reference.tag or is_reserved(relative, reference.tag):
+            continue
+        if packages.allows(relative):
             found.append((reference.repository.name, reference.tag))
     return found
