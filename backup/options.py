@@ -322,6 +322,13 @@ def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ
     )
 
 
+def _include_tags(patterns: list[str]) -> TagPolicy | None:
+    try:
+        return TagPolicy.from_patterns(patterns) if patterns else None
+    except ValueError as exc:  # a pattern that is not a regex names itself
+        raise UsageError(str(exc)) from None
+
+
 def restore_options(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> RestoreOptions:
@@ -344,7 +351,7 @@ def restore_options(
         target=target,
         credentials=_credentials(target, env),
         packages=PackageFilter(tuple(args.include_package)),
-        include_tags=TagPolicy.from_patterns(args.include_tag) if args.include_tag else None,
+        include_tags=_include_tags(args.include_tag),
         from_report=args.from_report,
         snapshot=args.snapshot,
         as_of=parse_timestamp(args.as_of) if args.as_of else None,

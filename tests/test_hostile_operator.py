@@ -92,6 +92,7 @@ CASES: list[tuple[str, list[str], str]] = [
         (c, ["--keep-within", "99999999999y"], "--keep-within 99999999999y: longer than")
         for c in ("copy", "registry")
     ],
+    *[(c, ["--include-tag", "("], "--include-tag '(' is not a valid regex") for c in COPYING[1:]],
     ("registry", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("verify", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("restore", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
