@@ -11,6 +11,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from backup.credentials import Credentials
 from backup.errors import InvalidReference, UsageError
@@ -104,6 +105,23 @@ def check_layout_directory(directory: Path, text: str) -> None:
     blocking = next((p for p in directory.parents if p.exists() and not p.is_dir()), None)
     if blocking is not None:
         raise UsageError(f"{text}: {blocking} is a file, so {directory} cannot be a directory")
+
+
+def check_http_url(text: str, what: str, example: str) -> str:
+    """``text`` when it is an http(s) URL with a host; a usage error naming ``what`` otherwise."""
+    try:
+        parts = urlsplit(text)
+        parts.port  # noqa: B018 - raises ValueError for a port that is not 0-65535
+    except ValueError:
+        parts = None
+    if (
+        parts is None
+        or parts.scheme not in ("http", "https")
+        or not parts.hostname
+        or any(c.isspace() or not c.isprintable() for c in text)
+    ):
+        raise UsageError(f"{what} {text!r} is not an http(s) URL: give one such as {example}")
+    return text
 
 
 def destination_credentials(
@@ -207,7 +225,11 @@ def load_registry_config(
         owner=owner,
         token=_read_token(args, env),
         username=env.get("GITHUB_USERNAME") or DEFAULT_USERNAME,
-        api_url=args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        api_url=check_http_url(
+            args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+            "--github-api-url",
+            "https://api.github.com or https://HOST/api/v3",
+        ),
         source=source,
         destination=destination,
         destination_credentials=destination_credentials(destination.registry, env),

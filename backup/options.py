@@ -23,6 +23,7 @@ from backup.config import (
     DEFAULT_DEST,
     RegistryConfig,
     Shard,
+    check_http_url,
     check_layout_directory,
     destination_credentials,
     load_registry_config,
@@ -151,6 +152,10 @@ def output_from(args: argparse.Namespace) -> Output:
 
 def http_settings(args: argparse.Namespace) -> HttpSettings:
     """The HTTP settings, built once; --chunk-size only where a command uploads."""
+    if args.ca_file is not None and not args.ca_file.is_file():
+        raise UsageError(
+            f"--ca-file {args.ca_file}: no such file (a PEM bundle of CA certificates)"
+        )
     return HttpSettings(
         ca_file=args.ca_file,
         connect_timeout_s=args.connect_timeout,
@@ -179,9 +184,12 @@ def http_settings(args: argparse.Namespace) -> HttpSettings:
 def run_control_from(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
     if args.metrics_file is not None:
         check_output_path(args.metrics_file, "--metrics-file", makes_parents=False)
+    pushgateway = args.pushgateway or env.get("PUSHGATEWAY_URL")
+    if pushgateway:
+        check_http_url(pushgateway, "--pushgateway", "http://pushgateway:9091")
     shard = getattr(args, "shard", None) or env.get("JOB_COMPLETION_INDEX") or "all"
     metrics = MetricsTargets(
-        args.pushgateway or env.get("PUSHGATEWAY_URL"),
+        pushgateway,
         args.metrics_file,
         shard.replace("/", "-of-"),
     )

@@ -93,6 +93,18 @@ CASES: list[tuple[str, list[str], str]] = [
         for c in ("copy", "registry")
     ],
     *[(c, ["--include-tag", "("], "--include-tag '(' is not a valid regex") for c in COPYING[1:]],
+    *[
+        ("registry", ["--github-api-url", url], f"--github-api-url {url!r} is not an http(s) URL")
+        for url in ("not a url", "ftp://127.0.0.1:9", "api.github.com", "http://h:99999")
+    ],
+    *[
+        (c, ["--pushgateway", "not a url"], "--pushgateway 'not a url' is not an http(s) URL")
+        for c in RUNS
+    ],
+    *[
+        (c, ["--ca-file", "{tmp}/none.pem"], "--ca-file {tmp}/none.pem: no such file")
+        for c in NETWORK
+    ],
     ("registry", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("verify", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("restore", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
