@@ -54,6 +54,7 @@ class RunHistory:
     forgotten: list[str] = field(default_factory=list)
     histories_written: int = 0
     histories_repaired: int = 0
+    lost: dict[str, list[str]] = field(default_factory=dict)  # entries a history lost
     pruned: list[str] = field(default_factory=list)
 
     def summary(self) -> dict[str, Any]:
@@ -63,6 +64,7 @@ class RunHistory:
             "snapshots_forgotten": len(self.forgotten),
             "histories_written": self.histories_written,
             "histories_repaired": self.histories_repaired,
+            "history_entries_lost": sum(len(d) for d in self.lost.values()),
         }
 
 
@@ -163,6 +165,7 @@ async def record_run(
             [*existing, snapshot], kept, examined=examined
         )
     history.histories_repaired = await _repair_histories(snapshots, snapshot, examined)
+    history.lost = dict(snapshots.lost)
     for entry in history.moved:
         log.warning("tag_moved", tag=entry["tag"], was=entry["was"], now=entry["now"])
     return history

@@ -27,7 +27,14 @@ from typing import Any
 import structlog
 
 from backup import __version__
-from backup.errors import InvalidManifest, NotFound, UsageError
+from backup.errors import (
+    BodyTooLarge,
+    ContentError,
+    InvalidManifest,
+    NotFound,
+    RegistryError,
+    UsageError,
+)
 from backup.oci import OCI_INDEX, OCI_MANIFEST, Descriptor, Manifest, digest_of, parse_manifest
 from backup.reference import Repository, validate_digest, validate_repository, validate_tag
 from backup.store import Store
@@ -45,6 +52,9 @@ _ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z", re.ASCII)
 _TAG_ANNOTATION = "io.github-org-backup.tags"
 _SERIES_ANNOTATION = "io.github-org-backup.series"
 _LEGACY = "legacy"  # the owner of entries written before they recorded their series
+# What a history tag the tool did not write may answer: content no version of it writes. A
+# transport error is not among them: a history is never replaced for a lost connection.
+_UNREADABLE = (ContentError, BodyTooLarge)
 _CHECK_CONCURRENCY = 8  # history tags read at once by the every-run check
 # Beside the snapshots: what retention forgot and prune may delete. A tag the tool never
 # recorded in a snapshot is never on it, so prune never deletes one.
@@ -382,6 +392,7 @@ class Snapshots:
         self.repository = prefix.child(path).name
         self._ids: list[str] | None = None
         self._loaded: dict[str, Snapshot] = {}
+        self.lost: dict[str, list[str]] = {}  # repository -> digests its history lost
 
     def repository_name(self, relative: str) -> str:
         return self.prefix.child(relative).name
@@ -555,6 +566,8 @@ class Snapshots:
                     stored = await self.store.get_manifest(name, present.digest)
                 except NotFound:
                     pass
+                except _UNREADABLE:
+                    foreign = True
                 else:
                     foreign = not is_history(stored)
                     if not foreign:
@@ -572,7 +585,7 @@ class Snapshots:
                 continue
             if present is not None and present.digest == index.digest:
                 continue
-            await self.store.put_manifest(name, HISTORY_TAG, index)
+            index = await self._put_history(relative, index)
             written += 1
             if check or foreign:
                 reason = "missing" if present is None else "differs from the kept snapshots"
@@ -584,6 +597,45 @@ class Snapshots:
                     reason="not a history the tool wrote" if foreign else reason,
                 )
         return written
+
+    async def _put_history(self, relative: str, index: Manifest) -> Manifest:
+        """Write a history; if the store refuses it because entries are gone (collected while
+        the history tag was not the tool's), write the entries still present and say which
+        were lost: what remains is protected again, and the run fails."""
+        name = self.repository_name(relative)
+        try:
+            await self.store.put_manifest(name, HISTORY_TAG, index)
+            return index
+        except RegistryError as exc:
+            if exc.status != 400:
+                raise
+            refused = exc
+        present = [d for d in index.children() if await self.store.resolve_manifest(name, d.digest)]
+        lost = sorted({d.digest for d in index.children()} - {d.digest for d in present})
+        if not lost or not present:
+            raise refused
+        remaining = _index(
+            {
+                d.digest: _Entry(
+                    d.media_type,
+                    d.size,
+                    set(filter(None, d.annotations.get(_TAG_ANNOTATION, "").split(","))),
+                    set(filter(None, d.annotations.get(_SERIES_ANNOTATION, "").split(","))),
+                )
+                for d in present
+            }
+        )
+        await self.store.put_manifest(name, HISTORY_TAG, remaining)
+        self.lost[relative] = lost
+        log.error(
+            "history_entries_lost",
+            repository=relative,
+            digests=lost[:10],
+            lost=len(lost),
+            hint="these images are gone from the backup: copy them again from another copy, "
+            "or let retention forget the snapshots that name them",
+        )
+        return remaining
 
     async def damaged_histories(self, latest: Snapshot, skip: Collection[str] = ()) -> list[str]:
         """The repositories ``latest`` names (but ``skip``) whose history tag is missing, is
@@ -600,9 +652,7 @@ class Snapshots:
                     stored = await self.store.get_manifest(
                         self.repository_name(relative), HISTORY_TAG
                     )
-                except NotFound:
-                    return True
-                except InvalidManifest:
+                except (NotFound, *_UNREADABLE):
                     return True
             named = {d.digest for d in stored.children()}
             return not is_history(stored) or not wanted[relative] <= named

@@ -8,6 +8,7 @@ source also lists. None of these may cost the backup a digest or the operator a 
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import random
@@ -36,7 +37,7 @@ from backup.snapshots import (
     is_history,
 )
 from backup.specs import CopySpec
-from tests.conftest import LiveRegistry
+from tests.conftest import LiveRegistry, docker_config_for
 from tests.harness.github_api import GitHubStandIn, StandInPackage
 from tests.harness.hostile import Measured, Sandbox, run_measured
 from tests.harness.images import OCI_LAYER, Blob, Manifest, build_image
@@ -178,6 +179,7 @@ async def test_an_unchanged_run_repairs_a_history_tag_a_source_overwrote() -> No
     ours = memory.history()
     memory.store.add_image("ghcr/acme/app", HISTORY_TAG, intruder)  # what the old bug did
     with capture_logs() as logs:
+        await asyncio.sleep(0.002)  # snapshot ids have millisecond resolution
         second = await record_run(
             memory.snapshots(), first.snapshot, "s", [_tagged("1", one)], Retention()
         )
@@ -195,6 +197,7 @@ async def test_an_unchanged_run_with_an_intact_history_reads_it_once_and_writes_
     memory.store.add_image("ghcr/acme/app", "1", one)
     first = await record_run(memory.snapshots(), None, "s", [_tagged("1", one)], Retention())
     memory.store.calls.clear()
+    await asyncio.sleep(0.002)  # snapshot ids have millisecond resolution
     again = await record_run(
         memory.snapshots(), first.snapshot, "s", [_tagged("1", one)], Retention()
     )
@@ -213,9 +216,39 @@ async def test_a_deleted_history_tag_is_rewritten() -> None:
     ours = memory.history()
     await memory.store.delete_tag("ghcr/acme/app", HISTORY_TAG)
     with capture_logs() as logs:
+        await asyncio.sleep(0.002)  # snapshot ids have millisecond resolution
         await record_run(memory.snapshots(), first.snapshot, "s", [_tagged("1", one)], Retention())
     assert memory.history() == ours
     assert [e["reason"] for e in logs if e["event"] == "history_repaired"] == ["missing"]
+
+
+async def test_a_repair_whose_digests_were_collected_protects_the_rest_and_names_the_lost() -> None:
+    """The poisoned history let a collector take an overwritten image. The repair cannot name
+    it (the store refuses an index with a missing child): it writes the entries still present,
+    logs the lost digest, and the run is marked failed through ``lost``."""
+    memory = Memory.make()
+    memory.store.check_references = True
+    old, new, intruder = image(b"old"), image(b"new"), image(b"intruder")
+    memory.store.add_image("ghcr/acme/app", "1", old)
+    first = await record_run(memory.snapshots(), None, "s", [_tagged("1", old)], Retention())
+    memory.store.add_image("ghcr/acme/app", "1", new)  # the source moved tag 1
+    await asyncio.sleep(0.002)  # snapshot ids have millisecond resolution
+    second = await record_run(
+        memory.snapshots(), first.snapshot, "s", [_tagged("1", new)], Retention()
+    )
+    memory.store.add_image("ghcr/acme/app", HISTORY_TAG, intruder)
+    del memory.store.manifests["ghcr/acme/app"][old.digest]  # collected: nothing tagged it
+    with capture_logs() as logs:
+        await asyncio.sleep(0.002)  # snapshot ids have millisecond resolution
+        third = await record_run(
+            memory.snapshots(), second.snapshot, "s", [_tagged("1", new)], Retention()
+        )
+    assert third.lost == {"acme/app": [old.digest]}
+    assert third.summary()["history_entries_lost"] == 1
+    manifest = await memory.store.get_manifest("ghcr/acme/app", HISTORY_TAG)
+    assert is_history(manifest) and [d.digest for d in manifest.children()] == [new.digest]
+    (event,) = [e for e in logs if e["event"] == "history_entries_lost"]
+    assert event["digests"] == [old.digest] and "copy them again" in event["hint"]
 
 
 # Prune deletes only what the tool recorded
@@ -437,3 +470,45 @@ def test_prune_without_retention_flags_deletes_nothing_and_never_an_operators_ta
     assert real.returncode == 0, str(real)
     assert report["pruned"] == [f"{scene.source.name}/legacy:2.0.0"]
     assert scene.tags("legacy") == ["1.0.0", HISTORY_TAG, "keep-me"]
+
+
+@pytest.mark.integration
+def test_copy_specs_naming_a_history_tag_or_a_snapshots_repository_fail_alone(
+    scene: Scene, source: LiveRegistry
+) -> None:
+    """A spec file (say, generated from a compromised listing) writes a history tag and a
+    snapshots repository beside one ordinary tag: those two fail by name, nothing is written
+    under the tool's names, and the ordinary tag is copied (exit 1)."""
+    image_ = scene.source.push("app", "1.0.0")
+    src = f"http://{source.host}/{scene.source.name}/app:1.0.0"
+    base = f"{scene.prefix}/{scene.source.name}"
+    specs = [
+        {"src": src, "dst": f"{base}/app:{HISTORY_TAG}"},
+        {"src": src, "dst": f"{scene.prefix}/{SNAPSHOT_REPOSITORY}:20261129T171538.123Z"},
+        {"src": src, "dst": f"{base}/app:1.0.0"},
+    ]
+    out = scene.sandbox.root / "out"
+    (out / "specs.json").write_text(json.dumps(specs))
+    docker_config_for(scene.sandbox.docker, source, scene.destination)
+    mark = source.process.mark()
+    result = run_measured(
+        ["copy", "--specs", str(out / "specs.json"), "--report", str(out / "copy.json")],
+        scene.sandbox,
+        timeout=60,
+    )
+    assert "Traceback" not in result.stderr, str(result)
+    assert result.returncode == 1, str(result)
+    assert result.peak_rss_bytes <= RSS_LIMIT and result.wall_s < 30, str(result)
+    assert scene.sandbox.files_outside(out) == []
+    report = json.loads((out / "copy.json").read_text())
+    failed = {i["destination"]: i["error"] for i in report["images"] if i["status"] == "failed"}
+    assert set(failed) == {specs[0]["dst"], specs[1]["dst"]}
+    assert all(e.startswith("refused: ") and "reserved" in e for e in failed.values())
+    assert report["summary"]["images_failed"] == 2
+    assert len(_events(result.stderr, "reserved_name_refused")) == 2
+    assert scene.tags("app") == ["1.0.0"]
+    assert scene.tag_digest("app", "1.0.0") == image_.digest
+    assert scene.destination.walker().tags(f"{scene.path}/{SNAPSHOT_REPOSITORY}") == []
+    # The source was read once for the one copied image, never on behalf of a refused spec.
+    manifests = [r for r in source.process.requests_since(mark) if "/manifests/" in r.uri]
+    assert len({r.uri for r in manifests}) == 1

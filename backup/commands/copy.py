@@ -80,4 +80,4 @@ async def _record_snapshot(
         return True
     report["summary"] |= history.summary()
     report["moved_tags"] = history.moved
-    return False
+    return bool(history.lost)

@@ -261,11 +261,12 @@ async def _record_history(
         )
         report["summary"] |= history.summary()
         report["moved_tags"] = history.moved
+        lost = bool(history.lost)  # the backup lacks images its snapshots name: exit 1
         if not options.prune:
-            return False
+            return lost
         if not options.retention.forgets:
             _nothing_to_prune(report)
-            return False
+            return lost
         if not discovery.complete or not discovery.plans:
             log.error(
                 "prune_refused",
@@ -294,7 +295,7 @@ async def _record_history(
         log.error("history_failed", error=str(exc), backup=str(prefix))
         report["summary"]["history_error"] = str(exc)
         return True
-    return False
+    return lost
 
 
 _NO_RETENTION = (
