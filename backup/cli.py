@@ -7,6 +7,7 @@ import asyncio
 import math
 import os
 import re
+import select
 import sys
 from collections.abc import Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
@@ -847,7 +848,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         sys.stdout.flush()  # a closed pipe shows here, not in the interpreter's exit
         return code
     except BrokenPipeError:
-        return _reader_went_away()
+        if _output_closed():
+            return _reader_went_away()
+        return _crashed()  # a pipe to something else (a child process): not the reader's doing
     except UsageError as exc:
         print(f"github-org-backup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
@@ -856,15 +859,33 @@ def main(argv: Sequence[str] | None = None) -> int:
         return EXIT_FAILED
     except KeyboardInterrupt:
         return 130
-    except Exception as exc:  # a bug: one JSON event with the traceback, never a bare one
-        log.critical(
-            "run_crashed",
-            error=redact_text(f"{type(exc).__name__}: {exc}"),
-            hint="this is a bug in github-org-backup: please report it with this event",
-            exc_info=True,
-        )
-        return EXIT_CRASHED
+    except Exception:
+        return _crashed()
 
+
+def _crashed() -> int:
+    """A bug: one JSON event with the traceback of the exception being handled, never a bare
+    traceback."""
+    exc = sys.exc_info()[1]
+    log.critical(
+        "run_crashed",
+        error=redact_text(f"{type(exc).__name__}: {exc}"),
+        hint="this is a bug in github-org-backup: please report it with this event",
+        exc_info=True,
+    )
+    return EXIT_CRASHED
+
+
+def _output_closed() -> bool:
+    """Whether the reader of stdout or stderr has gone: a pipe without readers polls as an
+    error (a closed socket as a hang-up); a terminal or a file never does."""
+    poller = select.poll()
+    for stream in (sys.stdout, sys.stderr):
+        try:
+            poller.register(stream.fileno(), select.POLLOUT)
+        except (OSError, ValueError):  # a stream without a descriptor (e.g. under pytest)
+            continue
+    return any(events & (select.POLLERR | select.POLLHUP) for _fd, events in poller.poll(0))
 
 
 def _reader_went_away() -> int:

@@ -456,3 +456,18 @@ def test_a_hostile_registry_error_reaches_the_job_summary_escaped(tmp_path: Path
     assert sandbox.files_outside(dest, summary) == []
     assert result.peak_rss_bytes <= MAX_RSS_MIB * MiB, result
     assert result.wall_s < 30, result
+
+
+def test_a_broken_pipe_to_anything_but_the_output_is_still_a_bug(
+    run_main: Callable[[list[str]], tuple[int, str]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A BrokenPipeError while stdout and stderr are still read (a child process's pipe, say)
+    is not the reader leaving: it ends in exit 70 with the run_crashed event, not quietly."""
+
+    async def child_pipe_broke(args: Any) -> int:
+        raise BrokenPipeError(errno.EPIPE, "Broken pipe")
+
+    monkeypatch.setitem(cli.COMMANDS, "copy", child_pipe_broke)
+    code, stderr = run_main(BASE["copy"])
+    assert code == cli.EXIT_CRASHED == 70
+    assert "run_crashed" in stderr and "BrokenPipeError" in stderr
