@@ -453,6 +453,10 @@ def test_prune_without_retention_flags_deletes_nothing_and_never_an_operators_ta
     assert report["summary"]["tags_pruned"] == 0 and report["pruned"] == []
     assert _events(alone.stderr, "prune_nothing")
     assert scene.tags("legacy") == ["1.0.0", "2.0.0", HISTORY_TAG, "keep-me"]
+    dry_alone, _ = scene.run("--prune", "--dry-run")  # says so, and names no tag
+    assert dry_alone.returncode == 0, str(dry_alone)
+    assert "nothing pruned: --prune deletes only" in dry_alone.stdout
+    assert not [line for line in dry_alone.stdout.splitlines() if line.startswith("prune")]
 
     del scene.source.packages["legacy"]["2.0.0"]  # the source deletes 2.0.0
     scene.publish()

@@ -264,9 +264,6 @@ async def _record_history(
         lost = bool(history.lost)  # the backup lacks images its snapshots name: exit 1
         if not options.prune:
             return lost
-        if not options.retention.forgets:
-            _nothing_to_prune(report)
-            return lost
         if not discovery.complete or not discovery.plans:
             log.error(
                 "prune_refused",
@@ -275,6 +272,9 @@ async def _record_history(
             )
             report["summary"]["tags_pruned"] = None
             return True
+        if not options.retention.forgets:
+            _nothing_to_prune(report)
+            return lost
         kept = await kept_snapshots(snapshots, Retention())
         ledger = await forgotten_tags(snapshots)
         failed = _failed(config, discovery)
@@ -342,13 +342,13 @@ async def _prune_dry_run(
     the real run would: the tags only the snapshots it would forget name, and the
     forgotten-tags list, against the kept snapshots and this run's plan."""
     config, retention = options.config, options.retention
-    if not retention.forgets:
-        _nothing_to_prune(None)
-        print(f"prune  nothing: {_NO_RETENTION}", flush=True)
-        return 0
     if not discovery.complete or not discovery.plans:
         log.error("prune_refused", reason="discovery was incomplete or found no packages")
         return None
+    if not retention.forgets:
+        _nothing_to_prune(None)
+        print(f"nothing pruned: {_NO_RETENTION}", flush=True)  # not a "prune  REF" line
+        return 0
     store = clients(config.destination.registry)
     snapshots = _snapshots(store, config)
     everything = [s async for s in snapshots.all()]
