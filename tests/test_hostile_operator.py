@@ -78,6 +78,7 @@ CASES: list[tuple[str, list[str], str]] = [
     *[(c, ["--read-timeout=inf"], f"--read-timeout: 'inf': {FINITE}") for c in (*NETWORK, "repos")],
     *[(c, ["--read-timeout=nan"], f"--read-timeout: 'nan': {FINITE}") for c in (*NETWORK, "repos")],
     *[(c, ["--image-timeout=inf"], f"--image-timeout: 'inf': {FINITE}") for c in COPYING],
+    *[("repos", [f"--repo-timeout={v}"], f"--repo-timeout: '{v}': {FINITE}") for v in ("inf", "0")],
     *[
         (c, [f"--grace-period={v}"], f"--grace-period: '{v}': {FINITE}")
         for c in RUNS
