@@ -193,7 +193,7 @@ def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
         default=300.0,
         metavar="SECONDS",
         help="longest silence on a socket before the request is retried (default %(default)s); "
-        "there is no whole-request limit, so a slow but moving layer never times out",
+        "a slow layer that keeps moving faster than --min-speed goes on until --image-timeout",
     )
     return network
 
