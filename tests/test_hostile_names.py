@@ -474,6 +474,10 @@ def test_prune_without_retention_flags_deletes_nothing_and_never_an_operators_ta
     assert real.returncode == 0, str(real)
     assert report["pruned"] == [f"{scene.source.name}/legacy:2.0.0"]
     assert scene.tags("legacy") == ["1.0.0", HISTORY_TAG, "keep-me"]
+    snapshots = scene.destination.walker().tags(f"{scene.path}/{SNAPSHOT_REPOSITORY}")
+    assert "forgotten-tags" in snapshots  # the list prune decides by, beside the snapshots
+    checked = run_measured(["verify", "--dest", scene.prefix], scene.sandbox, env=scene.env)
+    assert checked.returncode == 0, str(checked)
 
 
 @pytest.mark.integration
