@@ -528,7 +528,8 @@ def _kill(process: asyncio.subprocess.Process) -> None:
 def _failure(command: str, stderr: str, code: int) -> GitError:
     lines = [line.strip() for line in stderr.splitlines() if line.strip()]
     message = "; ".join(lines[-3:]) or f"exit status {code}"
-    if "not found" in message and ("repository" in message or "Repository" in message):
+    # git-lfs says "Repository or object not found" of a missing object, too.
+    if command != "lfs" and "not found" in message and "epository" in message:
         return RepositoryNotFound(f"git {command}: {message}")
     if "could not read Username" in message or "Authentication failed" in message:
         message += " (the server refused the token: check GITHUB_TOKEN and its repo scope)"

@@ -7,7 +7,8 @@ call runs on one worker thread.
 
 The listing is read as raw JSON, page by page, never through PyGithub's lazy objects: a missing
 field would make it fetch ``/repos/{owner}/{repo}`` (or any ``url`` the answer names) behind our
-back. Each page is bounded in bytes and time, the pages in number, and a next-page link must stay
+back. Each answer goes through ``github_http.BoundedConnection`` (bytes, time, redirects only to
+the same origin; GITHUB_API_MAX_PAGE_BYTES, GITHUB_API_MAX_PAGES), and a next-page link must stay
 on the API the user named. Every entry is checked (names, owner, clone URL host) before any git
 runs; one that fails is that repository's own failure.
 """
@@ -18,32 +19,32 @@ import asyncio
 import concurrent.futures
 import fnmatch
 import re
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, cast
 from urllib.parse import urlsplit
 
 import requests
 import structlog
 import urllib3
 from github import Auth, Github, GithubException, GithubRetry
-from github.Requester import HTTPRequestsConnectionClass, HTTPSRequestsConnectionClass
 
 from backup.errors import BackupError, UsageError
 from backup.git import GitHost
+from backup.github_http import (
+    ACCEPT,
+    API_VERSION,
+    ApiLimits,
+    BoundedConnection,
+    GitHubAnswerInvalid,
+    parse_page,
+)
 from backup.packages import Owner
 
 log = structlog.get_logger("backup.repos")
 
 PAGE_SIZE = 100
 _REQUEST_INTERVAL_S = 0.1
-API_VERSION = "2022-11-28"
-ACCEPT = "application/vnd.github+json"
-# A page of 100 repositories is about 600 KB of JSON; 1,000 pages are 100,000 repositories.
-MAX_PAGE_BYTES = 16 * 2**20
-MAX_PAGES = 1000
-PAGE_DEADLINE_S = 120.0
 # GitHub's grammar for owner and repository names; also keeps every path below --dest.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
 
@@ -58,10 +59,6 @@ class ApiHostMismatch(UsageError):
 
 class GitHubUnavailable(BackupError):
     """The GitHub API could not be reached or kept failing."""
-
-
-class GitHubAnswerRefused(GitHubUnavailable):
-    """A page of the listing was too large, too slow, too many, or not a listing."""
 
 
 @dataclass(frozen=True)
@@ -129,29 +126,36 @@ class GitHubRepos:
         *,
         retries: int = 6,
         request_interval_s: float = _REQUEST_INTERVAL_S,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.owner = owner
         self._api_url = api_url.rstrip("/")
+        self._limits = limits if limits is not None else ApiLimits.from_env()
+        retry = GithubRetry(
+            total=retries,
+            backoff_factor=1.0,
+            backoff_jitter=0.5,
+            status_forcelist=[408, 429, 500, 502, 503, 504],
+            max_rate_limit_wait=900,
+        )
         self._github = Github(
             auth=Auth.Token(token),
             base_url=self._api_url,
             per_page=PAGE_SIZE,
             timeout=30,
-            retry=GithubRetry(
-                total=retries,
-                backoff_factor=1.0,
-                backoff_jitter=0.5,
-                status_forcelist=[408, 429, 500, 502, 503, 504],
-                max_rate_limit_wait=900,
-            ),
+            retry=retry,
             seconds_between_requests=request_interval_s,
-            api_version=API_VERSION,
+            api_version=API_VERSION,  # PyGithub sends none unless told
         )
-        _bound_answers(self._github)
+        # Every request goes through this connection, which bounds what is read of an answer.
+        self._connection = BoundedConnection(
+            self._api_url, retry=retry, timeout_s=30, limits=self._limits
+        )
         self._executor = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="github-api")
 
     def close(self) -> None:
         self._executor.shutdown(wait=False, cancel_futures=True)
+        self._connection.close()
         self._github.close()
 
     @property
@@ -185,9 +189,20 @@ class GitHubRepos:
 
     def _get(self, path: str, parameters: dict[str, Any] | None = None) -> tuple[Any, str | None]:
         """GET ``path`` (below the API URL): the JSON and the next page's path, if any."""
-        headers, data = self._github.requester.requestJsonAndCheck(
-            "GET", path, parameters=parameters, headers={"Accept": ACCEPT}
+        requester = self._github.requester
+        url = self._api_url + path.partition("?")[0]
+        self._connection.begin()
+        status, headers, body = requester.requestJson(
+            "GET", path, parameters, {"Accept": ACCEPT}, cnx=cast(Any, self._connection)
         )
+        try:
+            data = parse_page(body, self._limits, url) if body else None
+        except ValueError:
+            data = {"message": body[:200]}
+        if status >= 400:
+            raise requester.createException(
+                status, headers, data if isinstance(data, dict) else {"data": data}
+            )
         return data, self._next_path(headers)
 
     def _next_path(self, headers: dict[str, Any]) -> str | None:
@@ -224,21 +239,21 @@ class GitHubRepos:
         items: list[Any] = []
         next_path: str | None = path
         params: dict[str, Any] | None = {"per_page": PAGE_SIZE} | parameters
-        for _ in range(MAX_PAGES):
+        for _ in range(self._limits.max_pages):
             if next_path is None:
                 return items
             data, next_path = self._get(next_path, params)
             params = None  # a next link carries its own query
             if not isinstance(data, list):
-                raise GitHubAnswerRefused(
+                raise GitHubAnswerInvalid(
                     f"the GitHub API at {self._api_url} answered {path} with "
                     f"{type(data).__name__}, not a list of repositories"
                 )
             items += data
         if next_path is not None:
-            raise GitHubAnswerRefused(
-                f"the GitHub API at {self._api_url} listed more than {MAX_PAGES} pages of "
-                f"repositories for {self.owner}; refusing the rest"
+            raise GitHubAnswerInvalid(
+                f"the GitHub API at {self._api_url} listed more than {self._limits.max_pages} "
+                f"pages of repositories for {self.owner} (GITHUB_API_MAX_PAGES): refusing the rest"
             )
         return items
 
@@ -293,88 +308,18 @@ def _repo(item: Any, index: int) -> Repo:
     )
 
 
-class _BoundedAnswers:
-    """``getresponse`` of PyGithub's connection classes, reading at most MAX_PAGE_BYTES within
-    PAGE_DEADLINE_S instead of the whole body, however large or slow."""
-
-    session: requests.Session
-    verb: str
-    protocol: str
-    host: str
-    port: int
-    url: str
-    headers: dict[str, str]
-    input: Any
-    timeout: Any
-    verify: Any
-
-    def getresponse(self) -> Any:
-        from github.Requester import RequestsResponse
-
-        response = self.session.request(
-            self.verb,
-            f"{self.protocol}://{self.host}:{self.port}{self.url}",
-            headers=self.headers,
-            data=self.input,
-            timeout=self.timeout,
-            verify=self.verify,
-            allow_redirects=False,
-            stream=True,
-        )
-        deadline = time.monotonic() + PAGE_DEADLINE_S
-        body = bytearray()
-        try:
-            # read1: whatever has arrived, so a trickle meets the deadline check between reads.
-            while chunk := response.raw.read1(64 * 1024, decode_content=True):
-                body += chunk
-                if len(body) > MAX_PAGE_BYTES:
-                    raise GitHubAnswerRefused(
-                        f"the GitHub API at {self.host} sent more than {MAX_PAGE_BYTES} bytes "
-                        "for one page of the repository listing; refused"
-                    )
-                if time.monotonic() > deadline:
-                    raise GitHubAnswerRefused(
-                        f"the GitHub API at {self.host} took more than {PAGE_DEADLINE_S:.0f} s "
-                        "for one page of the repository listing; refused"
-                    )
-        finally:
-            response.close()
-        response._content = bytes(body)
-        return RequestsResponse(response)
-
-
-class _BoundedHTTP(_BoundedAnswers, HTTPRequestsConnectionClass):
-    pass
-
-
-class _BoundedHTTPS(_BoundedAnswers, HTTPSRequestsConnectionClass):
-    pass
-
-
-def _bound_answers(github: Github) -> None:
-    """Make this Github's requester read bounded answers (its connection class is private)."""
-    requester = github.requester
-    attribute = "_Requester__connectionClass"
-    current = getattr(requester, attribute, None)
-    if current is HTTPSRequestsConnectionClass:
-        setattr(requester, attribute, _BoundedHTTPS)
-    elif current is HTTPRequestsConnectionClass:
-        setattr(requester, attribute, _BoundedHTTP)
-    else:  # a PyGithub whose internals moved: the test of the bound will say so
-        log.warning("github_answer_bound_unavailable", pygithub_connection=repr(current))
-
-
 def _access_error(exc: GithubException, owner: Owner) -> BackupError:
     status = exc.status
+    said = _their_words(exc)
     if status == 401:
         return RepositoryListError(
             "GitHub rejected the token (HTTP 401): check that GITHUB_TOKEN or "
-            "--github-token-file holds a valid, unexpired personal access token"
+            f"--github-token-file holds a valid, unexpired personal access token{said}"
         )
     if status == 403:
         return RepositoryListError(
-            f"GitHub refused to list the repositories of {owner} (HTTP 403): use a token with "
-            "the repo scope (classic) or Contents: read on every repository (fine-grained), "
+            f"GitHub refused to list the repositories of {owner} (HTTP 403){said}: use a token "
+            "with the repo scope (classic) or Contents: read on every repository (fine-grained), "
             "authorised for the organisation's SAML SSO if it has one"
         )
     if status == 404:
@@ -382,4 +327,16 @@ def _access_error(exc: GithubException, owner: Owner) -> BackupError:
         return RepositoryListError(
             f"{what} {owner.name!r} not found, or not visible to this token (HTTP 404)"
         )
-    return GitHubUnavailable(f"GitHub API answered HTTP {status} listing repositories of {owner}")
+    return GitHubUnavailable(
+        f"GitHub API answered HTTP {status} listing repositories of {owner}{said}"
+    )
+
+
+def _their_words(exc: GithubException) -> str:
+    """GitHub's own message, on one line and short: `` (GitHub: ...)``, or nothing."""
+    data = exc.data if isinstance(exc.data, dict) else {}
+    message = data.get("message")
+    if not isinstance(message, str) or not message.strip():
+        return ""
+    flat = " ".join("".join(c if c.isprintable() else " " for c in message).split())
+    return f" (GitHub: {flat[:300]})"

@@ -37,6 +37,7 @@ from backup.git import (
     GitTimeout,
     RepositoryNotFound,
 )
+from backup.limits import DEFAULT_MAX_BLOB_BYTES, DEFAULT_MIN_BYTES_PER_S
 from backup.options import Output, RunControl, output_from, refuse_shard_flags, run_control_from
 from backup.packages import Owner
 from backup.progress import live_display, print_summary_table
@@ -165,6 +166,25 @@ class VerifyReposOptions:
         return self.git.token is not None
 
 
+def _refuse_image_bounds(args: argparse.Namespace) -> None:
+    """The registry's transfer bounds mean nothing to git: refused rather than ignored."""
+    given = [
+        flag
+        for flag, attribute, default in (
+            ("--min-speed", "min_speed", DEFAULT_MIN_BYTES_PER_S),
+            ("--max-blob-size", "max_blob_size", DEFAULT_MAX_BLOB_BYTES),
+            ("--allow-token-realm", "allow_token_realm", []),
+            ("--allow-internal-redirects", "allow_internal_redirects", False),
+        )
+        if getattr(args, attribute, default) != default
+    ]
+    if given:
+        raise UsageError(
+            f"--repos checks git mirrors: {', '.join(given)}: for image backups only "
+            "(git's stall limit is --read-timeout)"
+        )
+
+
 def verify_repos_options(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> VerifyReposOptions:
@@ -174,6 +194,7 @@ def verify_repos_options(
             "image backups; run verify once for each"
         )
     refuse_shard_flags(args, "--repos checks git mirrors")
+    _refuse_image_bounds(args)
     root = Path(args.repos)
     if not root.is_dir():
         raise UsageError(f"--repos {root}: directory does not exist")
@@ -370,9 +391,10 @@ class RepoMirrorer:
         outcome.ref_changes = [
             c.to_json() for c in result.changes if c.kind != "created" or not result.created
         ]
-        outcome.status = "copied" if result.created or result.changes else "unchanged"
         if self.config.lfs:
             outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url, deadline)
+        # Only now: an LFS fetch that fails leaves the repository failed.
+        outcome.status = "copied" if result.created or result.changes else "unchanged"
 
     def _log(self, outcome: RepoOutcome) -> None:
         bound = log.bind(repository=outcome.repository, path=outcome.path)

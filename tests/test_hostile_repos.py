@@ -21,12 +21,13 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backup import repos as repos_module
 from backup.cli import build_parser
+from backup.errors import UsageError
 from backup.git import LOW_SPEED_LIMIT_BPS, Git, GitHost
+from backup.github_http import ApiLimits, GitHubAnswerInvalid
 from backup.packages import Owner
-from backup.repos import GitHubAnswerRefused, GitHubRepos
-from backup.repos_command import DEFAULT_REPO_TIMEOUT_S, load_repos_config
+from backup.repos import GitHubRepos
+from backup.repos_command import DEFAULT_REPO_TIMEOUT_S, load_repos_config, verify_repos_options
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git
@@ -210,6 +211,37 @@ def test_a_redirect_from_the_git_host_is_not_followed(hostile: Hostile) -> None:
     assert not (hostile.dest / ORG / "moved.git").exists()
 
 
+def test_lfs_downloads_on_another_host_get_no_token(hostile: Hostile) -> None:
+    """An LFS batch answer sending the download to another host: git-lfs goes there, as it
+    must for GitHub's object store, but without the token. It retries a refused download for
+    about 36 s: --repo-timeout (5 s here) ends it, and that repository fails alone."""
+    hostile.add("app")
+    hostile.add("assets")
+    hostile.server.add_lfs_object(ORG, "assets", "main", "blob.bin", secrets.token_bytes(2000))
+    hostile.server.lfs_href_base = elsewhere(hostile, "")
+
+    result = hostile.repos("--lfs", "--repo-timeout", "5")
+
+    assert result.returncode == 1, result
+    assert [r.path_qs.split("/")[1] for r in hostile.attacker.received] == ["lfs-object"] * len(
+        hostile.attacker.received
+    )
+    assert all(r.header("Authorization") is None for r in hostile.attacker.received)
+    hostile.attacker.received.clear()  # reached, as designed: now the usual containment
+    hostile.assert_contained(result, wall_s=15)
+    assert hostile.entry(f"{ORG}/app")["status"] == "copied"
+    assets = hostile.entry(f"{ORG}/assets")
+    assert assets["status"] == "failed" and "--repo-timeout 5 s" in assets["error"], assets
+
+
+def test_verify_repos_refuses_the_registry_bounds() -> None:
+    """verify --repos refuses --min-speed and the other image-only bounds instead of
+    ignoring them."""
+    args = build_parser().parse_args(["verify", "--repos", ".", "--min-speed", "5"])
+    with pytest.raises(UsageError, match="--min-speed: for image backups only"):
+        verify_repos_options(args, {})
+
+
 # Git bounds
 
 
@@ -372,8 +404,8 @@ def test_answers_naming_another_host_are_a_configuration_error(
 def test_an_oversized_listing_page_fails_the_listing_within_bounded_memory(
     hostile: Hostile,
 ) -> None:
-    """A 24 MiB page is refused after 16 MiB: the listing fails (exit 1, named), RSS stays
-    bounded and nothing is fetched."""
+    """A 24 MiB page is refused (GITHUB_API_MAX_PAGE_BYTES, 10 MiB by default): the listing
+    fails (exit 1, named), RSS stays bounded and nothing is fetched."""
     hostile.add("app")
     hostile.github.padding_bytes = 24 * 2**20
 
@@ -382,16 +414,13 @@ def test_an_oversized_listing_page_fails_the_listing_within_bounded_memory(
     assert result.returncode == 1, result
     hostile.assert_contained(result, wall_s=30)
     error = hostile.report()["summary"]["discovery_error"]
-    assert f"more than {16 * 2**20} bytes" in error and "127.0.0.1" in error
+    assert "GITHUB_API_MAX_PAGE_BYTES" in error and "127.0.0.1" in error
     assert hostile.server.requests == []
 
 
-def test_a_trickled_listing_page_fails_at_its_deadline(
-    loop: BackgroundLoop, monkeypatch: pytest.MonkeyPatch
-) -> None:
-    """A page trickled a byte at a time is refused at the page deadline (1 s here), though
-    every byte arrives well inside the socket timeout."""
-    monkeypatch.setattr(repos_module, "PAGE_DEADLINE_S", 1.0)
+def test_a_trickled_listing_page_fails_at_its_deadline(loop: BackgroundLoop) -> None:
+    """A page trickled a byte at a time is refused at the page deadline (1 s here, 60 s by
+    default), though every byte arrives well inside the socket timeout."""
 
     async def trickle(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(headers={"Content-Type": "application/json"})
@@ -407,10 +436,11 @@ def test_a_trickled_listing_page_fails_at_its_deadline(
         return response
 
     api = Recorder(loop, trickle).start()
-    github = GitHubRepos(Owner("orgs", ORG), "ghp_unused", api.url, retries=0)
+    limits = ApiLimits(read_deadline_s=1.0)
+    github = GitHubRepos(Owner("orgs", ORG), "ghp_unused", api.url, retries=0, limits=limits)
     started = time.monotonic()
     try:
-        with pytest.raises(GitHubAnswerRefused, match="more than 1 s"):
+        with pytest.raises(GitHubAnswerInvalid, match="took longer than 1 s"):
             asyncio.run(github.repositories())
     finally:
         github.close()

@@ -36,6 +36,7 @@ class GitServer:
     trickle_bps: dict[str, float] = field(default_factory=dict)  # "owner/repo.git" -> bytes/s
     endless_bps: dict[str, float] = field(default_factory=dict)  # endless ref advertisement
     redirect: dict[str, str] = field(default_factory=dict)  # "owner/repo.git" -> base URL
+    lfs_href_base: str | None = None  # where the LFS batch API sends downloads, if not here
     bytes_sent: int = 0
     requests: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
@@ -308,7 +309,7 @@ class GitServer:
             oid, size = item["oid"], item["size"]
             stored = self.root / repository / "lfs" / "objects" / oid[:2] / oid[2:4] / oid
             if request.get("operation") == "download" and stored.is_file():
-                href = f"{self.url}/lfs-object/{repository}/{oid}"
+                href = f"{self.lfs_href_base or self.url}/lfs-object/{repository}/{oid}"
                 objects.append({"oid": oid, "size": size, "actions": {"download": {"href": href}}})
             else:
                 objects.append(
