@@ -103,6 +103,10 @@ class GitHubRateLimited(GitHubUnavailable):
         self.resets_at = resets_at
 
 
+_JSON_NAMES: dict[type, str] = {dict: "object", str: "string", int: "number", float: "number"}
+_JSON_NAMES |= {bool: "boolean", type(None): "null"}
+
+
 class _TooManyPages(BackupError):
     """A listing still linked a next page after the most pages it may have."""
 
@@ -305,16 +309,16 @@ def _list_error(exc: _Refused, owner: Owner, url: str, token: TokenKind) -> Back
     """A refused package list: nothing can be discovered. GitHub's own message is always shown;
     the classic-token hint only where the refusal shows a token of the wrong kind."""
     status = exc.status
-    said = f"; GitHub said: {exc.message}" if exc.message else ""
-    what = f"GitHub refused to list packages of {owner} (HTTP {status}{said})"
+    said = f'. GitHub said: "{exc.message}"' if exc.message else ""
+    what = f"GitHub refused to list packages of {owner} (HTTP {status}){said}"
     if status == 401:
         return GitHubAccessError(exc.reason, status=status)
     wrong = _wrong_token(status, exc.message, token) if status in (400, 403, 404) else None
     if wrong is not None and status != 404:
-        return GitHubAccessError(f"{what}: the token is {wrong}; {_NEEDS_CLASSIC}", status=status)
+        return GitHubAccessError(f"{what}. The token is {wrong}: {_NEEDS_CLASSIC}", status=status)
     if status == 403 and exc.reason.startswith("GitHub refused access"):
         return GitHubAccessError(
-            f"{what}: do what GitHub's message asks (for example the organisation's IP allow "
+            f"{what}. Do what GitHub's message asks (for example the organisation's IP allow "
             "list or its policy on token kinds), or use a token it accepts, then run again",
             status=status,
         )
@@ -769,19 +773,19 @@ class GitHubPackages:
             if status == 304 and etag:
                 self.pages_not_modified += 1
                 return _Page(None, answered.get("etag") or etag, False)
+            json_text = True
             try:
                 data = parse_page(body, self._limits, url) if body else None
             except ValueError:
-                data = {"data": body[:200]}
+                data, json_text = {"data": body[:200]}, False
             if status >= 400:
                 error = data if isinstance(data, dict) else {"data": data}
                 raise self._requester.createException(status, answered, error)
         if status != 200:
             raise _Refused(status, f"GitHub answered HTTP {status} without a list on {url}")
         if not isinstance(data, list):
-            raise GitHubAnswerInvalid(
-                f"GitHub answered {url} with {type(data).__name__} where its API has a list"
-            )
+            what = f"JSON {_JSON_NAMES.get(type(data), 'value')}" if json_text else "no JSON"
+            raise GitHubAnswerInvalid(f"GitHub answered {url} with {what} where its API has a list")
         return _Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
 
     @staticmethod
@@ -925,6 +929,9 @@ class GitHubPackages:
             return FailedPackage(name, reason, exc.status)
         package = tagged_versions(name, versions)
         self.packages_read += 1
+        if package.skipped:  # not cached: the next run reads it again, and names them again
+            self._failed.add(name)
+            return package
         self._remember(name, CachedPackage(listed, tuple(etags), package.tags, package.untagged))
         return package
 

@@ -7,8 +7,9 @@ the connection of each request (the ``cnx`` parameter of ``Requester.requestJson
 
 - at most ``max_page_bytes`` of each body, decompressed (a Content-Length above it is refused
   before any byte is read), within ``read_deadline_s``;
-- at most ``MAX_HOPS`` answers per request (a 301 to the same origin, or a 202), and never a
-  redirect to another origin: the token goes only to the API the user named.
+- at most ``MAX_HOPS`` answers per request (redirects to the same origin, which it follows
+  itself, and 202s), and never a redirect to another origin: the token goes only to the API
+  the user named.
 
 ``parse_page`` then refuses a body with more than ``max_page_values`` JSON values before
 parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python objects.
@@ -153,41 +154,51 @@ class BoundedConnection:
         assert self._pending is not None, "request() comes first"
         verb, path, data, headers = self._pending
         url = self.origin + path
-        self._hops += 1
-        if self._hops > MAX_HOPS:
-            raise GitHubAnswerInvalid(
-                f"GitHub answered {url} with more than {MAX_HOPS - 1} redirects or "
-                "202 Accepted in a row: stopped"
+        while True:
+            self._hops += 1
+            if self._hops > MAX_HOPS:
+                raise GitHubAnswerInvalid(
+                    f"GitHub answered {url.partition('?')[0]} with more than {MAX_HOPS - 1} "
+                    "redirects or 202 Accepted in a row: stopped"
+                )
+            response = self.session.request(
+                verb,
+                url,
+                headers=headers,
+                data=data,
+                timeout=self._timeout,
+                allow_redirects=False,
+                stream=True,
             )
-        response = self.session.request(
-            verb,
-            url,
-            headers=headers,
-            data=data,
-            timeout=self._timeout,
-            allow_redirects=False,
-            stream=True,
-        )
-        try:
-            self._check_redirect(response, url)
-            body = self._read(response, url.partition("?")[0])
-        except BaseException:
-            response.close()  # mid-body: the connection cannot be reused
-            raise
+            try:
+                target = self._redirect(response, url)
+                if target is None:
+                    body = self._read(response, url.partition("?")[0])
+            except BaseException:
+                response.close()  # mid-body: the connection cannot be reused
+                raise
+            if target is None:
+                break
+            response.close()
+            url = target
         response.raw.release_conn()  # read to the end: keep the connection alive
         return BoundedResponse(response.status_code, response.headers, body)
 
-    def _check_redirect(self, response: requests.Response, url: str) -> None:
+    def _redirect(self, response: requests.Response, url: str) -> str | None:
+        """Where a redirect points, followed here and only on the API's own origin (PyGithub
+        would drop the query, and fail on a relative Location)."""
         location = response.headers.get("Location")
-        if response.status_code not in (301, 302, 307, 308) or not location:
-            return
-        target = urlsplit(urljoin(url, location))
-        if f"{target.scheme}://{target.netloc}" != self.origin:
+        if response.status_code not in (301, 302, 303, 307, 308) or not location:
+            return None
+        target = urljoin(url, location)
+        parts = urlsplit(target)
+        if f"{parts.scheme}://{parts.netloc}" != self.origin:
             raise GitHubAnswerInvalid(
                 f"GitHub redirected {url.partition('?')[0]} to another origin "
-                f"({target.scheme}://{target.hostname}): refused, the token goes only to "
+                f"({parts.scheme}://{parts.hostname}): refused, the token goes only to "
                 f"{self.origin}; check --github-api-url / GITHUB_API_URL"
             )
+        return target
 
     def _read(self, response: requests.Response, url: str) -> bytes:
         limit = self._limits.max_page_bytes

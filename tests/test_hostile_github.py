@@ -23,6 +23,7 @@ from backup.github import (
     _REQUEST_INTERVAL_S,
     LIST_CAP,
     PAGE_SIZE,
+    GitHubAccessError,
     GitHubPackages,
     _message,
     token_kind,
@@ -65,6 +66,9 @@ def dry_run(
         timeout=timeout,
     )
     assert not result.timed_out, result
+    print(
+        f"measured: exit {result.returncode}, {result.wall_s:.1f} s, {result.peak_rss_mib:.0f} MiB"
+    )
     assert sandbox.files_outside(dest) == [], result
     assert result.peak_rss_mib <= RSS_LIMIT_MIB, result
     assert TOKEN not in result.stdout + result.stderr, "the token was printed"
@@ -202,6 +206,7 @@ def test_out_of_shape_entries_and_versions_are_skipped_and_named(
             "not-an-object",
             _list_item(5),
             _list_item("not-a-list"),
+            _list_item("html"),
         ]
     )
     good = pages(
@@ -217,7 +222,12 @@ def test_out_of_shape_entries_and_versions_are_skipped_and_named(
         ]
     )
     not_a_list = pages({"message": "not a list"})
-    api = hostile_api(loop, listing, {"good": good, "not-a-list": not_a_list})
+
+    async def html(request: web.Request, page: int) -> web.StreamResponse:
+        return web.Response(text="<html>Unicorn!</html>", content_type="text/html")
+
+    answers = {"good": good, "not-a-list": not_a_list, "html": html}
+    api = hostile_api(loop, listing, answers)
     result = dry_run(Sandbox.make(tmp_path), api.url)
     assert result.returncode == 1, result  # the malformed entries failed, alone
     assert "good: keep 2, drop 0" in result.stdout, result
@@ -226,11 +236,12 @@ def test_out_of_shape_entries_and_versions_are_skipped_and_named(
     for gone in ("None", "latest", " l ", "2.0", "3.0"):
         assert gone not in result.stdout, result
     failed = [line for line in result.stdout.splitlines() if ": failed" in line]
-    assert len(failed) == 4, result.stdout
+    assert len(failed) == 5, result.stdout
     assert any("entry 2 on page 1" in line and "name is null" in line for line in failed)
     assert any("entry 3 on page 1" in line for line in failed)
     assert any("entry 4 on page 1" in line and "of type int" in line for line in failed)
-    assert any(line.startswith("not-a-list: failed") for line in failed)
+    assert any(line.startswith("not-a-list: failed") and "JSON object" in line for line in failed)
+    assert any(line.startswith("html: failed") and "with no JSON" in line for line in failed)
     skipped = {e["version"]: e["error"] for e in events(result, "version_skipped")}
     assert set(skipped) == {"version 2 (id 2)", "version 3 (id 3)", "version 4 (id 4)"} | {
         "version 5 (id 5)",
@@ -415,6 +426,73 @@ async def test_a_trickled_page_fails_by_its_deadline(loop: BackgroundLoop) -> No
         github.close()
     assert len(found) == 1 and isinstance(found[0], FailedPackage), found
     assert "took longer than 1 s to arrive" in found[0].error
+
+
+async def _discover(url: str, token: str = TOKEN) -> list[Package | FailedPackage]:
+    github = GitHubPackages(Owner("orgs", "acme"), token, url, retries=0)
+    try:
+        return [p async for p in github.packages(lambda name: True)]
+    finally:
+        github.close()
+
+
+async def test_githubs_message_is_one_line_without_the_token(loop: BackgroundLoop) -> None:
+    """A refusal whose message echoes the token and carries Markdown lines is shown as one
+    line, the token replaced."""
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        message = f"token {TOKEN} is not allowed\n# Heading\n[link](http://evil)"
+        return web.json_response({"message": message}, status=403)
+
+    api = hostile_api(loop, listing, {})
+    with pytest.raises(GitHubAccessError) as caught:
+        await _discover(api.url)
+    error = str(caught.value)
+    assert TOKEN not in error and "\n" not in error, error
+    assert 'GitHub said: "token *** is not allowed # Heading [link](http://evil)"' in error
+
+
+async def test_a_same_origin_redirect_loop_ends(loop: BackgroundLoop) -> None:
+    """301s from the API to itself are followed at most four times in a row."""
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        hop = int(request.query.get("hop", "0")) + 1
+        return web.Response(status=301, headers={"Location": f"{request.path}?hop={hop}"})
+
+    api = hostile_api(loop, listing, {})
+    with pytest.raises(GitHubAnswerInvalid, match="more than 4 redirects"):
+        await _discover(api.url)
+    assert len(api.received) == 5
+
+
+async def test_a_same_origin_redirect_is_followed_with_its_query(loop: BackgroundLoop) -> None:
+    """A 301 to the API's own origin (a renamed owner) is followed, its query kept."""
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        if "moved" not in request.query:
+            return web.Response(status=301, headers={"Location": f"{request.path_qs}&moved=1"})
+        return web.json_response([_list_item("app")] if page == 1 else [])
+
+    api = hostile_api(loop, listing, {"app": pages([_version(1, D1, ["1.0"])])})
+    [found] = await _discover(api.url)
+    assert found == Package("app", {"1.0": D1}, 0)
+    first, second = (r.path_qs for r in api.received[:2])
+    assert "moved" not in first and second == f"{first}&moved=1"
+    assert_only_api_requests(api)
+
+
+async def test_a_404_with_a_fine_grained_token_gets_the_classic_hint() -> None:
+    """GitHub answers a fine-grained token's package list with 404: the hint names the kind."""
+    api = GitHubStandIn(owners={"acme": []}, tokens={"github_pat_x": {"read:packages"}}).start()
+    api.faults = {"": Fault("not-found")}
+    try:
+        with pytest.raises(GitHubAccessError) as caught:
+            await _discover(api.url, "github_pat_x")
+    finally:
+        api.stop()
+    assert "not found, or not visible" in str(caught.value)
+    assert "a fine-grained personal access token" in str(caught.value)
+    assert "needs a classic personal access token" in str(caught.value)
 
 
 # The defaults, cheaply
