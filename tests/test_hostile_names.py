@@ -520,3 +520,24 @@ def test_copy_specs_naming_a_history_tag_or_a_snapshots_repository_fail_alone(
     # The source was read once for the one copied image, never on behalf of a refused spec.
     manifests = [r for r in source.process.requests_since(mark) if "/manifests/" in r.uri]
     assert len({r.uri for r in manifests}) == 1
+
+
+def test_restore_never_writes_a_reserved_tag_an_older_snapshot_recorded() -> None:
+    """A snapshot written before names were reserved may hold the history tag: not restored."""
+    from backup.commands.restore import _specs_from_snapshots
+    from backup.policy import PackageFilter
+    from backup.reference import parse_repository
+    from backup.snapshots import Snapshot, TaggedImage
+
+    digest = "sha256:" + "b" * 64
+    images = tuple(
+        TaggedImage("acme/app", tag, digest, "application/vnd.oci.image.manifest.v1+json", 10)
+        for tag in ("1.0", "github-org-backup.history", "Github-Org-Backup.snapshot")
+    )
+    snapshot = Snapshot("20260101T000000Z", "ghcr.io/acme", "0.1.0", images)
+    source = parse_repository("backup.example.com/ghcr")
+    target = parse_repository("restore.example.com/ghcr")
+
+    specs = _specs_from_snapshots([snapshot], source, target, PackageFilter(), None)
+
+    assert [str(s.destination) for s in specs] == ["restore.example.com/ghcr/acme/app:1.0"]

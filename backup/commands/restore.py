@@ -14,6 +14,7 @@ from backup.errors import BackupError, UsageError
 from backup.options import RestoreOptions
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Reference, Repository
+from backup.reserved import is_reserved
 from backup.session import open_clients
 from backup.snapshots import Snapshot, Snapshots
 from backup.specs import CopySpec
@@ -119,6 +120,10 @@ def _specs_from_snapshots(
             if not packages.allows(image.repository):
                 continue
             if include is not None and not include.named_by_include(image.tag):
+                continue
+            if is_reserved(image.repository, image.tag):
+                # An older version may have recorded a source tag in the tool's namespace.
+                log.warning("reserved_name_refused", repository=image.repository, tag=image.tag)
                 continue
             specs.append(
                 CopySpec(
