@@ -8,6 +8,7 @@ object per line, whoever logged it.
 from __future__ import annotations
 
 import logging
+import re
 import sys
 from typing import Literal
 
@@ -51,6 +52,23 @@ class _StructlogHandler(logging.Handler):
             self.handleError(record)
 
 
+# Terminal control (ESC sequences, bidi overrides, line separators) in source text: a name or a
+# registry's message must not recolour, retitle or hyperlink the operator's terminal.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2028\u2029\u2066-\u2069]")
+
+
+def _escaped(match: re.Match[str]) -> str:
+    return f"\\u{ord(match.group()):04x}"
+
+
+def printable(
+    _logger: object, _name: str, event: structlog.typing.EventDict
+) -> structlog.typing.EventDict:
+    """Show control characters in string values as escapes (the console renderer writes
+    them raw; JSON escapes them itself)."""
+    return {k: _CONTROL.sub(_escaped, v) if isinstance(v, str) else v for k, v in event.items()}
+
+
 def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> None:
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
@@ -62,6 +80,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
     level_number = logging.getLevelNamesMapping()[level.upper()]
     # JSON carries a traceback as one string field; the console renderer draws its own.
     tracebacks = [structlog.processors.format_exc_info] if log_format == "json" else []
+    escape = [printable] if log_format == "console" else []
     structlog.configure(
         processors=[
             structlog.contextvars.merge_contextvars,
@@ -69,6 +88,7 @@ def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> No
             structlog.processors.TimeStamper(fmt="iso", utc=True),
             *tracebacks,
             redact_event,
+            *escape,
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(level_number),

@@ -472,3 +472,24 @@ def test_a_broken_pipe_to_anything_but_the_output_is_still_a_bug(
     code, stderr = run_main(BASE["copy"])
     assert code == cli.EXIT_CRASHED == 70
     assert "run_crashed" in stderr and "BrokenPipeError" in stderr
+
+
+def test_console_logs_show_terminal_control_in_source_text_as_escapes(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """An ESC sequence, an OSC 8 hyperlink or a bidi override in a name reaches the terminal
+    as visible escapes, and a newline cannot start a fake log line."""
+    import structlog
+
+    from backup.logs import configure_logging
+
+    configure_logging("console", "info")
+    try:
+        hostile = "app\x1b[2J\x1b]8;;http://evil.example\x07click\x1b]8;;\x07\u202etxt\nfake_event"
+        structlog.get_logger("test").error("image_failed", src=hostile)
+        err = capsys.readouterr().err
+    finally:
+        configure_logging("json", "info")
+    assert "\x1b]8" not in err and "\u202e" not in err and "\x07" not in err
+    assert "\\u001b[2J" in err and "\\u000afake_event" in err
+    assert err.count("\n") == 1
