@@ -550,7 +550,6 @@ class GitHubPackages:
         timeout_s: float = 30,
         revalidate_rounds: int = REVALIDATE_ROUNDS,
         revalidate_min_pages: int = MIN_REVALIDATE_PAGES,
-        limits: ApiLimits | None = None,
     ) -> None:
         self.owner = owner
         self._api_url = api_url.rstrip("/")
@@ -559,7 +558,7 @@ class GitHubPackages:
         self._max_wait = max_rate_limit_wait_s
         self._token = token
         self._token_kind = token_kind(token)
-        self._limits = limits if limits is not None else ApiLimits.from_env()
+        self._limits = ApiLimits.from_env()
         retry = _Retry(
             state=self._state,
             total=retries,
@@ -599,6 +598,15 @@ class GitHubPackages:
         self.packages_revalidated = 0
         self.packages_read = 0
         self.truncated = False
+
+    @property
+    def limits(self) -> ApiLimits:
+        """How much of GitHub's answers is read (from the environment unless set)."""
+        return self._limits
+
+    @limits.setter
+    def limits(self, limits: ApiLimits) -> None:
+        self._limits = self._connection.limits = limits
 
     # The cache
 

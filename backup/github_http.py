@@ -133,7 +133,7 @@ class BoundedConnection:
         self.host = parts.hostname or ""
         self.origin = f"{parts.scheme}://{parts.netloc}"
         self._timeout = timeout_s
-        self._limits = limits
+        self.limits = limits
         self._pending: tuple[str, str, Any, dict[str, str]] | None = None
         self._hops = 0
         self.session = requests.Session()
@@ -201,14 +201,14 @@ class BoundedConnection:
         return target
 
     def _read(self, response: requests.Response, url: str) -> bytes:
-        limit = self._limits.max_page_bytes
+        limit = self.limits.max_page_bytes
         declared = response.headers.get("Content-Length", "").strip()
         if declared.isdigit() and int(declared) > limit:
             raise GitHubAnswerInvalid(
                 f"GitHub's answer to {url} declares {int(declared)} bytes, more than the "
                 f"{limit} a page may have (GITHUB_API_MAX_PAGE_BYTES): refused unread"
             )
-        deadline = time.monotonic() + self._limits.read_deadline_s
+        deadline = time.monotonic() + self.limits.read_deadline_s
         chunks: list[bytes] = []
         size = 0
         try:
@@ -224,7 +224,7 @@ class BoundedConnection:
                 if time.monotonic() > deadline:
                     raise GitHubAnswerInvalid(
                         f"GitHub's answer to {url} took longer than "
-                        f"{self._limits.read_deadline_s:g} s to arrive ({size} bytes): stopped"
+                        f"{self.limits.read_deadline_s:g} s to arrive ({size} bytes): stopped"
                     )
                 chunks.append(chunk)
         except Urllib3Error as exc:  # what requests itself would raise, for the same handling

@@ -418,8 +418,8 @@ async def test_a_trickled_page_fails_by_its_deadline(loop: BackgroundLoop) -> No
         return response
 
     api = hostile_api(loop, pages([_list_item("slow")]), {"slow": trickle})
-    limits = ApiLimits(read_deadline_s=1.0)
-    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, api.url, retries=0, limits=limits)
+    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, api.url, retries=0)
+    github.limits = ApiLimits(read_deadline_s=1.0)
     try:
         found = [p async for p in github.packages(lambda name: True)]
     finally:
