@@ -207,7 +207,9 @@ class Git:
             ("gc.autoDetach", "false"),  # a gc must finish inside the run, not after it
         ]
         if self.settings.stall_timeout_s:
-            config.append(("http.lowSpeedTime", str(max(1, round(self.settings.stall_timeout_s)))))
+            stall = str(max(1, round(self.settings.stall_timeout_s)))
+            config.append(("http.lowSpeedTime", stall))
+            config.append(("lfs.activitytimeout", stall))  # git-lfs has no low-speed limit
         if self.settings.ca_file is not None:
             config.append(("http.sslCAInfo", str(self.settings.ca_file)))
         host = self.settings.token_host

@@ -513,7 +513,8 @@ def _refuse_one_foreign_host(repos: list[Repo], config: ReposConfig) -> None:
             f"every repository the GitHub API at {config.api_url} lists has its clone URL on "
             f"{other or '(no host)'}, not on {host.hostname}: if {other} is the same GitHub "
             "Enterprise Server under another name, set --github-api-url / GITHUB_API_URL to "
-            f"its URL there; nothing was fetched, and no token was sent to {other}"
+            f"its API there (e.g. https://{other}/api/v3); nothing was fetched, and no token was "
+            f"sent to {other}"
         )
 
 

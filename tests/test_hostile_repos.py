@@ -281,6 +281,23 @@ def test_a_git_server_sending_without_end_meets_the_repo_timeout(hostile: Hostil
     assert not (hostile.dest / ORG / "endless.git").exists()
 
 
+def test_an_lfs_batch_api_falling_silent_ends_at_the_read_timeout(hostile: Hostile) -> None:
+    """git-lfs has no low-speed limit, but lfs.activitytimeout (--read-timeout) ends a batch
+    answer that falls silent (a byte every 5 s here); only a steady trickle is left to
+    --repo-timeout."""
+    hostile.add("assets")
+    hostile.server.add_lfs_object(ORG, "assets", "main", "blob.bin", secrets.token_bytes(2000))
+    hostile.server.trickle_bps[f"{ORG}/assets.git"] = 0.2
+    hostile.server.trickle_only_lfs = True
+
+    result = hostile.repos("--lfs", "--read-timeout", str(READ_TIMEOUT_S))
+
+    assert result.returncode == 1, result
+    hostile.assert_contained(result, wall_s=3 * READ_TIMEOUT_S + 8)
+    assets = hostile.entry(f"{ORG}/assets")
+    assert "timeout" in assets["error"] and assets["duration_s"] <= 3 * READ_TIMEOUT_S, assets
+
+
 def test_the_default_git_bounds() -> None:
     """Without flags: a 1 KiB/s low-speed limit over --read-timeout (300 s), no redirects,
     http(s) only, and a 3600 s deadline per repository; the token only for the git host."""
@@ -293,7 +310,7 @@ def test_the_default_git_bounds() -> None:
         for i in range(int(env["GIT_CONFIG_COUNT"]))
     }
     assert settings["http.lowSpeedLimit"] == str(LOW_SPEED_LIMIT_BPS) == "1024"
-    assert settings["http.lowSpeedTime"] == "300"
+    assert settings["http.lowSpeedTime"] == settings["lfs.activitytimeout"] == "300"
     assert settings["http.followRedirects"] == "false"
     assert env["GIT_ALLOW_PROTOCOL"] == "http:https"
     assert settings["http.https://github.com/.extraHeader"].startswith("Authorization: Basic")

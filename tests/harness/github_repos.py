@@ -143,7 +143,10 @@ class GitHubReposStandIn:
                 for key, value in headers.items():
                     self.send_header(key, value)
                 self.end_headers()
-                self.wfile.write(data)
+                try:
+                    self.wfile.write(data)
+                except OSError:  # a client that refused the answer part-way
+                    self.close_connection = True
 
             def log_message(self, *args: object) -> None:
                 pass

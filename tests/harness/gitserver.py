@@ -34,6 +34,7 @@ class GitServer:
     failing: dict[str, int] = field(default_factory=dict)  # "owner/repo.git" -> HTTP status
     delay_s: float = 0.0  # slow every git request down by this much
     trickle_bps: dict[str, float] = field(default_factory=dict)  # "owner/repo.git" -> bytes/s
+    trickle_only_lfs: bool = False  # trickle only the LFS batch API, not git's own requests
     endless_bps: dict[str, float] = field(default_factory=dict)  # endless ref advertisement
     redirect: dict[str, str] = field(default_factory=dict)  # "owner/repo.git" -> base URL
     lfs_href_base: str | None = None  # where the LFS batch API sends downloads, if not here
@@ -262,8 +263,9 @@ class GitServer:
                 if url.path.endswith("/info/lfs/objects/batch"):
                     self._send(*server._lfs_batch(url.path, body), bps=bps)
                 elif url.path.startswith("/lfs-object/"):
-                    self._send(*server._lfs_object(url.path), bps=bps)
+                    self._send(*server._lfs_object(url.path))
                 else:
+                    bps = 0 if server.trickle_only_lfs else bps
                     self._send(*server._backend(self, url.path, url.query, body), bps=bps)
 
             def log_message(self, *args: object) -> None:
