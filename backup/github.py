@@ -58,7 +58,7 @@ from backup.github_http import (
     parse_page,
 )
 from backup.logs import adopt_library_logs
-from backup.packages import FailedPackage, Owner, Package, tagged_versions
+from backup.packages import FailedPackage, Owner, Package, TagCollector
 from backup.redact import redact_url
 
 log = structlog.get_logger("backup.github")
@@ -800,19 +800,23 @@ class GitHubPackages:
     def _page_params(number: int, params: Mapping[str, str] | None = None) -> dict[str, str]:
         return {**(params or {}), "per_page": str(PAGE_SIZE), "page": str(number)}
 
-    def _read_all(self, path: str, max_pages: int) -> tuple[list[Any], list[str | None]]:
-        """Every item of a paginated list, and each page's ETag; at most ``max_pages`` pages."""
-        items: list[Any] = []
+    def _read_all(
+        self, path: str, max_pages: int, collect: Callable[[list[Any]], None]
+    ) -> list[str | None]:
+        """Hand each page's items to ``collect``; return each page's ETag. At most
+        ``max_pages`` pages."""
         etags: list[str | None] = []
+        items = 0
         number = 1
         while True:
             page = self._get_page(path, self._page_params(number), None)
-            items.extend(page.items or [])
+            collect(page.items or [])
+            items += len(page.items or [])
             etags.append(page.etag)
             if not page.more:
-                return items, etags
+                return etags
             if number >= max_pages:
-                raise _TooManyPages(number, len(items))
+                raise _TooManyPages(number, items)
             number += 1
 
     def _unchanged(self, path: str, etags: tuple[str | None, ...]) -> bool:
@@ -915,7 +919,8 @@ class GitHubPackages:
                 self._remember(name, cached)
                 return cached.package()
             pages = self._limits.version_pages(listed.version_count, PAGE_SIZE)
-            versions, etags = self._read_all(path, pages)
+            collector = TagCollector(name)
+            etags = self._read_all(path, pages, collector.add)
         except (_TooManyPages, GitHubAnswerInvalid) as exc:
             self._failed.add(name)
             reason = str(exc)
@@ -935,7 +940,7 @@ class GitHubPackages:
                 )
             log.error("package_failed", package=name, status=exc.status, error=reason)
             return FailedPackage(name, reason, exc.status)
-        package = tagged_versions(name, versions)
+        package = collector.package()
         self.packages_read += 1
         if package.skipped:  # not cached: the next run reads it again, and names them again
             self._failed.add(name)

@@ -47,41 +47,76 @@ class FailedPackage:
     status: int | None = None  # the HTTP status GitHub answered, None for no answer
 
 
-def tagged_versions(name: str, versions: list[Any]) -> Package:
-    """The package's tags (tag -> manifest digest) and how many versions are untagged.
+NAMED = 20  # out-of-shape versions and repeated tags named one by one; the rest are counted
+
+
+class TagCollector:
+    """A package's tags, collected page by page so that its raw versions are never all held.
 
     GitHub lists versions newest first, so a tag listed on two versions names the first. A
-    version out of the API's shape is skipped and named; the others are kept.
+    version or tag out of the API's shape is skipped and named; the others are kept.
     """
-    tags: dict[str, str] = {}
-    untagged = 0
-    skipped: list[str] = []
-    for position, version in enumerate(versions, start=1):
-        shaped = _version(version)
-        if isinstance(shaped, str):
-            where = _where(position, version)
-            log.warning("version_skipped", package=name, version=where, error=shaped)
-            skipped.append(f"{where}: {shaped}")
-            continue
-        digest, found, wrong = shaped
-        for problem in wrong:
-            where = _where(position, version)
-            log.warning("tag_skipped", package=name, version=where, error=problem)
-            skipped.append(f"{where}: {problem}")
-        for tag in found:
-            first = tags.setdefault(tag, digest)
-            if first != digest:
-                log.warning(
-                    "tag_listed_twice",
-                    package=name,
-                    tag=tag,
-                    digest=first,
-                    ignored_digest=digest,
-                    hint="GitHub lists newest first: the first listing is backed up",
-                )
-        # Children of tagged indexes, copied through their parent
-        untagged += not found and not wrong
-    return Package(name, tags, untagged, tuple(skipped))
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.tags: dict[str, str] = {}  # tag -> manifest digest
+        self.untagged = 0
+        self.skipped: list[str] = []
+        self._position = 0
+        self._skips = 0
+        self._repeats = 0
+
+    def add(self, versions: list[Any]) -> None:
+        for version in versions:
+            self._position += 1
+            shaped = _version(version)
+            if isinstance(shaped, str):
+                self._skip("version_skipped", version, shaped)
+                continue
+            digest, found, wrong = shaped
+            for problem in wrong:
+                self._skip("tag_skipped", version, problem)
+            for tag in found:
+                first = self.tags.setdefault(tag, digest)
+                if first != digest:
+                    self._repeated(tag, first, digest)
+            # Children of tagged indexes, copied through their parent
+            self.untagged += not found and not wrong
+
+    def _skip(self, event: str, version: Any, problem: str) -> None:
+        self._skips += 1
+        if self._skips <= NAMED:
+            where = _where(self._position, version)
+            log.warning(event, package=self.name, version=where, error=problem)
+            self.skipped.append(f"{where}: {problem}")
+
+    def _repeated(self, tag: str, first: str, digest: str) -> None:
+        self._repeats += 1
+        if self._repeats <= NAMED:
+            log.warning(
+                "tag_listed_twice",
+                package=self.name,
+                tag=tag,
+                digest=first,
+                ignored_digest=digest,
+                hint="GitHub lists newest first: the first listing is backed up",
+            )
+
+    def package(self) -> Package:
+        skipped = list(self.skipped)
+        if self._skips > NAMED:
+            skipped.append(f"and {self._skips - NAMED} more versions or tags out of shape")
+            log.warning("versions_skipped", package=self.name, count=self._skips)
+        if self._repeats > NAMED:
+            log.warning("tags_listed_twice", package=self.name, count=self._repeats)
+        return Package(self.name, self.tags, self.untagged, tuple(skipped))
+
+
+def tagged_versions(name: str, versions: list[Any]) -> Package:
+    """The tags of ``versions``, as one page of a ``TagCollector``."""
+    collector = TagCollector(name)
+    collector.add(versions)
+    return collector.package()
 
 
 def _where(position: int, version: Any) -> str:

@@ -35,7 +35,7 @@ from backup.github_http import (
     GitHubAnswerInvalid,
     parse_page,
 )
-from backup.packages import FailedPackage, Owner, Package, tagged_versions
+from backup.packages import NAMED, FailedPackage, Owner, Package, TagCollector, tagged_versions
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
 from tests.harness.hostile import Measured, MiB, Recorder, Sandbox, run_measured
@@ -547,6 +547,19 @@ def test_tagged_versions(
     package = tagged_versions("app", versions)
     assert (package.tags, package.untagged, len(package.skipped)) == (tags, untagged, skipped)
     assert isinstance(package, Package)
+
+
+def test_a_package_is_collected_page_by_page_and_names_at_most_twenty() -> None:
+    """Tags are collected across pages (the first listing still wins); a flood of malformed
+    versions names twenty and counts the rest."""
+    collector = TagCollector("app")
+    collector.add([_version(1, D1, ["a"])])
+    collector.add([_version(2, D2, ["a", "b"]), *([42] * 30)])
+    package = collector.package()
+    assert package.tags == {"a": D1, "b": D2}
+    assert len(package.skipped) == NAMED + 1 == 21
+    assert package.skipped[0] == "version 3: a version of type int, not an object"
+    assert package.skipped[-1] == "and 10 more versions or tags out of shape"
 
 
 @pytest.mark.parametrize(
