@@ -93,8 +93,6 @@ class Repo:
                 f"listed with owner {self.owner!r}, not {owner!r}: refused, nothing is written "
                 f"outside {owner}/"
             )
-        if self.name.lower().endswith((".git", ".wiki")):
-            return f"name {self.name!r} would clash with a mirror's or wiki's folder"
         return host.refusal(self.clone_url, f"/{self.owner}/{self.name}.git")
 
 

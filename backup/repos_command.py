@@ -290,7 +290,7 @@ class RepoMirrorer:
         self._aborting = False
 
     def targets(self, repos: list[Repo]) -> list[_Target]:
-        """One target per mirror folder (the first listed wins a folder named twice)."""
+        """The mirrors of ``repos``: each repository, and its wiki with --wikis."""
         found = []
         for repo in repos:
             base = self.config.dest / repo.owner
@@ -473,12 +473,32 @@ async def run_repos(options: ReposOptions) -> int:
         stats.count(outcome)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     mirrorer = RepoMirrorer(git, config, stats, stamp)
-    targets = mirrorer.targets(wanted)
+    targets, clashes = _one_per_folder(mirrorer.targets(wanted))
+    for outcome in clashes:
+        log.error("repository_failed", repository=outcome.repository, error=outcome.error)
+        stats.count(outcome)
+    outcomes += clashes
     stats.total = len(targets) + len(outcomes)
     results = await _run_with_signals(mirrorer, targets, options)
     stats.total = len(targets) + len(outcomes)
     extra |= {"backup_ref_prefix": f"refs/backup/{stamp}/", "interrupted": mirrorer.stopping}
     return _finish(options, stats, outcomes + results, extra, failed=False)
+
+
+def _one_per_folder(targets: list[_Target]) -> tuple[list[_Target], list[RepoOutcome]]:
+    """Targets with folders of their own; a wiki whose folder a repository named REPO.wiki
+    takes (or a second spelling of one folder) fails, named, instead of sharing it."""
+    taken: dict[str, str] = {}
+    kept, clashes = [], []
+    for target in sorted(targets, key=lambda t: t.kind != "repository"):
+        folder = str(target.path).lower()
+        if folder in taken:
+            error = f"its mirror folder {target.path.name} is taken by {taken[folder]}"
+            clashes.append(RepoOutcome(target.name, "", target.kind, "failed", error=error))
+        else:
+            taken[folder] = target.name
+            kept.append(target)
+    return kept, clashes
 
 
 def _screened(repos: list[Repo], config: ReposConfig) -> tuple[list[RepoOutcome], list[Repo]]:

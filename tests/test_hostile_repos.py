@@ -144,7 +144,7 @@ def test_a_listing_pointing_elsewhere_fails_those_repositories_only(hostile: Hos
     hostile.raw("APP", f"{git_url}/acme/APP.git")
     hostile.raw("creds", git_url.replace("http://", "http://u:p@") + "/acme/creds.git")
     hostile.raw("ftp", "ftp://127.0.0.1/acme/ftp.git")
-    for name in ("..", "../../escape", "a/b", "/abs", "x y", "ａpp", "app.wiki"):
+    for name in ("..", "../../escape", "a/b", "/abs", "x y", "ａpp"):
         hostile.raw(name, f"{git_url}/acme/{name}.git")
 
     result = hostile.repos()
@@ -159,10 +159,32 @@ def test_a_listing_pointing_elsewhere_fails_those_repositories_only(hostile: Hos
     assert "listed twice" in errors[f"{ORG}/APP"]
     assert "carries credentials" in errors[f"{ORG}/creds"]
     assert "uses ftp" in errors[f"{ORG}/ftp"]
-    assert len(errors) == 13, errors
+    assert len(errors) == 12, errors
     assert sorted(p.name for p in hostile.dest.iterdir()) == [ORG]
     assert sorted(p.name for p in (hostile.dest / ORG).iterdir()) == ["app.git"]
     assert not any("/victim/" in r for r in hostile.server.requests)
+
+
+def test_a_repository_named_like_a_wiki_never_shares_its_folder(hostile: Hostile) -> None:
+    """A listed repository `app.wiki` and the wiki of `app` would both be app.wiki.git: the
+    repository keeps the folder, the wiki fails with the reason, nothing is mixed."""
+    hostile.github.owners[ORG] = [StandInRepo("app", has_wiki=True)]
+    hostile.server.create(ORG, "app")
+    hostile.server.create(ORG, "app.wiki", {"Home.md": "# Home"})
+    hostile.raw("app.wiki", hostile.server.clone_url(ORG, "app.wiki"))
+
+    result = hostile.repos("--wikis")
+
+    assert result.returncode == 1, result
+    hostile.assert_contained(result, wall_s=30)
+    report = hostile.report()["repositories"]
+    assert {(r["repository"], r["kind"], r["status"]) for r in report} == {
+        (f"{ORG}/app", "repository", "copied"),
+        (f"{ORG}/app.wiki", "repository", "copied"),
+        (f"{ORG}/app.wiki", "wiki", "failed"),
+    }
+    wiki = next(r for r in report if r["kind"] == "wiki")
+    assert "app.wiki.git is taken by acme/app.wiki" in wiki["error"]
 
 
 def test_verify_sends_no_token_to_a_remote_repointed_elsewhere(hostile: Hostile) -> None:
