@@ -22,7 +22,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any, cast
-from urllib.parse import urlsplit
+from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
@@ -256,11 +256,11 @@ class GitHubRepos:
         return items
 
     def _listing(self) -> list[Any]:
-        name = self.owner.name
+        name = quote(self.owner.name, safe="")
         if self.owner.kind == "orgs":
             return self._pages(f"/orgs/{name}/repos", {"type": "all"})
         me, _ = self._get("/user")
-        if isinstance(me, dict) and str(me.get("login", "")).lower() == name.lower():
+        if isinstance(me, dict) and str(me.get("login", "")).lower() == self.owner.name.lower():
             # Only the authenticated listing includes the user's private repositories.
             return self._pages("/user/repos", {"affiliation": "owner"})
         return self._pages(f"/users/{name}/repos", {"type": "owner"})

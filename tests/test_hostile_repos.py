@@ -457,6 +457,24 @@ def test_an_oversized_listing_page_fails_the_listing_within_bounded_memory(
     assert hostile.server.requests == []
 
 
+def test_endless_listing_pages_stop_at_the_page_cap(hostile: Hostile) -> None:
+    """Every page linking a next one: the listing stops after GITHUB_API_MAX_PAGES pages (5
+    here, 1000 by default) and fails, named; nothing is fetched."""
+    hostile.add("app")
+    hostile.github.endless = True
+    result = run_measured(
+        ["repos", "--org", ORG, "--dest", str(hostile.dest), "--report", str(hostile.report_path)],
+        hostile.sandbox,
+        hostile.env() | {"GITHUB_API_MAX_PAGES": "5"},
+        timeout=60,
+    )
+    assert result.returncode == 1, result
+    hostile.assert_contained(result, wall_s=20)
+    assert "more than 5 pages" in hostile.report()["summary"]["discovery_error"]
+    assert len(hostile.github.requests) == 5
+    assert hostile.server.requests == []
+
+
 def test_a_trickled_listing_page_fails_at_its_deadline(loop: BackgroundLoop) -> None:
     """A page trickled a byte at a time is refused at the page deadline (1 s here, 60 s by
     default), though every byte arrives well inside the socket timeout."""

@@ -38,6 +38,7 @@ class GitHubReposStandIn:
     raw: dict[str, list[dict[str, object]]] = field(default_factory=dict)  # owner -> extra JSON
     public_url: str | None = None  # the base URL its answers name, if not its own
     padding_bytes: int = 0  # added to the first entry of every page
+    endless: bool = False  # every page links a next one
 
     def start(self) -> GitHubReposStandIn:
         self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
@@ -100,7 +101,7 @@ class GitHubReposStandIn:
         page = int(query.get("page", ["1"])[0])
         pages = max(1, math.ceil(len(items) / per_page))
         headers: dict[str, str] = {}
-        if page < pages:
+        if page < pages or self.endless:
             params: dict[str, str] = {k: v[0] for k, v in query.items()}
             params |= {"per_page": str(per_page)}
 
