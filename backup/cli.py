@@ -274,6 +274,8 @@ _REGISTRY_ENVIRONMENT = "\n".join(
         "  JOB_COMPLETION_INDEX the shard index with --shard-count (Kubernetes Indexed Job)",
         "  GITHUB_API_RETRIES  retries of a failing GitHub API request: 5xx, 429, rate-limit",
         "                      403s, connection errors (default 6, 0-20)",
+        "  GITHUB_API_MAX_PAGE_BYTES  bytes read of one GitHub API page (default 10485760)",
+        "  GITHUB_API_MAX_PAGES  pages of one package's versions (default 1000)",
         _DEST_CREDENTIALS,
         _DOCKER_CONFIG,
     )
