@@ -1,18 +1,22 @@
 """Discover an owner's container packages and their tagged versions through PyGithub.
 
 PyGithub has no packages API, so this asks for each page through PyGithub's public
-``Github.requester`` (``requestJson``, conditional on the page's ETag) and counts the pages as
-it reads them. PyGithub is not thread-safe: every call runs on one worker thread, so the event
-loop can copy earlier packages while later ones are still being listed.
+``Github.requester`` (``requestJson``, conditional on the page's ETag, over the bounded
+connection of ``backup.github_http``, with API version 2022-11-28 pinned) and counts the pages
+as it reads them. PyGithub is not thread-safe: every call runs on one worker thread, so the
+event loop can copy earlier packages while later ones are still being listed.
 
 What can go wrong, and whose failure it is:
 
-- the package list cannot be read (token rejected, missing scope, SAML SSO, unknown owner,
-  API unreachable, persistent 5xx): nothing can be discovered, the whole run fails;
+- the package list cannot be read (token rejected, missing scope, SAML SSO, IP allow list,
+  unknown owner, API unreachable, persistent 5xx, an answer out of bounds or of shape, pages
+  past GitHub's own 10,000-package cap): nothing can be discovered, the whole run fails;
 - a rate limit that resets later than the run is willing to wait, or the API becoming
   unreachable: discovery stops, and the packages found so far are still backed up;
-- anything else on one package's versions (403, 404, a 5xx that outlasts the retries): only
-  that package fails, as a ``FailedPackage``.
+- anything else on one package's versions (403, 404, a 5xx that outlasts the retries, a page
+  out of bounds or of shape, more pages than its version count fills): only that package
+  fails, as a ``FailedPackage``; so does a malformed entry of the package list;
+- a malformed version or tag: skipped and named, the package's other versions are kept.
 
 A stop (SIGTERM) never waits for PyGithub: the worker is a daemon thread, its retry sleeps
 wake up on the stop, and the call in flight is abandoned.
