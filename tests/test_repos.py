@@ -18,6 +18,7 @@ from typing import Any
 
 import pytest
 
+from backup.summary import markdown_text
 from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git
@@ -591,6 +592,6 @@ def test_job_summary_lists_failed_repositories_and_rewritten_refs(world: World) 
     assert world.run(env=env).returncode == 1
     first, second = summary_file.read_text().split("## :x: github-org-backup repos")[1:]
     assert "| repositories copied | 1 |" in first and "| repositories failed | 1 |" in first
-    assert f"| {ORG}/vanished | " in first
+    assert f"| {markdown_text(ORG + '/vanished')} | " in first
     assert "### Moved at the source (1)" in second
-    assert f"| {ORG}/app refs/heads/dev | " in second
+    assert f"| {markdown_text(ORG + '/app refs/heads/dev')} | " in second
