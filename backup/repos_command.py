@@ -26,7 +26,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token
+from backup.config import DEFAULT_API_URL, DEFAULT_USERNAME, _read_token, check_http_url
 from backup.errors import BackupError, UsageError
 from backup.git import (
     Git,
@@ -77,7 +77,11 @@ class ReposConfig:
 
 
 def _api_url(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    return getattr(args, "github_api_url", None) or env.get("GITHUB_API_URL") or DEFAULT_API_URL
+    return check_http_url(
+        getattr(args, "github_api_url", None) or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
+        "--github-api-url",
+        "https://api.github.com or https://HOST/api/v3",
+    )
 
 
 def _token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
@@ -99,6 +103,9 @@ def _dest(text: str) -> Path:
     path = Path(text).expanduser()
     if path.exists() and not path.is_dir():
         raise UsageError(f"--dest {text}: exists and is not a directory")
+    blocking = next((p for p in path.parents if p.exists() and not p.is_dir()), None)
+    if blocking is not None:
+        raise UsageError(f"--dest {text}: {blocking} is a file, so {path} cannot be a directory")
     return path
 
 

@@ -99,6 +99,11 @@ CASES: list[tuple[str, list[str], str]] = [
         for url in ("not a url", "ftp://127.0.0.1:9", "api.github.com", "http://h:99999")
     ],
     *[
+        ("repos", ["--github-api-url", url], f"--github-api-url {url!r} is not an http(s) URL")
+        for url in ("not a url", "api.github.com")
+    ],
+    ("repos", ["--dest", "{file}/below"], "{file} is a file, so"),
+    *[
         (c, ["--pushgateway", "not a url"], "--pushgateway 'not a url' is not an http(s) URL")
         for c in RUNS
     ],
