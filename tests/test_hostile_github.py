@@ -589,3 +589,21 @@ def test_source_text_is_one_bounded_line_and_token_kinds() -> None:
         "app",
         "unknown",
     ]
+
+
+def test_a_package_with_an_out_of_shape_version_fails_and_keeps_its_good_tags(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """One malformed version is named in the report and fails its package (exit 1, so prune
+    leaves the package alone), while its well-formed versions are still planned."""
+    listing = pages([_list_item("good", 2)])
+    versions = pages([_version(1, D1, ["1.0"]), {"id": 2, "name": D2, "metadata": ["container"]}])
+    api = hostile_api(loop, listing, {"good": versions})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+
+    assert result.returncode == 1, result
+    assert f"1.0                      {D1}" in result.stdout, result
+    out_of_shape = events(result, "package_out_of_shape")
+    assert [e["package"] for e in out_of_shape] == ["good"], result
+    assert "version 2 (id 2)" in out_of_shape[0]["skipped"][0]
+    assert_only_api_requests(api)

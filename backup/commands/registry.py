@@ -72,6 +72,8 @@ class _Discovery:
                 self.plans.append(plan)
                 if plan.failed:
                     result = self._refused(plan)
+                elif package.skipped:
+                    result = self._out_of_shape(plan)
                 elif plan.error:
                     log.error("package_skipped", package=package.name, error=plan.error)
                     result = PackageResult(package.name, "skipped", error=plan.error)
@@ -100,6 +102,19 @@ class _Discovery:
             reason=plan.refusal(),
         )
         return PackageResult(name, "failed", len(plan.specs), error=plan.refusal())
+
+    @staticmethod
+    def _out_of_shape(plan: PackagePlan) -> PackageResult:
+        """A package with versions GitHub listed out of its API's shape fails (so prune leaves
+        it alone); the tags of its well-formed versions are still copied."""
+        from backup.report import PackageResult
+
+        name, skipped = plan.package.name, plan.package.skipped
+        error = f"versions listed out of the API's shape were skipped: {'; '.join(skipped[:3])}"
+        if len(skipped) > 3:
+            error += f"; and {len(skipped) - 3} more"
+        log.error("package_out_of_shape", package=name, skipped=list(skipped[:10]))
+        return PackageResult(name, "failed", len(plan.specs), error=error)
 
     async def specs(self) -> AsyncIterator[CopySpec]:
         async for _, plan in self.found():
