@@ -10,6 +10,7 @@ than under the destinations the test named. The child's own peak RSS comes from 
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -149,7 +150,7 @@ def run_measured(
         process.returncode = os.waitstatus_to_exitcode(status)
         out.seek(0)
         err.seek(0)
-        return Measured(
+        measured = Measured(
             process.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
@@ -157,6 +158,23 @@ def run_measured(
             wall,
             timed_out,
         )
+    _record(measured)
+    return measured
+
+
+def _record(measured: Measured) -> None:
+    """With HOSTILE_TABLE=FILE, append the run's figures (for docs/reliability.md)."""
+    table = os.environ.get("HOSTILE_TABLE")
+    if table:
+        test = os.environ.get("PYTEST_CURRENT_TEST", "?").split(" ")[0]
+        row = {
+            "test": test,
+            "exit": measured.returncode,
+            "wall_s": round(measured.wall_s, 2),
+            "rss_mib": round(measured.peak_rss_mib),
+        }
+        with open(table, "a") as file:
+            file.write(json.dumps(row) + "\n")
 
 
 @dataclass(frozen=True)
