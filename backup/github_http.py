@@ -44,7 +44,9 @@ DEFAULT_MAX_PAGE_VALUES = 100_000
 # Pages of one listing: 100,000 versions. A package's own listing stops sooner, after the
 # pages its listed version_count fills (see GitHubPackages).
 DEFAULT_MAX_PAGES = 1_000
-DEFAULT_READ_DEADLINE_S = 60.0
+# GitHub ends any REST request that takes it over 10 s, so a page still arriving after 25 s
+# is being trickled.
+DEFAULT_READ_DEADLINE_S = 25.0
 MAX_HOPS = 5  # answers to one request: the first, plus 301s to the same origin and 202s
 _CHUNK = 64 * 1024
 

@@ -505,6 +505,7 @@ def test_the_defaults_bound_a_page_and_a_listing() -> None:
     assert limits == ApiLimits()
     assert (limits.max_page_bytes, limits.max_pages) == (DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAGES)
     assert (limits.max_page_bytes // MiB, limits.max_pages) == (10, 1000)
+    assert limits.read_deadline_s < 30  # a trickled page fails its package within 30 s
     list_pages = min(limits.max_pages, LIST_CAP // PAGE_SIZE + 1)
     assert list_pages * _REQUEST_INTERVAL_S < 30
     assert limits.version_pages(5, PAGE_SIZE) == 3
