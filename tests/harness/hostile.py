@@ -5,7 +5,9 @@ request it received, headers and body, so a test can assert what an attacker's e
 The CLI runs as a child process (``run_measured``) with HOME, TMPDIR and the working directory
 inside one sandbox folder; afterwards ``files_outside`` lists whatever it wrote there other
 than under the destinations the test named. The child's own peak RSS comes from ``wait4``
-(``RUSAGE_CHILDREN`` would report the largest child of the whole test session).
+through ``tests/harness/peakrss.py`` (``RUSAGE_CHILDREN`` would report the largest child of
+the whole test session, and even ``wait4`` on a child forked from the session would count
+the session's own memory).
 """
 
 from __future__ import annotations
@@ -121,29 +123,31 @@ def run_measured(
         tempfile.TemporaryFile() as out,
         tempfile.TemporaryFile() as err,
         tempfile.TemporaryFile() as stdin,
+        tempfile.TemporaryDirectory() as scratch,
     ):
         if input_text is not None:
             stdin.write(input_text.encode())
             stdin.seek(0)
+        rss_file = Path(scratch) / "rss"
         started = time.monotonic()
         process = subprocess.Popen(
-            [*COMMAND, *args],
+            [sys.executable, "-m", "tests.harness.peakrss", str(rss_file), *COMMAND, *args],
             stdin=stdin,
             stdout=out,
             stderr=err,
-            env=sandbox.env(env),
+            env=sandbox.env(env) | {"PYTHONPATH": str(ROOT)},
             cwd=sandbox.work,
             start_new_session=True,
         )
         timed_out = False
         while True:
-            pid, status, usage = os.wait4(process.pid, os.WNOHANG)
+            pid, status, _usage = os.wait4(process.pid, os.WNOHANG)
             if pid:
                 break
             if time.monotonic() - started > timeout:
                 timed_out = True
                 os.killpg(process.pid, signal.SIGKILL)
-                pid, status, usage = os.wait4(process.pid, 0)
+                pid, status, _usage = os.wait4(process.pid, 0)
                 break
             time.sleep(0.05)
         wall = time.monotonic() - started
@@ -154,7 +158,7 @@ def run_measured(
             process.returncode,
             out.read().decode(errors="replace"),
             err.read().decode(errors="replace"),
-            usage.ru_maxrss * 1024,  # kilobytes on Linux
+            int(rss_file.read_text()) if rss_file.exists() else 0,
             wall,
             timed_out,
         )
