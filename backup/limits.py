@@ -46,11 +46,13 @@ class Limits:
 class Pace:
     """The throughput floor of one body: each window of ``window_s`` must bring enough bytes.
 
-    ``read`` awaits one read, cut off at the end of the current window; a window that ends
+    ``read`` awaits one read, cut off at the end of the current window (so it must be safe to
+    cancel, as aiohttp's ``StreamReader.read`` is: the bytes stay buffered); a window that ends
     short of ``min_bytes_per_s * window_s`` bytes raises TooSlow naming ``what``.
     """
 
     def __init__(self, limits: Limits, what: str) -> None:
+        self._off = limits.min_bytes_per_s <= 0
         self._window = limits.speed_window_s
         self._needed = limits.min_bytes_per_s * limits.speed_window_s
         self._what = what
@@ -58,15 +60,20 @@ class Pace:
         self._got = 0
 
     async def read(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
+        if self._off:
+            return await read()
         while True:
             remaining = self._started + self._window - time.monotonic()
             if remaining <= 0:
                 self._next_window()
                 continue
+            window = asyncio.timeout(remaining)
             try:
-                async with asyncio.timeout(remaining):
+                async with window:
                     chunk = await read()
             except TimeoutError:
+                if not window.expired():
+                    raise  # the socket's own read timeout: a stall for the retry layer
                 self._next_window()
                 continue
             self._got += len(chunk)

@@ -1,0 +1,120 @@
+"""The throughput floor: a trickle fails within a window, a socket's own read timeout stays a
+stall for the retry layer, and a floor of 0 is no floor."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import AsyncIterator
+
+import aiohttp
+import pytest
+from aiohttp import web
+
+from backup.errors import ConnectionBroken, TooSlow
+from backup.limits import Limits, Pace, paced
+from backup.registry.answers import chunks
+
+FAST = Limits(min_bytes_per_s=1000, speed_window_s=0.3)
+
+
+def _trickle(every_s: float, count: int = 10**6) -> object:
+    sent = 0
+
+    async def read() -> bytes:
+        nonlocal sent
+        if sent == count:
+            return b""
+        sent += 1
+        await asyncio.sleep(every_s)
+        return b"x"
+
+    return read
+
+
+async def test_a_trickle_fails_at_the_end_of_its_first_window() -> None:
+    """One byte every 0.1 s against 1000 B/s over 0.3 s windows: TooSlow after about 0.3 s."""
+    started = time.monotonic()
+    with pytest.raises(TooSlow, match=r"only \d+ bytes arrived in 0.3 s.*--min-speed"):
+        async for _ in paced(FAST, "GET blob", _trickle(0.1)):  # type: ignore[arg-type]
+            pass
+    assert 0.25 < time.monotonic() - started < 1.0
+
+
+async def test_a_silent_reader_fails_without_a_byte() -> None:
+    """A read that never returns is cut off at the window's end."""
+
+    async def never() -> bytes:
+        await asyncio.sleep(3600)
+        return b""
+
+    with pytest.raises(TooSlow, match="only 0 bytes"):
+        await Pace(FAST, "GET manifest").read(never)
+
+
+async def test_a_fast_body_passes_many_windows() -> None:
+    """Enough bytes in every window: the body is read to its end, however long it takes."""
+    sent = 0
+
+    async def read() -> bytes:  # cancellation-safe, as aiohttp's StreamReader.read is
+        nonlocal sent
+        if sent >= 40:
+            return b""
+        await asyncio.sleep(0.02)
+        sent += 1
+        return b"y" * 100  # 5000 B/s
+
+    total = 0
+    async for chunk in paced(FAST, "GET blob", read):
+        total += len(chunk)
+    assert total == 4000
+
+
+async def test_a_floor_of_zero_is_no_floor() -> None:
+    """--min-speed 0: a trickle is read to its end."""
+    off = Limits(min_bytes_per_s=0, speed_window_s=0.05)
+    read = _trickle(0.02, count=8)
+    assert [c async for c in paced(off, "GET blob", read)] == [b"x"] * 8  # type: ignore[arg-type]
+
+
+@pytest.fixture
+async def stalled_body() -> AsyncIterator[str]:
+    """A server that sends 1 MiB of a 10 MiB body, then nothing."""
+
+    async def handler(request: web.Request) -> web.StreamResponse:
+        response = web.StreamResponse(headers={"Content-Length": str(10 * 2**20)})
+        await response.prepare(request)
+        await response.write(b"x" * 2**20)
+        await asyncio.sleep(2)
+        return response
+
+    app = web.Application()
+    app.router.add_get("/", handler)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    yield f"http://127.0.0.1:{port}/"
+    await runner.cleanup()
+
+
+@pytest.mark.parametrize("min_speed", [0, 10 * 1024])
+async def test_a_socket_read_timeout_stays_a_resumable_break(
+    stalled_body: str, min_speed: int
+) -> None:
+    """aiohttp's read timeout is a TimeoutError too: it must come out as ConnectionBroken (the
+    transfer resumes), never be taken for the window's end, nor spin for ever at floor 0."""
+    timeout = aiohttp.ClientTimeout(total=None, sock_read=0.5)
+    async with (
+        aiohttp.ClientSession(timeout=timeout) as session,
+        session.get(stalled_body) as response,
+    ):
+        started = time.monotonic()
+        received = 0
+        with pytest.raises(ConnectionBroken):
+            async with asyncio.timeout(10):
+                async for chunk in chunks(response, 65536, "GET blob", Limits(min_speed)):
+                    received += len(chunk)
+    assert received == 2**20
+    assert time.monotonic() - started < 5
