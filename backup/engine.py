@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
@@ -102,6 +103,7 @@ class CopyEngine:
         # Child manifests (and referrers) are read and checked at most this many at once,
         # whatever the number of children an index lists.
         self._manifest_reads = asyncio.Semaphore(concurrency)
+        self._fan_out_limit = concurrency
         self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[_BlobKey, list[str]] = {}
@@ -225,7 +227,7 @@ class CopyEngine:
             manifest = manifest.limit_platforms(spec.platforms)
             if existing is not None and existing.digest == manifest.digest:
                 return "skipped", existing
-        await self._place_content(manifest, src.repository, dst.repository)
+        await self._place_content(manifest, src.repository, dst.repository, _Budget())
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
@@ -248,10 +250,16 @@ class CopyEngine:
         referrers = await source.list_referrers(src.name, digest)
         if referrers:
             _check_count(referrers, f"the referrers of {digest}")
-            await _all(self._ensure_manifest(referrer, src, dst) for referrer in referrers)
+            budget = _Budget()
+            await self._fan_out(
+                functools.partial(self._ensure_manifest, referrer, src, dst, budget)
+                for referrer in referrers
+            )
             bound.info("referrers_copied", digest=digest, count=len(referrers))
 
-    async def _place_content(self, manifest: Manifest, src: Repository, dst: Repository) -> None:
+    async def _place_content(
+        self, manifest: Manifest, src: Repository, dst: Repository, budget: _Budget
+    ) -> None:
         """Put everything ``manifest`` references at ``dst``: child manifests or blobs.
 
         What the manifest claims is checked against the bounds before any of it moves.
@@ -259,9 +267,14 @@ class CopyEngine:
         if manifest.is_index:
             children = list(manifest.children())
             _check_count(children, f"index {manifest.digest}")
-            await _all(self._ensure_manifest(child, src, dst) for child in children)
+            budget.spend(len(children), manifest.digest)
+            await self._fan_out(
+                functools.partial(self._ensure_manifest, child, src, dst, budget)
+                for child in children
+            )
         else:
             blobs = list(manifest.blobs())
+            _check_count(blobs, f"manifest {manifest.digest}")
             for blob in blobs:
                 if blob.size > self._limits.max_blob_bytes:
                     raise OverLimit(
@@ -269,18 +282,29 @@ class CopyEngine:
                         f"bytes, over the {self._limits.max_blob_bytes}-byte limit: nothing "
                         "of it was copied; if the image is real, raise --max-blob-size"
                     )
-            await _all(self._ensure_blob(blob, src, dst) for blob in blobs)
+            await self._fan_out(
+                functools.partial(self._ensure_blob, blob, src, dst) for blob in blobs
+            )
 
     # Child manifests, shared between images that reference the same digest
 
-    async def _ensure_manifest(self, child: Descriptor, src: Repository, dst: Repository) -> None:
+    async def _fan_out(self, starts: Iterable[Callable[[], Coroutine[Any, Any, None]]]) -> None:
+        """Run every one, at most ``concurrency`` at a time: an index's children or a
+        manifest's blobs never become thousands of tasks at once."""
+        await _bounded(starts, self._fan_out_limit)
+
+    async def _ensure_manifest(
+        self, child: Descriptor, src: Repository, dst: Repository, budget: _Budget
+    ) -> None:
         await _shared(
             self._manifest_tasks,
             _Place.of(dst, child),
-            lambda: self._copy_child(child, src, dst),
+            lambda: self._copy_child(child, src, dst, budget),
         )
 
-    async def _copy_child(self, child: Descriptor, src: Repository, dst: Repository) -> None:
+    async def _copy_child(
+        self, child: Descriptor, src: Repository, dst: Repository, budget: _Budget
+    ) -> None:
         target = self._store_for(dst.registry)
         async with self._manifest_reads:
             # A registry accepts a manifest only when all it references is present, so a child
@@ -290,7 +314,7 @@ class CopyEngine:
                 return
             source = self._store_for(src.registry)
             manifest = await source.get_manifest(src.name, child.digest, child)
-        await self._place_content(manifest, src, dst)
+        await self._place_content(manifest, src, dst, budget)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
 
@@ -386,6 +410,22 @@ class CopyEngine:
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
 
 
+@dataclass
+class _Budget:
+    """Child manifests one image may name across its whole tree of indexes: a nested index
+    multiplies, so each level's own cap is not enough."""
+
+    left: int = MAX_INDEX_CHILDREN
+
+    def spend(self, count: int, digest: str) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise OverLimit(
+                f"index {digest} brings the image's nested indexes past {MAX_INDEX_CHILDREN} "
+                "child manifests in all: no real image has that many; not copied"
+            )
+
+
 def _check_count(descriptors: list[Descriptor], what: str) -> None:
     if len(descriptors) > MAX_INDEX_CHILDREN:
         raise OverLimit(
@@ -416,9 +456,19 @@ async def _shared(
     await asyncio.shield(task)
 
 
-async def _all(awaitables: Iterable[Coroutine[Any, Any, None]]) -> None:
-    """Await all; if any fails, let the rest finish, then raise the first failure."""
-    results = await asyncio.gather(*awaitables, return_exceptions=True)
-    for result in results:
-        if isinstance(result, BaseException):
-            raise result
+async def _bounded(starts: Iterable[Callable[[], Coroutine[Any, Any, None]]], limit: int) -> None:
+    """Run each, at most ``limit`` at once; if any fails, let the rest finish, then raise the
+    first failure."""
+    pending = iter(starts)
+    failures: list[Exception] = []
+
+    async def worker() -> None:
+        for start in pending:  # one iterator shared by the workers
+            try:
+                await start()
+            except Exception as exc:
+                failures.append(exc)
+
+    await asyncio.gather(*(worker() for _ in range(limit)))
+    if failures:
+        raise failures[0]
