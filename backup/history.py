@@ -249,6 +249,18 @@ class Pruning:
     remaining: tuple[TaggedImage, ...]
 
 
+async def _unknown_tags(store: Store, name: str, known: set[str]) -> dict[str, str]:
+    """Digest -> tag for the tags of ``name`` that the tool did not write (an operator's)."""
+    found: dict[str, str] = {}
+    for tag in await store.list_tags(name):
+        if tag in known or is_reserved("", tag):
+            continue
+        descriptor = await store.resolve_manifest(name, tag)
+        if descriptor is not None:
+            found.setdefault(descriptor.digest, tag)
+    return found
+
+
 async def prune_unreferenced(
     store: Store,
     prefix: Repository,
@@ -274,7 +286,9 @@ async def prune_unreferenced(
     pruned: list[str] = []
     remaining: list[TaggedImage] = []
     protected: dict[str, set[str]] = {}
-    for candidate in sorted(set(candidates)):
+    others: dict[str, dict[str, str]] = {}
+    candidates = sorted(set(candidates))
+    for candidate in candidates:
         relative, tag = candidate.repository, candidate.tag
         if (relative, tag) in named or is_reserved(relative, tag):
             continue  # a kept snapshot names it again: it is no longer forgotten
@@ -299,6 +313,20 @@ async def prune_unreferenced(
                 repository=relative,
                 tag=tag,
                 reason="its digest is a kept image or part of one",
+            )
+            remaining.append(candidate)
+            continue
+        if relative not in others:
+            mine = {c.tag for c in candidates if c.repository == relative}
+            mine |= {t for r, t in named if r == relative}
+            others[relative] = await _unknown_tags(store, name, mine)
+        if (other := others[relative].get(found.digest)) is not None:
+            # Deleting the manifest would delete the operator's tag with it.
+            log.warning(
+                "prune_skipped",
+                repository=relative,
+                tag=tag,
+                reason=f"the tag {other!r}, which the tool did not write, names the same digest",
             )
             remaining.append(candidate)
             continue

@@ -273,6 +273,25 @@ async def test_prune_never_deletes_a_tag_no_snapshot_recorded_or_one_re_pointed(
     assert any(e.get("tag") == "moved" and e["event"] == "prune_skipped" for e in logs)
 
 
+async def test_prune_never_deletes_a_manifest_an_operators_tag_shares() -> None:
+    """Deleting a forgotten tag deletes its manifest, so a tag the tool never wrote on the
+    same digest keeps the candidate: the operator's tag survives."""
+    memory = Memory.make()
+    one, two = image(b"one"), image(b"two")
+    for tag, img in (("1", one), ("2", two), ("keep-me", two)):
+        memory.store.add_image("ghcr/acme/app", tag, img)
+    kept = [(await record_run(memory.snapshots(), None, "s", [_tagged("1", one)], Retention()))]
+    with capture_logs() as logs:
+        result = await prune_unreferenced(
+            memory.store, memory.prefix, [kept[0].snapshot], [_tagged("2", two)], dry_run=False
+        )
+    assert result.pruned == ()
+    assert [c.tag for c in result.remaining] == ["2"]
+    assert {"1", "2", "keep-me"} <= set(memory.store.tags["ghcr/acme/app"])
+    skipped = [e for e in logs if e["event"] == "prune_skipped" and e["tag"] == "2"]
+    assert skipped and "'keep-me'" in skipped[0]["reason"]
+
+
 async def test_the_forgotten_tags_list_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past its cap the list keeps the cap and says so (those tags are then never pruned).
     The cap is lowered here; the default's entries fit the list's read bound many times."""
