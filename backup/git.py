@@ -96,7 +96,10 @@ class GitHost:
     def _origin_problem(self, url: str) -> str | None:
         if not url.isascii() or any(c <= " " or c in "\\\x7f" for c in url):
             return f"clone URL {url!r} has characters no URL of GitHub has"
-        parts = urlsplit(url)
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed [ in the host
+            return f"clone URL {url!r} is not a valid URL"
         try:
             parts.port  # noqa: B018 - raises on a port that is not a number
         except ValueError:

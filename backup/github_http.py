@@ -163,15 +163,22 @@ class BoundedConnection:
                     f"GitHub answered {url.partition('?')[0]} with more than {MAX_HOPS - 1} "
                     "redirects or 202 Accepted in a row: stopped"
                 )
-            response = self.session.request(
-                verb,
-                url,
-                headers=headers,
-                data=data,
-                timeout=self._timeout,
-                allow_redirects=False,
-                stream=True,
-            )
+            try:
+                response = self.session.request(
+                    verb,
+                    url,
+                    headers=headers,
+                    data=data,
+                    timeout=self._timeout,
+                    allow_redirects=False,
+                    stream=True,
+                )
+            except (requests.exceptions.InvalidURL, ValueError) as exc:
+                # requests prepares the redirect's target even when it will not follow it.
+                raise GitHubAnswerInvalid(
+                    f"GitHub answered {url.partition('?')[0]} with a redirect that is not a "
+                    f"valid URL ({type(exc).__name__}): stopped"
+                ) from None
             try:
                 target = self._redirect(response, url)
                 if target is None:

@@ -213,7 +213,14 @@ class GitHubRepos:
 
     def _same_api(self, url: str) -> str:
         """The path below the API URL of a next-page ``url``; refused if it leaves the API."""
-        api, page = urlsplit(self._api_url), urlsplit(url)
+        api = urlsplit(self._api_url)
+        try:
+            page = urlsplit(url)
+        except ValueError:
+            raise ApiHostMismatch(
+                f"the GitHub API at {self._api_url} links its next page at {url[:100]!r}, "
+                "which is not a URL: stopped"
+            ) from None
         try:
             same = (
                 page.scheme == api.scheme

@@ -529,12 +529,26 @@ def _screened(repos: list[Repo], config: ReposConfig) -> tuple[list[RepoOutcome]
     return refused, kept
 
 
+def _hostname(url: str) -> str:
+    try:
+        return (urlsplit(url).hostname or "").lower()
+    except ValueError:  # not a URL at all: git.py refuses it, naming why
+        return ""
+
+
 def _refuse_one_foreign_host(repos: list[Repo], config: ReposConfig) -> None:
     from backup.repos import ApiHostMismatch
 
     host = config.git_host
-    named = {(urlsplit(r.clone_url).hostname or "").lower() for r in repos if not r.unusable}
-    if len(named) == 1 and not any(host.allows(r.clone_url) for r in repos if not r.unusable):
+    usable = [r for r in repos if not r.unusable]
+    named = {_hostname(r.clone_url) for r in usable}
+    # One repository alone pointing elsewhere is that repository's failure, not a setting.
+    if (
+        len(usable) > 1
+        and len(named) == 1
+        and "" not in named
+        and not any(host.allows(r.clone_url) for r in usable)
+    ):
         (other,) = named
         raise ApiHostMismatch(
             f"every repository the GitHub API at {config.api_url} lists has its clone URL on "

@@ -403,6 +403,22 @@ def test_a_redirect_to_another_origin_is_refused(tmp_path: Path, loop: Backgroun
     assert result.wall_s < 20, result
 
 
+def test_a_redirect_to_no_valid_url_is_a_discovery_error(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """A Location that is not a URL (an unclosed IPv6 bracket) is GitHub's failure to answer,
+    exit 2 with a reason, not a crash."""
+
+    async def listing(request: web.Request, page: int) -> web.StreamResponse:
+        return web.Response(status=302, headers={"Location": "https://[x/orgs/acme/packages"})
+
+    api = hostile_api(loop, listing, {})
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 2, result
+    assert "with a redirect that is not a valid URL" in result.stderr, result
+    assert "Traceback" not in result.stderr
+
+
 async def test_a_trickled_page_fails_by_its_deadline(loop: BackgroundLoop) -> None:
     """A page trickled a byte at a time fails its package when the read deadline passes."""
 

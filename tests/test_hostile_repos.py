@@ -16,6 +16,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
+from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -358,6 +359,7 @@ def test_the_default_git_bounds() -> None:
         ("http://127.0.0.1:5000", "http://127.0.0.1:6000/acme/app.git", None),
         ("http://127.0.0.1:5000", "https://127.0.0.1/acme/app.git", None),
         ("http://127.0.0.1:5000", "http://127.0.0.1:bad/acme/app.git", "invalid port"),
+        ("https://api.github.com", "https://[x/acme/app.git", "not a valid URL"),
     ],
 )
 def test_the_git_host_of_an_api(api: str, url: str, refused_because: str | None) -> None:
@@ -368,6 +370,18 @@ def test_the_git_host_of_an_api(api: str, url: str, refused_because: str | None)
         assert refusal is None
     else:
         assert refusal is not None and refused_because in refusal
+
+
+def test_one_repository_pointing_elsewhere_is_its_own_failure_not_a_setting() -> None:
+    """The one-foreign-host rule (a GHES under another name) needs two repositories or more:
+    a single listed repository on another host, or on no valid URL at all, fails alone."""
+    from backup.repos import Repo
+    from backup.repos_command import _refuse_one_foreign_host
+
+    config = SimpleNamespace(git_host=GitHost.for_api("https://api.github.com"), api_url="x")
+    for url in ("https://evil.example/acme/app.git", "https://[x/acme/app.git"):
+        lone = Repo("acme", "app", url)
+        _refuse_one_foreign_host([lone], config)  # type: ignore[arg-type]
 
 
 # GitHub's answers
