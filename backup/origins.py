@@ -19,6 +19,8 @@ from __future__ import annotations
 
 import functools
 import ipaddress
+import re
+import socket
 from collections.abc import Collection
 from dataclasses import dataclass
 from typing import Any
@@ -41,11 +43,24 @@ class Trust:
     internal_redirects: bool = False
 
 
+_NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+", re.ASCII)
+
+
 def _address(host: str) -> IPAddress | None:
+    """The address a host names literally, in every spelling the resolver accepts: also
+    ``127.1``, ``0x7f.0.0.1``, ``2130706433`` and IPv4-mapped IPv6."""
     try:
-        return ipaddress.ip_address(host.strip("[]"))
+        address = ipaddress.ip_address(host.strip("[]"))
     except ValueError:
-        return None
+        if not (_NUMERIC_HOST.fullmatch(host) and any(c.isdigit() for c in host)):
+            return None
+        try:
+            return ipaddress.IPv4Address(socket.inet_aton(host))
+        except OSError:
+            return None
+    if isinstance(address, ipaddress.IPv6Address) and address.ipv4_mapped is not None:
+        return address.ipv4_mapped
+    return address
 
 
 @functools.cache

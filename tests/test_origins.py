@@ -59,6 +59,13 @@ REDIRECTS = [
     ("https://ghcr.io", "https://192.168.0.10/x", False, False),
     ("https://ghcr.io", "https://localhost/x", False, False),
     ("https://ghcr.io", "https://0.0.0.0/x", False, False),
+    ("https://ghcr.io", "https://2852039166/latest/meta-data/", False, False),  # 169.254.169.254
+    ("https://ghcr.io", "https://0xa9.0xfe.0xa9.0xfe/", False, False),
+    ("https://ghcr.io", "https://127.1/x", False, False),
+    ("https://ghcr.io", "https://0177.0.0.1/x", False, False),
+    ("https://ghcr.io", "https://[::ffff:127.0.0.1]/x", False, False),
+    ("http://10.0.0.5:5000", "http://[::ffff:169.254.169.254]/", False, False),
+    ("https://ghcr.io", "https://cafe.example/x", False, True),  # a name, not a number
     ("https://ghcr.io", "https://10.1.2.3/x", True, True),  # --allow-internal-redirects
     ("http://127.0.0.1:5000", "http://127.0.0.1:6000/cdn", False, True),  # a loopback lab
     ("http://10.0.0.5:5000", "http://10.0.0.6/cdn", False, True),  # a private network
