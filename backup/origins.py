@@ -118,19 +118,19 @@ def check_redirect(
 ) -> None:
     """Refuse a redirect to a non-http URL, from https down to http, or into internal address
     space that the registry (``registry_url``) is not in itself, unless ``internal_ok``
-    (``--allow-internal-redirects``)."""
+    (``--allow-internal-redirects``); link-local (cloud metadata) stays refused even then."""
     if target.scheme not in ("http", "https"):
         raise UnsafeRedirect(f"refusing redirect to a non-http URL from {redact_url(source)}")
     if source.scheme == "https" and target.scheme != "https":
         raise UnsafeRedirect(
             f"refusing https-to-http redirect from {redact_url(source)} to {redact_url(target)}"
         )
-    refusal = None if internal_ok else _internal_refusal(target, registry_url)
+    refusal = _internal_refusal(target, registry_url, internal_ok)
     if refusal:
         raise UnsafeRedirect(f"refusing redirect from {redact_url(source)}: {refusal}")
 
 
-def _internal_refusal(target: yarl.URL, registry_url: yarl.URL) -> str | None:
+def _internal_refusal(target: yarl.URL, registry_url: yarl.URL, internal_ok: bool) -> str | None:
     host = (target.host or "").lower()
     own = (registry_url.host or "").lower()
     if host == own:
@@ -152,7 +152,7 @@ def _internal_refusal(target: yarl.URL, registry_url: yarl.URL) -> str | None:
             and not (own_address is not None and own_address.is_link_local)
         ):
             return f"{host} is a link-local address (where cloud metadata services answer)"
-        if not registry_internal:
+        if not registry_internal and not internal_ok:
             return (
                 f"{host} is an internal address and the registry {own} is not on one: "
                 "a registry on a public address has no reason to send us there (if its "

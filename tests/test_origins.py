@@ -67,6 +67,7 @@ REDIRECTS = [
     ("http://10.0.0.5:5000", "http://[::ffff:169.254.169.254]/", False, False),
     ("https://ghcr.io", "https://cafe.example/x", False, True),  # a name, not a number
     ("https://ghcr.io", "https://10.1.2.3/x", True, True),  # --allow-internal-redirects
+    ("https://ghcr.io", "https://169.254.169.254/", True, False),  # metadata: even then
     ("http://127.0.0.1:5000", "http://127.0.0.1:6000/cdn", False, True),  # a loopback lab
     ("http://10.0.0.5:5000", "http://10.0.0.6/cdn", False, True),  # a private network
     ("http://10.0.0.5:5000", "http://169.254.169.254/", False, False),  # metadata: never
