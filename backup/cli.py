@@ -184,8 +184,8 @@ def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
     network.add_argument(
         "--allow-internal-redirects",
         action="store_true",
-        help="follow a registry's redirects to loopback, link-local, private or reserved "
-        "addresses even when the registry itself is not on one",
+        help="follow a registry's redirects to loopback, private or reserved addresses even "
+        "when the registry itself is not on one (never to link-local: cloud metadata)",
     )
     network.add_argument(
         "--read-timeout",

@@ -5,8 +5,9 @@ reader keeps its own bound from here:
 
 - bodies: a blob never past ``max_blob_bytes`` (checked on the descriptor before a byte
   moves) nor past its descriptor's size; a token answer within ``MAX_TOKEN_BODY``; a listing
-  within ``MAX_LISTING_PAGES`` pages and ``MAX_LISTING_BYTES`` bytes in all; an index within
-  ``MAX_INDEX_CHILDREN`` descriptors;
+  within ``MAX_LISTING_PAGES`` pages of ``MAX_LISTING_PAGE_BYTES``, ``MAX_LISTING_BYTES`` and
+  ``MAX_LISTING_ITEMS`` in all; an index, a manifest's blobs and one image's nested indexes
+  within ``MAX_INDEX_CHILDREN`` descriptors;
 - time: every body moves at ``min_bytes_per_s`` or more, averaged over windows of
   ``SPEED_WINDOW_S`` (a body that trickles fails within one window), and an image has
   ``image_timeout_s`` in all.
@@ -27,6 +28,8 @@ KiB = 2**10
 MAX_TOKEN_BODY = 1 * 2**20
 MAX_LISTING_PAGES = 1000
 MAX_LISTING_BYTES = 32 * 2**20
+MAX_LISTING_PAGE_BYTES = 4 * 2**20  # parsed at once: 4 MiB of two-letter tags is 800,000 strings
+MAX_LISTING_ITEMS = 500_000
 MAX_INDEX_CHILDREN = 4096
 SPEED_WINDOW_S = 20.0
 

@@ -4,6 +4,7 @@ stall for the retry layer, and a floor of 0 is no floor."""
 from __future__ import annotations
 
 import asyncio
+import json
 import time
 from collections.abc import AsyncIterator
 
@@ -118,3 +119,47 @@ async def test_a_socket_read_timeout_stays_a_resumable_break(
                     received += len(chunk)
     assert received == 2**20
     assert time.monotonic() - started < 5
+
+
+async def test_a_tag_list_page_over_4_mib_is_refused_unparsed() -> None:
+    """A 5 MiB tags/list page of two-letter tags would parse into a million strings: refused."""
+    from aioresponses import aioresponses
+
+    from backup.errors import OverLimit
+    from backup.reference import Registry
+    from backup.registry import RegistryClient
+
+    tags = [f"{a}{b}" for a in "abcdefghij" for b in "abcdefghij"] * 9000
+    body = json.dumps({"name": "app", "tags": tags})
+    assert len(body) > 4 * 2**20
+    with aioresponses() as mocked:
+        mocked.get("https://r.example.com/v2/app/tags/list?n=1000", body=body)
+        async with aiohttp.ClientSession() as session:
+            client = RegistryClient(Registry("r.example.com"), session, None)
+            with pytest.raises(OverLimit, match="exceeds the 4194304-byte limit"):
+                await client.list_tags("app")
+
+
+async def test_endless_tag_pages_stop_at_the_entry_cap() -> None:
+    """Pages of 100,000 tags that always link a next one end once past 500,000 entries."""
+    from aioresponses import aioresponses
+
+    from backup.errors import OverLimit
+    from backup.reference import Registry
+    from backup.registry import RegistryClient
+
+    body = json.dumps({"name": "app", "tags": [f"t{n}" for n in range(100_000)]})
+    link = {"Link": '</v2/app/tags/list?n=1000&last=x>; rel="next"'}
+    with aioresponses() as mocked:
+        mocked.get("https://r.example.com/v2/app/tags/list?n=1000", body=body, headers=link)
+        mocked.get(
+            "https://r.example.com/v2/app/tags/list?n=1000&last=x",
+            body=body,
+            headers=link,
+            repeat=True,
+        )
+        async with aiohttp.ClientSession() as session:
+            client = RegistryClient(Registry("r.example.com"), session, None)
+            with pytest.raises(OverLimit, match="600000 entries"):
+                await client.list_tags("app")
+        assert sum(len(calls) for calls in mocked.requests.values()) == 6

@@ -28,7 +28,14 @@ from backup.errors import (
     SizeMismatch,
     TransientError,
 )
-from backup.limits import MAX_INDEX_CHILDREN, MAX_LISTING_BYTES, MAX_LISTING_PAGES, Limits
+from backup.limits import (
+    MAX_INDEX_CHILDREN,
+    MAX_LISTING_BYTES,
+    MAX_LISTING_ITEMS,
+    MAX_LISTING_PAGE_BYTES,
+    MAX_LISTING_PAGES,
+    Limits,
+)
 from backup.oci import (
     MANIFEST_ACCEPT,
     MANIFEST_MEDIA_TYPES,
@@ -327,7 +334,8 @@ class RegistryClient:
         url = yarl.URL(f"{self.registry.base_url}/v2/{name}/tags/list?n=1000", encoded=True)
 
         async def tags(resp: aiohttp.ClientResponse) -> list[str]:
-            body = await read_json(resp, f"list tags of {name}", self.limits, MAX_LISTING_BYTES)
+            what = f"list tags of {name}"
+            body = await read_json(resp, what, self.limits, MAX_LISTING_PAGE_BYTES)
             tags = body.get("tags") or []
             return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
 
@@ -380,7 +388,7 @@ class RegistryClient:
         url = yarl.URL(f"{self.registry.base_url}/v2/_catalog?n=1000", encoded=True)
 
         async def names(resp: aiohttp.ClientResponse) -> list[str]:
-            body = await read_json(resp, "list the catalog", self.limits, MAX_LISTING_BYTES)
+            body = await read_json(resp, "list the catalog", self.limits, MAX_LISTING_PAGE_BYTES)
             names = body.get("repositories") or []
             return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
 
@@ -403,17 +411,22 @@ class RegistryClient:
         """Every page of a list, following ``Link: <...>; rel="next"`` on the same origin only.
 
         The pages read, and True if a page answered one of the ``absent`` statuses (the list
-        ends there). At most ``MAX_LISTING_PAGES`` pages of ``MAX_LISTING_BYTES`` in all: a
-        list without end is the registry's failure (OverLimit).
+        ends there). At most ``MAX_LISTING_PAGES`` pages, ``MAX_LISTING_BYTES`` and
+        ``MAX_LISTING_ITEMS`` in all: a list without end is the registry's failure (OverLimit).
         """
         pages: list[T] = []
         following: yarl.URL | None = url
-        read_bytes = 0
+        read_bytes = items = 0
         while following is not None:
-            if len(pages) == MAX_LISTING_PAGES or read_bytes > MAX_LISTING_BYTES:
+            if (
+                len(pages) == MAX_LISTING_PAGES
+                or read_bytes > MAX_LISTING_BYTES
+                or items > MAX_LISTING_ITEMS
+            ):
                 raise OverLimit(
-                    f"{what} on {self.registry}: the list goes on past {len(pages)} pages "
-                    f"and {read_bytes} bytes, more than any real listing; refusing to read on"
+                    f"{what} on {self.registry}: the list goes on past {len(pages)} pages, "
+                    f"{read_bytes} bytes and {items} entries, more than any real listing; "
+                    "refusing to read on"
                 )
             async with await self._transport.request(
                 "GET", following, scopes=scopes, headers=headers
@@ -421,8 +434,10 @@ class RegistryClient:
                 if resp.status in absent:
                     return pages, True
                 await self._expect(resp, (200,), what)
-                pages.append(await read(resp))
+                page = await read(resp)
+                pages.append(page)
                 read_bytes += resp.content_length or resp.content.total_bytes
+                items += len(page) if isinstance(page, list) else 0
                 link = next_link(resp)
             following = (
                 None if link is None else self._transport.same_origin(following, link, listing)
