@@ -87,6 +87,13 @@ def _byte_rate(text: str) -> int:
     return int(match.group(1)) * _UNITS[match.group(2).lower()]
 
 
+def _blob_limit(text: str) -> int:
+    value = _byte_rate(text)
+    if value < 1024:
+        raise argparse.ArgumentTypeError("give at least 1KiB: every blob would be refused")
+    return value
+
+
 def _positive_int(text: str) -> int:
     value = int(text)
     if value < 1:
@@ -166,7 +173,7 @@ def _network_options(*, concurrency: bool = True) -> argparse.ArgumentParser:
     )
     network.add_argument(
         "--max-blob-size",
-        type=_byte_rate,
+        type=_blob_limit,
         default=DEFAULT_MAX_BLOB_BYTES,
         metavar="SIZE",
         help="refuse, before any byte moves, a blob whose descriptor claims more "

@@ -111,6 +111,8 @@ CASES: list[tuple[str, list[str], str]] = [
         (c, ["--ca-file", "{tmp}/none.pem"], "--ca-file {tmp}/none.pem: no such file")
         for c in NETWORK
     ],
+    *[(c, ["--max-blob-size", "0"], "give at least 1KiB") for c in NETWORK],
+    *[(c, ["--min-speed", "fast"], "is not a size like 10KiB") for c in NETWORK],
     ("registry", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("verify", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
     ("restore", ["--shard", "0/2", "--shard-count", "2"], "not allowed with argument --shard"),
