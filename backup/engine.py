@@ -24,13 +24,12 @@ import structlog
 from backup.errors import (
     AuthError,
     BackupError,
-    OverLimit,
     RegistryError,
     SizeMismatch,
-    TooSlow,
     TransientError,
 )
-from backup.limits import MAX_INDEX_CHILDREN, Limits
+from backup.fanout import bounded, shared
+from backup.limits import DescriptorBudget, Limits, check_count
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
 from backup.reference import Registry, Repository
@@ -158,9 +157,8 @@ class CopyEngine:
             except TimeoutError:
                 if not deadline.expired():
                     raise
-                limit = f"{self._limits.image_timeout_s:g}"
-                message = f"not finished within {limit} s (--image-timeout): abandoned"
-                return self._failed(spec, bound, started, str(TooSlow(message)))
+                limit = f"not finished within {self._limits.image_timeout_s:g} s (--image-timeout)"
+                return self._failed(spec, bound, started, limit)
             except BackupError as exc:
                 return self._failed(spec, bound, started, str(exc))
             except OSError as exc:  # a layout's file system
@@ -227,7 +225,7 @@ class CopyEngine:
             manifest = manifest.limit_platforms(spec.platforms)
             if existing is not None and existing.digest == manifest.digest:
                 return "skipped", existing
-        await self._place_content(manifest, src.repository, dst.repository, _Budget())
+        await self._place_content(manifest, src.repository, dst.repository, DescriptorBudget())
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
@@ -249,8 +247,8 @@ class CopyEngine:
         """
         referrers = await source.list_referrers(src.name, digest)
         if referrers:
-            _check_count(referrers, f"the referrers of {digest}")
-            budget = _Budget()
+            check_count(referrers, f"the referrers of {digest}")
+            budget = DescriptorBudget()
             await self._fan_out(
                 functools.partial(self._ensure_manifest, referrer, src, dst, budget)
                 for referrer in referrers
@@ -258,7 +256,7 @@ class CopyEngine:
             bound.info("referrers_copied", digest=digest, count=len(referrers))
 
     async def _place_content(
-        self, manifest: Manifest, src: Repository, dst: Repository, budget: _Budget
+        self, manifest: Manifest, src: Repository, dst: Repository, budget: DescriptorBudget
     ) -> None:
         """Put everything ``manifest`` references at ``dst``: child manifests or blobs.
 
@@ -266,7 +264,7 @@ class CopyEngine:
         """
         if manifest.is_index:
             children = list(manifest.children())
-            _check_count(children, f"index {manifest.digest}")
+            check_count(children, f"index {manifest.digest}")
             budget.spend(len(children), manifest.digest)
             await self._fan_out(
                 functools.partial(self._ensure_manifest, child, src, dst, budget)
@@ -274,14 +272,8 @@ class CopyEngine:
             )
         else:
             blobs = list(manifest.blobs())
-            _check_count(blobs, f"manifest {manifest.digest}")
-            for blob in blobs:
-                if blob.size > self._limits.max_blob_bytes:
-                    raise OverLimit(
-                        f"blob {blob.digest} of manifest {manifest.digest} claims {blob.size} "
-                        f"bytes, over the {self._limits.max_blob_bytes}-byte limit: nothing "
-                        "of it was copied; if the image is real, raise --max-blob-size"
-                    )
+            check_count(blobs, f"manifest {manifest.digest}")
+            self._limits.check_sizes([(b.digest, b.size) for b in blobs], manifest.digest)
             await self._fan_out(
                 functools.partial(self._ensure_blob, blob, src, dst) for blob in blobs
             )
@@ -289,21 +281,20 @@ class CopyEngine:
     # Child manifests, shared between images that reference the same digest
 
     async def _fan_out(self, starts: Iterable[Callable[[], Coroutine[Any, Any, None]]]) -> None:
-        """Run every one, at most ``concurrency`` at a time: an index's children or a
-        manifest's blobs never become thousands of tasks at once."""
-        await _bounded(starts, self._fan_out_limit)
+        """At most ``concurrency`` at a time: never thousands of tasks at once."""
+        await bounded(starts, self._fan_out_limit)
 
     async def _ensure_manifest(
-        self, child: Descriptor, src: Repository, dst: Repository, budget: _Budget
+        self, child: Descriptor, src: Repository, dst: Repository, budget: DescriptorBudget
     ) -> None:
-        await _shared(
+        await shared(
             self._manifest_tasks,
             _Place.of(dst, child),
             lambda: self._copy_child(child, src, dst, budget),
         )
 
     async def _copy_child(
-        self, child: Descriptor, src: Repository, dst: Repository, budget: _Budget
+        self, child: Descriptor, src: Repository, dst: Repository, budget: DescriptorBudget
     ) -> None:
         target = self._store_for(dst.registry)
         async with self._manifest_reads:
@@ -321,7 +312,7 @@ class CopyEngine:
     # Blobs
 
     async def _ensure_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
-        await _shared(
+        await shared(
             self._blob_tasks, _Place.of(dst, blob), lambda: self._place_blob(blob, src, dst)
         )
 
@@ -410,30 +401,6 @@ class CopyEngine:
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
 
 
-@dataclass
-class _Budget:
-    """Child manifests one image may name across its whole tree of indexes: a nested index
-    multiplies, so each level's own cap is not enough."""
-
-    left: int = MAX_INDEX_CHILDREN
-
-    def spend(self, count: int, digest: str) -> None:
-        self.left -= count
-        if self.left < 0:
-            raise OverLimit(
-                f"index {digest} brings the image's nested indexes past {MAX_INDEX_CHILDREN} "
-                "child manifests in all: no real image has that many; not copied"
-            )
-
-
-def _check_count(descriptors: list[Descriptor], what: str) -> None:
-    if len(descriptors) > MAX_INDEX_CHILDREN:
-        raise OverLimit(
-            f"{what} lists {len(descriptors)} descriptors, over the limit of "
-            f"{MAX_INDEX_CHILDREN}: no real image has that many; nothing of it was copied"
-        )
-
-
 def _check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repository) -> None:
     """Content already at the destination counts only if it is the size its descriptor says."""
     if size >= 0 and size != descriptor.size:
@@ -441,34 +408,3 @@ def _check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repos
             f"{what} is {size} bytes at {dst}, but the image's descriptor says "
             f"{descriptor.size}: the source image's manifest is wrong; rebuild and push it"
         )
-
-
-async def _shared(
-    tasks: dict[_Place, asyncio.Task[None]],
-    key: _Place,
-    start: Callable[[], Coroutine[Any, Any, None]],
-) -> None:
-    """Run one task per key; later callers await it. A failed task is retried by the next caller."""
-    task = tasks.get(key)
-    if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
-        task = asyncio.create_task(start())
-        tasks[key] = task
-    await asyncio.shield(task)
-
-
-async def _bounded(starts: Iterable[Callable[[], Coroutine[Any, Any, None]]], limit: int) -> None:
-    """Run each, at most ``limit`` at once; if any fails, let the rest finish, then raise the
-    first failure."""
-    pending = iter(starts)
-    failures: list[Exception] = []
-
-    async def worker() -> None:
-        for start in pending:  # one iterator shared by the workers
-            try:
-                await start()
-            except Exception as exc:
-                failures.append(exc)
-
-    await asyncio.gather(*(worker() for _ in range(limit)))
-    if failures:
-        raise failures[0]

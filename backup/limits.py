@@ -17,10 +17,10 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Sized
 from dataclasses import dataclass
 
-from backup.errors import TooSlow
+from backup.errors import OverLimit, TooSlow
 
 GiB = 2**30
 KiB = 2**10
@@ -44,6 +44,16 @@ class Limits:
     min_bytes_per_s: int = DEFAULT_MIN_BYTES_PER_S
     speed_window_s: float = SPEED_WINDOW_S
     image_timeout_s: float = DEFAULT_IMAGE_TIMEOUT_S
+
+    def check_sizes(self, blobs: Iterable[tuple[str, int]], manifest: str) -> None:
+        """Refuse a manifest naming a blob over ``max_blob_bytes``, before any byte moves."""
+        for digest, size in blobs:
+            if size > self.max_blob_bytes:
+                raise OverLimit(
+                    f"blob {digest} of manifest {manifest} claims {size} bytes, over the "
+                    f"{self.max_blob_bytes}-byte limit: nothing of it was copied; if the image "
+                    "is real, raise --max-blob-size"
+                )
 
 
 class Pace:
@@ -100,3 +110,27 @@ async def paced(
     pace = Pace(limits, what)
     while chunk := await pace.read(read):
         yield chunk
+
+
+@dataclass
+class DescriptorBudget:
+    """Child manifests one image may name across its whole tree of indexes: a nested index
+    multiplies, so each level's own cap is not enough."""
+
+    left: int = MAX_INDEX_CHILDREN
+
+    def spend(self, count: int, digest: str) -> None:
+        self.left -= count
+        if self.left < 0:
+            raise OverLimit(
+                f"index {digest} brings the image's nested indexes past {MAX_INDEX_CHILDREN} "
+                "child manifests in all: no real image has that many; not copied"
+            )
+
+
+def check_count(descriptors: Sized, what: str) -> None:
+    if len(descriptors) > MAX_INDEX_CHILDREN:
+        raise OverLimit(
+            f"{what} lists {len(descriptors)} descriptors, over the limit of "
+            f"{MAX_INDEX_CHILDREN}: no real image has that many; nothing of it was copied"
+        )

@@ -8,6 +8,7 @@ the destination, and the child's peak RSS and wall time.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import json
 import secrets
@@ -319,3 +320,33 @@ def test_trickled_manifests_and_blobs_fail_their_image_within_30_s(
         assert by_source[slow]["status"] == "failed"
         assert "KiB/s" in by_source[slow]["error"], by_source[slow]
     _bounded(run, sandbox, dest, report_path, 30)
+
+
+def test_an_image_slower_than_its_deadline_fails_alone(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """A blob that moves above the floor but would take minutes fails at --image-timeout."""
+    registry = HostileRegistry(loop).start()
+    registry.add_image("acme/slow", "1.0", [b"s" * 2**20])
+
+    async def steady(request: web.Request) -> web.StreamResponse:  # 32 KiB/s: above the floor
+        response = web.StreamResponse(headers={"Content-Length": str(2**20)})
+        await response.prepare(request)
+        try:
+            for _ in range(128):
+                await response.write(b"s" * 8192)
+                await asyncio.sleep(0.25)
+        except (ConnectionError, asyncio.CancelledError):
+            pass
+        return response
+
+    registry.routes["/v2/acme/slow/blobs/" + sha(b"s" * 2**20)] = steady
+    sandbox = Sandbox.make(tmp_path)
+
+    run, dest, report = _copy(sandbox, registry, "acme/slow:1.0", "--image-timeout", "2")
+
+    assert run.returncode == 1, run
+    assert "not finished within 2 s (--image-timeout)" in _errors(report), run
+    index = dest / "index.json"
+    assert not index.exists() or "1.0" not in index.read_text()  # no tag for a partial image
+    _bounded(run, sandbox, dest, sandbox.root / "report.json", 10)
