@@ -57,11 +57,14 @@ class Limits:
 
 
 class Pace:
-    """The throughput floor of one body: each window of ``window_s`` must bring enough bytes.
+    """The throughput floor of one body: each window of ``window_s`` spent waiting for it must
+    bring enough bytes.
 
-    ``read`` awaits one read, cut off at the end of the current window (so it must be safe to
-    cancel, as aiohttp's ``StreamReader.read`` is: the bytes stay buffered); a window that ends
-    short of ``min_bytes_per_s * window_s`` bytes raises TooSlow naming ``what``.
+    Only time spent inside ``read`` counts: a consumer that pauses between reads (an upload
+    waiting out the destination's retries) never makes the source look slow. ``read`` awaits
+    one read, cut off at the end of the current window (so it must be safe to cancel, as
+    aiohttp's ``StreamReader.read`` is: the bytes stay buffered); a window that ends short of
+    ``min_bytes_per_s * window_s`` bytes raises TooSlow naming ``what``.
     """
 
     def __init__(self, limits: Limits, what: str) -> None:
@@ -69,26 +72,29 @@ class Pace:
         self._window = limits.speed_window_s
         self._needed = limits.min_bytes_per_s * limits.speed_window_s
         self._what = what
-        self._started = time.monotonic()
+        self._waited = 0.0  # seconds spent in read() in this window
         self._got = 0
 
     async def read(self, read: Callable[[], Awaitable[bytes]]) -> bytes:
         if self._off:
             return await read()
         while True:
-            remaining = self._started + self._window - time.monotonic()
+            remaining = self._window - self._waited
             if remaining <= 0:
                 self._next_window()
                 continue
             window = asyncio.timeout(remaining)
+            started = time.monotonic()
             try:
                 async with window:
                     chunk = await read()
             except TimeoutError:
                 if not window.expired():
                     raise  # the socket's own read timeout: a stall for the retry layer
-                self._next_window()
+                self._waited = self._window
                 continue
+            finally:
+                self._waited += time.monotonic() - started
             self._got += len(chunk)
             return chunk
 
@@ -99,7 +105,7 @@ class Pace:
                 f"the floor of {self._needed / self._window / KiB:g} KiB/s (--min-speed): "
                 "the registry stalled or trickles"
             )
-        self._started = time.monotonic()
+        self._waited = 0.0
         self._got = 0
 
 

@@ -71,6 +71,25 @@ async def test_a_fast_body_passes_many_windows() -> None:
     assert total == 4000
 
 
+async def test_a_consumer_pausing_between_reads_never_makes_the_source_slow() -> None:
+    """An upload waiting out the destination's retries stops reading for longer than a
+    window; only the time spent waiting for the source counts."""
+    sent = 0
+
+    async def read() -> bytes:
+        nonlocal sent
+        if sent == 4:
+            return b""
+        sent += 1
+        return b"z" * 10
+
+    total = 0
+    async for chunk in paced(FAST, "GET blob", read):
+        total += len(chunk)
+        await asyncio.sleep(0.4)  # past the 0.3 s window, with only 10 bytes read
+    assert total == 40
+
+
 async def test_a_floor_of_zero_is_no_floor() -> None:
     """--min-speed 0: a trickle is read to its end."""
     off = Limits(min_bytes_per_s=0, speed_window_s=0.05)
