@@ -127,6 +127,15 @@ SCENARIOS = [
         destination=(Rule("503", ("PATCH",), "", 0.2),),
     ),
     Scenario(
+        # distribution appends a PATCH body whatever its Content-Range says: sent again
+        # blindly, the chunk would be stored twice and the blob fail its digest.
+        "chunked upload, PATCH applied but answered after the read timeout",
+        args=("--chunk-size", "96KiB"),
+        # A session whose PATCH was applied unanswered cannot be resumed on distribution (its
+        # Location's state is stale), so the blob starts again in a new one: a few such faults.
+        destination=(Rule("applied-then-stall", ("PATCH",), "", 0.2, limit=4),),
+    ),
+    Scenario(
         "persistent 500 on one repository",
         expect="clean-failure",
         source=(Rule("500", ("GET", "HEAD"), "/app-0/"),),

@@ -69,6 +69,7 @@ class _Exchange:
     data: Body
     deadline: float
     reauthenticated: bool = False
+    idempotent: bool = True
 
     @property
     def replayable(self) -> bool:
@@ -104,10 +105,23 @@ class Transport:
         scopes: tuple[str, ...],
         headers: dict[str, str] | None = None,
         data: Body = None,
+        idempotent: bool = True,
     ) -> aiohttp.ClientResponse:
-        """Send with auth, retries and safe redirects. The caller releases the response."""
+        """Send with auth, retries and safe redirects. The caller releases the response.
+
+        ``idempotent=False`` (an upload's PATCH, which distribution appends whatever its
+        Content-Range says) is not sent again after a timeout or a broken connection, which
+        may have come after it was applied: only the caller can tell, from the session's
+        status, where to go on. An error answer (5xx, 429) still is: nothing was applied.
+        """
         exchange = _Exchange(
-            method, url, scopes, dict(headers or {}), data, time.monotonic() + self.policy.budget_s
+            method,
+            url,
+            scopes,
+            dict(headers or {}),
+            data,
+            time.monotonic() + self.policy.budget_s,
+            idempotent=idempotent,
         )
 
         def may_retry(attempt: int) -> bool:
@@ -121,7 +135,7 @@ class Transport:
             try:
                 resp = await self._authorized(exchange)
             except RETRYABLE_EXCEPTIONS as exc:
-                if may_retry(number):
+                if may_retry(number) and exchange.idempotent:
                     raise
                 raise TransientError(
                     f"{method} {redact_url(url)} failed after {number} attempt(s): "

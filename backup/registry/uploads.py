@@ -7,6 +7,7 @@ down to a floor. A PATCH broken on the way resumes at the offset the registry re
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 from collections.abc import AsyncIterable
 
@@ -175,8 +176,10 @@ class Uploads:
         resumed (the caller starts a new one).
         """
         sent = 0
-        # Not ``retrying``: each pass resumes at the offset the registry reports, at once.
-        for _ in range(self._transport.policy.attempts):
+        # Not ``retrying``: each pass resumes at the offset the registry reports. The PATCH
+        # itself is never resent blindly: distribution 2.8 appends a PATCH body whatever its
+        # Content-Range says, so one that timed out after it was applied would be doubled.
+        for attempt in range(1, self._transport.policy.attempts + 1):
             body = data[sent:]
             headers = {
                 "Content-Type": "application/octet-stream",
@@ -185,15 +188,21 @@ class Uploads:
             }
             try:
                 async with await self._transport.request(
-                    "PATCH", location, scopes=push(name), headers=headers, data=body
+                    "PATCH",
+                    location,
+                    scopes=push(name),
+                    headers=headers,
+                    data=body,
+                    idempotent=False,
                 ) as resp:
                     await expect(
                         self._transport.registry, resp, (202, 204), f"PATCH upload to {name}"
                     )
                     return self._transport.location(resp)
             except TransientError:
+                await asyncio.sleep(self._transport.policy.delay(attempt))
                 location, received = await self.upload_status(name, location)
-                if not offset <= received <= offset + len(data):
+                if received is None or not offset <= received <= offset + len(data):
                     raise
                 sent = received - offset
                 log.warning("upload_resumed", repository=name, offset=received)
@@ -201,13 +210,19 @@ class Uploads:
                     return location
         raise TransientError(f"PATCH upload to {name} kept failing")
 
-    async def upload_status(self, name: str, location: yarl.URL) -> tuple[yarl.URL, int]:
-        """How many bytes an upload session holds (``Range: 0-N``), and its current Location."""
+    async def upload_status(self, name: str, location: yarl.URL) -> tuple[yarl.URL, int | None]:
+        """How many bytes an upload session holds (``Range: 0-N``), and its current Location.
+
+        None when the answer cannot tell: distribution reports both an empty session and one
+        holding a single byte as ``0-0``.
+        """
         try:
             async with await self._transport.request("GET", location, scopes=push(name)) as resp:
                 await expect(self._transport.registry, resp, (204,), f"upload status in {name}")
-                end = resp.headers.get("Range", "0--1").rpartition("-")[2]
-                return self._transport.location(resp), int(end) + 1
+                held = resp.headers.get("Range", "0--1")
+                if held == "0-0":
+                    return self._transport.location(resp), None
+                return self._transport.location(resp), int(held.rpartition("-")[2]) + 1
         except (RegistryError, ValueError):
             raise TransientError(f"upload session in {name} cannot be resumed") from None
 

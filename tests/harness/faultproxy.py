@@ -54,8 +54,8 @@ class Rule:
     methods: tuple[str, ...] = ("GET", "HEAD", "PUT", "POST", "PATCH")
     # Faults: 429, 429-date, 500, 502, 503, 504, drop, stall, oversize, schema1, 500-client-code,
     # html-502, not-json and not-a-manifest answer in place of the registry; reset, truncate,
-    # flip, lying-digest, redirect, redirect-expired, unauthorized and reset-upload act on a
-    # forwarded exchange.
+    # flip, lying-digest, redirect, redirect-expired, unauthorized, reset-upload and
+    # applied-then-stall (forwarded, answered only after stall_s) act on a forwarded exchange.
     path: str = ""  # regex searched in the path
     probability: float = 1.0
     limit: int | None = None
@@ -252,6 +252,11 @@ class FaultProxy:
         }
         if "Location" in headers:
             headers["Location"] = headers["Location"].replace(self.upstream, f"http://{self.host}")
+        if fault == "applied-then-stall":
+            # The registry applied the request; its answer never arrives in time.
+            await asyncio.sleep(self.stall_s)
+            request.transport.close()  # type: ignore[union-attr]
+            return web.Response(status=500)
         if request.method == "HEAD" or upstream.status in (201, 202, 204):
             if fault == "lying-digest" and "Docker-Content-Digest" in headers:
                 headers["Docker-Content-Digest"] = "sha256:" + secrets.token_hex(32)
