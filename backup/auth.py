@@ -8,7 +8,6 @@ hands it any 401 challenge it gets back.
 from __future__ import annotations
 
 import asyncio
-import json
 import re
 import time
 from collections.abc import Iterable, Mapping
@@ -18,6 +17,7 @@ from typing import Any
 import aiohttp
 import yarl
 
+from backup import jsonio
 from backup.credentials import Credentials, CredentialSource
 from backup.errors import AuthError, TooSlow
 from backup.limits import MAX_TOKEN_BODY, Limits, paced
@@ -246,6 +246,11 @@ class Authenticator:
         value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
         if not isinstance(value, str) or not value:
             raise AuthError(f"token service of {self._registry} returned no token")
+        if not (value.isascii() and value.isprintable()) or " " in value:
+            raise AuthError(
+                f"token service of {self._registry} returned a token that cannot be sent as "
+                "a header (control characters or spaces): refusing it"
+            )
         try:
             lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S)
         except (TypeError, ValueError):
@@ -270,6 +275,6 @@ async def _token_body(response: aiohttp.ClientResponse, registry: str) -> Any:
     except TooSlow as exc:
         raise AuthError(str(exc)) from None
     try:
-        return json.loads(raw)
+        return jsonio.loads(raw)
     except ValueError:
         return None  # a login page or a proxy's answer: no token in it

@@ -32,6 +32,7 @@ from typing import Any
 
 import structlog
 
+from backup import jsonio
 from backup.errors import BackupError, InvalidManifest, InvalidReference, NotFound
 from backup.oci import OCI_MANIFEST, Descriptor, digest_of, parse_manifest
 from backup.packages import Owner, Package
@@ -254,7 +255,7 @@ def _unpack(data: bytes) -> dict[str, Any]:
         text = handle.read(MAX_JSON_BYTES + 1)  # a bounded read: no decompression bomb
     if len(text) > MAX_JSON_BYTES:
         raise ValueError("the discovery cache is implausibly large")
-    document = json.loads(text)
+    document = jsonio.loads(text)
     if not isinstance(document, dict):
         raise TypeError("a discovery cache layer is not a JSON object")
     return document

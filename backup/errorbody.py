@@ -13,6 +13,7 @@ from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
+from backup import jsonio
 from backup.redact import redact_text
 
 MAX_ERROR_BODY = 64 * 1024
@@ -106,7 +107,7 @@ def parse_error_body(raw: bytes, content_type: str | None = None) -> ErrorBody:
 
 def _json_entries(text: str) -> tuple[ErrorEntry, ...]:
     try:
-        document: Any = json.loads(text)
+        document: Any = jsonio.loads(text)
     except ValueError:
         return ()
     errors = document.get("errors") if isinstance(document, dict) else None

@@ -26,6 +26,7 @@ import asyncio
 import base64
 import contextlib
 import os
+import re
 import shutil
 import signal
 import time
@@ -314,7 +315,8 @@ class Git:
             changes = await self._fetch_and_apply(
                 work, url, pull_refs=pull_refs, stamp=stamp, deadline=deadline
             )
-            if default_branch:
+            if default_branch and _branch_name(default_branch):
+                # A listing's default_branch is source input: HEAD only ever names a branch.
                 await self.run("symbolic-ref", "HEAD", f"refs/heads/{default_branch}", git_dir=work)
             if created:
                 os.replace(work, path)
@@ -539,3 +541,18 @@ def _failure(command: str, stderr: str, code: int) -> GitError:
     if "could not read Username" in message or "Authentication failed" in message:
         message += " (the server refused the token: check GITHUB_TOKEN and its repo scope)"
     return GitError(f"git {command}: {message}")
+
+
+_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}", re.ASCII)
+
+
+def _branch_name(name: str) -> bool:
+    """A name ``git check-ref-format --branch`` would take (the ASCII subset GitHub uses)."""
+    return bool(
+        _BRANCH.fullmatch(name)
+        and ".." not in name
+        and "//" not in name
+        and not name.startswith(("/", ".", "-"))
+        and not name.endswith((".", "/", ".lock"))
+        and "/." not in name
+    )

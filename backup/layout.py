@@ -19,11 +19,13 @@ import contextlib
 import fcntl
 import json
 import os
+import stat
 import tempfile
 from collections.abc import AsyncIterable, AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
+from backup import jsonio
 from backup.errors import (
     ContentError,
     DigestMismatch,
@@ -51,10 +53,39 @@ REF_NAME = "org.opencontainers.image.ref.name"
 LAYOUT_VERSION = {"imageLayoutVersion": "1.0.0"}
 
 
+MAX_INDEX_BYTES = 64 * 2**20  # tens of thousands of refs
+
+
+def _open_regular(path: Path) -> int:
+    """A descriptor for ``path``, which must be a regular file: a symlink to a device or a
+    FIFO in a layout (``/dev/zero`` as a blob) is a damaged layout, never read."""
+    fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)  # a FIFO does not block the open
+    if not stat.S_ISREG(os.fstat(fd).st_mode):
+        os.close(fd)
+        raise ContentError(f"{path} is not a regular file: the layout is damaged, repair it")
+    return fd
+
+
+def _regular_size(path: Path) -> int:
+    info = path.stat()
+    if not stat.S_ISREG(info.st_mode):
+        raise ContentError(f"{path} is not a regular file: the layout is damaged, repair it")
+    return info.st_size
+
+
+def read_regular(path: Path, limit: int) -> bytes:
+    """A regular file's bytes, at most ``limit``: more is a damaged layout."""
+    with os.fdopen(_open_regular(path), "rb") as handle:
+        data = handle.read(limit + 1)
+    if len(data) > limit:
+        raise InvalidManifest(f"{path} is over {limit} bytes: the layout is damaged")
+    return data
+
+
 def _declared_media_type(raw: bytes) -> str | None:
     """The manifest's own top-level mediaType, or None if it has none or is not a JSON object."""
     try:
-        document = json.loads(raw)
+        document = jsonio.loads(raw)
     except ValueError:  # also UnicodeDecodeError: a gzip or other binary blob
         return None
     declared = document.get("mediaType") if isinstance(document, dict) else None
@@ -129,7 +160,7 @@ class LayoutStore:
             atomic_write(marker, json.dumps(LAYOUT_VERSION).encode())
             return
         try:
-            version = json.loads(marker.read_bytes()).get("imageLayoutVersion")
+            version = jsonio.loads(read_regular(marker, 4096)).get("imageLayoutVersion")
         except (ValueError, AttributeError):
             version = None
         if version != "1.0.0":
@@ -149,7 +180,7 @@ class LayoutStore:
     @staticmethod
     def _read_index(path: Path) -> dict[str, Any]:
         try:
-            index = json.loads(path.read_bytes())
+            index = jsonio.loads(read_regular(path, MAX_INDEX_BYTES))
         except ValueError as exc:
             raise InvalidManifest(
                 f"{path} is not valid JSON ({exc}): repair or remove it"
@@ -218,12 +249,13 @@ class LayoutStore:
     async def resolve_manifest(self, name: str, identifier: str) -> Descriptor | None:
         if identifier.startswith(("sha256:", "sha512:")):
             try:
-                size = self._blob_path(identifier).stat().st_size
+                size = _regular_size(self._blob_path(identifier))
             except FileNotFoundError:
                 return None
             media_type = ""
             if size <= MAX_MANIFEST_BYTES:  # a layer named as a manifest is not read whole
-                raw = await asyncio.to_thread(self._blob_path(identifier).read_bytes)
+                path = self._blob_path(identifier)
+                raw = await asyncio.to_thread(read_regular, path, MAX_MANIFEST_BYTES)
                 media_type = _declared_media_type(raw) or ""
             return Descriptor(media_type, identifier, size)
         entry = self._entry(name, identifier)
@@ -240,11 +272,11 @@ class LayoutStore:
         where = self._where(name, found.digest)
         path = self._blob_path(found.digest)
         try:
-            if (size := path.stat().st_size) > MAX_MANIFEST_BYTES:
+            if (size := _regular_size(path)) > MAX_MANIFEST_BYTES:
                 raise InvalidManifest(
                     f"{where} is {size} bytes, over the 4 MiB limit: it is not a manifest"
                 )
-            raw = await asyncio.to_thread(path.read_bytes)
+            raw = await asyncio.to_thread(read_regular, path, MAX_MANIFEST_BYTES)
         except FileNotFoundError:
             raise NotFound(f"manifest blob {found.digest} missing from {self.root}") from None
         if digest_of(raw, found.digest.partition(":")[0]) != found.digest:
@@ -295,7 +327,7 @@ class LayoutStore:
 
     async def blob_size(self, name: str, digest: str) -> int | None:
         try:
-            return self._blob_path(digest).stat().st_size
+            return _regular_size(self._blob_path(digest))
         except FileNotFoundError:
             return None
 
@@ -309,7 +341,7 @@ class LayoutStore:
     ) -> AsyncIterator[AsyncIterator[bytes]]:
         path = self._blob_path(digest)
         try:
-            handle = path.open("rb")
+            handle = os.fdopen(_open_regular(path), "rb")
         except FileNotFoundError:
             raise NotFound(f"blob {digest} missing from {self.root}") from None
         with handle:

@@ -13,6 +13,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from backup import jsonio
 from backup.errors import DigestMismatch, InvalidManifest, NoMatchingPlatform, SizeMismatch
 from backup.reference import validate_digest
 
@@ -67,7 +68,7 @@ def is_schema1(raw: bytes, content_type: str | None) -> bool:
     if not _SCHEMA_VERSION_1.search(raw[:4096]):  # cheap: most manifests are never parsed here
         return False
     try:
-        document = json.loads(raw)
+        document = jsonio.loads(raw)
     except ValueError:
         return False
     return isinstance(document, dict) and document.get("schemaVersion") == 1
@@ -194,7 +195,7 @@ class Manifest:
         }
         if kept_digests == {d.digest for d in self.manifests}:
             return self
-        document = json.loads(self.raw)
+        document = jsonio.loads(self.raw)
         document["manifests"] = [m for m in document["manifests"] if m["digest"] in kept_digests]
         raw = json.dumps(document, indent=2).encode()
         return parse_manifest(raw, self.media_type)
@@ -243,7 +244,7 @@ def parse_manifest(
             raise
     content_type = (content_type or "").split(";")[0].strip() or None
     try:
-        document = json.loads(raw)
+        document = jsonio.loads(raw)
     except ValueError as exc:
         raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(document, dict):

@@ -26,7 +26,7 @@ from typing import Any
 
 import structlog
 
-from backup import __version__
+from backup import __version__, jsonio
 from backup.errors import (
     BodyTooLarge,
     ContentError,
@@ -165,7 +165,7 @@ class Snapshot:
     @classmethod
     def from_bytes(cls, data: bytes) -> Snapshot:
         try:
-            document = json.loads(data)
+            document = jsonio.loads(data)
             snapshot = cls(
                 str(document["id"]),
                 str(document["source"]),
@@ -346,7 +346,7 @@ def merged_history(
 
 def _artifact_type(manifest: Manifest) -> str | None:
     try:
-        document = json.loads(manifest.raw)
+        document = jsonio.loads(manifest.raw)
     except ValueError:
         return None
     found = document.get("artifactType") if isinstance(document, dict) else None
@@ -679,7 +679,7 @@ class Snapshots:
             )
         data = await self._read_layer(layer, f"{self.repository}:{FORGOTTEN_TAG}")
         try:
-            entries = json.loads(data)["images"]
+            entries = jsonio.loads(data)["images"]
             return [TaggedImage.from_json(obj) for obj in entries]
         except (ValueError, KeyError, TypeError) as exc:
             raise InvalidManifest(

@@ -44,6 +44,8 @@ def _json_values(text: str) -> Iterator[Any]:
             raise SpecError(
                 f"specs are not valid JSON at line {exc.lineno} column {exc.colno}: {exc.msg}"
             ) from None
+        except RecursionError:
+            raise SpecError("specs are nested too deeply to be copy specs") from None
         yield value
 
 

@@ -3,12 +3,12 @@ snapshot when the registry cannot list its repositories (ECR, GAR)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
 import structlog
 
+from backup import jsonio
 from backup.errors import BackupError, InvalidReference, UsageError
 from backup.policy import PackageFilter, TagPolicy
 from backup.reference import Repository, parse_reference
@@ -107,7 +107,7 @@ def tags_from_report(
     report: Path, prefix: Repository, packages: PackageFilter
 ) -> list[tuple[str, str]]:
     try:
-        images = json.loads(report.read_text())["images"]
+        images = jsonio.loads(report.read_text())["images"]
     except (OSError, ValueError, KeyError) as exc:
         raise UsageError(f"cannot read report {report}: {exc}") from None
     found = []

@@ -9,13 +9,13 @@ exception.
 from __future__ import annotations
 
 import functools
-import json
 import weakref
 from collections.abc import AsyncIterator
 from typing import Any
 
 import aiohttp
 
+from backup import jsonio
 from backup.errorbody import MAX_ERROR_BODY, ErrorBody, parse_error_body
 from backup.errors import (
     AuthError,
@@ -113,7 +113,7 @@ async def read_json(
     """
     raw = await read_capped(resp, limit, what, limits, OverLimit)
     try:
-        body = json.loads(raw)
+        body = jsonio.loads(raw)
     except ValueError:
         body = None
     if not isinstance(body, dict):

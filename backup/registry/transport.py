@@ -254,7 +254,7 @@ class Transport:
                 return resp
             location = resp.headers.get("Location", "")
             resp.release()
-            target = url.join(yarl.URL(location, encoded=True))
+            target = _joined(url, location, "redirect")
             self._check_redirect(url, target)
             if target.origin() != url.origin():
                 # Never carry the registry's credentials to another host (CDN, object store).
@@ -267,7 +267,7 @@ class Transport:
         location = resp.headers.get("Location")
         if not location:
             raise RegistryError(f"{self.registry} started an upload without a Location header")
-        target = resp.url.join(yarl.URL(location, encoded=True))
+        target = _joined(resp.url, location, "upload Location")
         self._check_redirect(resp.url, target)
         return target
 
@@ -276,10 +276,22 @@ class Transport:
 
     def same_origin(self, current: yarl.URL, link: str, what: str) -> yarl.URL:
         """The next page of a paginated list, only on the registry's own origin."""
-        following = current.join(yarl.URL(link, encoded=True))
+        following = _joined(current, link, f"next page of {what}")
         if following.origin() != self.origin:
             raise UnsafeRedirect(f"{self.registry} paginated {what} to another origin; refusing")
         return following
+
+
+def _joined(base: yarl.URL, reference: str, what: str) -> yarl.URL:
+    """``reference`` resolved against ``base``; UnsafeRedirect if it is no URL at all."""
+    try:
+        joined = base.join(yarl.URL(reference, encoded=True))
+        joined.origin()  # raises for a URL without a host
+    except ValueError:
+        raise UnsafeRedirect(
+            f"refusing a {what} that is not a valid URL: {reference[:100]!r}"
+        ) from None
+    return joined
 
 
 async def _worth_retrying(resp: aiohttp.ClientResponse) -> bool:
