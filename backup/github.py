@@ -52,7 +52,7 @@ from urllib3.exceptions import (
 )
 
 from backup.discovery_cache import CachedPackage, DiscoveryCache, Listed, ListPage, listed_entry
-from backup.errors import BackupError, UsageError
+from backup.errors import BackupError, OverLimit, UsageError
 from backup.github_http import (
     ACCEPT,
     API_VERSION,
@@ -925,7 +925,7 @@ class GitHubPackages:
             pages = self._limits.version_pages(listed.version_count, PAGE_SIZE)
             collector = TagCollector(name)
             etags = self._read_all(path, pages, collector.add)
-        except (_TooManyPages, GitHubAnswerInvalid) as exc:
+        except (_TooManyPages, GitHubAnswerInvalid, OverLimit) as exc:
             self._failed.add(name)
             reason = str(exc)
             if isinstance(exc, _TooManyPages):

@@ -8,7 +8,7 @@ from urllib.parse import quote
 
 import structlog
 
-from backup.errors import InvalidReference
+from backup.errors import InvalidReference, OverLimit
 from backup.reference import validate_digest, validate_tag
 
 log = structlog.get_logger("backup.github")
@@ -48,6 +48,9 @@ class FailedPackage:
 
 
 NAMED = 20  # out-of-shape versions and repeated tags named one by one; the rest are counted
+# A real package has a few thousand tags at most; 100,000 hold about 20 MB. GitHub's pages
+# are bounded, so this is what bounds a package whose versions each list thousands of tags.
+MAX_TAGS = 100_000
 
 
 class TagCollector:
@@ -76,6 +79,11 @@ class TagCollector:
             digest, found, wrong = shaped
             for problem in wrong:
                 self._skip("tag_skipped", version, problem)
+            if len(self.tags) + len(found) > MAX_TAGS:
+                raise OverLimit(
+                    f"package {self.name} lists more than {MAX_TAGS} tags: no real package "
+                    "has that many; not backed up"
+                )
             for tag in found:
                 first = self.tags.setdefault(tag, digest)
                 if first != digest:
