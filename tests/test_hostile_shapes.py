@@ -115,3 +115,29 @@ async def test_a_layout_blob_that_is_a_device_or_fifo_is_never_read(
         with pytest.raises(ContentError, match="is not a regular file"):
             async with store.read_blob("app", digest):
                 pass
+
+
+def test_a_manifest_of_250000_annotations_is_refused_unparsed() -> None:
+    """Under the 4 MiB cap, 250,000 annotations would parse to ~40 MB a manifest, and 16
+    children are read at once (605 MB): refused before parsing. A real 4,096-child index of
+    platform descriptors still parses."""
+    annotations = {f"a{n}": "" for n in range(250_000)}
+    layer = {"mediaType": "application/vnd.oci.image.layer.v1.tar", "digest": "sha256:" + "b" * 64}
+    body = {"schemaVersion": 2, "mediaType": OCI_MANIFEST, "layers": [layer | {"size": 1}]}
+    raw = json.dumps(body | {"annotations": annotations}, separators=(",", ":")).encode()
+    assert len(raw) < 4 * 2**20
+    with pytest.raises(InvalidManifest, match="over the 50000 a manifest may hold"):
+        parse_manifest(raw, OCI_MANIFEST)
+    child = {
+        "mediaType": OCI_MANIFEST,
+        "digest": "sha256:" + "c" * 64,
+        "size": 500,
+        "platform": {"os": "linux", "architecture": "arm64", "variant": "v8"},
+    }
+    index = {
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": [child] * 4096,
+    }
+    parsed = parse_manifest(json.dumps(index).encode(), index["mediaType"])  # type: ignore[arg-type]
+    assert len(list(parsed.children())) == 4096
