@@ -28,7 +28,7 @@ from backup.errors import (
     SizeMismatch,
     TransientError,
 )
-from backup.fanout import bounded, shared
+from backup.fanout import ByteBudget, bounded, shared
 from backup.limits import DescriptorBudget, Limits, check_count
 from backup.oci import Descriptor, Manifest
 from backup.redact import redact_text
@@ -103,6 +103,8 @@ class CopyEngine:
         # whatever the number of children an index lists.
         self._manifest_reads = asyncio.Semaphore(concurrency)
         self._fan_out_limit = concurrency
+        # Read, a manifest is briefly held twice over: 32 MiB of claimed sizes read at once.
+        self._manifest_bytes = ByteBudget(32 * 2**20)
         self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[_BlobKey, list[str]] = {}
@@ -304,7 +306,8 @@ class CopyEngine:
                 _check_present_size(child, present.size, f"manifest {child.digest}", dst)
                 return
             source = self._store_for(src.registry)
-            manifest = await source.get_manifest(src.name, child.digest, child)
+            async with self._manifest_bytes.hold(child.size):
+                manifest = await source.get_manifest(src.name, child.digest, child)
         await self._place_content(manifest, src, dst, budget)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1

@@ -4,7 +4,8 @@ pool that runs a long list a few at a time."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable, Coroutine, Hashable, Iterable
+import contextlib
+from collections.abc import AsyncIterator, Callable, Coroutine, Hashable, Iterable
 from typing import Any, TypeVar
 
 K = TypeVar("K", bound=Hashable)
@@ -20,22 +21,52 @@ async def shared(
     if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
         task = asyncio.create_task(start())
         tasks[key] = task
-    await asyncio.shield(task)
+    try:
+        await asyncio.shield(task)
+    except Exception:
+        if tasks.get(key) is task:  # a failed task is not kept, nor the frames it holds
+            del tasks[key]
+        raise
 
 
 async def bounded(starts: Iterable[Callable[[], Coroutine[Any, Any, None]]], limit: int) -> None:
     """Run each, at most ``limit`` at once; if any fails, let the rest finish, then raise the
     first failure."""
     pending = iter(starts)
-    failures: list[Exception] = []
+    # Only the first failure is kept: each one's traceback holds its frames (a refused
+    # manifest's bytes among them), and thousands of children may fail.
+    first: list[Exception] = []
 
     async def worker() -> None:
         for start in pending:  # one iterator shared by the workers
             try:
                 await start()
             except Exception as exc:
-                failures.append(exc)
+                if not first:
+                    first.append(exc)
 
     await asyncio.gather(*(worker() for _ in range(limit)))
-    if failures:
-        raise failures[0]
+    if first:
+        raise first[0]
+
+
+class ByteBudget:
+    """Bytes that may be in flight at once: ``hold(n)`` waits until ``n`` are free."""
+
+    def __init__(self, total: int) -> None:
+        self._total = total
+        self._free = total
+        self._changed = asyncio.Condition()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, size: int) -> AsyncIterator[None]:
+        size = min(max(size, 0), self._total)  # one body larger than all may still go alone
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._free >= size)
+            self._free -= size
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._free += size
+                self._changed.notify_all()

@@ -198,7 +198,11 @@ class RegistryClient:
                     f"manifest {self.registry}/{ref(name, identifier)} not found", status=404
                 )
             await self._expect(resp, (200,), what)
-            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
+            if expected is not None and 0 <= expected.size < MAX_MANIFEST_BYTES:
+                # Never more than its descriptor claims: that is what the engine budgets.
+                raw = await read_capped(resp, expected.size, what, self.limits, SizeMismatch)
+            else:
+                raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
             content_type = resp.headers.get("Content-Type")
             claimed = resp.headers.get("Docker-Content-Digest")
         if is_schema1(raw, content_type):  # a signed one never hashes to its registry digest
