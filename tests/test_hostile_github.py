@@ -642,3 +642,21 @@ def test_a_package_listing_more_than_100000_tags_fails_alone() -> None:
     with pytest.raises(OverLimit, match="more than 100000 tags"):
         collector.add(versions)
     assert len(collector.tags) == 100_000
+
+
+def test_packages_whose_names_differ_only_in_case_never_share_a_repository(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """`app` and `APP` would both write acme/app: the second one discovery reaches fails,
+    named, instead of silently replacing the first one's tag (which then lost its history)."""
+    listing = pages([_list_item("app", 1), _list_item("APP", 1)])
+    answers = {
+        "app": pages([_version(1, D1, ["1.0.0"])]),
+        "APP": pages([_version(2, D2, ["1.0.0"])]),
+    }
+    api = hostile_api(loop, listing, answers)
+    result = dry_run(Sandbox.make(tmp_path), api.url)
+    assert result.returncode == 1, result
+    assert (D1 in result.stdout) != (D2 in result.stdout), result  # one of them, not both
+    failed = [line for line in result.stdout.splitlines() if ": failed" in line]
+    assert len(failed) == 1 and "differ only in case" in failed[0], result.stdout

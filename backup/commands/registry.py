@@ -53,6 +53,7 @@ class _Discovery:
         self.results: list[PackageResult] = []
         self.error: BackupError | None = None  # what ended discovery early
         self.stopped = False  # by a signal
+        self._paths: dict[str, str] = {}  # lower-cased package name -> the first listed
 
     async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
         """Each package as discovery reaches it; a package that failed comes without a plan."""
@@ -68,6 +69,12 @@ class _Discovery:
                     yield result, None
                     continue
                 self.packages += 1
+                if (clash := self._clash(package.name)) is not None:
+                    log.error("package_failed", package=package.name, error=clash)
+                    result = PackageResult(package.name, "failed", error=clash)
+                    self.results.append(result)
+                    yield result, None
+                    continue
                 plan = plan_package(package, self.config)
                 self.plans.append(plan)
                 if plan.failed:
@@ -87,6 +94,17 @@ class _Discovery:
         except BackupError as exc:
             self.error = exc
             log.error("discovery_failed", error=str(exc), packages_discovered=self.packages)
+
+    def _clash(self, name: str) -> str | None:
+        """Repository paths are lower case: two packages whose names differ only in case would
+        write one repository, and the second would take the first one's tags."""
+        first = self._paths.setdefault(name.lower(), name)
+        if first == name:
+            return None
+        return (
+            f"package {name!r} would be backed up to the same repository as {first!r} (their "
+            "names differ only in case): only the first one reached is backed up"
+        )
 
     @staticmethod
     def _refused(plan: PackagePlan) -> PackageResult:
