@@ -17,10 +17,13 @@ parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python 
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import socket
+import threading
 import time
-from collections.abc import ItemsView, Mapping
+from collections.abc import Callable, ItemsView, Mapping
 from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urljoin, urlsplit
@@ -28,7 +31,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 from requests.adapters import HTTPAdapter
 from requests.structures import CaseInsensitiveDict
-from urllib3 import Retry
+from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Retry
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from backup.errors import BackupError, UsageError
@@ -127,6 +130,48 @@ def _no_auth(request: requests.PreparedRequest) -> requests.PreparedRequest:
     return request  # a set auth keeps requests from sending ~/.netrc credentials
 
 
+class _WatchedAdapter(HTTPAdapter):
+    """Connections whose status line and headers must arrive within the read deadline.
+
+    The socket timeout trips only on silence, so an answer whose headers come a byte at a
+    time would hold the worker for ever: a timer shuts the socket down instead, and the
+    request fails as a broken connection (retried within ``GITHUB_API_RETRIES``).
+    """
+
+    def __init__(self, deadline_s: Callable[[], float], **kwargs: Any) -> None:
+        self._deadline_s = deadline_s
+        super().__init__(**kwargs)
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = {
+            "http": _watched_pool(HTTPConnectionPool, self._deadline_s),
+            "https": _watched_pool(HTTPSConnectionPool, self._deadline_s),
+        }
+
+
+def _watched_pool(pool: type[HTTPConnectionPool], deadline_s: Callable[[], float]) -> Any:
+    base = pool.ConnectionCls
+
+    class Watched(base):  # type: ignore[valid-type,misc]
+        def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+            timer = threading.Timer(deadline_s(), _shut_down, (self.sock,))
+            timer.daemon = True
+            timer.start()
+            try:
+                return super().getresponse(*args, **kwargs)
+            finally:
+                timer.cancel()
+
+    return type(f"Watched{pool.__name__}", (pool,), {"ConnectionCls": Watched})
+
+
+def _shut_down(sock: socket.socket | None) -> None:
+    if sock is not None:
+        with contextlib.suppress(OSError):
+            sock.shutdown(socket.SHUT_RDWR)
+
+
 class BoundedConnection:
     """One keep-alive session to the API's origin, in the shape PyGithub's Requester drives."""
 
@@ -140,7 +185,12 @@ class BoundedConnection:
         self._hops = 0
         self.session = requests.Session()
         self.session.auth = _no_auth
-        adapter = HTTPAdapter(max_retries=retry, pool_connections=1, pool_maxsize=1)
+        adapter = _WatchedAdapter(
+            lambda: self.limits.read_deadline_s,
+            max_retries=retry,
+            pool_connections=1,
+            pool_maxsize=1,
+        )
         self.session.mount(f"{parts.scheme}://", adapter)
 
     def begin(self) -> None:

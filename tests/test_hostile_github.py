@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
 from pathlib import Path
@@ -660,3 +661,33 @@ def test_packages_whose_names_differ_only_in_case_never_share_a_repository(
     assert (D1 in result.stdout) != (D2 in result.stdout), result  # one of them, not both
     failed = [line for line in result.stdout.splitlines() if ": failed" in line]
     assert len(failed) == 1 and "differ only in case" in failed[0], result.stdout
+
+
+async def test_response_headers_sent_a_byte_at_a_time_fail_at_the_deadline() -> None:
+    """The socket timeout trips only on silence: headers trickled a byte every 50 ms are cut
+    off at the read deadline (1 s here, 25 s by default) instead of holding discovery for ever."""
+    from backup.errors import BackupError
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        await reader.read(65536)
+        try:
+            for byte in b"HTTP/1.1 200 OK\r\nX-Padding: " + b"a" * 10_000:
+                writer.write(bytes([byte]))
+                await writer.drain()
+                await asyncio.sleep(0.05)
+        except ConnectionError:
+            pass
+        writer.close()
+
+    server = await asyncio.start_server(handle, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, f"http://127.0.0.1:{port}", retries=0)
+    github.limits = ApiLimits(read_deadline_s=1.0)
+    started = time.monotonic()
+    try:
+        with pytest.raises(BackupError):
+            _ = [p async for p in github.packages(lambda name: True)]
+    finally:
+        github.close()
+        server.close()
+    assert time.monotonic() - started < 10
