@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import secrets
 import time
 import zlib
 from collections.abc import Awaitable, Callable, Iterator
@@ -43,7 +44,8 @@ from tests.harness.hostile import Measured, MiB, Recorder, Sandbox, run_measured
 
 pytestmark = pytest.mark.integration
 
-TOKEN = "ghp_hostileTestToken0123456789"
+TOKEN = "ghp_" + secrets.token_hex(18)  # made at run time, like every secret in the tests
+ACTIONS_TOKEN = "ghs_" + secrets.token_hex(18)
 D1, D2, D3 = ("sha256:" + c * 64 for c in "abc")
 RSS_LIMIT_MIB = 200
 
@@ -129,8 +131,9 @@ def test_every_request_pins_the_api_version_and_a_tag_listed_twice_keeps_the_fir
         ("ip-allow-list", TOKEN, False),
         ("classic-forbidden", TOKEN, False),
         ("fine-grained", TOKEN, True),
-        ("integration", "ghs_actionsToken0123456789", True),
+        ("integration", ACTIONS_TOKEN, True),
     ],
+    ids=["ip-allow-list", "classic-forbidden", "fine-grained", "integration"],  # not the tokens
 )
 def test_a_refused_package_list_shows_githubs_message(
     tmp_path: Path, stand_in: GitHubStandIn, fault: str, token: str, hint: bool
