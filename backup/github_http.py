@@ -18,7 +18,6 @@ parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python 
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import socket
 import threading
@@ -34,6 +33,7 @@ from requests.structures import CaseInsensitiveDict
 from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Retry
 from urllib3.exceptions import HTTPError as Urllib3Error
 
+from backup import jsonio
 from backup.errors import BackupError, UsageError
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
@@ -98,17 +98,15 @@ class ApiLimits:
 
 def parse_page(text: str, limits: ApiLimits, url: str) -> Any:
     """The JSON of one page, refused unparsed if it holds more values than a page can."""
-    # Every value but the first of each container follows a comma: an upper bound, cheaply.
-    values = text.count(",") + text.count("[") + text.count("{")
-    if values > limits.max_page_values:
-        raise GitHubAnswerInvalid(
-            f"GitHub's answer to {url} holds up to {values} JSON values, more than the "
-            f"{limits.max_page_values} a page of 100 items can: refused unread"
-        )
     try:
-        return json.loads(text)
-    except RecursionError:
-        raise GitHubAnswerInvalid(f"GitHub's answer to {url} is nested too deeply") from None
+        return jsonio.loads(text, limits.max_page_values)
+    except jsonio.JSONTooLarge as exc:
+        if not exc.values:
+            raise GitHubAnswerInvalid(f"GitHub's answer to {url} is nested too deeply") from None
+        raise GitHubAnswerInvalid(
+            f"GitHub's answer to {url} holds up to {exc.values} JSON values, more than the "
+            f"{limits.max_page_values} a page of 100 items can: refused unread"
+        ) from None
 
 
 class BoundedResponse:

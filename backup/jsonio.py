@@ -1,7 +1,10 @@
-"""JSON from the outside world: nesting too deep for the parser is malformed input, not a bug.
+"""JSON from the outside world, read with bounds.
 
-Python's decoder raises RecursionError on a document nested some thousand levels deep (100,000
-``[`` fit in a 4 MiB manifest); every reader here already treats a ValueError as "not JSON".
+Parsed, a JSON value costs Python about 100 bytes beyond its text, so a body within its byte
+cap can still become hundreds of MiB: ``max_values`` refuses it before parsing, counting the
+commas and the openings of containers (every value but the first of each container follows a
+comma, so that is an upper bound, cheaply). And Python's decoder raises RecursionError on a
+document nested some thousand levels deep (100,000 ``[`` fit in a 4 MiB manifest).
 """
 
 from __future__ import annotations
@@ -9,10 +12,29 @@ from __future__ import annotations
 import json
 from typing import Any
 
+Text = str | bytes | bytearray
 
-def loads(data: str | bytes | bytearray) -> Any:
-    """``json.loads``, raising ValueError for a document nested too deep to parse."""
+
+class JSONTooLarge(ValueError):
+    """A document holding more values, or nested deeper, than may be parsed."""
+
+    def __init__(self, message: str, values: int = 0) -> None:
+        super().__init__(message)
+        self.values = values
+
+
+def value_bound(data: Text) -> int:
+    """At least as many as the JSON values ``data`` holds."""
+    if isinstance(data, str):
+        return data.count(",") + data.count("[") + data.count("{")
+    return data.count(b",") + data.count(b"[") + data.count(b"{")
+
+
+def loads(data: Text, max_values: int | None = None) -> Any:
+    """``json.loads``; JSONTooLarge (a ValueError) past ``max_values`` or too deep to parse."""
+    if max_values is not None and (values := value_bound(data)) > max_values:
+        raise JSONTooLarge(f"it holds up to {values} JSON values", values)
     try:
         return json.loads(data)
     except RecursionError:
-        raise ValueError("the JSON is nested too deeply to read") from None
+        raise JSONTooLarge("the JSON is nested too deeply to read") from None

@@ -29,10 +29,10 @@ MANIFEST_MEDIA_TYPES = INDEX_MEDIA_TYPES | IMAGE_MEDIA_TYPES
 MANIFEST_ACCEPT = ", ".join(sorted(MANIFEST_MEDIA_TYPES))
 
 MAX_MANIFEST_BYTES = 4 * 1024 * 1024
-# Parsed, a JSON value costs Python about 100 bytes: 4 MiB of them would be hundreds of MiB per
-# manifest, and children are read many at once. An index of 4,096 platform children has about
-# 35,000 separators, so this refuses only manifests no tool writes.
-MAX_MANIFEST_SEPARATORS = 50_000
+# 4 MiB of JSON values would parse to hundreds of MiB per manifest, and children are read many
+# at once. An index of 4,096 platform children holds about 45,000, so this refuses only
+# manifests no tool writes.
+MAX_MANIFEST_VALUES = 50_000
 
 # Docker schema 1, unsigned and signed. A registry's digest of a signed one is over the payload
 # without its signatures, so its bytes never hash to it: recognise it before any hashing.
@@ -247,13 +247,15 @@ def parse_manifest(
                 raise InvalidManifest(f"manifest not copied: {SCHEMA1_UNSUPPORTED}") from None
             raise
     content_type = (content_type or "").split(";")[0].strip() or None
-    if (separators := raw.count(b",")) > MAX_MANIFEST_SEPARATORS:
-        raise InvalidManifest(
-            f"manifest has {separators} JSON values, over the {MAX_MANIFEST_SEPARATORS} a "
-            "manifest may hold (parsed, it would take hundreds of MiB): not copied"
-        )
     try:
-        document = jsonio.loads(raw)
+        document = jsonio.loads(raw, MAX_MANIFEST_VALUES)
+    except jsonio.JSONTooLarge as exc:
+        if exc.values:
+            raise InvalidManifest(
+                f"manifest has {exc.values} JSON values, over the {MAX_MANIFEST_VALUES} a "
+                "manifest may hold (parsed, it would take hundreds of MiB): not copied"
+            ) from None
+        raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
     except ValueError as exc:
         raise InvalidManifest(f"manifest is not valid JSON: {exc}") from None
     if not isinstance(document, dict):
