@@ -21,12 +21,7 @@ async def shared(
     if task is None or (task.done() and (task.cancelled() or task.exception() is not None)):
         task = asyncio.create_task(start())
         tasks[key] = task
-    try:
-        await asyncio.shield(task)
-    except Exception:
-        if tasks.get(key) is task:  # a failed task is not kept, nor the frames it holds
-            del tasks[key]
-        raise
+    await asyncio.shield(task)
 
 
 async def bounded(starts: Iterable[Callable[[], Coroutine[Any, Any, None]]], limit: int) -> None:
