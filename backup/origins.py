@@ -69,16 +69,16 @@ def _registrable_domain(host: str) -> str | None:
     name (by the Public Suffix List, which ships with the package)."""
     if _address(host) is not None or "." not in host:
         return None
-    # Its list loads in ~40 ms: only when a realm is on another host.
-    from publicsuffixlist import PublicSuffixList
-
-    domain = _psl(PublicSuffixList).privatesuffix(host.lower().rstrip("."))
+    domain = _public_suffix_list().privatesuffix(host.lower().rstrip("."))
     return domain if isinstance(domain, str) else None
 
 
 @functools.cache
-def _psl(kind: type[Any]) -> Any:
-    return kind()
+def _public_suffix_list() -> Any:
+    """Loaded once, and only when a realm is on another host: its list takes ~40 ms."""
+    from publicsuffixlist import PublicSuffixList
+
+    return PublicSuffixList()
 
 
 def realm_refusal(
