@@ -21,7 +21,7 @@ from backup import jsonio
 from backup.credentials import Credentials, CredentialSource
 from backup.errors import AuthError, TooSlow
 from backup.limits import MAX_TOKEN_BODY, Limits, paced
-from backup.origins import realm_refusal
+from backup.origins import internal_refusal, realm_refusal
 from backup.reference import Registry
 
 _CHALLENGE_TOKEN = re.compile(
@@ -192,9 +192,12 @@ class Authenticator:
         except ValueError:
             raise AuthError(f"{self._registry} named a token realm that is not a URL") from None
         creds = await self.credentials()
-        refusal = realm_refusal(yarl.URL(self._registry.base_url), realm, self._allowed_realms)
+        registry_url = yarl.URL(self._registry.base_url)
+        refusal = realm_refusal(registry_url, realm, self._allowed_realms)
         if refusal is not None and (creds is not None or realm.scheme not in ("http", "https")):
             raise AuthError(f"not sending the credentials for {self._registry}: {refusal}")
+        if refusal is not None and (inward := internal_refusal(realm, registry_url)):
+            raise AuthError(f"not asking {self._registry}'s token realm: {inward}")
         params: list[tuple[str, str]] = []
         if service := self._bearer.get("service"):
             params.append(("service", service))

@@ -130,6 +130,12 @@ def check_redirect(
         raise UnsafeRedirect(f"refusing redirect from {redact_url(source)}: {refusal}")
 
 
+def internal_refusal(target: yarl.URL, registry_url: yarl.URL) -> str | None:
+    """Why a registry must not send the client to ``target`` (a token realm, even one that
+    gets no credentials); None if it may."""
+    return _internal_refusal(target, registry_url, internal_ok=False)
+
+
 def _internal_refusal(target: yarl.URL, registry_url: yarl.URL, internal_ok: bool) -> str | None:
     host = (target.host or "").lower()
     own = (registry_url.host or "").lower()

@@ -106,3 +106,18 @@ async def test_a_blob_redirect_to_cloud_metadata_is_not_followed() -> None:
         requested = [str(url) for _method, url in mocked.requests]
     assert metadata not in requested
     assert len(requested) == 1
+
+
+async def test_an_anonymous_token_request_never_goes_into_the_internal_network() -> None:
+    """Without credentials a realm on another host may be asked anonymously, but not one on
+    an internal address: a public registry cannot aim the client at the metadata service."""
+    from backup.auth import Authenticator
+    from backup.errors import AuthError
+
+    realm = "http://169.254.169.254/latest/meta-data/"
+    with aioresponses() as mocked:
+        async with aiohttp.ClientSession() as session:
+            auth = Authenticator(Registry("registry.example.com"), None, session)
+            with pytest.raises(AuthError, match="169.254.169.254 is a link-local address"):
+                await auth.challenge(f'Bearer realm="{realm}"', [], None)
+        assert mocked.requests == {}
