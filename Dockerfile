@@ -12,7 +12,7 @@ FROM ${BASE} AS build
 ARG PIP_CERT=""
 WORKDIR /src
 COPY pyproject.toml README.md ./
-COPY backup ./backup
+COPY github_org_backup ./github_org_backup
 RUN python3 -m venv /opt/venv \
     && if [ -z "${PIP_CERT}" ]; then unset PIP_CERT; fi \
     && /opt/venv/bin/pip install --no-cache-dir --disable-pip-version-check . \

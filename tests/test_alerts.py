@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backup.metrics import IMAGES, _registry
+from github_org_backup.output.metrics import IMAGES, _registry
 from tests.harness.clirun import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"

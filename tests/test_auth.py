@@ -13,10 +13,10 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from backup.auth import Authenticator, parse_challenges
-from backup.credentials import Credentials, CredentialStore
-from backup.errors import AuthError, UsageError
-from backup.reference import Registry
+from github_org_backup.errors import AuthError, UsageError
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry.auth import Authenticator, parse_challenges
+from github_org_backup.stores.registry.credentials import Credentials, CredentialStore
 
 CHALLENGES = [
     (

@@ -9,12 +9,12 @@ from pathlib import Path
 
 import pytest
 
-from backup.credentials import Credentials, CredentialStore
-from backup.engine import CopyEngine, _Probe
-from backup.reference import parse_reference
-from backup.report import Stats
-from backup.session import HttpSettings, open_clients
-from backup.specs import CopySpec
+from github_org_backup.copy.engine import CopyEngine, _Probe
+from github_org_backup.model.reference import parse_reference
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.output.report import Stats
+from github_org_backup.stores.factory import HttpSettings, open_clients
+from github_org_backup.stores.registry.credentials import Credentials, CredentialStore
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.images import Manifest, generate_corpus
 from tests.test_real_inputs import push_wrong_size_image

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from backup.cli import COMMANDS, build_parser
+from github_org_backup.cli import COMMANDS, build_parser
 from tests.harness.clirun import ROOT, run_cli
 
 
@@ -109,10 +109,10 @@ def _environment_read_by(paths: list[Path]) -> set[str]:
 
 def test_help_names_every_environment_variable() -> None:
     """Every variable the code reads appears in the --help of the commands that read it."""
-    backup = ROOT / "backup"
-    registry_env = _environment_read_by([backup / "config.py"]) | {"DOCKER_CONFIG"}
+    package = ROOT / "github_org_backup"
+    registry_env = _environment_read_by([package / "settings" / "config.py"]) | {"DOCKER_CONFIG"}
     assert {"BACKUP_SHARD_COUNT", "GITHUB_USERNAME", "GITHUB_TOKEN"} <= registry_env
-    everywhere = _environment_read_by(list(backup.glob("*.py")))
+    everywhere = _environment_read_by(list(package.rglob("*.py")))
     helps = {c: _help(c) for c in ("copy", "registry", "verify", "restore", "repos")}
     for name in registry_env | {"PUSHGATEWAY_URL"}:
         assert name in helps["registry"], name
@@ -120,7 +120,7 @@ def test_help_names_every_environment_variable() -> None:
         assert name in helps["verify"], name
     for name in ("DEST_USERNAME", "DEST_PASSWORD", "PUSHGATEWAY_URL", "DOCKER_CONFIG"):
         assert name in helps["restore"], name
-    for name in _environment_read_by([backup / "repos_command.py"]) | {"GITHUB_TOKEN"}:
+    for name in _environment_read_by([package / "repos" / "command.py"]) | {"GITHUB_TOKEN"}:
         assert name in helps["repos"] or name in helps["verify"], name
     assert everywhere <= set().union(*(set(re.findall(r"[A-Z_]{4,}", h)) for h in helps.values()))
 
@@ -128,7 +128,7 @@ def test_help_names_every_environment_variable() -> None:
 def test_every_environment_variable_is_in_the_readme() -> None:
     """The README documents every variable the code reads."""
     readme = (ROOT / "README.md").read_text()
-    for name in _environment_read_by(list((ROOT / "backup").glob("*.py"))) | {"DOCKER_CONFIG"}:
+    for name in _environment_read_by(list((ROOT / "github_org_backup").rglob("*.py"))) | {"DOCKER_CONFIG"}:
         assert name in readme, name
 
 
@@ -198,7 +198,7 @@ def test_ci_runs_the_readme_test_command() -> None:
 
 def test_readme_gives_the_exit_codes_of_every_command() -> None:
     """The README's exit-code table has a row for each command the CLI offers."""
-    from backup.cli import COMMANDS
+    from github_org_backup.cli import COMMANDS
 
     readme = (ROOT / "README.md").read_text()
     table = readme[readme.index("### Exit codes") :].split("\n\n")[2]
@@ -215,7 +215,7 @@ def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
     secrets redacted; stderr stays JSON lines."""
     import structlog
 
-    from backup import cli
+    from github_org_backup import cli
 
     async def crash(args: argparse.Namespace) -> int:
         raise RuntimeError("boom with Bearer abc.def.ghi inside")
@@ -248,8 +248,8 @@ def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(
         (["restore", "--from", "oci:{tmp}/layout", "--to", "localhost:5000/r"], "restore_options"),
         (["snapshots", "--dest", "oci:{tmp}/layout"], "snapshots_options"),
         (["verify", "--dest", "oci:{tmp}/layout"], "verify_options"),
-        (["repos", "--org", "acme", "--dest", "{tmp}/mirrors"], "repos_command:repos_options"),
-        (["verify", "--repos", "{tmp}/layout"], "repos_command:verify_repos_options"),
+        (["repos", "--org", "acme", "--dest", "{tmp}/mirrors"], "repos.command:repos_options"),
+        (["verify", "--repos", "{tmp}/layout"], "repos.command:verify_repos_options"),
     ],
 )
 def test_every_flag_reaches_the_typed_options(
@@ -268,7 +268,7 @@ def test_every_flag_reaches_the_typed_options(
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
     module, _, name = builder.rpartition(":")
-    build = getattr(importlib.import_module(f"backup.{module or 'options'}"), name)
+    build = getattr(importlib.import_module(f"github_org_backup.{module or 'settings.options'}"), name)
     options = build(args, {"GITHUB_TOKEN": "ghp_x"})
     assert options.output.command == argv[0]
     read_before = {"log_level", "repos"}  # by main() and by verify's dispatch to --repos

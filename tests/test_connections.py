@@ -10,11 +10,11 @@ from collections.abc import AsyncIterator, Iterator
 import aiohttp
 import pytest
 
-from backup.errors import BackupError
-from backup.oci import Descriptor
-from backup.reference import Registry
-from backup.registry import RegistryClient
-from backup.retry import RetryPolicy
+from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.errors import BackupError
+from github_org_backup.model.oci import Descriptor
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry import RegistryClient
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.registry import RegistryProcess
 

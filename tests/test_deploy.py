@@ -12,7 +12,7 @@ from typing import Any
 import pytest
 import yaml
 
-from backup.cli import build_parser
+from github_org_backup.cli import build_parser
 
 ROOT = Path(__file__).resolve().parent.parent
 K8S = ROOT / "deploy" / "kubernetes"
@@ -271,7 +271,7 @@ def test_deployed_versions_are_the_package_version() -> None:
     in deploy/ names that version, and the installed package reports it."""
     import importlib.metadata
 
-    from backup import __version__
+    from github_org_backup import __version__
 
     assert importlib.metadata.version("github-org-backup") == __version__
     pins = []

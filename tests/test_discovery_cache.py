@@ -15,17 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from backup.discovery_cache import (
+from github_org_backup.github.cache import (
     CACHE_TAG,
     DiscoveryCache,
     load_cache,
     save_cache,
 )
-from backup.github import GitHubPackages
-from backup.layout import LayoutStore
-from backup.packages import FailedPackage, Owner, Package
-from backup.reference import Registry
-from backup.snapshots import SNAPSHOT_REPOSITORY
+from github_org_backup.github.packages import GitHubPackages
+from github_org_backup.model.packages import FailedPackage, Owner, Package
+from github_org_backup.model.reference import Registry
+from github_org_backup.model.reserved import SNAPSHOT_REPOSITORY
+from github_org_backup.stores.layout import LayoutStore
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
 from tests.harness.org import Org
@@ -287,7 +287,7 @@ def test_a_cache_of_another_owner_or_api_is_not_used(api: GitHubStandIn) -> None
 
 def test_the_cache_is_small() -> None:
     """2,000 packages and 10 of 5,000 versions (a third tagged), an ETag per page: < 1.5 MB."""
-    from backup.discovery_cache import CachedPackage, Listed, ListPage
+    from github_org_backup.github.cache import CachedPackage, Listed, ListPage
 
     def random_hex(seed: str) -> str:  # real digests and ETags do not compress
         return hashlib.sha256(seed.encode()).hexdigest()

@@ -7,11 +7,11 @@ import asyncio
 import hashlib
 import json
 
-from backup.engine import CopyEngine
-from backup.oci import OCI_INDEX, OCI_MANIFEST, parse_manifest
-from backup.reference import Reference, Repository
-from backup.report import Stats
-from backup.specs import CopySpec
+from github_org_backup.copy.engine import CopyEngine
+from github_org_backup.model.oci import OCI_INDEX, OCI_MANIFEST, parse_manifest
+from github_org_backup.model.reference import Reference, Repository
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.output.report import Stats
 from tests.harness.memstore import FAST_POLICY, MemStore
 
 NAME = "acme/app"

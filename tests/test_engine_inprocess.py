@@ -5,12 +5,12 @@ from __future__ import annotations
 import asyncio
 from collections.abc import AsyncIterator
 
-from backup.engine import CopyEngine
-from backup.errors import RegistryError
-from backup.reference import Reference, Repository
-from backup.report import ImageResult, Stats
-from backup.specs import CopySpec
-from backup.store import UploadSession
+from github_org_backup.copy.engine import CopyEngine
+from github_org_backup.errors import RegistryError
+from github_org_backup.model.reference import Reference, Repository
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.output.report import ImageResult, Stats
+from github_org_backup.stores.protocol import UploadSession
 from tests.harness.memstore import FAST_POLICY, Event, Image, MemStore, image, index
 
 SHARED = b"a layer both images carry" * 4

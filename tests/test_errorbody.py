@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from backup.errorbody import parse_error_body
+from github_org_backup.stores.registry.errorbody import parse_error_body
 
 CASES = [
     (

@@ -257,7 +257,7 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
     try:
         for _ in range(kills):
             process = subprocess.Popen(
-                [sys.executable, "-m", "backup", "copy", "--specs", "-"],
+                [sys.executable, "-m", "github_org_backup", "copy", "--specs", "-"],
                 cwd=ROOT,
                 env=env,
                 stdin=subprocess.PIPE,
@@ -285,7 +285,7 @@ def test_sigkill_at_random_points_never_leaves_a_partial_tag(
         served_before_final = src.blob_bytes_served
         src.bandwidth_bps = None
         final = subprocess.run(
-            [sys.executable, "-m", "backup", "copy", "--specs", "-"],
+            [sys.executable, "-m", "github_org_backup", "copy", "--specs", "-"],
             cwd=ROOT,
             env=env,
             input=specs,
@@ -339,7 +339,7 @@ def test_sigterm_stops_within_grace_period_and_writes_the_report(
             [
                 sys.executable,
                 "-m",
-                "backup",
+                "github_org_backup",
                 "copy",
                 "--specs",
                 str(specs),

@@ -25,7 +25,8 @@ import pytest
 import structlog
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, ReadTimeoutError
 
-from backup.github import (
+from github_org_backup.base.logs import configure_logging
+from github_org_backup.github.packages import (
     DiscoveryStopped,
     GitHubPackages,
     GitHubRateLimited,
@@ -33,8 +34,7 @@ from backup.github import (
     explain_refusal,
     network_reason,
 )
-from backup.logs import configure_logging
-from backup.packages import FailedPackage, Owner, Package
+from github_org_backup.model.packages import FailedPackage, Owner, Package
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.clirun import ROOT, cli_env
 from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
@@ -264,7 +264,7 @@ def test_rate_limit_wait_is_logged_and_pygithub_logs_are_json(
     assert result.returncode == 0, result.stderr[-2000:]
     assert len(result.stdout.splitlines()) == 2
     lines = json_lines(result.stderr)  # raises if any line is not JSON
-    pygithub = [e for e in lines if e.get("logger", "").startswith("github")]
+    pygithub = [e for e in lines if e.get("logger", "").startswith("github.")]
     assert any(
         e["event"].startswith(f"Request GET /orgs/{org.name}/packages")
         and "failed with 403" in e["event"]
@@ -312,7 +312,7 @@ def test_sigterm_during_discovery_retries_stops_within_the_grace_period(
     report_path = tmp_path / "report.json"
     args = registry_args(org, destination, "x", "--report", str(report_path))
     process = subprocess.Popen(
-        [sys.executable, "-m", "backup", *args, "--grace-period", "2"],
+        [sys.executable, "-m", "github_org_backup", *args, "--grace-period", "2"],
         cwd=ROOT,
         env=cli_env(docker_config, api_env(env, api, retries=None)),
         stdout=subprocess.PIPE,

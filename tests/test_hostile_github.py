@@ -20,8 +20,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backup.discovery_cache import listed_entry
-from backup.github import (
+from github_org_backup.github.cache import listed_entry
+from github_org_backup.github.http import (
+    DEFAULT_MAX_PAGE_BYTES,
+    DEFAULT_MAX_PAGES,
+    ApiLimits,
+    GitHubAnswerInvalid,
+    parse_page,
+)
+from github_org_backup.github.packages import (
     _REQUEST_INTERVAL_S,
     LIST_CAP,
     PAGE_SIZE,
@@ -30,14 +37,14 @@ from backup.github import (
     _message,
     token_kind,
 )
-from backup.github_http import (
-    DEFAULT_MAX_PAGE_BYTES,
-    DEFAULT_MAX_PAGES,
-    ApiLimits,
-    GitHubAnswerInvalid,
-    parse_page,
+from github_org_backup.model.packages import (
+    NAMED,
+    FailedPackage,
+    Owner,
+    Package,
+    TagCollector,
+    tagged_versions,
 )
-from backup.packages import NAMED, FailedPackage, Owner, Package, TagCollector, tagged_versions
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
 from tests.harness.hostile import Measured, MiB, Recorder, Sandbox, run_measured
@@ -633,8 +640,8 @@ def test_a_package_with_an_out_of_shape_version_fails_and_keeps_its_good_tags(
 def test_a_package_listing_more_than_100000_tags_fails_alone() -> None:
     """Pages within their bounds can still list 90,000 tags a version: past 100,000 tags the
     package fails (1.95 GB in 37 s before)."""
-    from backup.errors import OverLimit
-    from backup.packages import MAX_TAGS, TagCollector
+    from github_org_backup.errors import OverLimit
+    from github_org_backup.model.packages import MAX_TAGS, TagCollector
 
     assert MAX_TAGS == 100_000
     tags = [[f"t{i}-{j}" for j in range(1000)] for i in range(101)]
@@ -669,7 +676,7 @@ def test_packages_whose_names_differ_only_in_case_never_share_a_repository(
 async def test_response_headers_sent_a_byte_at_a_time_fail_at_the_deadline() -> None:
     """The socket timeout trips only on silence: headers trickled a byte every 50 ms are cut
     off at the read deadline (1 s here, 25 s by default) instead of holding discovery for ever."""
-    from backup.errors import BackupError
+    from github_org_backup.errors import BackupError
 
     async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await reader.read(65536)

@@ -20,23 +20,28 @@ from typing import Any
 import pytest
 from structlog.testing import capture_logs
 
-from backup.commands.copy import _refuse_reserved
-from backup.config import RegistryConfig
-from backup.history import Retention, prune_unreferenced, record_run
-from backup.packages import Owner, Package
-from backup.plan import plan_package
-from backup.policy import PackageFilter, TagPolicy
-from backup.reference import Reference, Registry, Repository, parse_reference
-from backup.reserved import is_reserved, reserved_destination, reserved_path, reserved_tag
-from backup.snapshots import (
+from github_org_backup.commands.copy import _refuse_reserved
+from github_org_backup.history.record import Retention, prune_unreferenced, record_run
+from github_org_backup.history.snapshots import (
     FORGOTTEN_MAX,
-    HISTORY_TAG,
-    SNAPSHOT_REPOSITORY,
     Snapshots,
     TaggedImage,
     is_history,
 )
-from backup.specs import CopySpec
+from github_org_backup.model.packages import Owner, Package
+from github_org_backup.model.reference import Reference, Registry, Repository, parse_reference
+from github_org_backup.model.reserved import (
+    HISTORY_TAG,
+    SNAPSHOT_REPOSITORY,
+    is_reserved,
+    reserved_destination,
+    reserved_path,
+    reserved_tag,
+)
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.plan.package import plan_package
+from github_org_backup.plan.policy import PackageFilter, TagPolicy
+from github_org_backup.settings.config import RegistryConfig
 from tests.conftest import LiveRegistry, docker_config_for
 from tests.harness.github_api import GitHubStandIn, StandInPackage
 from tests.harness.hostile import Measured, Sandbox, run_measured
@@ -295,7 +300,7 @@ async def test_prune_never_deletes_a_manifest_an_operators_tag_shares() -> None:
 async def test_the_forgotten_tags_list_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past its cap the list keeps the cap and says so (those tags are then never pruned).
     The cap is lowered here; the default's entries fit the list's read bound many times."""
-    import backup.snapshots as snapshots_module
+    import github_org_backup.history.snapshots as snapshots_module
 
     one = TaggedImage("acme/app", "t" * 128, DIGEST, "application/vnd.oci.image.index.v1+json", 1)
     assert FORGOTTEN_MAX == 50_000
@@ -543,10 +548,10 @@ def test_copy_specs_naming_a_history_tag_or_a_snapshots_repository_fail_alone(
 
 def test_restore_never_writes_a_reserved_tag_an_older_snapshot_recorded() -> None:
     """A snapshot written before names were reserved may hold the history tag: not restored."""
-    from backup.commands.restore import _specs_from_snapshots
-    from backup.policy import PackageFilter
-    from backup.reference import parse_repository
-    from backup.snapshots import Snapshot, TaggedImage
+    from github_org_backup.commands.restore import _specs_from_snapshots
+    from github_org_backup.history.snapshots import Snapshot, TaggedImage
+    from github_org_backup.model.reference import parse_repository
+    from github_org_backup.plan.policy import PackageFilter
 
     digest = "sha256:" + "b" * 64
     images = tuple(

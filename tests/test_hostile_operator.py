@@ -18,10 +18,10 @@ import structlog
 from aiohttp import web
 from markdown_it import MarkdownIt
 
-from backup import cli
-from backup.errors import OutputError
-from backup.report import write_report
-from backup.summary import markdown, plain_text
+from github_org_backup import cli
+from github_org_backup.errors import OutputError
+from github_org_backup.output.report import write_report
+from github_org_backup.output.summary import markdown, plain_text
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_api import GitHubStandIn, StandInPackage
 from tests.harness.hostile import COMMAND, MiB, Recorder, Sandbox, run_measured
@@ -239,7 +239,7 @@ def test_a_report_that_fails_at_the_end_is_a_clear_error_not_a_bug(
     def disk_full(path: Path, data: bytes) -> None:
         raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
 
-    monkeypatch.setattr("backup.report.atomic_write", disk_full)
+    monkeypatch.setattr("github_org_backup.output.report.atomic_write", disk_full)
     report = tmp_path / "out" / "report.json"
     code, stderr = run_main([*BASE["copy"], "--report", str(report)])
     assert code == 1, stderr
@@ -403,7 +403,7 @@ def test_terminal_table_shows_hostile_text_literally(
 ) -> None:
     """rich markup (``[link=...]``, an unmatched ``[/bold]``) and terminal escapes in a name or
     an error are printed as text: no crash, no hyperlink, no escape sequence."""
-    from backup.progress import print_summary_table
+    from github_org_backup.output.progress import print_summary_table
 
     monkeypatch.setenv("COLUMNS", "400")
     report = _hostile_report()
@@ -488,7 +488,7 @@ def test_console_logs_show_terminal_control_in_source_text_as_escapes(
     as visible escapes, and a newline cannot start a fake log line."""
     import structlog
 
-    from backup.logs import configure_logging
+    from github_org_backup.base.logs import configure_logging
 
     configure_logging("console", "info")
     try:

@@ -22,13 +22,17 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backup.cli import build_parser
-from backup.errors import UsageError
-from backup.git import LOW_SPEED_LIMIT_BPS, Git, GitHost
-from backup.github_http import ApiLimits, GitHubAnswerInvalid
-from backup.packages import Owner
-from backup.repos import GitHubRepos
-from backup.repos_command import DEFAULT_REPO_TIMEOUT_S, load_repos_config, verify_repos_options
+from github_org_backup.cli import build_parser
+from github_org_backup.errors import UsageError
+from github_org_backup.github.http import ApiLimits, GitHubAnswerInvalid
+from github_org_backup.github.repos import GitHubRepos
+from github_org_backup.model.packages import Owner
+from github_org_backup.repos.command import (
+    DEFAULT_REPO_TIMEOUT_S,
+    load_repos_config,
+    verify_repos_options,
+)
+from github_org_backup.repos.git import LOW_SPEED_LIMIT_BPS, Git, GitHost
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git
@@ -375,8 +379,8 @@ def test_the_git_host_of_an_api(api: str, url: str, refused_because: str | None)
 def test_one_repository_pointing_elsewhere_is_its_own_failure_not_a_setting() -> None:
     """The one-foreign-host rule (a GHES under another name) needs two repositories or more:
     a single listed repository on another host, or on no valid URL at all, fails alone."""
-    from backup.repos import Repo
-    from backup.repos_command import _refuse_one_foreign_host
+    from github_org_backup.github.repos import Repo
+    from github_org_backup.repos.command import _refuse_one_foreign_host
 
     config = SimpleNamespace(git_host=GitHost.for_api("https://api.github.com"), api_url="x")
     for url in ("https://evil.example/acme/app.git", "https://[x/acme/app.git"):

@@ -14,16 +14,22 @@ import pytest
 import yarl
 from aioresponses import aioresponses
 
-from backup import jsonio
-from backup.auth import Authenticator
-from backup.credentials import Credentials
-from backup.errors import AuthError, ContentError, InvalidManifest, SpecError, UnsafeRedirect
-from backup.git import _branch_name
-from backup.layout import LayoutStore
-from backup.oci import OCI_MANIFEST, parse_manifest
-from backup.reference import Registry
-from backup.registry.transport import _joined
-from backup.specs import parse_specs
+from github_org_backup.base import jsonio
+from github_org_backup.errors import (
+    AuthError,
+    ContentError,
+    InvalidManifest,
+    SpecError,
+    UnsafeRedirect,
+)
+from github_org_backup.model.oci import OCI_MANIFEST, parse_manifest
+from github_org_backup.model.reference import Registry
+from github_org_backup.model.specs import parse_specs
+from github_org_backup.repos.git import _branch_name
+from github_org_backup.stores.layout import LayoutStore
+from github_org_backup.stores.registry.auth import Authenticator
+from github_org_backup.stores.registry.credentials import Credentials
+from github_org_backup.stores.registry.transport import _joined
 
 DEEP = "[" * 100_000 + "]" * 100_000
 

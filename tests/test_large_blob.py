@@ -40,7 +40,7 @@ def test_512_mib_blob_streams_under_150_mib_rss(
             "%M",
             sys.executable,
             "-m",
-            "backup",
+            "github_org_backup",
             "copy",
             f"http://{source.host}/{repository}:1",
             f"http://{destination.host}/big/{repository}:1",

@@ -10,10 +10,16 @@ from pathlib import Path
 
 import pytest
 
-from backup.errors import DigestMismatch, InvalidManifest, NotFound, SizeMismatch, UsageError
-from backup.layout import REF_NAME, LayoutStore, split_ref_name
-from backup.oci import OCI_MANIFEST, Descriptor, digest_of
-from backup.reference import Registry
+from github_org_backup.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    NotFound,
+    SizeMismatch,
+    UsageError,
+)
+from github_org_backup.model.oci import OCI_MANIFEST, Descriptor, digest_of
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.layout import REF_NAME, LayoutStore, split_ref_name
 from tests.harness.memstore import Image, image
 
 

@@ -10,8 +10,8 @@ import subprocess
 import sys
 from pathlib import Path
 
-from backup.layout import LayoutStore
-from backup.reference import Registry
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.layout import LayoutStore
 from tests.harness.memstore import image
 from tests.test_layout_inprocess import put_image, ref_names
 
@@ -41,8 +41,8 @@ _WRITER = """
 import asyncio, sys
 from pathlib import Path
 sys.path.insert(0, {root!r})
-from backup.layout import LayoutStore
-from backup.reference import Registry
+from github_org_backup.stores.layout import LayoutStore
+from github_org_backup.model.reference import Registry
 from tests.harness.memstore import image
 from tests.test_layout_inprocess import put_image
 

@@ -12,9 +12,9 @@ import aiohttp
 import pytest
 from aiohttp import web
 
-from backup.errors import ConnectionBroken, TooSlow
-from backup.limits import Limits, Pace, paced
-from backup.registry.answers import chunks
+from github_org_backup.base.limits import Limits, Pace, paced
+from github_org_backup.errors import ConnectionBroken, TooSlow
+from github_org_backup.stores.registry.answers import chunks
 
 FAST = Limits(min_bytes_per_s=1000, speed_window_s=0.3)
 
@@ -144,9 +144,9 @@ async def test_a_tag_list_page_over_4_mib_is_refused_unparsed() -> None:
     """A 5 MiB tags/list page of two-letter tags would parse into a million strings: refused."""
     from aioresponses import aioresponses
 
-    from backup.errors import OverLimit
-    from backup.reference import Registry
-    from backup.registry import RegistryClient
+    from github_org_backup.errors import OverLimit
+    from github_org_backup.model.reference import Registry
+    from github_org_backup.stores.registry import RegistryClient
 
     tags = [f"{a}{b}" for a in "abcdefghij" for b in "abcdefghij"] * 9000
     body = json.dumps({"name": "app", "tags": tags})
@@ -163,9 +163,9 @@ async def test_endless_tag_pages_stop_at_the_entry_cap() -> None:
     """Pages of 100,000 tags that always link a next one end once past 500,000 entries."""
     from aioresponses import aioresponses
 
-    from backup.errors import OverLimit
-    from backup.reference import Registry
-    from backup.registry import RegistryClient
+    from github_org_backup.errors import OverLimit
+    from github_org_backup.model.reference import Registry
+    from github_org_backup.stores.registry import RegistryClient
 
     body = json.dumps({"name": "app", "tags": [f"t{n}" for n in range(100_000)]})
     link = {"Link": '</v2/app/tags/list?n=1000&last=x>; rel="next"'}

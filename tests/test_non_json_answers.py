@@ -14,11 +14,11 @@ import aiohttp
 import pytest
 from aioresponses import aioresponses
 
-from backup.credentials import Credentials
-from backup.errors import AuthError, RegistryError
-from backup.reference import Registry
-from backup.registry import RegistryClient
-from backup.retry import RetryPolicy
+from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.errors import AuthError, RegistryError
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry import RegistryClient
+from github_org_backup.stores.registry.credentials import Credentials
 from tests.harness.clirun import run_cli
 
 BASE = "https://r.example.com"

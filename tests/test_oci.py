@@ -7,8 +7,13 @@ from typing import Any
 
 import pytest
 
-from backup.errors import DigestMismatch, InvalidManifest, NoMatchingPlatform, SizeMismatch
-from backup.oci import (
+from github_org_backup.errors import (
+    DigestMismatch,
+    InvalidManifest,
+    NoMatchingPlatform,
+    SizeMismatch,
+)
+from github_org_backup.model.oci import (
     DOCKER_MANIFEST_LIST,
     MAX_MANIFEST_BYTES,
     OCI_INDEX,

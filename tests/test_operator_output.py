@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.summary import markdown
+from github_org_backup.output.summary import markdown
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.clirun import COMMAND, ROOT, cli_env
 from tests.harness.images import Corpus, generate_corpus

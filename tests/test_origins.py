@@ -7,10 +7,10 @@ import pytest
 import yarl
 from aioresponses import aioresponses
 
-from backup.errors import UnsafeRedirect
-from backup.origins import Trust, check_redirect, realm_refusal
-from backup.reference import Registry
-from backup.registry import RegistryClient
+from github_org_backup.errors import UnsafeRedirect
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry import RegistryClient
+from github_org_backup.stores.registry.origins import Trust, check_redirect, realm_refusal
 
 DIGEST = "sha256:" + "a" * 64
 
@@ -111,8 +111,8 @@ async def test_a_blob_redirect_to_cloud_metadata_is_not_followed() -> None:
 async def test_an_anonymous_token_request_never_goes_into_the_internal_network() -> None:
     """Without credentials a realm on another host may be asked anonymously, but not one on
     an internal address: a public registry cannot aim the client at the metadata service."""
-    from backup.auth import Authenticator
-    from backup.errors import AuthError
+    from github_org_backup.errors import AuthError
+    from github_org_backup.stores.registry.auth import Authenticator
 
     realm = "http://169.254.169.254/latest/meta-data/"
     with aioresponses() as mocked:

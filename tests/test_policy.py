@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from backup.policy import PackageFilter, TagPolicy, parse_release, select_tags
+from github_org_backup.plan.policy import PackageFilter, TagPolicy, parse_release, select_tags
 
 DEFAULT = TagPolicy()
 ALL = TagPolicy(all_patches=True)
@@ -136,7 +136,7 @@ def test_package_filter(
 
 def test_signature_tags_follow_their_subject() -> None:
     """Cosign .sig/.att/.sbom and referrers fallback tags follow the image they name."""
-    from backup.plan import decide_tags
+    from github_org_backup.plan.package import decide_tags
 
     kept_digest, dropped_digest = "sha256:" + "a" * 64, "sha256:" + "b" * 64
     tags = {

@@ -14,7 +14,7 @@ from typing import Any
 
 import pytest
 
-from backup.layout import split_ref_name
+from github_org_backup.stores.layout import split_ref_name
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.images import Corpus, Manifest, generate_corpus
 from tests.harness.layouts import OCI_INDEX, OCI_MANIFEST, Layout, skopeo_to_layout, umoci_new

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import pytest
 
-from backup.errors import InvalidReference
-from backup.reference import Reference, Registry, Repository, parse_reference, parse_repository
+from github_org_backup.errors import InvalidReference
+from github_org_backup.model.reference import (
+    Reference,
+    Registry,
+    Repository,
+    parse_reference,
+    parse_repository,
+)
 
 D = "sha256:" + "a" * 64
 

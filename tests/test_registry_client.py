@@ -11,8 +11,8 @@ import pytest
 from aioresponses import aioresponses
 from yarl import URL
 
-from backup.credentials import Credentials
-from backup.errors import (
+from github_org_backup.base.retry import RetryPolicy, parse_retry_after
+from github_org_backup.errors import (
     AuthError,
     BodyTooLarge,
     DigestMismatch,
@@ -22,10 +22,10 @@ from backup.errors import (
     TransientError,
     UnsafeRedirect,
 )
-from backup.oci import OCI_MANIFEST, digest_of, parse_manifest
-from backup.reference import Registry
-from backup.registry import RegistryClient
-from backup.retry import RetryPolicy, parse_retry_after
+from github_org_backup.model.oci import OCI_MANIFEST, digest_of, parse_manifest
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry import RegistryClient
+from github_org_backup.stores.registry.credentials import Credentials
 
 BASE = "https://r.example.com"
 FAST = RetryPolicy(attempts=4, base_delay_s=0.001, max_delay_s=0.002, max_retry_after_s=0.01)

@@ -11,11 +11,11 @@ from pathlib import Path
 import aiohttp
 import pytest
 
-from backup.errors import RegistryError, TransientError
-from backup.oci import DOCKER_MANIFEST, parse_manifest
-from backup.reference import Registry
-from backup.registry import RegistryClient
-from backup.retry import RetryPolicy
+from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.errors import RegistryError, TransientError
+from github_org_backup.model.oci import DOCKER_MANIFEST, parse_manifest
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry import RegistryClient
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.clirun import run_cli
 from tests.harness.faultproxy import FaultProxy, Rule

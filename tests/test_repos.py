@@ -18,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from backup.summary import markdown_text
+from github_org_backup.output.summary import markdown_text
 from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from backup.git import Git, GitSettings, RefChange, _RefNames, _transactions
+from github_org_backup.repos.git import Git, GitSettings, RefChange, _RefNames, _transactions
 from tests.harness.github_repos import GitHubReposStandIn
 from tests.harness.gitserver import GitServer, git
 from tests.test_repos import ORG, World, heads_and_tags

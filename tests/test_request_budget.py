@@ -13,8 +13,8 @@ from types import SimpleNamespace
 
 import pytest
 
-from backup import retry
-from backup.retry import HostBudget, retry_after_in_body
+from github_org_backup.base import retry
+from github_org_backup.base.retry import HostBudget, retry_after_in_body
 from tests.conftest import LiveRegistry
 from tests.harness.clirun import run_cli
 from tests.harness.faultproxy import FaultProxy

@@ -13,9 +13,8 @@ from typing import Any
 
 import pytest
 
-from backup.config import Shard, shard_from
-from backup.errors import BackupError
-from backup.history import (
+from github_org_backup.errors import BackupError
+from github_org_backup.history.record import (
     Retention,
     carried_forward,
     kept_snapshots,
@@ -24,11 +23,7 @@ from backup.history import (
     tagged_images,
     unvouched_tags,
 )
-from backup.oci import OCI_INDEX, parse_manifest
-from backup.reference import Repository
-from backup.snapshots import (
-    HISTORY_TAG,
-    SNAPSHOT_REPOSITORY,
+from github_org_backup.history.snapshots import (
     Snapshot,
     Snapshots,
     TaggedImage,
@@ -36,6 +31,10 @@ from backup.snapshots import (
     select_kept,
     snapshot_id,
 )
+from github_org_backup.model.oci import OCI_INDEX, parse_manifest
+from github_org_backup.model.reference import Repository
+from github_org_backup.model.reserved import HISTORY_TAG, SNAPSHOT_REPOSITORY
+from github_org_backup.settings.config import Shard, shard_from
 from tests.harness.memstore import Image, MemStore, image, index
 
 NAMES = [f"team-{n % 13}/service-{n}" for n in range(2000)]
@@ -57,7 +56,7 @@ def test_a_package_belongs_to_the_same_shard_on_every_machine(
 def test_shard_assignment_does_not_depend_on_the_hash_seed() -> None:
     """Another interpreter with another PYTHONHASHSEED assigns every name the same way."""
     code = (
-        "import sys; from backup.config import Shard; "
+        "import sys; from github_org_backup.settings.config import Shard; "
         "print(''.join(str(next(i for i in range(5) if Shard(i, 5).owns(n))) "
         "for n in sys.stdin.read().split()))"
     )
@@ -498,8 +497,8 @@ async def test_a_crash_before_the_snapshot_is_saved_leaves_every_stored_snapshot
 
 def test_restore_takes_only_the_snapshot_tags_include_tag_matches_in_full() -> None:
     """--include-tag is a full match: ``1\\.0`` takes 1.0, not 1.0.1; other packages stay out."""
-    from backup.commands.restore import _specs_from_snapshots
-    from backup.policy import PackageFilter, TagPolicy
+    from github_org_backup.commands.restore import _specs_from_snapshots
+    from github_org_backup.plan.policy import PackageFilter, TagPolicy
 
     backup = Backup()
     snapshot = new_snapshot(

@@ -9,13 +9,8 @@ from typing import Any
 
 import pytest
 
-from backup.errors import UsageError
-from backup.layout import LayoutStore
-from backup.oci import OCI_MANIFEST, digest_of
-from backup.reference import Registry, Repository
-from backup.snapshots import (
-    HISTORY_TAG,
-    SNAPSHOT_REPOSITORY,
+from github_org_backup.errors import UsageError
+from github_org_backup.history.snapshots import (
     Snapshot,
     Snapshots,
     TaggedImage,
@@ -27,6 +22,10 @@ from backup.snapshots import (
     select_kept,
     snapshot_id,
 )
+from github_org_backup.model.oci import OCI_MANIFEST, digest_of
+from github_org_backup.model.reference import Registry, Repository
+from github_org_backup.model.reserved import HISTORY_TAG, SNAPSHOT_REPOSITORY
+from github_org_backup.stores.layout import LayoutStore
 
 T0 = datetime(2026, 11, 1, 3, 17, 0, tzinfo=UTC)
 
@@ -188,7 +187,7 @@ async def test_histories_are_written_only_when_they_change(tmp_path: Path) -> No
     store = LayoutStore(Registry.layout_at(str(tmp_path)))
     snapshots = Snapshots(store, Repository(store.registry, ""))
     config = await snapshots._put_blob(b"{}", "application/vnd.oci.empty.v1+json")
-    from backup.oci import parse_manifest
+    from github_org_backup.model.oci import parse_manifest
 
     async def push(repository: str, tag: str, n: int) -> TaggedImage:
         document = {
@@ -242,15 +241,15 @@ class _NoCatalog:
         return getattr(self._store, name)
 
     async def list_repositories(self) -> list[str]:
-        from backup.errors import RegistryError
+        from github_org_backup.errors import RegistryError
 
         raise RegistryError("list the catalog: HTTP 404 (this registry has no /v2/_catalog)")
 
 
 async def test_without_a_catalog_the_latest_snapshot_names_the_tags(tmp_path: Path) -> None:
     """verify and restore walk the latest snapshot's tags when the registry cannot list them."""
-    from backup.commands.tags import backup_tags
-    from backup.policy import PackageFilter
+    from github_org_backup.commands.tags import backup_tags
+    from github_org_backup.plan.policy import PackageFilter
 
     store = LayoutStore(Registry.layout_at(str(tmp_path)))
     prefix = Repository(store.registry, "backup")

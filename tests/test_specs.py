@@ -6,9 +6,9 @@ import json
 
 import pytest
 
-from backup.errors import SpecError
-from backup.oci import Platform
-from backup.specs import parse_specs
+from github_org_backup.errors import SpecError
+from github_org_backup.model.oci import Platform
+from github_org_backup.model.specs import parse_specs
 
 D1 = "sha256:" + "1" * 64
 D2 = "sha256:" + "2" * 64

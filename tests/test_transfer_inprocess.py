@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from backup.errors import SizeMismatch, TransientError
-from backup.oci import Descriptor, digest_of
-from backup.report import Stats
-from backup.store import UploadSession
-from backup.transfer import SOURCE_RESUMES, transfer_blob
+from github_org_backup.copy.transfer import SOURCE_RESUMES, transfer_blob
+from github_org_backup.errors import SizeMismatch, TransientError
+from github_org_backup.model.oci import Descriptor, digest_of
+from github_org_backup.output.report import Stats
+from github_org_backup.stores.protocol import UploadSession
 from tests.harness.memstore import FAST_POLICY, LAYER_TYPE, MemStore
 
 DATA = bytes(range(40))

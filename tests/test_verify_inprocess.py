@@ -5,14 +5,14 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from backup.engine import CopyEngine
-from backup.errors import RegistryError
-from backup.layout import LayoutStore
-from backup.reference import Reference, Registry, Repository
-from backup.report import Stats
-from backup.specs import CopySpec
-from backup.store import Store
-from backup.verify import Verifier
+from github_org_backup.copy.engine import CopyEngine
+from github_org_backup.copy.verify import Verifier
+from github_org_backup.errors import RegistryError
+from github_org_backup.model.reference import Reference, Registry, Repository
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.output.report import Stats
+from github_org_backup.stores.layout import LayoutStore
+from github_org_backup.stores.protocol import Store
 from tests.harness.memstore import MemStore, image, index
 
 SHARED = b"shared by both tags" * 3

@@ -16,15 +16,15 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from backup.cli import build_parser
-from backup.commands.tags import backup_tags
-from backup.config import Shard
-from backup.errors import RegistryError, UsageError
-from backup.layout import LayoutStore
-from backup.options import restore_options, snapshots_options, verify_options
-from backup.policy import PackageFilter
-from backup.reference import Registry, Repository
-from backup.snapshots import Snapshots, TaggedImage, new_snapshot
+from github_org_backup.cli import build_parser
+from github_org_backup.commands.tags import backup_tags
+from github_org_backup.errors import RegistryError, UsageError
+from github_org_backup.history.snapshots import Snapshots, TaggedImage, new_snapshot
+from github_org_backup.model.reference import Registry, Repository
+from github_org_backup.plan.policy import PackageFilter
+from github_org_backup.settings.config import Shard
+from github_org_backup.settings.options import restore_options, snapshots_options, verify_options
+from github_org_backup.stores.layout import LayoutStore
 from tests.conftest import LiveRegistry
 from tests.harness.clirun import run_cli
 from tests.harness.faultproxy import FaultProxy, Rule

@@ -8,7 +8,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
-COMMAND = [sys.executable, "-m", "backup"]
+COMMAND = [sys.executable, "-m", "github_org_backup"]
 
 
 def cli_env(docker_config: Path, extra: dict[str, str] | None = None) -> dict[str, str]:

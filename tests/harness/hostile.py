@@ -28,7 +28,7 @@ from aiohttp import web
 from tests.harness.background import BackgroundLoop
 from tests.harness.clirun import ROOT
 
-COMMAND = [sys.executable, "-m", "backup"]
+COMMAND = [sys.executable, "-m", "github_org_backup"]
 MiB = 2**20
 
 

@@ -32,7 +32,8 @@ from collections import Counter
 from collections.abc import AsyncIterable, AsyncIterator, Iterable
 from dataclasses import dataclass, field
 
-from backup.errors import (
+from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.errors import (
     BackupError,
     ConnectionBroken,
     DigestMismatch,
@@ -41,7 +42,7 @@ from backup.errors import (
     ResumeRefused,
     TransientError,
 )
-from backup.oci import (
+from github_org_backup.model.oci import (
     OCI_INDEX,
     OCI_MANIFEST,
     Descriptor,
@@ -50,9 +51,8 @@ from backup.oci import (
     digest_of,
     parse_manifest,
 )
-from backup.reference import Registry
-from backup.retry import RetryPolicy
-from backup.store import UploadSession
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.protocol import UploadSession
 
 CONFIG_TYPE = "application/vnd.oci.image.config.v1+json"
 LAYER_TYPE = "application/vnd.oci.image.layer.v1.tar+gzip"

@@ -1,3 +1,0 @@
-from backup.cli import main
-
-raise SystemExit(main())

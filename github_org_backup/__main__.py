@@ -1,0 +1,3 @@
+from github_org_backup.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,156 @@
+"""`restore`: put back the state of one snapshot (or, without snapshots, every tag), byte-exact,
+below another prefix."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+import structlog
+
+from github_org_backup.commands.run import execute, finish
+from github_org_backup.commands.tags import backup_tags
+from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.history.snapshots import Snapshot, Snapshots
+from github_org_backup.model.reference import Reference, Repository
+from github_org_backup.model.reserved import is_reserved
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.plan.policy import PackageFilter, TagPolicy
+from github_org_backup.settings.options import RestoreOptions
+from github_org_backup.stores.factory import open_clients
+from github_org_backup.stores.registry.credentials import CredentialStore
+
+log = structlog.get_logger("github_org_backup.commands")
+
+
+async def run_restore(options: RestoreOptions) -> int:
+    source, target = options.source, options.target
+    credentials = CredentialStore.from_docker_config(explicit=dict(options.credentials))
+    async with open_clients(credentials, options.http) as clients:
+        store = clients(source.registry)
+        chosen = await _chosen_snapshots(
+            options, [Snapshots(store, source, series) for series in options.series]
+        )
+        if chosen:
+            specs = _specs_from_snapshots(
+                chosen.values(), source, target, options.packages, options.include_tags
+            )
+            for series, snapshot in chosen.items():
+                log.info(
+                    "restore_from_snapshot",
+                    snapshot=snapshot.id,
+                    tags=len(snapshot.images),
+                    **({"shard": series} if series else {}),
+                )
+        else:
+            tags = await backup_tags(
+                store, source, options.packages, options.include_tags, options.from_report
+            )
+            specs = _specs_from_tags(tags, source, target)
+        if not specs:
+            raise UsageError(f"nothing to restore below {source}")
+        stats, report = await execute(specs, clients, options.output, options.run)
+    if list(chosen) == [""]:
+        report["summary"]["snapshot"] = chosen[""].id
+    elif chosen:
+        report["summary"]["snapshots"] = {series: s.id for series, s in chosen.items()}
+    return finish(options.output, options.run, stats, report, failed=False)
+
+
+async def _chosen_snapshots(
+    options: RestoreOptions, series: list[Snapshots]
+) -> dict[str, Snapshot]:
+    """Per series: --snapshot ID, the latest at or before --as-of, or the latest.
+
+    Empty when an unsharded backup has no readable snapshot, so that its tags are restored.
+    A shard series without a snapshot is an error.
+    """
+    chosen: dict[str, Snapshot] = {}
+    for snapshots in series:
+        found = await _chosen_snapshot(options, snapshots)
+        if found is not None:
+            chosen[snapshots.series] = found
+        elif snapshots.series:
+            # The registry's tags hold every shard's packages as they stand now: restoring
+            # them would be neither this shard nor that time.
+            when = f" at or before {options.as_of.isoformat()}" if options.as_of else ""
+            raise UsageError(
+                f"shard series {snapshots.series} of {snapshots.prefix} has no snapshot{when}: "
+                "check the shard count against the backup's (the snapshots command with "
+                "--shard-count N lists each shard's series)"
+            )
+    return chosen
+
+
+async def _chosen_snapshot(options: RestoreOptions, snapshots: Snapshots) -> Snapshot | None:
+    """--snapshot ID, the latest at or before --as-of, or the latest; None if there are none."""
+    if options.snapshot:
+        return await snapshots.load(options.snapshot)
+    if options.as_of:
+        found = await snapshots.at_or_before(options.as_of)
+        if found is None and not snapshots.series:
+            when = options.as_of.isoformat()
+            raise UsageError(
+                f"no snapshot of {snapshots.prefix} at or before {when} (for a backup made in "
+                "shards, give --shard I/N or --shard-count N)"
+            )
+        return found
+    try:
+        return await snapshots.latest()
+    except BackupError as exc:
+        if snapshots.series:
+            raise  # a shard's tags alone are not the backup's state
+        log.warning("snapshot_unreadable", error=str(exc), fallback="the registry's tags")
+        return None
+
+
+def _specs_from_snapshots(
+    snapshots: Iterable[Snapshot],
+    source: Repository,
+    target: Repository,
+    packages: PackageFilter,
+    include: TagPolicy | None,
+) -> list[CopySpec]:
+    """Every tag of the snapshots, from its digest in the backup to the same path below --to.
+
+    Shards back up disjoint packages, so their snapshots never name the same tag.
+    """
+    specs = []
+    for snapshot in snapshots:
+        for image in snapshot.images:
+            if not packages.allows(image.repository):
+                continue
+            if include is not None and not include.named_by_include(image.tag):
+                continue
+            if is_reserved(image.repository, image.tag):
+                # An older version may have recorded a source tag in the tool's namespace.
+                log.warning("reserved_name_refused", repository=image.repository, tag=image.tag)
+                continue
+            specs.append(
+                CopySpec(
+                    Reference(source.child(image.repository), image.tag, image.digest),
+                    Reference(target.child(image.repository), image.tag),
+                )
+            )
+    return specs
+
+
+def _specs_from_tags(
+    tags: list[tuple[str, str]], source: Repository, target: Repository
+) -> list[CopySpec]:
+    specs = []
+    for name, tag in tags:
+        relative = Repository(source.registry, name).relative_to(source)
+        assert relative is not None
+        if not relative and not target.name:
+            # A plain-tag layout (skopeo, umoci, ...) holds one unnamed repository.
+            raise UsageError(
+                f"{source} holds images tagged without a repository name ({tag!r}): "
+                "give --to HOST/REPOSITORY to restore them as tags of that repository"
+            )
+        specs.append(
+            CopySpec(
+                Reference(Repository(source.registry, name), tag),
+                Reference(target.child(relative) if relative else target, tag),
+            )
+        )
+    return specs

@@ -1,0 +1,50 @@
+"""`verify`: every tag of a backup complete, each descriptor's size (and with --deep, digest)."""
+
+from __future__ import annotations
+
+import structlog
+
+from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK
+from github_org_backup.commands.tags import backup_tags
+from github_org_backup.copy.verify import Verifier
+from github_org_backup.output.report import write_report
+from github_org_backup.settings.options import VerifyOptions
+from github_org_backup.stores.factory import open_clients
+from github_org_backup.stores.registry.credentials import CredentialStore
+
+log = structlog.get_logger("github_org_backup.commands")
+
+
+async def run_verify(options: VerifyOptions) -> int:
+    prefix = options.prefix
+    credentials = CredentialStore.from_docker_config(explicit=dict(options.credentials))
+    async with open_clients(credentials, options.http) as clients:
+        store = clients(prefix.registry)
+        tags = await backup_tags(
+            store,
+            prefix,
+            options.packages,
+            None,
+            options.from_report,
+            internal=not options.packages.include,  # snapshots and histories are checked too
+            series=options.series,
+        )
+        verifier = Verifier(store, deep=options.deep, concurrency=options.concurrency)
+        result = await verifier.verify(tags)
+    for problem in result.problems:
+        print(problem, flush=True)
+    summary = {
+        "tags": result.tags,
+        "manifests": result.manifests,
+        "blobs": result.blobs,
+        "problems": len(result.problems),
+        "deep": options.deep,
+    }
+    log.info("verify_finished", backup=str(prefix), **summary)
+    if options.output.report:
+        problems = [str(p) for p in result.problems]
+        write_report(options.output.report, {"summary": summary, "problems": problems})
+    if not tags:
+        log.error("verify_found_nothing", backup=str(prefix))
+        return EXIT_FAILED
+    return EXIT_FAILED if result.problems else EXIT_OK

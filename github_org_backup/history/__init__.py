@@ -1,0 +1,1 @@
+"""What a backup remembers: snapshots, retention, the history index, recording a run, prune."""

@@ -1,0 +1,162 @@
+"""The run's summary for people: Markdown for a GitHub Actions job page, a table on a terminal.
+
+Both are drawn from the JSON report, so they never disagree with it. Much of what they show
+comes from the source (package names, tags, a registry's or GitHub's error messages), so every
+such text is shown literally: control characters and line breaks flattened, and in Markdown
+HTML's ``<>&`` as entities and every other ASCII punctuation mark backslash-escaped, so it can
+form no link, image, autolink, heading, table cell, emphasis or HTML on the job page.
+"""
+
+from __future__ import annotations
+
+import os
+import string
+import unicodedata
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import structlog
+
+log = structlog.get_logger("github_org_backup.output.summary")
+
+STEP_SUMMARY_ENV = "GITHUB_STEP_SUMMARY"
+_MAX_ROWS = 50  # a job summary is capped at 1 MiB; the report holds the rest
+_MAX_CELL = 300  # characters of one cell, before escaping
+_HTML = {"<": "&lt;", ">": "&gt;", "&": "&amp;"}
+_ESCAPED = frozenset(string.punctuation) - _HTML.keys()  # CommonMark escapes any of these
+
+
+def plain_text(text: str) -> str:
+    """``text`` on one line: control, format (bidi overrides, ANSI's ESC) and line-break
+    characters become spaces, so no terminal sequence or Markdown block starts inside it."""
+    return "".join(" " if unicodedata.category(c) in ("Cc", "Cf", "Zl", "Zp") else c for c in text)
+
+
+def markdown_text(text: str, limit: int = _MAX_CELL) -> str:
+    """``text`` as Markdown that renders exactly as ``text``, on one line, clipped to ``limit``."""
+    flat = plain_text(text)
+    if len(flat) > limit:
+        flat = flat[: limit - 1] + "…"
+    return "".join(_HTML.get(c) or (f"\\{c}" if c in _ESCAPED else c) for c in flat)
+
+
+def human_bytes(count: float) -> str:
+    for unit in ("B", "KiB", "MiB", "GiB", "TiB"):
+        if abs(count) < 1024 or unit == "TiB":
+            return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
+        count /= 1024
+    raise AssertionError("unreachable")
+
+
+def counts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """The summary's headline figures, as (label, value) rows in a fixed order."""
+    rows: list[tuple[str, str]] = []
+    labels = {
+        "images_copied": "images copied",
+        "images_skipped": "images already current",
+        "images_failed": "images failed",
+        "packages": "packages",
+        "packages_failed": "packages failed",
+        "repositories_copied": "repositories copied",
+        "repositories_unchanged": "repositories unchanged",
+        "repositories_failed": "repositories failed",
+        "refs_updated": "refs updated",
+        "blobs_copied": "blobs copied",
+        "blobs_mounted": "blobs mounted",
+        "tags_moved": "tags moved",
+        "tags_pruned": "tags pruned",
+    }
+    for key, label in labels.items():
+        if isinstance(summary.get(key), int) and not isinstance(summary.get(key), bool):
+            rows.append((label, str(summary[key])))
+    if "bytes_copied" in summary:
+        rows.append(("bytes copied", human_bytes(summary["bytes_copied"])))
+    if "duration_s" in summary:
+        rows.append(("duration", f"{float(summary['duration_s']):.1f} s"))
+    return rows
+
+
+def failures(report: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """(what, why) for every failed package, image or repository in the report."""
+    found: list[tuple[str, str]] = []
+    for key, name in (
+        ("packages", "package"),
+        ("images", "destination"),
+        ("repositories", "repository"),
+    ):
+        entries = report.get(key)
+        if not isinstance(entries, list):
+            continue
+        for entry in entries:
+            if isinstance(entry, Mapping) and entry.get("status") == "failed":
+                what = str(entry.get(name) or entry.get("source") or "?")
+                found.append((what, str(entry.get("error") or "")))
+    discovery = report.get("summary", {}).get("discovery_error")
+    if discovery:
+        found.insert(0, ("discovery", str(discovery)))
+    return found
+
+
+def moved_tags(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(tag or ref, was, now) for every tag the source moved and every ref it rewrote."""
+    moved = report.get("moved_tags") or []
+    rows = []
+    for entry in moved if isinstance(moved, list) else []:
+        if isinstance(entry, Mapping):
+            rows.append((str(entry.get("tag")), str(entry.get("was")), str(entry.get("now"))))
+    for repository in report.get("repositories") or []:
+        if not isinstance(repository, Mapping):
+            continue
+        for change in repository.get("ref_changes") or []:
+            if isinstance(change, Mapping) and change.get("change") in ("forced", "deleted"):
+                what = f"{repository.get('repository')} {change.get('ref')}"
+                now = str(change.get("new") or "deleted")
+                rows.append((what, str(change.get("old") or ""), now))
+    return rows
+
+
+def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Iterator[str]:
+    yield "| " + " | ".join(header) + " |"
+    yield "|" + " --- |" * len(header)
+    for row in rows[:_MAX_ROWS]:
+        yield "| " + " | ".join(markdown_text(c) for c in row) + " |"
+    if len(rows) > _MAX_ROWS:
+        yield f"\n{len(rows) - _MAX_ROWS} more in the JSON report."
+
+
+def markdown(command: str, report: Mapping[str, Any], exit_code: int) -> str:
+    """A job-summary section: the outcome, the counts, failures and moved tags."""
+    summary = report.get("summary", {})
+    outcome = {0: "succeeded", 1: "finished with failures", 143: "was interrupted"}.get(
+        exit_code, f"failed (exit {exit_code})"
+    )
+    icon = ":white_check_mark:" if exit_code == 0 else ":x:"
+    lines = [f"## {icon} github-org-backup {command} {outcome}", ""]
+    lines += _table(("", "count"), counts(summary))
+    broken = failures(report)
+    if broken:
+        lines += ["", f"### Failures ({len(broken)})", ""]
+        lines += _table(("what", "reason"), broken)
+    moved = moved_tags(report)
+    if moved:
+        lines += ["", f"### Moved at the source ({len(moved)})", ""]
+        lines += _table(("tag", "was", "now"), moved)
+    return "\n".join(lines) + "\n\n"
+
+
+def append_step_summary(
+    command: str,
+    report: Mapping[str, Any],
+    exit_code: int,
+    environ: Mapping[str, str] = os.environ,
+) -> None:
+    """Append to the file GitHub Actions names in GITHUB_STEP_SUMMARY; a no-op elsewhere."""
+    target = environ.get(STEP_SUMMARY_ENV)
+    if not target:
+        return
+    try:
+        with Path(target).open("a", encoding="utf-8") as handle:
+            handle.write(markdown(command, report, exit_code))
+    except OSError as exc:
+        log.error("step_summary_failed", path=target, error=exc.strerror)

@@ -1,0 +1,1 @@
+"""Git repositories: bare mirrors that keep what the source rewrites, and their checks."""

@@ -1,0 +1,558 @@
+"""The git subprocess layer: bare mirrors that never lose a commit the source drops.
+
+Every git runs with ``asyncio.create_subprocess_exec`` in its own process group. The token
+travels only in the environment, as an ``http.<origin>/.extraHeader`` set through
+``GIT_CONFIG_COUNT``: never in argv, in a config file, or in the mirror (its remote URL is the
+token-free clone URL). git-lfs reads the same setting. The header is added only for a URL on
+the git host that belongs to the GitHub API the user named (``GitHost``), and git follows no
+redirect, so a hostile listing or server cannot send the token elsewhere.
+
+Bounds: curl's low-speed limit (``http.lowSpeedLimit`` bytes/s for ``http.lowSpeedTime``,
+which is --read-timeout) ends each HTTP transfer that trickles, and a deadline per repository
+(--repo-timeout) ends a fetch that keeps moving but never finishes.
+
+A fetch lands in ``refs/incoming/*`` first. The mirror's own refs then move in one
+``git update-ref --stdin`` transaction that also keeps every tip the source rewound or deleted
+under ``refs/backup/<UTC time>/<heads|tags|pull>/...``. A run killed at any point leaves the
+mirror's refs as they were before it, or as they are after it. The one exception is a rename
+across a name clash (``foo`` to ``foo/bar``), which git cannot do in one transaction: the old
+tips are kept and the deletions made first, then the rest, so a run killed in between leaves
+every old tip under refs/backup/ and the new refs for the next run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import re
+import shutil
+import signal
+import time
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, replace
+from pathlib import Path
+from typing import Literal
+from urllib.parse import urlsplit
+
+import structlog
+
+from github_org_backup.errors import BackupError, UsageError
+
+log = structlog.get_logger("github_org_backup.repos.git")
+
+INCOMING = "refs/incoming/"
+BACKUP = "refs/backup/"
+# Environment variables the user's shell may carry that would change what git does, or make
+# it print headers (GIT_TRACE_CURL): none of them reach our git.
+_DROPPED_ENV_PREFIXES = ("GIT_", "SSH_ASKPASS")
+
+ChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
+# A transfer slower than this for --read-timeout seconds is abandoned. It must exceed what a
+# stalled server can send for nothing: git's keep-alive (5 bytes every 5 s) and a 2 bytes/s
+# trickle both stay under it, where the old limit of 1 byte/s let a 2 bytes/s trickle run forever.
+LOW_SPEED_LIMIT_BPS = 1024
+
+
+class GitError(BackupError):
+    """A git command failed; the message is git's own, with any credential blanked."""
+
+
+class RepositoryNotFound(GitError):
+    """The server has no such repository, or hides it from this token (HTTP 404)."""
+
+
+class GitTimeout(GitError):
+    """A git command against the network did not end within its deadline; it was killed."""
+
+
+class GitMissing(UsageError):
+    """git is not installed."""
+
+
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+@dataclass(frozen=True)
+class GitHost:
+    """The git host that belongs to a GitHub API: the only place the token may go.
+
+    github.com for api.github.com; otherwise (GitHub Enterprise Server) the API's own host, on
+    any port. Over https, unless the API itself is http.
+    """
+
+    hostname: str
+    schemes: tuple[str, ...]
+    api_url: str
+
+    @classmethod
+    def for_api(cls, api_url: str) -> GitHost:
+        api = urlsplit(api_url)
+        host = (api.hostname or "").lower()
+        if host == "api.github.com":
+            return cls("github.com", ("https",), api_url)
+        return cls(host, ("https",) if api.scheme == "https" else ("http", "https"), api_url)
+
+    def _origin_problem(self, url: str) -> str | None:
+        if not url.isascii() or any(c <= " " or c in "\\\x7f" for c in url):
+            return f"clone URL {url!r} has characters no URL of GitHub has"
+        try:
+            parts = urlsplit(url)
+        except ValueError:  # e.g. an unclosed [ in the host
+            return f"clone URL {url!r} is not a valid URL"
+        try:
+            parts.port  # noqa: B018 - raises on a port that is not a number
+        except ValueError:
+            return f"clone URL {url!r} has an invalid port"
+        if parts.username is not None or parts.password is not None:
+            return "clone URL carries credentials; refusing to store it in the mirror"
+        host = (parts.hostname or "").lower()
+        if host != self.hostname:
+            return (
+                f"clone URL host {host or '(none)'!r} is not {self.hostname!r}, the git host of "
+                f"the GitHub API {self.api_url}: refused, the token goes only to {self.hostname}"
+            )
+        if parts.scheme not in self.schemes:
+            return (
+                f"clone URL {url!r} uses {parts.scheme or 'no scheme'} on {host}: only "
+                f"{' or '.join(self.schemes)} is used with the GitHub API {self.api_url}"
+            )
+        return None
+
+    def allows(self, url: str) -> bool:
+        """Whether the token may be sent to ``url``'s origin."""
+        return self._origin_problem(url) is None
+
+    def refusal(self, url: str, path: str) -> str | None:
+        """Why ``url`` is not the repository ``path`` (/OWNER/REPO.git) on this host, or None."""
+        problem = self._origin_problem(url)
+        if problem:
+            return problem
+        parts = urlsplit(url)
+        if parts.path.lower() != path.lower() or parts.query or parts.fragment:
+            return (
+                f"clone URL {url!r} on {self.hostname} is not the repository {path.lstrip('/')}"
+                " it was listed as"
+            )
+        return None
+
+
+@dataclass(frozen=True)
+class GitSettings:
+    """How git reaches the server: Basic credentials (token as password), CA, stall limit."""
+
+    username: str = "github-org-backup"
+    token: str | None = field(default=None, repr=False)
+    ca_file: Path | None = None
+    stall_timeout_s: float | None = None
+    token_host: GitHost | None = None  # where the token may go; None: the URL's own origin
+    repo_timeout_s: float | None = None  # the deadline of one repository's fetches
+
+
+@dataclass(frozen=True)
+class RefChange:
+    ref: str
+    old: str | None
+    new: str | None
+    kind: ChangeKind
+    kept_as: str | None = None  # the refs/backup/... ref that keeps ``old``
+
+    def to_json(self) -> dict[str, str | None]:
+        return {
+            "ref": self.ref,
+            "old": self.old,
+            "new": self.new,
+            "change": self.kind,
+            "kept_as": self.kept_as,
+        }
+
+
+@dataclass(frozen=True)
+class MirrorResult:
+    created: bool
+    changes: tuple[RefChange, ...]
+    lfs_objects: int | None = None
+
+
+class Git:
+    """Runs git with credentials held in its environment; can kill everything it started."""
+
+    def __init__(self, settings: GitSettings, executable: str | None = None) -> None:
+        found = executable or shutil.which("git")
+        if not found:
+            raise GitMissing(
+                "git is not installed: install Debian's git package (apt-get install git)"
+            )
+        self.executable = found
+        self.settings = settings
+        self._running: set[asyncio.subprocess.Process] = set()
+        self._secrets = self._secret_strings()
+
+    def _secret_strings(self) -> list[str]:
+        token = self.settings.token
+        if not token:
+            return []
+        return [token, self._basic(), base64.b64encode(token.encode()).decode()]
+
+    def _basic(self) -> str:
+        pair = f"{self.settings.username}:{self.settings.token}".encode()
+        return base64.b64encode(pair).decode()
+
+    def environment(self, url: str | None) -> dict[str, str]:
+        """The environment of a git run against ``url``: config entries, no prompts."""
+        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
+        config: list[tuple[str, str]] = [
+            ("credential.helper", ""),  # never ask, never store: the header is the credential
+            ("core.askPass", ""),
+            ("http.lowSpeedLimit", str(LOW_SPEED_LIMIT_BPS)),
+            # A redirect would take the next requests, and the header, to another host.
+            ("http.followRedirects", "false"),
+            ("gc.autoDetach", "false"),  # a gc must finish inside the run, not after it
+        ]
+        if self.settings.stall_timeout_s:
+            stall = str(max(1, round(self.settings.stall_timeout_s)))
+            config.append(("http.lowSpeedTime", stall))
+            config.append(("lfs.activitytimeout", stall))  # git-lfs has no low-speed limit
+        if self.settings.ca_file is not None:
+            config.append(("http.sslCAInfo", str(self.settings.ca_file)))
+        host = self.settings.token_host
+        if url and self.settings.token and (host is None or host.allows(url)):
+            origin = urlsplit(url)
+            # Scoped to the clone URL's origin: a redirect elsewhere, or an LFS object store on
+            # another host, never receives it.
+            config.append(
+                (
+                    f"http.{origin.scheme}://{origin.netloc}/.extraHeader",
+                    f"Authorization: Basic {self._basic()}",
+                )
+            )
+        env |= {
+            "GIT_TERMINAL_PROMPT": "0",
+            "GIT_ALLOW_PROTOCOL": "http:https",
+            "GIT_CONFIG_COUNT": str(len(config)),
+        }
+        for index, (key, value) in enumerate(config):
+            env[f"GIT_CONFIG_KEY_{index}"] = key
+            env[f"GIT_CONFIG_VALUE_{index}"] = value
+        return env
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, "<redacted>")
+        return text
+
+    async def run(
+        self,
+        *args: str,
+        git_dir: Path | None = None,
+        url: str | None = None,
+        stdin: bytes | None = None,
+        ok: Sequence[int] = (0,),
+        timeout_s: float | None = None,
+    ) -> tuple[int, str]:
+        """Run ``git ARGS``; (exit status, stdout). Raises GitError outside ``ok``."""
+        argv = [self.executable, *(["--git-dir", str(git_dir)] if git_dir else []), *args]
+        process = await asyncio.create_subprocess_exec(
+            *argv,
+            stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            env=self.environment(url),
+            start_new_session=True,  # its own process group: abort() reaches git's helpers too
+        )
+        self._running.add(process)
+        try:
+            if timeout_s is None:
+                out, err = await process.communicate(stdin)
+            else:
+                out, err = await asyncio.wait_for(process.communicate(stdin), timeout_s)
+        except TimeoutError:
+            _kill(process)
+            await process.wait()
+            raise GitTimeout(f"git {args[0]}: killed after {timeout_s:.0f} s") from None
+        except asyncio.CancelledError:
+            _kill(process)
+            await process.wait()
+            raise
+        finally:
+            self._running.discard(process)
+        code = process.returncode
+        assert code is not None
+        if code not in ok:
+            raise _failure(args[0], self.redact(err.decode(errors="replace")), code)
+        return code, out.decode(errors="replace")
+
+    def kill_all(self) -> None:
+        """Stop every git still running (its process group: remote helpers, index-pack)."""
+        for process in list(self._running):
+            _kill(process)
+
+    # Mirrors
+
+    async def mirror(
+        self,
+        url: str,
+        path: Path,
+        *,
+        pull_refs: bool,
+        stamp: str,
+        default_branch: str | None = None,
+        deadline: float | None = None,
+    ) -> MirrorResult:
+        """Create or bring up to date the bare mirror of ``url`` at ``path``.
+
+        ``deadline`` (``time.monotonic()``) bounds the fetch; local steps are never killed.
+        """
+        created = not (path / "HEAD").is_file()
+        work = path.with_name(f".{path.name}.partial") if created else path
+        if created:
+            shutil.rmtree(work, ignore_errors=True)
+            work.parent.mkdir(parents=True, exist_ok=True)
+            await self.run("init", "--quiet", "--bare", str(work))
+        try:
+            await self._set_remote(work, url)
+            changes = await self._fetch_and_apply(
+                work, url, pull_refs=pull_refs, stamp=stamp, deadline=deadline
+            )
+            if default_branch and _branch_name(default_branch):
+                # A listing's default_branch is source input: HEAD only ever names a branch.
+                await self.run("symbolic-ref", "HEAD", f"refs/heads/{default_branch}", git_dir=work)
+            if created:
+                os.replace(work, path)
+        except BaseException:
+            if created:
+                shutil.rmtree(work, ignore_errors=True)
+            raise
+        if changes and not created:
+            # Old tips are referenced by now, so a gc can no longer drop them.
+            await self.run("gc", "--auto", "--quiet", git_dir=path)
+        return MirrorResult(created, tuple(changes))
+
+    async def _set_remote(self, git_dir: Path, url: str) -> None:
+        _code, current = await self.run(
+            "config", "--get", "remote.origin.url", git_dir=git_dir, ok=(0, 1)
+        )
+        if current.strip() != url:
+            await self.run("config", "remote.origin.url", url, git_dir=git_dir)
+
+    async def _fetch_and_apply(
+        self, git_dir: Path, url: str, *, pull_refs: bool, stamp: str, deadline: float | None
+    ) -> list[RefChange]:
+        namespaces = ["heads", "tags"] + (["pull"] if pull_refs else [])
+        refspecs = [f"+refs/{n}/*:{INCOMING}{n}/*" for n in namespaces]
+        await self.run(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            "--prune",
+            "--no-auto-gc",
+            "--no-write-fetch-head",
+            "--no-recurse-submodules",
+            "origin",
+            *refspecs,
+            git_dir=git_dir,
+            url=url,
+            timeout_s=_remaining(deadline),
+        )
+        refs = await self.refs(
+            git_dir, ["refs/" + n + "/" for n in namespaces] + [INCOMING, BACKUP]
+        )
+        incoming = {
+            "refs/" + ref.removeprefix(INCOMING): sha
+            for ref, sha in refs.items()
+            if ref.startswith(INCOMING)
+        }
+        current = {ref: sha for ref, sha in refs.items() if not ref.startswith((INCOMING, BACKUP))}
+        changes = await self._classify(git_dir, current, incoming, stamp)
+        changes = _kept_clear_of([ref for ref in refs if ref.startswith(BACKUP)], changes, stamp)
+        fetched = [f"delete {ref} {sha}" for ref, sha in refs.items() if ref.startswith(INCOMING)]
+        for commands in _transactions(changes, fetched):
+            await self.run(
+                "update-ref", "--stdin", git_dir=git_dir, stdin="\n".join([*commands, ""]).encode()
+            )
+        return changes
+
+    async def _classify(
+        self, git_dir: Path, current: Mapping[str, str], incoming: Mapping[str, str], stamp: str
+    ) -> list[RefChange]:
+        changes = []
+        for ref in sorted(current.keys() | incoming.keys()):
+            old, new = current.get(ref), incoming.get(ref)
+            if old == new:
+                continue
+            if old is None:
+                changes.append(RefChange(ref, None, new, "created"))
+                continue
+            keep = _worth_keeping(ref)
+            if new is None:
+                kind: ChangeKind = "deleted"
+            elif ref.startswith("refs/tags/") or not keep:
+                kind = "forced"
+            else:
+                code, _ = await self.run(
+                    "merge-base", "--is-ancestor", old, new, git_dir=git_dir, ok=(0, 1)
+                )
+                kind = "fast-forward" if code == 0 else "forced"
+            kept = (
+                f"{BACKUP}{stamp}/{ref.removeprefix('refs/')}"
+                if keep and kind != "fast-forward"
+                else None
+            )
+            changes.append(RefChange(ref, old, new, kind, kept))
+        return changes
+
+    async def refs(self, git_dir: Path, prefixes: Sequence[str]) -> dict[str, str]:
+        _, out = await self.run(
+            "for-each-ref", "--format=%(objectname) %(refname)", *prefixes, git_dir=git_dir
+        )
+        return {ref: sha for sha, _, ref in (line.partition(" ") for line in out.splitlines())}
+
+    async def remote_refs(
+        self, url: str, prefixes: Sequence[str], timeout_s: float | None = None
+    ) -> dict[str, str]:
+        """The source's refs below ``prefixes``, from ``git ls-remote``."""
+        _, out = await self.run(
+            "ls-remote", url, *[p + "*" for p in prefixes], url=url, timeout_s=timeout_s
+        )
+        found = {}
+        for line in out.splitlines():
+            sha, _, ref = line.partition("\t")
+            if not ref.endswith("^{}"):
+                found[ref] = sha
+        return found
+
+    async def fetch_lfs(self, git_dir: Path, url: str, deadline: float | None = None) -> int:
+        """Fetch every Git LFS object any ref of the mirror points to; the count kept locally."""
+        await self.run(
+            "lfs",
+            "fetch",
+            "--all",
+            "origin",
+            git_dir=git_dir,
+            url=url,
+            timeout_s=_remaining(deadline),
+        )
+        objects = git_dir / "lfs" / "objects"
+        return sum(1 for p in objects.rglob("*") if p.is_file()) if objects.is_dir() else 0
+
+    async def fsck(self, git_dir: Path, *, deep: bool) -> list[str]:
+        """Problems ``git fsck`` finds (``--connectivity-only`` unless deep); [] when sound."""
+        args = ["fsck", "--no-progress", "--no-dangling"] + (
+            [] if deep else ["--connectivity-only"]
+        )
+        try:
+            await self.run(*args, git_dir=git_dir)
+        except GitError as exc:
+            return [str(exc)]
+        problems = []
+        if deep and (git_dir / "lfs" / "objects").is_dir():
+            try:
+                await self.run("lfs", "fsck", "--objects", git_dir=git_dir)
+            except GitError as exc:
+                problems.append(str(exc))
+        return problems
+
+
+def _transactions(changes: Sequence[RefChange], fetched: Sequence[str]) -> list[list[str]]:
+    """The update-ref transactions that apply ``changes`` and drop the ``fetched`` refs.
+
+    One, unless a ref created clashes with one deleted (``foo`` and ``foo/bar``): git's files
+    backend cannot do both in one transaction. Then the first keeps every old tip under
+    refs/backup/ and deletes, and the second creates and updates, so nothing is lost between them.
+    """
+    keep = [f"create {c.kept_as} {c.old}" for c in changes if c.kept_as]
+    deletions = [f"delete {c.ref} {c.old}" for c in changes if c.new is None]
+    writes = [
+        f"create {c.ref} {c.new}" if c.old is None else f"update {c.ref} {c.new} {c.old}"
+        for c in changes
+        if c.new is not None
+    ]
+    deleted = _RefNames(c.ref for c in changes if c.new is None)
+    if any(deleted.clashes(c.ref) for c in changes if c.old is None):
+        return [keep + deletions, writes + list(fetched)]
+    together = keep + deletions + writes + list(fetched)
+    return [together] if together else []
+
+
+def _kept_clear_of(
+    taken: Iterable[str], changes: Sequence[RefChange], stamp: str
+) -> list[RefChange]:
+    """``changes`` whose backup names clear the refs/backup/ refs ``taken``.
+
+    Names of one run never clash with each other: they copy refs the mirror holds together. A
+    run in the same second as an earlier one may find refs/backup/<time>/heads/foo taken, or
+    blocking .../heads/foo/bar; then this run's backups move together to <time>-2, <time>-3, ...
+    """
+    base = f"{BACKUP}{stamp}/"
+    relative = [c.kept_as.removeprefix(base) for c in changes if c.kept_as]
+    if not relative:
+        return list(changes)
+    names = _RefNames(ref for ref in taken if ref.startswith(f"{BACKUP}{stamp}"))
+    prefix, n = base, 1
+    while any(names.clashes(prefix + name) for name in relative):
+        n += 1
+        prefix = f"{BACKUP}{stamp}-{n}/"
+    if prefix == base:
+        return list(changes)
+    return [
+        replace(c, kept_as=prefix + c.kept_as.removeprefix(base)) if c.kept_as else c
+        for c in changes
+    ]
+
+
+class _RefNames:
+    """A set of ref names that tells which others git would refuse next to them: the same
+    name, or one that is a directory of the other (``foo`` and ``foo/bar``)."""
+
+    def __init__(self, refs: Iterable[str]) -> None:
+        self._refs = set(refs)
+        self._directories = {
+            ref[:i] for ref in self._refs for i, char in enumerate(ref) if char == "/"
+        }
+
+    def clashes(self, ref: str) -> bool:
+        if ref in self._refs or ref in self._directories:
+            return True
+        return any(ref[:i] in self._refs for i, char in enumerate(ref) if char == "/")
+
+
+def _worth_keeping(ref: str) -> bool:
+    """GitHub recomputes refs/pull/N/merge at will: its old values are not history."""
+    return not (ref.startswith("refs/pull/") and ref.endswith("/merge"))
+
+
+def _remaining(deadline: float | None) -> float | None:
+    return None if deadline is None else max(0.01, deadline - time.monotonic())
+
+
+def _kill(process: asyncio.subprocess.Process) -> None:
+    if process.returncode is None:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(process.pid, signal.SIGKILL)
+
+
+def _failure(command: str, stderr: str, code: int) -> GitError:
+    lines = [line.strip() for line in stderr.splitlines() if line.strip()]
+    message = "; ".join(lines[-3:]) or f"exit status {code}"
+    # git-lfs says "Repository or object not found" of a missing object, too.
+    if command != "lfs" and "not found" in message and "epository" in message:
+        return RepositoryNotFound(f"git {command}: {message}")
+    if "could not read Username" in message or "Authentication failed" in message:
+        message += " (the server refused the token: check GITHUB_TOKEN and its repo scope)"
+    return GitError(f"git {command}: {message}")
+
+
+_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}", re.ASCII)
+
+
+def _branch_name(name: str) -> bool:
+    """A name ``git check-ref-format --branch`` would take (the ASCII subset GitHub uses)."""
+    return bool(
+        _BRANCH.fullmatch(name)
+        and ".." not in name
+        and "//" not in name
+        and not name.startswith(("/", ".", "-"))
+        and not name.endswith((".", "/", ".lock"))
+        and "/." not in name
+    )

@@ -1,0 +1,17 @@
+"""A registry reached over HTTP, in layers (as go-containerregistry's ``transport`` wrappers):
+
+- ``client``: ``RegistryClient``, the distribution-spec steps, named after them, with one
+  ``Link``-pagination helper for tags, the catalog and referrers;
+- ``uploads``: chunked uploads and the fallback to them after a 413;
+- ``answers``: reading answers, with status codes mapped to ``github_org_backup.errors`` and a body
+  broken mid-read mapped to ``ConnectionBroken``;
+- ``transport``: one request: retry with the host's request budget, auth (``auth``),
+  the redirect policy, and aiohttp's exceptions mapped to ``github_org_backup.errors``.
+
+Nothing outside this package sees a token, a redirect or an aiohttp exception.
+"""
+
+from github_org_backup.stores.registry.answers import resumed_at
+from github_org_backup.stores.registry.client import RegistryClient
+
+__all__ = ["RegistryClient", "resumed_at"]

@@ -1,0 +1,283 @@
+"""Registry authentication, the token protocol: challenges, Bearer tokens per scope, Basic.
+
+Knows nothing about copying, nor where credentials come from (``credentials.py``). The
+registry transport asks an Authenticator for the header to send with a set of scopes, and
+hands it any 401 challenge it gets back.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import re
+import time
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import aiohttp
+import yarl
+
+from github_org_backup.base import jsonio
+from github_org_backup.base.limits import MAX_TOKEN_BODY, Limits, paced
+from github_org_backup.errors import AuthError, TooSlow
+from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry.credentials import Credentials, CredentialSource
+from github_org_backup.stores.registry.origins import internal_refusal, realm_refusal
+
+_CHALLENGE_TOKEN = re.compile(
+    r'[\s,]*([A-Za-z][A-Za-z0-9_.-]*)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*))?'
+)
+_TOKEN_SAFETY_MARGIN_S = 10.0
+_DEFAULT_TOKEN_LIFETIME_S = 60.0
+
+
+@dataclass(frozen=True)
+class Challenge:
+    scheme: str  # lower case: "bearer" or "basic"
+    params: Mapping[str, str]
+
+
+def parse_challenges(header: str) -> list[Challenge]:
+    """Parse a WWW-Authenticate header into its challenges (quoted values may hold commas)."""
+    found: list[tuple[str, dict[str, str]]] = []
+    position = 0
+    while (match := _CHALLENGE_TOKEN.match(header, position)) and match.end() > position:
+        position = match.end()
+        name, value = match.group(1), match.group(2)
+        if value is None:  # a bare token starts the next challenge
+            found.append((name.lower(), {}))
+        elif found:
+            if value.startswith('"'):
+                value = re.sub(r"\\(.)", r"\1", value[1:-1])
+            found[-1][1][name.lower()] = value
+    return [Challenge(scheme, params) for scheme, params in found]
+
+
+def repository_scope(name: str, actions: str) -> str:
+    return f"repository:{name}:{actions}"
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+
+
+class Authenticator:
+    """Authorization for one registry: learns its scheme from challenges, caches tokens by scope."""
+
+    def __init__(
+        self,
+        registry: Registry,
+        credentials: CredentialSource,
+        session: aiohttp.ClientSession,
+        allowed_realms: frozenset[str] = frozenset(),
+    ) -> None:
+        self._registry = registry
+        self._allowed_realms = allowed_realms
+        self._lookup = None if isinstance(credentials, Credentials | None) else credentials
+        self._credentials = credentials if isinstance(credentials, Credentials) else None
+        self._lookup_lock = asyncio.Lock()
+        self._session = session
+        self._scheme: str | None = None
+        self._bearer: Mapping[str, str] = {}
+        self._tokens: dict[str, _Token] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+        self._probing = False
+        self._settled = asyncio.Event()
+        self.token_fetches = 0
+
+    async def credentials(self) -> Credentials | None:
+        """The registry's credentials, looked up once, when first needed (a helper may run)."""
+        if self._lookup is not None:
+            async with self._lookup_lock:
+                if self._lookup is not None:
+                    self._credentials = await self._lookup()
+                    self._lookup = None
+        return self._credentials
+
+    @staticmethod
+    def _key(scopes: Iterable[str]) -> str:
+        return " ".join(sorted(set(scopes)))
+
+    async def header(self, scopes: Iterable[str]) -> str | None:
+        """The Authorization value for these scopes, fetching a token if the realm is known.
+
+        Until the registry's scheme is known, one request goes ahead as the probe and the
+        others wait for its answer, rather than all collecting the same 401.
+        """
+        if self.claim_probe():
+            return None
+        if self._scheme is None and not self._settled.is_set():
+            await self._settled.wait()
+        if self._scheme == "basic" and (creds := await self.credentials()):
+            return creds.basic_header()
+        if self._scheme != "bearer":
+            return None
+        key = self._key(scopes)
+        token = self._tokens.get(key)
+        if token is None or token.expires_at <= time.monotonic():
+            token = await self._fetch_locked(key, stale=token)
+        return f"Bearer {token.value}"
+
+    def claim_probe(self) -> bool:
+        """True for the one request that goes first, without credentials, to learn the scheme.
+
+        Its sender must call ``settle()`` however the request ends (a ``finally``), or every
+        request waiting in ``header()`` waits forever.
+        """
+        if self._scheme is None and not self._settled.is_set() and not self._probing:
+            self._probing = True
+            return True
+        return False
+
+    def settle(self) -> None:
+        """The probe got an answer (or failed): waiting requests go ahead with what is known."""
+        self._probing = False
+        self._settled.set()
+
+    async def challenge(self, header: str | None, scopes: Iterable[str], sent: str | None) -> None:
+        """Handle a 401: adopt the challenge's scheme and get a fresh token unless one arrived."""
+        try:
+            await self._adopt(header, scopes, sent)
+        finally:
+            self.settle()
+
+    async def _adopt(self, header: str | None, scopes: Iterable[str], sent: str | None) -> None:
+        challenges = parse_challenges(header or "")
+        by_scheme = {c.scheme: c for c in challenges}
+        if bearer := by_scheme.get("bearer"):
+            if "realm" not in bearer.params:
+                raise AuthError(f"{self._registry} sent a Bearer challenge without a realm")
+            self._scheme, self._bearer = "bearer", bearer.params
+            wanted = set(scopes) | set(bearer.params.get("scope", "").split())
+            key = self._key(s for s in wanted if s)
+            cached = self._tokens.get(key)
+            stale = cached if cached and sent == f"Bearer {cached.value}" else None
+            if cached is None or stale is not None:
+                await self._fetch_locked(key, stale=stale)
+            # Remember the token under the caller's own scope set too, for its retry.
+            self._tokens[self._key(scopes)] = self._tokens[key]
+            return
+        if "basic" in by_scheme:
+            creds = await self.credentials()
+            if creds is None or not creds.password:
+                raise AuthError(
+                    f"{self._registry} requires a username and password: add them to "
+                    "docker config.json (docker login) or the environment",
+                    status=401,
+                )
+            # Sent and still refused: the caller retries once, then reports the 401.
+            self._scheme = "basic"
+            return
+        raise AuthError(f"{self._registry} answered 401 without a usable challenge", status=401)
+
+    async def _fetch_locked(self, key: str, stale: _Token | None) -> _Token:
+        lock = self._locks.setdefault(key, asyncio.Lock())
+        async with lock:
+            current = self._tokens.get(key)
+            if (
+                current is not None
+                and current is not stale
+                and current.expires_at > time.monotonic()
+            ):
+                return current
+            token = await self._fetch(key.split(" ") if key else [])
+            self._tokens[key] = token
+            return token
+
+    async def _fetch(self, scopes: list[str]) -> _Token:
+        try:
+            realm = yarl.URL(self._bearer["realm"])
+        except ValueError:
+            raise AuthError(f"{self._registry} named a token realm that is not a URL") from None
+        creds = await self.credentials()
+        registry_url = yarl.URL(self._registry.base_url)
+        refusal = realm_refusal(registry_url, realm, self._allowed_realms)
+        if refusal is not None and (creds is not None or realm.scheme not in ("http", "https")):
+            raise AuthError(f"not sending the credentials for {self._registry}: {refusal}")
+        if refusal is not None and (inward := internal_refusal(realm, registry_url)):
+            raise AuthError(f"not asking {self._registry}'s token realm: {inward}")
+        params: list[tuple[str, str]] = []
+        if service := self._bearer.get("service"):
+            params.append(("service", service))
+        params += [("scope", s) for s in scopes]
+        self.token_fetches += 1
+        try:
+            if creds and creds.identity_token:
+                form = dict(params[:1]) | {
+                    "grant_type": "refresh_token",
+                    "refresh_token": creds.identity_token,
+                    "client_id": "github-org-backup",
+                    "scope": " ".join(scopes),
+                }
+                request = self._session.post(realm, data=form, allow_redirects=False)
+            else:
+                headers = (
+                    {"Authorization": creds.basic_header()} if creds and creds.password else {}
+                )
+                request = self._session.get(
+                    realm.update_query(params), headers=headers, allow_redirects=False
+                )
+            async with request as response:
+                if 300 <= response.status < 400:
+                    raise AuthError(
+                        f"token service of {self._registry} answered HTTP {response.status} "
+                        f"(a redirect to {response.headers.get('Location', 'nowhere')!r:.100}): "
+                        "a token request never follows a redirect, so as not to carry the "
+                        "credentials elsewhere; name the final token URL in the registry's "
+                        "challenge",
+                        status=response.status,
+                    )
+                if response.status in (401, 403):
+                    raise AuthError(
+                        f"token service of {self._registry} refused the credentials "
+                        f"(HTTP {response.status}): check the username and token "
+                        f"for {self._registry.host}",
+                        status=response.status,
+                    )
+                if response.status != 200:
+                    raise AuthError(
+                        f"token service of {self._registry} answered HTTP {response.status}",
+                        status=response.status,
+                    )
+                body = await _token_body(response, str(self._registry))
+        except (aiohttp.ClientError, TimeoutError) as exc:
+            raise AuthError(
+                f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
+            ) from None
+        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value:
+            raise AuthError(f"token service of {self._registry} returned no token")
+        if not (value.isascii() and value.isprintable()) or " " in value:
+            raise AuthError(
+                f"token service of {self._registry} returned a token that cannot be sent as "
+                "a header (control characters or spaces): refusing it"
+            )
+        try:
+            lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S)
+        except (TypeError, ValueError):
+            lifetime = _DEFAULT_TOKEN_LIFETIME_S  # the token spec's default, not a crash
+        lifetime = max(lifetime - _TOKEN_SAFETY_MARGIN_S, 1.0)
+        return _Token(value, time.monotonic() + lifetime)
+
+
+async def _token_body(response: aiohttp.ClientResponse, registry: str) -> Any:
+    """The token answer's JSON, read within ``MAX_TOKEN_BODY`` and the throughput floor."""
+    what = f"the token answer from {response.url.host}"
+    if (response.content_length or 0) > MAX_TOKEN_BODY:
+        raise AuthError(f"{what} for {registry} is over {MAX_TOKEN_BODY} bytes: not a token")
+    raw = bytearray()
+    try:
+        async for chunk in paced(Limits(), what, lambda: response.content.read(64 * 1024)):
+            raw += chunk
+            if len(raw) > MAX_TOKEN_BODY:
+                raise AuthError(
+                    f"{what} for {registry} is over {MAX_TOKEN_BODY} bytes: not a token"
+                )
+    except TooSlow as exc:
+        raise AuthError(str(exc)) from None
+    try:
+        return jsonio.loads(raw)
+    except ValueError:
+        return None  # a login page or a proxy's answer: no token in it
