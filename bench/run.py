@@ -1039,7 +1039,8 @@ def write_results(args: argparse.Namespace, res: Results) -> None:
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}",
-        f"- Versions: github-org-backup {version([sys.executable, '-m', 'github_org_backup', '--version'])}"
+        "- Versions: github-org-backup "
+        f"{version([sys.executable, '-m', 'github_org_backup', '--version'])}"
         f"; Python {platform.python_version()}; {version(['skopeo', '--version'])}; "
         f"{version(['docker-registry', '--version'])}; {version(['curl', '--version'])}",
         f"- Each figure is the median of {args.runs} run(s); the tools alternate within each "

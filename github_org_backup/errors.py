@@ -3,7 +3,17 @@
     BackupError
     ├── UsageError            bad flags, config or copy specs; exit 2 before any copy
     │   ├── InvalidReference  (also a ValueError) a reference, name, tag or digest off-grammar
-    │   └── SpecError         a copy-spec set that cannot be executed as a whole
+    │   ├── SpecError         a copy-spec set that cannot be executed as a whole
+    │   ├── GitHubAccessError GitHub refused the token, or does not know the owner
+    │   ├── ApiHostMismatch   the API's answers name another host than --github-api-url
+    │   └── GitMissing        git is not installed
+    ├── GitHubUnavailable     the GitHub API could not be reached or kept failing
+    │   └── GitHubRateLimited a rate limit that resets later than the run waits
+    ├── GitHubAnswerInvalid   an answer outside GitHub's documented shape or the tool's bounds
+    ├── DiscoveryStopped      the run was asked to stop while GitHub was being asked
+    ├── GitError              a git command failed
+    │   ├── RepositoryNotFound    the server has no such repository, or hides it
+    │   └── GitTimeout            a git command outlived its deadline and was killed
     ├── RegistryError         an exchange with a registry failed
     │   ├── AuthError         credentials missing or refused
     │   ├── NotFound          the manifest or blob does not exist
@@ -23,11 +33,22 @@
     │   └── NoMatchingPlatform
     └── OutputError           the run's report could not be written (after the work; exit 1)
 
+Outside the tree, because they are not failures of a run:
+
+    JSONTooLarge (ValueError)   a document too large or too deep to parse; callers turn it into
+                                the error of what they were reading
+    RetryLater                  an attempt's request for another one, inside base.retry
+    BodySpent (RuntimeError)    a one-shot request body asked for twice: a bug, never expected
+
 Messages never carry credentials, Authorization headers or signed-URL query strings, and
 each says what the user can do about it.
 """
 
 from __future__ import annotations
+
+from typing import Literal
+
+RateLimit = Literal["primary", "secondary"]
 
 
 class BackupError(Exception):
@@ -119,3 +140,74 @@ class NoMatchingPlatform(ContentError):
 
 class OutputError(BackupError):
     """The run's report could not be written where the operator asked; the work is done."""
+
+
+class GitHubAccessError(UsageError):
+    """GitHub refused the token or does not know the owner: the user must fix the setup."""
+
+    def __init__(self, message: str, *, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+class ApiHostMismatch(UsageError):
+    """The API's answers name another host than --github-api-url (a GHES behind another name)."""
+
+
+class GitMissing(UsageError):
+    """git is not installed."""
+
+
+class GitHubUnavailable(BackupError):
+    """The GitHub API could not be reached or kept failing."""
+
+
+class GitHubRateLimited(GitHubUnavailable):
+    """A rate limit that resets later than the run waits, or outlasted every retry."""
+
+    def __init__(self, message: str, *, limit: RateLimit, resets_at: float | None) -> None:
+        super().__init__(message)
+        self.limit = limit
+        self.resets_at = resets_at
+
+
+class GitHubAnswerInvalid(BackupError):
+    """GitHub answered outside its documented shape or bounds: a body too large or too slow,
+    endless pages, a redirect to another origin, a page that is not a list."""
+
+
+class DiscoveryStopped(BackupError):
+    """The run was asked to stop (SIGTERM or SIGINT) while GitHub was being asked."""
+
+
+class GitError(BackupError):
+    """A git command failed; the message is git's own, with any credential blanked."""
+
+
+class RepositoryNotFound(GitError):
+    """The server has no such repository, or hides it from this token (HTTP 404)."""
+
+
+class GitTimeout(GitError):
+    """A git command against the network did not end within its deadline; it was killed."""
+
+
+class JSONTooLarge(ValueError):
+    """A document holding more values, or nested deeper, than may be parsed."""
+
+    def __init__(self, message: str, values: int = 0) -> None:
+        super().__init__(message)
+        self.values = values
+
+
+class RetryLater(Exception):
+    """Raised by an attempt that wants another one, after ``retry_after`` seconds if the other
+    side said when (an answer that may pass, as opposed to an error)."""
+
+    def __init__(self, reason: str, retry_after: float | None = None) -> None:
+        super().__init__(reason)
+        self.retry_after = retry_after
+
+
+class BodySpent(RuntimeError):
+    """A one-shot body was asked for a second time (aiohttp's own resend)."""

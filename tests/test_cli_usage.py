@@ -128,7 +128,9 @@ def test_help_names_every_environment_variable() -> None:
 def test_every_environment_variable_is_in_the_readme() -> None:
     """The README documents every variable the code reads."""
     readme = (ROOT / "README.md").read_text()
-    for name in _environment_read_by(list((ROOT / "github_org_backup").rglob("*.py"))) | {"DOCKER_CONFIG"}:
+    for name in _environment_read_by(list((ROOT / "github_org_backup").rglob("*.py"))) | {
+        "DOCKER_CONFIG"
+    }:
         assert name in readme, name
 
 
@@ -268,7 +270,9 @@ def test_every_flag_reaches_the_typed_options(
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
     module, _, name = builder.rpartition(":")
-    build = getattr(importlib.import_module(f"github_org_backup.{module or 'settings.options'}"), name)
+    build = getattr(
+        importlib.import_module(f"github_org_backup.{module or 'settings.options'}"), name
+    )
     options = build(args, {"GITHUB_TOKEN": "ghp_x"})
     assert options.output.command == argv[0]
     read_before = {"log_level", "repos"}  # by main() and by verify's dispatch to --repos

@@ -26,10 +26,9 @@ import structlog
 from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, ReadTimeoutError
 
 from github_org_backup.base.logs import configure_logging
+from github_org_backup.errors import DiscoveryStopped, GitHubRateLimited
 from github_org_backup.github.packages import (
-    DiscoveryStopped,
     GitHubPackages,
-    GitHubRateLimited,
     classify_refusal,
     explain_refusal,
     network_reason,

@@ -20,19 +20,18 @@ from typing import Any
 import pytest
 from aiohttp import web
 
+from github_org_backup.errors import GitHubAccessError, GitHubAnswerInvalid
 from github_org_backup.github.cache import listed_entry
 from github_org_backup.github.http import (
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
     ApiLimits,
-    GitHubAnswerInvalid,
     parse_page,
 )
 from github_org_backup.github.packages import (
     _REQUEST_INTERVAL_S,
     LIST_CAP,
     PAGE_SIZE,
-    GitHubAccessError,
     GitHubPackages,
     _message,
     token_kind,

@@ -23,8 +23,8 @@ import pytest
 from aiohttp import web
 
 from github_org_backup.cli import build_parser
-from github_org_backup.errors import UsageError
-from github_org_backup.github.http import ApiLimits, GitHubAnswerInvalid
+from github_org_backup.errors import GitHubAnswerInvalid, UsageError
+from github_org_backup.github.http import ApiLimits
 from github_org_backup.github.repos import GitHubRepos
 from github_org_backup.model.packages import Owner
 from github_org_backup.repos.command import (

@@ -6,8 +6,8 @@ from collections.abc import Awaitable, Callable
 
 import pytest
 
-from github_org_backup.base.retry import RetryLater, RetryPolicy, retrying
-from github_org_backup.errors import TransientError
+from github_org_backup.base.retry import RetryPolicy, retrying
+from github_org_backup.errors import RetryLater, TransientError
 
 NO_WAIT = RetryPolicy(attempts=3, base_delay_s=0.0, max_delay_s=0.0, max_retry_after_s=0.0)
 

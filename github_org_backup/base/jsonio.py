@@ -12,15 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any
 
+from github_org_backup.errors import JSONTooLarge
+
 Text = str | bytes | bytearray
-
-
-class JSONTooLarge(ValueError):
-    """A document holding more values, or nested deeper, than may be parsed."""
-
-    def __init__(self, message: str, values: int = 0) -> None:
-        super().__init__(message)
-        self.values = values
 
 
 def value_bound(data: Text) -> int:

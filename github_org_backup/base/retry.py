@@ -17,6 +17,8 @@ from typing import TypeVar
 
 import aiohttp
 
+from github_org_backup.errors import RetryLater
+
 T = TypeVar("T")
 
 # 5xx answers that say the server will never do this: a retry gets the same answer.
@@ -59,15 +61,6 @@ class RetryPolicy:
             base_delay_s=0.0,
             max_delay_s=0.0,
         )
-
-
-class RetryLater(Exception):
-    """Raised by an attempt that wants another one, after ``retry_after`` seconds if the other
-    side said when (an answer that may pass, as opposed to an error)."""
-
-    def __init__(self, reason: str, retry_after: float | None = None) -> None:
-        super().__init__(reason)
-        self.retry_after = retry_after
 
 
 async def retrying(

@@ -63,7 +63,7 @@ class _Discovery:
 
     async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
         """Each package as discovery reaches it; a package that failed comes without a plan."""
-        from github_org_backup.github.packages import DiscoveryStopped
+        from github_org_backup.errors import DiscoveryStopped
         from github_org_backup.model.packages import FailedPackage
         from github_org_backup.output.report import PackageResult
 

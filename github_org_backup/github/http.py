@@ -34,7 +34,7 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Retry
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from github_org_backup.base import jsonio
-from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge, UsageError
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
 ACCEPT = "application/vnd.github+json"
@@ -52,11 +52,6 @@ DEFAULT_MAX_PAGES = 1_000
 DEFAULT_READ_DEADLINE_S = 25.0
 MAX_HOPS = 5  # answers to one request: the first, plus 301s to the same origin and 202s
 _CHUNK = 64 * 1024
-
-
-class GitHubAnswerInvalid(BackupError):
-    """GitHub answered outside its documented shape or bounds: a body too large or too slow,
-    endless pages, a redirect to another origin, a page that is not a list."""
 
 
 def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
@@ -100,7 +95,7 @@ def parse_page(text: str, limits: ApiLimits, url: str) -> Any:
     """The JSON of one page, refused unparsed if it holds more values than a page can."""
     try:
         return jsonio.loads(text, limits.max_page_values)
-    except jsonio.JSONTooLarge as exc:
+    except JSONTooLarge as exc:
         if not exc.values:
             raise GitHubAnswerInvalid(f"GitHub's answer to {url} is nested too deeply") from None
         raise GitHubAnswerInvalid(

@@ -53,7 +53,17 @@ from urllib3.exceptions import (
 
 from github_org_backup.base.logs import adopt_library_logs
 from github_org_backup.base.redact import redact_url
-from github_org_backup.errors import BackupError, OverLimit, UsageError
+from github_org_backup.errors import (
+    BackupError,
+    DiscoveryStopped,
+    GitHubAccessError,
+    GitHubAnswerInvalid,
+    GitHubRateLimited,
+    GitHubUnavailable,
+    OverLimit,
+    RateLimit,
+    UsageError,
+)
 from github_org_backup.github.cache import (
     CachedPackage,
     DiscoveryCache,
@@ -66,7 +76,6 @@ from github_org_backup.github.http import (
     API_VERSION,
     ApiLimits,
     BoundedConnection,
-    GitHubAnswerInvalid,
     parse_page,
 )
 from github_org_backup.model.packages import FailedPackage, Owner, Package, TagCollector
@@ -88,29 +97,7 @@ DEFAULT_RETRIES = 6
 DEFAULT_MAX_RATE_LIMIT_WAIT_S = 900.0
 _RETRY_STATUSES = [408, 429, 500, 502, 503, 504]
 
-RateLimit = Literal["primary", "secondary"]
 Refusal = Literal["primary", "secondary", "sso", "scope", "forbidden"]
-
-
-class GitHubAccessError(UsageError):
-    """GitHub refused the token or does not know the owner: the user must fix the setup."""
-
-    def __init__(self, message: str, *, status: int) -> None:
-        super().__init__(message)
-        self.status = status
-
-
-class GitHubUnavailable(BackupError):
-    """The GitHub API could not be reached or kept failing."""
-
-
-class GitHubRateLimited(GitHubUnavailable):
-    """A rate limit that resets later than the run waits, or outlasted every retry."""
-
-    def __init__(self, message: str, *, limit: RateLimit, resets_at: float | None) -> None:
-        super().__init__(message)
-        self.limit = limit
-        self.resets_at = resets_at
 
 
 _JSON_NAMES: dict[type, str] = {dict: "object", str: "string", int: "number", float: "number"}
@@ -133,10 +120,6 @@ class _TooManyPages(BackupError):
             f"A package may have at most {max_pages * PAGE_SIZE} versions here "
             "(GITHUB_API_MAX_PAGES pages of 100); delete old untagged versions, or raise it"
         )
-
-
-class DiscoveryStopped(BackupError):
-    """The run was asked to stop (SIGTERM) while GitHub was being asked."""
 
 
 class _Refused(BackupError):

@@ -29,13 +29,18 @@ import structlog
 import urllib3
 from github import Auth, Github, GithubException, GithubRetry
 
-from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.errors import (
+    ApiHostMismatch,
+    BackupError,
+    GitHubAccessError,
+    GitHubAnswerInvalid,
+    GitHubUnavailable,
+)
 from github_org_backup.github.http import (
     ACCEPT,
     API_VERSION,
     ApiLimits,
     BoundedConnection,
-    GitHubAnswerInvalid,
     parse_page,
 )
 from github_org_backup.model.packages import Owner
@@ -47,18 +52,6 @@ PAGE_SIZE = 100
 _REQUEST_INTERVAL_S = 0.1
 # GitHub's grammar for owner and repository names; also keeps every path below --dest.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
-
-
-class RepositoryListError(UsageError):
-    """GitHub refused the token or does not know the owner: the user must fix the setup."""
-
-
-class ApiHostMismatch(UsageError):
-    """The API's answers name another host than --github-api-url (a GHES behind another name)."""
-
-
-class GitHubUnavailable(BackupError):
-    """The GitHub API could not be reached or kept failing."""
 
 
 @dataclass(frozen=True)
@@ -317,19 +310,19 @@ def _access_error(exc: GithubException, owner: Owner) -> BackupError:
     status = exc.status
     said = _their_words(exc)
     if status == 401:
-        return RepositoryListError(
+        return GitHubAccessError(
             "GitHub rejected the token (HTTP 401): check that GITHUB_TOKEN or "
             f"--github-token-file holds a valid, unexpired personal access token{said}"
         )
     if status == 403:
-        return RepositoryListError(
+        return GitHubAccessError(
             f"GitHub refused to list the repositories of {owner} (HTTP 403){said}: use a token "
             "with the repo scope (classic) or Contents: read on every repository (fine-grained), "
             "authorised for the organisation's SAML SSO if it has one"
         )
     if status == 404:
         what = "organisation" if owner.kind == "orgs" else "user"
-        return RepositoryListError(
+        return GitHubAccessError(
             f"{what} {owner.name!r} not found, or not visible to this token (HTTP 404)"
         )
     return GitHubUnavailable(

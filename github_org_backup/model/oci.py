@@ -17,6 +17,7 @@ from github_org_backup.base import jsonio
 from github_org_backup.errors import (
     DigestMismatch,
     InvalidManifest,
+    JSONTooLarge,
     NoMatchingPlatform,
     SizeMismatch,
 )
@@ -254,7 +255,7 @@ def parse_manifest(
     content_type = (content_type or "").split(";")[0].strip() or None
     try:
         document = jsonio.loads(raw, MAX_MANIFEST_VALUES)
-    except jsonio.JSONTooLarge as exc:
+    except JSONTooLarge as exc:
         if exc.values:
             raise InvalidManifest(
                 f"manifest has {exc.values} JSON values, over the {MAX_MANIFEST_VALUES} a "

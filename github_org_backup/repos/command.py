@@ -27,20 +27,19 @@ import structlog
 
 from github_org_backup.base.limits import DEFAULT_MAX_BLOB_BYTES, DEFAULT_MIN_BYTES_PER_S
 from github_org_backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
-from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.errors import (
+    BackupError,
+    GitError,
+    GitMissing,
+    GitTimeout,
+    RepositoryNotFound,
+    UsageError,
+)
 from github_org_backup.model.packages import Owner
 from github_org_backup.output.progress import live_display, print_summary_table
 from github_org_backup.output.report import write_report
 from github_org_backup.output.summary import append_step_summary
-from github_org_backup.repos.git import (
-    Git,
-    GitError,
-    GitHost,
-    GitMissing,
-    GitSettings,
-    GitTimeout,
-    RepositoryNotFound,
-)
+from github_org_backup.repos.git import Git, GitHost, GitSettings
 from github_org_backup.settings.config import (
     DEFAULT_API_URL,
     DEFAULT_USERNAME,
@@ -550,7 +549,7 @@ def _hostname(url: str) -> str:
 
 
 def _refuse_one_foreign_host(repos: list[Repo], config: ReposConfig) -> None:
-    from github_org_backup.github.repos import ApiHostMismatch
+    from github_org_backup.errors import ApiHostMismatch
 
     host = config.git_host
     usable = [r for r in repos if not r.unusable]

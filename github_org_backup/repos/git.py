@@ -38,7 +38,12 @@ from urllib.parse import urlsplit
 
 import structlog
 
-from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.errors import (
+    GitError,
+    GitMissing,
+    GitTimeout,
+    RepositoryNotFound,
+)
 
 log = structlog.get_logger("github_org_backup.repos.git")
 
@@ -53,22 +58,6 @@ ChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
 # stalled server can send for nothing: git's keep-alive (5 bytes every 5 s) and a 2 bytes/s
 # trickle both stay under it, where the old limit of 1 byte/s let a 2 bytes/s trickle run forever.
 LOW_SPEED_LIMIT_BPS = 1024
-
-
-class GitError(BackupError):
-    """A git command failed; the message is git's own, with any credential blanked."""
-
-
-class RepositoryNotFound(GitError):
-    """The server has no such repository, or hides it from this token (HTTP 404)."""
-
-
-class GitTimeout(GitError):
-    """A git command against the network did not end within its deadline; it was killed."""
-
-
-class GitMissing(UsageError):
-    """git is not installed."""
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}

@@ -25,7 +25,7 @@ from github_org_backup.base.limits import (
     Limits,
 )
 from github_org_backup.base.redact import redact_url
-from github_org_backup.base.retry import RetryLater, RetryPolicy, retrying
+from github_org_backup.base.retry import RetryPolicy, retrying
 from github_org_backup.errors import (
     ConnectionBroken,
     DigestMismatch,
@@ -33,6 +33,7 @@ from github_org_backup.errors import (
     NotFound,
     OverLimit,
     ResumeRefused,
+    RetryLater,
     SizeMismatch,
     TransientError,
 )

@@ -16,11 +16,7 @@ from typing import Any
 from aiohttp.abc import AbstractStreamWriter
 from aiohttp.payload import AsyncIterablePayload
 
-from github_org_backup.errors import SizeMismatch
-
-
-class BodySpent(RuntimeError):
-    """A one-shot body was asked for a second time (aiohttp's own resend)."""
+from github_org_backup.errors import BodySpent, SizeMismatch
 
 
 class OneShotBody(AsyncIterablePayload):

@@ -28,13 +28,12 @@ from github_org_backup.base.redact import redact_text, redact_url
 from github_org_backup.base.retry import (
     RETRYABLE_EXCEPTIONS,
     HostBudget,
-    RetryLater,
     RetryPolicy,
     parse_retry_after,
     retryable_status,
     retrying,
 )
-from github_org_backup.errors import RegistryError, TransientError, UnsafeRedirect
+from github_org_backup.errors import RegistryError, RetryLater, TransientError, UnsafeRedirect
 from github_org_backup.model.reference import Registry
 from github_org_backup.stores.registry.answers import error_body, retry_after_hint
 from github_org_backup.stores.registry.auth import Authenticator
