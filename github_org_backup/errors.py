@@ -14,7 +14,8 @@
     ├── GitError              a git command failed
     │   ├── RepositoryNotFound    the server has no such repository, or hides it
     │   └── GitTimeout            a git command outlived its deadline and was killed
-    ├── RegistryError         an exchange with a registry failed
+    ├── RegistryError         an exchange with a registry failed; keeps its status,
+    │   │                     operation and the error body's codes (RegistryDiagnostic)
     │   ├── AuthError         credentials missing or refused
     │   ├── NotFound          the manifest or blob does not exist
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
@@ -39,6 +40,8 @@ Outside the tree, because they are not failures of a run:
                                 the error of what they were reading
     RetryLater                  an attempt's request for another one, inside base.retry
     BodySpent (RuntimeError)    a one-shot request body asked for twice: a bug, never expected
+    RegistryDiagnostic          one (code, message) entry of a registry's error body, as a
+                                RegistryError keeps them
 
 Messages never carry credentials, Authorization headers or signed-URL query strings, and
 each says what the user can do about it.
@@ -46,7 +49,8 @@ each says what the user can do about it.
 
 from __future__ import annotations
 
-from typing import Literal
+from collections.abc import Iterable
+from typing import Literal, NamedTuple
 
 RateLimit = Literal["primary", "secondary"]
 
@@ -67,12 +71,40 @@ class SpecError(UsageError):
     """A set of copy specs is contradictory or malformed."""
 
 
-class RegistryError(BackupError):
-    """A registry answered in a way the copy cannot continue from."""
+class RegistryDiagnostic(NamedTuple):
+    """One entry of a distribution error body (``{"errors": [{"code", "message"}]}``)."""
 
-    def __init__(self, message: str, *, status: int | None = None) -> None:
+    code: str
+    message: str
+
+
+class RegistryError(BackupError):
+    """A registry answered in a way the copy cannot continue from.
+
+    As go-containerregistry's ``transport.Error``, it keeps what the registry said, not only
+    the message made of it: ``status`` (the HTTP status, None when no answer came),
+    ``operation`` (what was asked, e.g. "HEAD manifest", "PUT blob", "GET token"; empty when
+    not known), ``errors`` (the error body's entries, redacted) and ``codes`` (their codes,
+    each once, in the order the registry sent them).
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int | None = None,
+        operation: str = "",
+        errors: Iterable[RegistryDiagnostic] = (),
+    ) -> None:
         super().__init__(message)
         self.status = status
+        self.operation = operation
+        self.errors = tuple(errors)
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """The distribution error codes of the body, e.g. ("MANIFEST_UNKNOWN",)."""
+        return tuple(dict.fromkeys(entry.code for entry in self.errors))
 
 
 class AuthError(RegistryError):
@@ -113,8 +145,8 @@ class ConnectionBroken(TransientError):
     ``cause`` names the HTTP client's own error (e.g. ``ClientPayloadError``).
     """
 
-    def __init__(self, message: str, *, cause: str = "") -> None:
-        super().__init__(message)
+    def __init__(self, message: str, *, cause: str = "", operation: str = "") -> None:
+        super().__init__(message, operation=operation)
         self.cause = cause
 
 

@@ -18,11 +18,12 @@ from github_org_backup.errors import (
     DigestMismatch,
     InvalidManifest,
     NotFound,
+    RegistryDiagnostic,
     RegistryError,
     TransientError,
     UnsafeRedirect,
 )
-from github_org_backup.model.oci import OCI_MANIFEST, digest_of, parse_manifest
+from github_org_backup.model.oci import OCI_MANIFEST, Descriptor, digest_of, parse_manifest
 from github_org_backup.model.reference import Registry
 from github_org_backup.stores.registry import RegistryClient
 from github_org_backup.stores.registry.credentials import Credentials
@@ -477,3 +478,154 @@ async def test_a_cancelled_auth_probe_releases_its_waiters(client: RegistryClien
         done = await asyncio.wait_for(asyncio.gather(*waiters), 5)
     assert done == [None, None, None]
     assert first.cancelled()
+
+
+# What the registry said, kept on the error (as go-containerregistry's transport.Error)
+
+
+async def test_an_error_keeps_status_operation_and_every_entry(client: RegistryClient) -> None:
+    """Codes come once each, in the registry's order; the entries keep their messages; the
+    message text is what it always was."""
+    url = f"{BASE}/v2/a/manifests/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.put(url, status=500, payload=DISTRIBUTION_500)
+        with pytest.raises(RegistryError) as caught:
+            await client.put_manifest("a", DIGEST, parse_manifest(RAW, OCI_MANIFEST))
+    error = caught.value
+    assert (error.status, error.operation) == (500, "PUT manifest")
+    assert error.codes == ("UNKNOWN", "MANIFEST_BLOB_UNKNOWN")
+    assert error.errors == (
+        RegistryDiagnostic("UNKNOWN", "unknown error"),
+        RegistryDiagnostic("UNKNOWN", "unknown error"),
+        RegistryDiagnostic("MANIFEST_BLOB_UNKNOWN", "blob unknown to registry"),
+    )
+    assert str(error).startswith(f"PUT manifest a@{DIGEST} on r.example.com: HTTP 500: ")
+
+
+async def test_not_found_keeps_the_registry_code(client: RegistryClient) -> None:
+    """A GET of a missing manifest or blob is NotFound with MANIFEST_UNKNOWN or BLOB_UNKNOWN."""
+    manifest = {"errors": [{"code": "MANIFEST_UNKNOWN", "message": "manifest unknown"}]}
+    blob = {"errors": [{"code": "BLOB_UNKNOWN", "message": "blob unknown to registry"}]}
+    with aioresponses() as mocked:
+        mocked.get(f"{BASE}/v2/a/manifests/t", status=404, payload=manifest)
+        mocked.get(f"{BASE}/v2/a/blobs/{DIGEST}", status=404, payload=blob)
+        with pytest.raises(NotFound) as missing_manifest:
+            await client.get_manifest("a", "t")
+        with pytest.raises(NotFound) as missing_blob:
+            async with client.read_blob("a", DIGEST):
+                pass
+    assert str(missing_manifest.value) == "manifest r.example.com/a:t not found"
+    assert (missing_manifest.value.operation, missing_manifest.value.codes) == (
+        "GET manifest",
+        ("MANIFEST_UNKNOWN",),
+    )
+    assert str(missing_blob.value) == f"blob r.example.com/a@{DIGEST} not found"
+    assert (missing_blob.value.status, missing_blob.value.operation) == (404, "GET blob")
+    assert missing_blob.value.codes == ("BLOB_UNKNOWN",)
+
+
+async def test_a_persisting_fault_keeps_its_status_or_none(client: RegistryClient) -> None:
+    """Retries spent on a 502 keep the 502; on a dropped connection there is no status. A HEAD
+    answer has no body, so no codes."""
+    url = f"{BASE}/v2/a/blobs/{DIGEST}"
+    with aioresponses() as mocked:
+        mocked.head(url, status=502, repeat=True)
+        with pytest.raises(TransientError) as answered:
+            await client.blob_size("a", DIGEST)
+    with aioresponses() as mocked:
+        mocked.head(url, exception=aiohttp.ServerDisconnectedError(), repeat=True)
+        with pytest.raises(TransientError) as dropped:
+            await client.blob_size("a", DIGEST)
+    assert (answered.value.status, answered.value.operation, answered.value.codes) == (
+        502,
+        "HEAD blob",
+        (),
+    )
+    assert (dropped.value.status, dropped.value.operation) == (None, "HEAD blob")
+
+
+async def test_an_upload_error_names_the_upload_step(client: RegistryClient) -> None:
+    """A PUT of a blob refused with DIGEST_INVALID is "PUT blob"; a refused upload start is
+    "POST blob upload"."""
+    uploads = f"{BASE}/v2/a/blobs/uploads/"
+    blob = Descriptor("application/octet-stream", "sha256:" + "2" * 64, 3)
+    invalid = {"errors": [{"code": "DIGEST_INVALID", "message": "provided digest did not match"}]}
+    denied = {"errors": [{"code": "DENIED", "message": "requested access is denied"}]}
+
+    async def body() -> AsyncIterator[bytes]:
+        yield b"abc"
+
+    with aioresponses() as mocked:
+        mocked.post(uploads, status=202, headers={"Location": "/v2/a/blobs/uploads/u1"})
+        mocked.put(f"{uploads}u1?digest={blob.digest}", status=400, payload=invalid)
+        mocked.post(uploads, status=403, payload=denied)
+        with pytest.raises(RegistryError) as put:
+            await client.write_blob("a", blob, body(), None)
+        with pytest.raises(AuthError) as start:
+            await client.write_blob("a", blob, body(), None)
+    assert (put.value.status, put.value.operation, put.value.codes) == (
+        400,
+        "PUT blob",
+        ("DIGEST_INVALID",),
+    )
+    assert (start.value.status, start.value.operation, start.value.codes) == (
+        403,
+        "POST blob upload",
+        ("DENIED",),
+    )
+
+
+async def test_a_refused_token_request_is_get_token_with_its_codes() -> None:
+    """The token service's own refusal: its status, "GET token" and its error codes."""
+    realm = "https://auth.example.com/token"
+    challenge = f'Bearer realm="{realm}",service="r"'
+    refused = {"errors": [{"code": "UNAUTHORIZED", "message": "bad credentials"}]}
+    async with aiohttp.ClientSession() as session:
+        client = RegistryClient(Registry("r.example.com"), session, Credentials("u", "p"), FAST)
+        with aioresponses() as mocked:
+            mocked.get(
+                f"{BASE}/v2/a/tags/list?n=1000", status=401, headers={"WWW-Authenticate": challenge}
+            )
+            mocked.get(
+                f"{realm}?scope=repository%3Aa%3Apull&service=r", status=401, payload=refused
+            )
+            with pytest.raises(AuthError) as caught:
+                await client.list_tags("a")
+    error = caught.value
+    assert (error.status, error.operation, error.codes) == (401, "GET token", ("UNAUTHORIZED",))
+    assert error.errors == (RegistryDiagnostic("UNAUTHORIZED", "bad credentials"),)
+    assert str(error).startswith("token service of r.example.com refused the credentials")
+
+
+async def test_a_refusal_on_the_way_names_the_operation(client: RegistryClient) -> None:
+    """Errors raised before any answer is mapped (a next page on another origin, a challenge
+    without a realm) name the operation they interrupted."""
+    with aioresponses() as mocked:
+        mocked.get(
+            f"{BASE}/v2/a/tags/list?n=1000",
+            payload={"tags": ["1"]},
+            headers={"Link": '<https://elsewhere.example.com/v2/a/tags/list?last=1>; rel="next"'},
+        )
+        with pytest.raises(UnsafeRedirect) as paginated:
+            await client.list_tags("a")
+        mocked.head(
+            f"{BASE}/v2/a/manifests/t",
+            status=401,
+            headers={"WWW-Authenticate": 'Bearer service="r"'},
+        )
+        with pytest.raises(AuthError) as challenged:
+            await client.resolve_manifest("a", "t")
+    assert paginated.value.operation == "GET tags"
+    assert challenged.value.operation == "HEAD manifest"
+
+
+async def test_kept_messages_are_redacted(client: RegistryClient) -> None:
+    """An entry's message keeps no signed-URL query string, like the message text."""
+    said = {"errors": [{"code": "DENIED", "message": "see https://cdn.example.com/x?sig=SECRET"}]}
+    with aioresponses() as mocked:
+        mocked.put(f"{BASE}/v2/a/manifests/t", status=400, payload=said)
+        with pytest.raises(RegistryError) as caught:
+            await client.put_manifest("a", "t", parse_manifest(RAW, OCI_MANIFEST))
+    assert caught.value.codes == ("DENIED",)
+    assert "SECRET" not in caught.value.errors[0].message
+    assert "SECRET" not in str(caught.value)

@@ -35,51 +35,61 @@ from github_org_backup.stores.registry.errorbody import MAX_ERROR_BODY, ErrorBod
 
 
 async def expect(
-    registry: Registry, resp: aiohttp.ClientResponse, ok: tuple[int, ...], what: str
+    registry: Registry,
+    resp: aiohttp.ClientResponse,
+    ok: tuple[int, ...],
+    what: str,
+    *,
+    operation: str,
 ) -> None:
-    """Return if ``resp`` has one of the ``ok`` statuses; else raise the error its status means."""
+    """Return if ``resp`` has one of the ``ok`` statuses; else raise the error its status means,
+    keeping the status, the ``operation`` ("HEAD manifest") and the error body's entries."""
     if resp.status in ok:
         return
     said = await error_body(resp)
     detail = f": {said.summary()}" if said.summary() else ""
     where = f"{what} on {registry}"
+
+    def error(kind: type[RegistryError], message: str) -> RegistryError:
+        return kind(message, status=resp.status, operation=operation, errors=said.diagnostics())
+
     if resp.status in (401, 403):
-        raise AuthError(
+        raise error(
+            AuthError,
             f"{where}: HTTP {resp.status}{detail}; check the credentials for "
             f"{registry.host} (docker config.json) and that they grant this access",
-            status=resp.status,
         )
     if resp.status == 404:
-        raise NotFound(f"{where}: not found{detail}", status=404)
+        raise error(NotFound, f"{where}: not found{detail}")
     if resp.status == 413:
-        raise BodyTooLarge(
+        raise error(
+            BodyTooLarge,
             f"{where}: HTTP 413{detail}; the registry or a proxy in front of it limits "
             "request bodies: raise that limit (nginx: client_max_body_size)",
-            status=413,
         )
     if retryable_status(resp.status) and not said.client_error:
-        raise TransientError(
-            f"{where}: HTTP {resp.status}{detail}; it persisted", status=resp.status
-        )
-    raise RegistryError(f"{where}: HTTP {resp.status}{detail}", status=resp.status)
+        raise error(TransientError, f"{where}: HTTP {resp.status}{detail}; it persisted")
+    raise error(RegistryError, f"{where}: HTTP {resp.status}{detail}")
 
 
-def broken(exc: BaseException, what: str) -> ConnectionBroken:
+def broken(exc: BaseException, what: str, operation: str = "") -> ConnectionBroken:
     """The project's error for an HTTP client error met while reading ``what``."""
     return ConnectionBroken(
-        f"{what}: the connection broke ({type(exc).__name__})", cause=type(exc).__name__
+        f"{what}: the connection broke ({type(exc).__name__})",
+        cause=type(exc).__name__,
+        operation=operation,
     )
 
 
 async def chunks(
-    resp: aiohttp.ClientResponse, size: int, what: str, limits: Limits
+    resp: aiohttp.ClientResponse, size: int, what: str, limits: Limits, operation: str = ""
 ) -> AsyncIterator[bytes]:
     """The body as served, ``size`` bytes at a time, no slower than the throughput floor."""
     try:
         async for chunk in paced(limits, what, lambda: resp.content.read(size)):
             yield chunk
     except RETRYABLE_EXCEPTIONS as exc:
-        raise broken(exc, what) from None
+        raise broken(exc, what, operation) from None
 
 
 async def read_capped(
@@ -88,6 +98,7 @@ async def read_capped(
     what: str,
     limits: Limits,
     too_large: type[BackupError] = InvalidManifest,
+    operation: str = "",
 ) -> bytes:
     """The whole body; ``too_large`` (InvalidManifest) once it passes ``limit`` bytes."""
     declared = resp.content_length
@@ -95,7 +106,7 @@ async def read_capped(
         raise too_large(f"{what}: the body is {declared} bytes, over the {limit}-byte limit")
     parts: list[bytes] = []
     total = 0
-    async for chunk in chunks(resp, 64 * 1024, what, limits):
+    async for chunk in chunks(resp, 64 * 1024, what, limits, operation):
         total += len(chunk)
         if total > limit:
             raise too_large(f"{what}: the body exceeds the {limit}-byte limit")
@@ -104,14 +115,14 @@ async def read_capped(
 
 
 async def read_json(
-    resp: aiohttp.ClientResponse, what: str, limits: Limits, limit: int
+    resp: aiohttp.ClientResponse, what: str, limits: Limits, limit: int, operation: str = ""
 ) -> dict[str, Any]:
     """The body (at most ``limit`` bytes) as a JSON object, whatever its Content-Type.
 
     A 200 whose body is not one (an SSO or login proxy's HTML page) is the registry's
     failure to answer, not a bug: RegistryError, not retried.
     """
-    raw = await read_capped(resp, limit, what, limits, OverLimit)
+    raw = await read_capped(resp, limit, what, limits, OverLimit, operation)
     try:
         body = jsonio.loads(raw)
     except ValueError:
@@ -122,6 +133,7 @@ async def read_json(
             f"{what}: {resp.url.host} answered HTTP {resp.status} with a body that is not a "
             f"JSON object ({kind}, {len(raw)} bytes): is a login page or a proxy in the way?",
             status=resp.status,
+            operation=operation,
         )
     return body
 

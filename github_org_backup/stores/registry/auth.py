@@ -21,6 +21,7 @@ from github_org_backup.base import jsonio
 from github_org_backup.base.limits import MAX_TOKEN_BODY, Limits, paced
 from github_org_backup.errors import AuthError, TooSlow
 from github_org_backup.model.reference import Registry
+from github_org_backup.stores.registry.answers import error_body
 from github_org_backup.stores.registry.credentials import Credentials, CredentialSource
 from github_org_backup.stores.registry.origins import internal_refusal, realm_refusal
 
@@ -192,17 +193,56 @@ class Authenticator:
         except ValueError:
             raise AuthError(f"{self._registry} named a token realm that is not a URL") from None
         creds = await self.credentials()
+        operation = "POST token" if creds and creds.identity_token else "GET token"
         registry_url = yarl.URL(self._registry.base_url)
         refusal = realm_refusal(registry_url, realm, self._allowed_realms)
         if refusal is not None and (creds is not None or realm.scheme not in ("http", "https")):
-            raise AuthError(f"not sending the credentials for {self._registry}: {refusal}")
+            raise AuthError(
+                f"not sending the credentials for {self._registry}: {refusal}",
+                operation=operation,
+            )
         if refusal is not None and (inward := internal_refusal(realm, registry_url)):
-            raise AuthError(f"not asking {self._registry}'s token realm: {inward}")
+            raise AuthError(
+                f"not asking {self._registry}'s token realm: {inward}", operation=operation
+            )
         params: list[tuple[str, str]] = []
         if service := self._bearer.get("service"):
             params.append(("service", service))
         params += [("scope", s) for s in scopes]
         self.token_fetches += 1
+        try:
+            body = await self._ask(realm, params, scopes, creds, operation)
+        except AuthError as exc:
+            exc.operation = operation
+            raise
+        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
+        if not isinstance(value, str) or not value:
+            raise AuthError(
+                f"token service of {self._registry} returned no token", operation=operation
+            )
+        if not (value.isascii() and value.isprintable()) or " " in value:
+            raise AuthError(
+                f"token service of {self._registry} returned a token that cannot be sent as "
+                "a header (control characters or spaces): refusing it",
+                operation=operation,
+            )
+        try:
+            lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S)
+        except (TypeError, ValueError):
+            lifetime = _DEFAULT_TOKEN_LIFETIME_S  # the token spec's default, not a crash
+        lifetime = max(lifetime - _TOKEN_SAFETY_MARGIN_S, 1.0)
+        return _Token(value, time.monotonic() + lifetime)
+
+    async def _ask(
+        self,
+        realm: yarl.URL,
+        params: list[tuple[str, str]],
+        scopes: list[str],
+        creds: Credentials | None,
+        operation: str,
+    ) -> Any:
+        """The token service's answer as JSON (None if it is not JSON); AuthError, keeping the
+        status and the body's error codes, for any answer but a 200."""
         try:
             if creds and creds.identity_token:
                 form = dict(params[:1]) | {
@@ -220,46 +260,35 @@ class Authenticator:
                     realm.update_query(params), headers=headers, allow_redirects=False
                 )
             async with request as response:
-                if 300 <= response.status < 400:
-                    raise AuthError(
-                        f"token service of {self._registry} answered HTTP {response.status} "
-                        f"(a redirect to {response.headers.get('Location', 'nowhere')!r:.100}): "
-                        "a token request never follows a redirect, so as not to carry the "
-                        "credentials elsewhere; name the final token URL in the registry's "
-                        "challenge",
-                        status=response.status,
-                    )
-                if response.status in (401, 403):
-                    raise AuthError(
-                        f"token service of {self._registry} refused the credentials "
-                        f"(HTTP {response.status}): check the username and token "
-                        f"for {self._registry.host}",
-                        status=response.status,
-                    )
                 if response.status != 200:
-                    raise AuthError(
-                        f"token service of {self._registry} answered HTTP {response.status}",
-                        status=response.status,
-                    )
-                body = await _token_body(response, str(self._registry))
+                    raise await self._refusal(response, operation)
+                return await _token_body(response, str(self._registry))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
             ) from None
-        value = body.get("token") or body.get("access_token") if isinstance(body, dict) else None
-        if not isinstance(value, str) or not value:
-            raise AuthError(f"token service of {self._registry} returned no token")
-        if not (value.isascii() and value.isprintable()) or " " in value:
-            raise AuthError(
-                f"token service of {self._registry} returned a token that cannot be sent as "
-                "a header (control characters or spaces): refusing it"
+
+    async def _refusal(self, response: aiohttp.ClientResponse, operation: str) -> AuthError:
+        """The AuthError for a token answer other than 200, with the body's error entries."""
+        status = response.status
+        if 300 <= status < 400:
+            message = (
+                f"token service of {self._registry} answered HTTP {status} "
+                f"(a redirect to {response.headers.get('Location', 'nowhere')!r:.100}): "
+                "a token request never follows a redirect, so as not to carry the "
+                "credentials elsewhere; name the final token URL in the registry's "
+                "challenge"
             )
-        try:
-            lifetime = float(body.get("expires_in") or _DEFAULT_TOKEN_LIFETIME_S)
-        except (TypeError, ValueError):
-            lifetime = _DEFAULT_TOKEN_LIFETIME_S  # the token spec's default, not a crash
-        lifetime = max(lifetime - _TOKEN_SAFETY_MARGIN_S, 1.0)
-        return _Token(value, time.monotonic() + lifetime)
+        elif status in (401, 403):
+            message = (
+                f"token service of {self._registry} refused the credentials "
+                f"(HTTP {status}): check the username and token "
+                f"for {self._registry.host}"
+            )
+        else:
+            message = f"token service of {self._registry} answered HTTP {status}"
+        said = await error_body(response)
+        return AuthError(message, status=status, operation=operation, errors=said.diagnostics())
 
 
 async def _token_body(response: aiohttp.ClientResponse, registry: str) -> Any:

@@ -3,35 +3,27 @@
 Every repository name, tag and digest reaching a URL here was validated by model.reference
 when the Reference was built. Auth, retries, redirects and the HTTP client's errors are the
 transport's (``transport.py``); reading answers is ``answers.py``'s; blob uploads are
-``uploads.py``'s.
+``uploads.py``'s; the paginated lists (tags, referrers, the catalog) ``listings.py``'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import AsyncIterable, AsyncIterator, Awaitable, Callable
-from typing import TypeVar
+from collections.abc import AsyncIterable, AsyncIterator
 
 import aiohttp
 import structlog
 import yarl
 
-from github_org_backup.base.limits import (
-    MAX_INDEX_CHILDREN,
-    MAX_LISTING_BYTES,
-    MAX_LISTING_ITEMS,
-    MAX_LISTING_PAGE_BYTES,
-    MAX_LISTING_PAGES,
-    Limits,
-)
+from github_org_backup.base.limits import Limits
 from github_org_backup.base.redact import redact_url
 from github_org_backup.base.retry import RetryPolicy, retrying
 from github_org_backup.errors import (
     ConnectionBroken,
+    ContentError,
     DigestMismatch,
     InvalidManifest,
     NotFound,
-    OverLimit,
     ResumeRefused,
     RetryLater,
     SizeMismatch,
@@ -41,7 +33,6 @@ from github_org_backup.model.oci import (
     MANIFEST_ACCEPT,
     MANIFEST_MEDIA_TYPES,
     MAX_MANIFEST_BYTES,
-    OCI_INDEX,
     SCHEMA1_MEDIA_TYPES,
     SCHEMA1_UNSUPPORTED,
     Descriptor,
@@ -54,21 +45,19 @@ from github_org_backup.model.reference import Registry, validate_digest
 from github_org_backup.stores.protocol import READ_CHUNK, UploadSession
 from github_org_backup.stores.registry.answers import (
     chunks,
+    error_body,
     expect,
-    next_link,
     read_capped,
-    read_json,
     resumed_at,
 )
 from github_org_backup.stores.registry.auth import repository_scope
 from github_org_backup.stores.registry.credentials import CredentialSource
+from github_org_backup.stores.registry.listings import Listings, pull
 from github_org_backup.stores.registry.origins import Trust
 from github_org_backup.stores.registry.transport import Transport
 from github_org_backup.stores.registry.uploads import Uploads, push
 
 log = structlog.get_logger("github_org_backup.stores.registry")
-
-T = TypeVar("T")
 
 _CDN_RETRIES = 2
 # A manifest cut short or altered on the way is fetched again.
@@ -79,10 +68,6 @@ def ref(name: str, identifier: str) -> str:
     """``name@sha256:…`` for a digest, ``name:tag`` for a tag, as docker and skopeo write them."""
     separator = "@" if ":" in identifier else ":"
     return f"{name}{separator}{identifier}"
-
-
-def pull(name: str) -> tuple[str, ...]:
-    return (repository_scope(name, "pull"),)
 
 
 class _RedirectExpired(RetryLater):
@@ -110,7 +95,7 @@ class RegistryClient:
             registry, session, credentials, self.policy, max_request_rate, trust or Trust()
         )
         self._uploads = Uploads(self._transport, chunk_size)
-        self._has_referrers_api = True
+        self._listings = Listings(self._transport, self.limits)
 
     @property
     def requests(self) -> int:
@@ -124,8 +109,10 @@ class RegistryClient:
     def _url(self, name: str, kind: str, identifier: str) -> yarl.URL:
         return yarl.URL(f"{self.registry.base_url}/v2/{name}/{kind}/{identifier}", encoded=True)
 
-    async def _expect(self, resp: aiohttp.ClientResponse, ok: tuple[int, ...], what: str) -> None:
-        await expect(self.registry, resp, ok, what)
+    async def _expect(
+        self, resp: aiohttp.ClientResponse, ok: tuple[int, ...], what: str, operation: str
+    ) -> None:
+        await expect(self.registry, resp, ok, what, operation=operation)
 
     # Manifests
 
@@ -134,11 +121,13 @@ class RegistryClient:
         url = self._url(name, "manifests", identifier)
         headers = {"Accept": MANIFEST_ACCEPT}
         async with await self._transport.request(
-            "HEAD", url, scopes=pull(name), headers=headers
+            "HEAD", url, operation="HEAD manifest", scopes=pull(name), headers=headers
         ) as resp:
             if resp.status == 404:
                 return None
-            await self._expect(resp, (200,), f"HEAD manifest {ref(name, identifier)}")
+            await self._expect(
+                resp, (200,), f"HEAD manifest {ref(name, identifier)}", "HEAD manifest"
+            )
             digest = resp.headers.get("Docker-Content-Digest")
             media_type = resp.headers.get("Content-Type", "").split(";")[0].strip()
             length = resp.headers.get("Content-Length", "")
@@ -174,7 +163,8 @@ class RegistryClient:
                 return exc
             return TransientError(
                 f"GET manifest {ref(name, identifier)} on {self.registry} broke "
-                f"{attempt} times: {exc.cause}"
+                f"{attempt} times: {exc.cause}",
+                operation="GET manifest",
             )
 
         return await retrying(
@@ -191,19 +181,25 @@ class RegistryClient:
         url = self._url(name, "manifests", identifier)
         what = f"GET manifest {ref(name, identifier)}"
         headers = {"Accept": MANIFEST_ACCEPT, "Accept-Encoding": "identity"}
+        operation = "GET manifest"
         async with await self._transport.request(
-            "GET", url, scopes=pull(name), headers=headers
+            "GET", url, operation=operation, scopes=pull(name), headers=headers
         ) as resp:
             if resp.status == 404:
+                said = await error_body(resp)
                 raise NotFound(
-                    f"manifest {self.registry}/{ref(name, identifier)} not found", status=404
+                    f"manifest {self.registry}/{ref(name, identifier)} not found",
+                    status=404,
+                    operation=operation,
+                    errors=said.diagnostics(),
                 )
-            await self._expect(resp, (200,), what)
+            await self._expect(resp, (200,), what, operation)
+            limit: int = MAX_MANIFEST_BYTES
+            too_large: type[ContentError] = InvalidManifest
             if expected is not None and 0 <= expected.size < MAX_MANIFEST_BYTES:
                 # Never more than its descriptor claims: that is what the engine budgets.
-                raw = await read_capped(resp, expected.size, what, self.limits, SizeMismatch)
-            else:
-                raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
+                limit, too_large = expected.size, SizeMismatch
+            raw = await read_capped(resp, limit, what, self.limits, too_large, operation)
             content_type = resp.headers.get("Content-Type")
             claimed = resp.headers.get("Docker-Content-Digest")
         if is_schema1(raw, content_type):  # a signed one never hashes to its registry digest
@@ -229,9 +225,16 @@ class RegistryClient:
         url = self._url(name, "manifests", identifier)
         headers = {"Content-Type": manifest.media_type}
         async with await self._transport.request(
-            "PUT", url, scopes=push(name), headers=headers, data=manifest.raw
+            "PUT",
+            url,
+            operation="PUT manifest",
+            scopes=push(name),
+            headers=headers,
+            data=manifest.raw,
         ) as resp:
-            await self._expect(resp, (201, 200), f"PUT manifest {ref(name, identifier)}")
+            await self._expect(
+                resp, (201, 200), f"PUT manifest {ref(name, identifier)}", "PUT manifest"
+            )
             returned = resp.headers.get("Docker-Content-Digest")
         if returned and returned != manifest.digest:
             raise DigestMismatch(
@@ -249,18 +252,22 @@ class RegistryClient:
             return
         url = self._url(name, "manifests", found.digest)
         scopes = (repository_scope(name, "delete"), *push(name))
-        async with await self._transport.request("DELETE", url, scopes=scopes) as resp:
-            await self._expect(resp, (202, 200, 404), f"delete {name}:{tag}")
+        async with await self._transport.request(
+            "DELETE", url, operation="DELETE manifest", scopes=scopes
+        ) as resp:
+            await self._expect(resp, (202, 200, 404), f"delete {name}:{tag}", "DELETE manifest")
 
     # Blobs: checking, mounting, reading
 
     async def blob_size(self, name: str, digest: str) -> int | None:
         """HEAD a blob: its size, or None if absent."""
         url = self._url(name, "blobs", digest)
-        async with await self._transport.request("HEAD", url, scopes=pull(name)) as resp:
+        async with await self._transport.request(
+            "HEAD", url, operation="HEAD blob", scopes=pull(name)
+        ) as resp:
             if resp.status == 404:
                 return None
-            await self._expect(resp, (200,), f"HEAD blob {name}@{digest}")
+            await self._expect(resp, (200,), f"HEAD blob {name}@{digest}", "HEAD blob")
             return resp.content_length if resp.content_length is not None else -1
 
     async def mount_blob(self, name: str, digest: str, from_name: str) -> UploadSession | None:
@@ -270,11 +277,14 @@ class RegistryClient:
             encoded=True,
         )
         scopes = (*push(name), *pull(from_name))
-        async with await self._transport.request("POST", url, scopes=scopes) as resp:
-            await self._expect(resp, (201, 202), f"mount {digest} into {name}")
+        operation = "POST blob mount"
+        async with await self._transport.request(
+            "POST", url, operation=operation, scopes=scopes
+        ) as resp:
+            await self._expect(resp, (201, 202), f"mount {digest} into {name}", operation)
             if resp.status == 201:
                 return None
-            return UploadSession(name, str(self._transport.location(resp)))
+            return UploadSession(name, str(self._transport.location(resp, operation)))
 
     @contextlib.asynccontextmanager
     async def open_blob(
@@ -291,7 +301,9 @@ class RegistryClient:
             headers["Range"] = f"bytes={offset}-"
 
         async def fetch(attempt: int) -> aiohttp.ClientResponse:
-            resp = await self._transport.request("GET", url, scopes=pull(name), headers=headers)
+            resp = await self._transport.request(
+                "GET", url, operation="GET blob", scopes=pull(name), headers=headers
+            )
             redirected = resp.url.origin() != self._transport.origin
             if resp.status == 403 and redirected and attempt <= _CDN_RETRIES:
                 resp.release()
@@ -304,8 +316,14 @@ class RegistryClient:
         )
         try:
             if resp.status == 404:
-                raise NotFound(f"blob {self.registry}/{name}@{digest} not found", status=404)
-            await self._expect(resp, (200, 206), f"GET blob {name}@{digest}")
+                said = await error_body(resp)
+                raise NotFound(
+                    f"blob {self.registry}/{name}@{digest} not found",
+                    status=404,
+                    operation="GET blob",
+                    errors=said.diagnostics(),
+                )
+            await self._expect(resp, (200, 206), f"GET blob {name}@{digest}", "GET blob")
             yield resp
         finally:
             resp.release()
@@ -317,8 +335,13 @@ class RegistryClient:
         """The blob's bytes from ``offset``, as served; ResumeRefused unless a 206 starts there."""
         async with self.open_blob(name, digest, offset) as response:
             if offset and not resumed_at(response, offset):
-                raise ResumeRefused(f"{self.registry} did not resume {digest} at byte {offset}")
-            yield chunks(response, READ_CHUNK, f"GET blob {name}@{digest}", self.limits)
+                raise ResumeRefused(
+                    f"{self.registry} did not resume {digest} at byte {offset}",
+                    status=response.status,
+                    operation="GET blob",
+                )
+            what = f"GET blob {name}@{digest}"
+            yield chunks(response, READ_CHUNK, what, self.limits, "GET blob")
 
     # Blobs: uploading
 
@@ -336,118 +359,15 @@ class RegistryClient:
 
     async def list_tags(self, name: str) -> list[str]:
         """Every tag of a repository, following ``Link`` pagination on the same origin only."""
-        url = yarl.URL(f"{self.registry.base_url}/v2/{name}/tags/list?n=1000", encoded=True)
-
-        async def tags(resp: aiohttp.ClientResponse) -> list[str]:
-            what = f"list tags of {name}"
-            body = await read_json(resp, what, self.limits, MAX_LISTING_PAGE_BYTES)
-            tags = body.get("tags") or []
-            return [t for t in tags if isinstance(t, str)] if isinstance(tags, list) else []
-
-        pages, _ = await self._pages(
-            url,
-            pull(name),
-            tags,
-            what=f"list tags of {name}",
-            listing=f"tags of {name}",
-            absent=(404,),
-        )
-        return [tag for page in pages for tag in page]
+        return await self._listings.list_tags(name)
 
     async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
         """``GET /v2/<name>/referrers/<digest>`` (OCI 1.1); None where the API is missing."""
-        if not self._has_referrers_api:
-            return None
-        what = f"list referrers of {name}@{digest}"
-
-        listed = 0
-
-        async def referrers(resp: aiohttp.ClientResponse) -> list[Descriptor]:
-            nonlocal listed
-            raw = await read_capped(resp, MAX_MANIFEST_BYTES, what, self.limits)
-            found = list(parse_manifest(raw, OCI_INDEX).children())
-            listed += len(found)
-            if listed > MAX_INDEX_CHILDREN:
-                raise OverLimit(
-                    f"{what} on {self.registry}: more than {MAX_INDEX_CHILDREN} referrers; "
-                    "refusing to read on"
-                )
-            return found
-
-        pages, missing = await self._pages(
-            self._url(name, "referrers", digest),
-            pull(name),
-            referrers,
-            what=what,
-            listing="referrers",
-            headers={"Accept": OCI_INDEX},
-            absent=(404, 405, 400),  # GHCR and distribution 2.8 have no such API
-        )
-        if missing:
-            self._has_referrers_api = False  # ask once per registry and run, not per image
-            return None
-        return [found for page in pages for found in page]
+        return await self._listings.list_referrers(name, digest)
 
     async def list_repositories(self) -> list[str]:
         """Every repository in ``/v2/_catalog`` (paginated, same origin only)."""
-        url = yarl.URL(f"{self.registry.base_url}/v2/_catalog?n=1000", encoded=True)
-
-        async def names(resp: aiohttp.ClientResponse) -> list[str]:
-            body = await read_json(resp, "list the catalog", self.limits, MAX_LISTING_PAGE_BYTES)
-            names = body.get("repositories") or []
-            return [n for n in names if isinstance(n, str)] if isinstance(names, list) else []
-
-        pages, _ = await self._pages(
-            url, ("registry:catalog:*",), names, what="list the catalog", listing="catalog"
-        )
-        return [found for page in pages for found in page]
-
-    async def _pages(
-        self,
-        url: yarl.URL,
-        scopes: tuple[str, ...],
-        read: Callable[[aiohttp.ClientResponse], Awaitable[T]],
-        *,
-        what: str,
-        listing: str,
-        headers: dict[str, str] | None = None,
-        absent: tuple[int, ...] = (),
-    ) -> tuple[list[T], bool]:
-        """Every page of a list, following ``Link: <...>; rel="next"`` on the same origin only.
-
-        The pages read, and True if a page answered one of the ``absent`` statuses (the list
-        ends there). At most ``MAX_LISTING_PAGES`` pages, ``MAX_LISTING_BYTES`` and
-        ``MAX_LISTING_ITEMS`` in all: a list without end is the registry's failure (OverLimit).
-        """
-        pages: list[T] = []
-        following: yarl.URL | None = url
-        read_bytes = items = 0
-        while following is not None:
-            if (
-                len(pages) == MAX_LISTING_PAGES
-                or read_bytes > MAX_LISTING_BYTES
-                or items > MAX_LISTING_ITEMS
-            ):
-                raise OverLimit(
-                    f"{what} on {self.registry}: the list goes on past {len(pages)} pages, "
-                    f"{read_bytes} bytes and {items} entries, more than any real listing; "
-                    "refusing to read on"
-                )
-            async with await self._transport.request(
-                "GET", following, scopes=scopes, headers=headers
-            ) as resp:
-                if resp.status in absent:
-                    return pages, True
-                await self._expect(resp, (200,), what)
-                page = await read(resp)
-                pages.append(page)
-                read_bytes += resp.content_length or resp.content.total_bytes
-                items += len(page) if isinstance(page, list) else 0
-                link = next_link(resp)
-            following = (
-                None if link is None else self._transport.same_origin(following, link, listing)
-            )
-        return pages, False
+        return await self._listings.list_repositories()
 
 
 def _cause(exc: BaseException) -> str:

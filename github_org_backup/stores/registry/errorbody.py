@@ -1,7 +1,8 @@
 """What a registry said in an error answer: distribution error entries, or an HTML page's title.
 
 Pure code: the client hands in the body's first bytes and gets back a one-line summary for the
-error message, and whether the body names a client error that no retry can fix.
+error message, the entries a RegistryError keeps, and whether the body names a client error
+that no retry can fix.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from typing import Any
 
 from github_org_backup.base import jsonio
 from github_org_backup.base.redact import redact_text
+from github_org_backup.errors import RegistryDiagnostic
 
 MAX_ERROR_BODY = 64 * 1024
 _MAX_ENTRIES = 5
@@ -77,6 +79,10 @@ class ErrorBody:
             if any(text in said for text in _CLIENT_ERROR_TEXTS):
                 return True
         return False
+
+    def diagnostics(self) -> tuple[RegistryDiagnostic, ...]:
+        """Each entry's code and message, redacted, as a RegistryError keeps them."""
+        return tuple(RegistryDiagnostic(e.code, redact_text(e.message)) for e in self.entries)
 
     def summary(self) -> str:
         """One line: every code with its message (and a short detail), or the page's title."""

@@ -63,6 +63,7 @@ class _Exchange:
 
     method: str
     url: yarl.URL
+    operation: str  # what the caller asks, as errors name it: "HEAD manifest", "PUT blob"
     scopes: tuple[str, ...]
     headers: dict[str, str]
     data: Body
@@ -101,12 +102,16 @@ class Transport:
         method: str,
         url: yarl.URL,
         *,
+        operation: str,
         scopes: tuple[str, ...],
         headers: dict[str, str] | None = None,
         data: Body = None,
         idempotent: bool = True,
     ) -> aiohttp.ClientResponse:
         """Send with auth, retries and safe redirects. The caller releases the response.
+
+        ``operation`` ("HEAD manifest", "PUT blob") is kept on any RegistryError raised on the
+        way that does not name its own (a token request's is "GET token").
 
         ``idempotent=False`` (an upload's PATCH, which distribution appends whatever its
         Content-Range says) is not sent again after a timeout or a broken connection, which
@@ -116,6 +121,7 @@ class Transport:
         exchange = _Exchange(
             method,
             url,
+            operation,
             scopes,
             dict(headers or {}),
             data,
@@ -138,8 +144,12 @@ class Transport:
                     raise
                 raise TransientError(
                     f"{method} {redact_url(url)} failed after {number} attempt(s): "
-                    f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+                    f"{type(exc).__name__}: {redact_text(str(exc))[:200]}",
+                    operation=operation,
                 ) from None
+            except RegistryError as exc:  # TLS, a redirect refused, a challenge, a token
+                exc.operation = exc.operation or operation
+                raise
             if may_retry(number) and retryable_status(resp.status) and await _worth_retrying(resp):
                 raise await self._retry_status(resp, method)
             if resp.status != 429:
@@ -217,7 +227,9 @@ class Transport:
                 await self._auth.challenge(challenge, exchange.scopes, sent=authorization)
                 exchange.reauthenticated = True
                 if not exchange.replayable:  # the body is spent: the transfer restarts
-                    raise TransientError(f"{self.registry} asked to re-authenticate mid-upload")
+                    raise TransientError(
+                        f"{self.registry} asked to re-authenticate mid-upload", status=401
+                    )
             finally:
                 if probe:
                     self._auth.settle()
@@ -261,23 +273,37 @@ class Transport:
             url = target
         raise RegistryError(f"too many redirects from {redact_url(url)}")
 
-    def location(self, resp: aiohttp.ClientResponse) -> yarl.URL:
+    def location(self, resp: aiohttp.ClientResponse, operation: str) -> yarl.URL:
         """An upload session's ``Location``, resolved against the request and checked."""
         location = resp.headers.get("Location")
-        if not location:
-            raise RegistryError(f"{self.registry} started an upload without a Location header")
-        target = _joined(resp.url, location, "upload Location")
-        self._check_redirect(resp.url, target)
+        try:
+            if not location:
+                raise RegistryError(
+                    f"{self.registry} started an upload without a Location header",
+                    status=resp.status,
+                )
+            target = _joined(resp.url, location, "upload Location")
+            self._check_redirect(resp.url, target)
+        except RegistryError as exc:
+            exc.operation = operation
+            raise
         return target
 
     def _check_redirect(self, source: yarl.URL, target: yarl.URL) -> None:
         check_redirect(source, target, self.origin, internal_ok=self._trust.internal_redirects)
 
-    def same_origin(self, current: yarl.URL, link: str, what: str) -> yarl.URL:
+    def same_origin(self, current: yarl.URL, link: str, what: str, operation: str) -> yarl.URL:
         """The next page of a paginated list, only on the registry's own origin."""
-        following = _joined(current, link, f"next page of {what}")
+        try:
+            following = _joined(current, link, f"next page of {what}")
+        except UnsafeRedirect as exc:
+            exc.operation = operation
+            raise
         if following.origin() != self.origin:
-            raise UnsafeRedirect(f"{self.registry} paginated {what} to another origin; refusing")
+            raise UnsafeRedirect(
+                f"{self.registry} paginated {what} to another origin; refusing",
+                operation=operation,
+            )
         return following
 
 

@@ -83,9 +83,18 @@ class Uploads:
         url = yarl.URL(
             f"{self._transport.registry.base_url}/v2/{name}/blobs/uploads/", encoded=True
         )
-        async with await self._transport.request("POST", url, scopes=push(name)) as resp:
-            await expect(self._transport.registry, resp, (202,), f"start upload to {name}")
-            return self._transport.location(resp)
+        operation = "POST blob upload"
+        async with await self._transport.request(
+            "POST", url, operation=operation, scopes=push(name)
+        ) as resp:
+            await expect(
+                self._transport.registry,
+                resp,
+                (202,),
+                f"start upload to {name}",
+                operation=operation,
+            )
+            return self._transport.location(resp, operation)
 
     async def put_blob(
         self, name: str, location: yarl.URL, descriptor: Descriptor, body: AsyncIterable[bytes]
@@ -98,10 +107,14 @@ class Uploads:
         }
         data = OneShotBody(exactly(body, descriptor.size, f"blob {descriptor.digest}"))
         async with await self._transport.request(
-            "PUT", url, scopes=push(name), headers=headers, data=data
+            "PUT", url, operation="PUT blob", scopes=push(name), headers=headers, data=data
         ) as resp:
             await expect(
-                self._transport.registry, resp, (201, 204), f"PUT blob {name}@{descriptor.digest}"
+                self._transport.registry,
+                resp,
+                (201, 204),
+                f"PUT blob {name}@{descriptor.digest}",
+                operation="PUT blob",
             )
 
     async def write_chunks(
@@ -148,6 +161,7 @@ class Uploads:
                 f"{registry} refuses request bodies of {refused} bytes (HTTP 413), even "
                 "as upload chunks: raise its body limit (nginx: client_max_body_size)",
                 status=413,
+                operation="PATCH blob upload" if self.chunk_size else "PUT blob",
             )
         if self.chunk_size is None:  # once per registry and run
             log.warning(
@@ -165,7 +179,11 @@ class Uploads:
     async def cancel(self, name: str, location: yarl.URL) -> None:
         """Best effort: end an upload session the registry never saw a byte of."""
         with contextlib.suppress(BackupError):
-            (await self._transport.request("DELETE", location, scopes=push(name))).release()
+            (
+                await self._transport.request(
+                    "DELETE", location, operation="DELETE blob upload", scopes=push(name)
+                )
+            ).release()
 
     async def patch_chunk(
         self, name: str, location: yarl.URL, data: bytes, offset: int
@@ -190,15 +208,20 @@ class Uploads:
                 async with await self._transport.request(
                     "PATCH",
                     location,
+                    operation="PATCH blob upload",
                     scopes=push(name),
                     headers=headers,
                     data=body,
                     idempotent=False,
                 ) as resp:
                     await expect(
-                        self._transport.registry, resp, (202, 204), f"PATCH upload to {name}"
+                        self._transport.registry,
+                        resp,
+                        (202, 204),
+                        f"PATCH upload to {name}",
+                        operation="PATCH blob upload",
                     )
-                    return self._transport.location(resp)
+                    return self._transport.location(resp, "PATCH blob upload")
             except TransientError:
                 await asyncio.sleep(self._transport.policy.delay(attempt))
                 location, received = await self.upload_status(name, location)
@@ -208,7 +231,7 @@ class Uploads:
                 log.warning("upload_resumed", repository=name, offset=received)
                 if sent == len(data):
                     return location
-        raise TransientError(f"PATCH upload to {name} kept failing")
+        raise TransientError(f"PATCH upload to {name} kept failing", operation="PATCH blob upload")
 
     async def upload_status(self, name: str, location: yarl.URL) -> tuple[yarl.URL, int | None]:
         """How many bytes an upload session holds (``Range: 0-N``), and its current Location.
@@ -216,25 +239,47 @@ class Uploads:
         None when the answer cannot tell: distribution reports both an empty session and one
         holding a single byte as ``0-0``.
         """
+        operation = "GET blob upload"
         try:
-            async with await self._transport.request("GET", location, scopes=push(name)) as resp:
-                await expect(self._transport.registry, resp, (204,), f"upload status in {name}")
+            async with await self._transport.request(
+                "GET", location, operation=operation, scopes=push(name)
+            ) as resp:
+                await expect(
+                    self._transport.registry,
+                    resp,
+                    (204,),
+                    f"upload status in {name}",
+                    operation=operation,
+                )
                 held = resp.headers.get("Range", "0--1")
                 if held == "0-0":
-                    return self._transport.location(resp), None
-                return self._transport.location(resp), int(held.rpartition("-")[2]) + 1
-        except (RegistryError, ValueError):
-            raise TransientError(f"upload session in {name} cannot be resumed") from None
+                    return self._transport.location(resp, operation), None
+                return self._transport.location(resp, operation), int(held.rpartition("-")[2]) + 1
+        except RegistryError as exc:
+            raise TransientError(
+                f"upload session in {name} cannot be resumed",
+                status=exc.status,
+                operation=operation,
+                errors=exc.errors,
+            ) from None
+        except ValueError:
+            raise TransientError(
+                f"upload session in {name} cannot be resumed", operation=operation
+            ) from None
 
     async def finish_upload(self, name: str, location: yarl.URL, descriptor: Descriptor) -> None:
         """Close a chunked upload with an empty PUT naming the digest."""
         url = with_digest(location, descriptor.digest)
         headers = {"Content-Type": "application/octet-stream", "Content-Length": "0"}
         async with await self._transport.request(
-            "PUT", url, scopes=push(name), headers=headers, data=b""
+            "PUT", url, operation="PUT blob", scopes=push(name), headers=headers, data=b""
         ) as resp:
             await expect(
-                self._transport.registry, resp, (201, 204), f"PUT blob {name}@{descriptor.digest}"
+                self._transport.registry,
+                resp,
+                (201, 204),
+                f"PUT blob {name}@{descriptor.digest}",
+                operation="PUT blob",
             )
 
 
