@@ -10,14 +10,6 @@ redirect, so a hostile listing or server cannot send the token elsewhere.
 Bounds: curl's low-speed limit (``http.lowSpeedLimit`` bytes/s for ``http.lowSpeedTime``,
 which is --read-timeout) ends each HTTP transfer that trickles, and a deadline per repository
 (--repo-timeout) ends a fetch that keeps moving but never finishes.
-
-A fetch lands in ``refs/incoming/*`` first. The mirror's own refs then move in one
-``git update-ref --stdin`` transaction that also keeps every tip the source rewound or deleted
-under ``refs/backup/<UTC time>/<heads|tags|pull>/...``. A run killed at any point leaves the
-mirror's refs as they were before it, or as they are after it. The one exception is a rename
-across a name clash (``foo`` to ``foo/bar``), which git cannot do in one transaction: the old
-tips are kept and the deletions made first, then the rest, so a run killed in between leaves
-every old tip under refs/backup/ and the new refs for the next run.
 """
 
 from __future__ import annotations
@@ -26,14 +18,12 @@ import asyncio
 import base64
 import contextlib
 import os
-import re
 import shutil
 import signal
 import time
-from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Literal
 from urllib.parse import urlsplit
 
 import structlog
@@ -44,87 +34,28 @@ from github_org_backup.errors import (
     GitTimeout,
     RepositoryNotFound,
 )
+from github_org_backup.repos.host import GitHost
+from github_org_backup.repos.refs import (
+    BACKUP,
+    INCOMING,
+    ChangeKind,
+    RefChange,
+    branch_name,
+    kept_clear_of,
+    transactions,
+    worth_keeping,
+)
 
 log = structlog.get_logger("github_org_backup.repos.git")
 
-INCOMING = "refs/incoming/"
-BACKUP = "refs/backup/"
 # Environment variables the user's shell may carry that would change what git does, or make
 # it print headers (GIT_TRACE_CURL): none of them reach our git.
 _DROPPED_ENV_PREFIXES = ("GIT_", "SSH_ASKPASS")
 
-ChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
 # A transfer slower than this for --read-timeout seconds is abandoned. It must exceed what a
 # stalled server can send for nothing: git's keep-alive (5 bytes every 5 s) and a 2 bytes/s
 # trickle both stay under it, where the old limit of 1 byte/s let a 2 bytes/s trickle run forever.
 LOW_SPEED_LIMIT_BPS = 1024
-
-
-_DEFAULT_PORTS = {"http": 80, "https": 443}
-
-
-@dataclass(frozen=True)
-class GitHost:
-    """The git host that belongs to a GitHub API: the only place the token may go.
-
-    github.com for api.github.com; otherwise (GitHub Enterprise Server) the API's own host, on
-    any port. Over https, unless the API itself is http.
-    """
-
-    hostname: str
-    schemes: tuple[str, ...]
-    api_url: str
-
-    @classmethod
-    def for_api(cls, api_url: str) -> GitHost:
-        api = urlsplit(api_url)
-        host = (api.hostname or "").lower()
-        if host == "api.github.com":
-            return cls("github.com", ("https",), api_url)
-        return cls(host, ("https",) if api.scheme == "https" else ("http", "https"), api_url)
-
-    def _origin_problem(self, url: str) -> str | None:
-        if not url.isascii() or any(c <= " " or c in "\\\x7f" for c in url):
-            return f"clone URL {url!r} has characters no URL of GitHub has"
-        try:
-            parts = urlsplit(url)
-        except ValueError:  # e.g. an unclosed [ in the host
-            return f"clone URL {url!r} is not a valid URL"
-        try:
-            parts.port  # noqa: B018 - raises on a port that is not a number
-        except ValueError:
-            return f"clone URL {url!r} has an invalid port"
-        if parts.username is not None or parts.password is not None:
-            return "clone URL carries credentials; refusing to store it in the mirror"
-        host = (parts.hostname or "").lower()
-        if host != self.hostname:
-            return (
-                f"clone URL host {host or '(none)'!r} is not {self.hostname!r}, the git host of "
-                f"the GitHub API {self.api_url}: refused, the token goes only to {self.hostname}"
-            )
-        if parts.scheme not in self.schemes:
-            return (
-                f"clone URL {url!r} uses {parts.scheme or 'no scheme'} on {host}: only "
-                f"{' or '.join(self.schemes)} is used with the GitHub API {self.api_url}"
-            )
-        return None
-
-    def allows(self, url: str) -> bool:
-        """Whether the token may be sent to ``url``'s origin."""
-        return self._origin_problem(url) is None
-
-    def refusal(self, url: str, path: str) -> str | None:
-        """Why ``url`` is not the repository ``path`` (/OWNER/REPO.git) on this host, or None."""
-        problem = self._origin_problem(url)
-        if problem:
-            return problem
-        parts = urlsplit(url)
-        if parts.path.lower() != path.lower() or parts.query or parts.fragment:
-            return (
-                f"clone URL {url!r} on {self.hostname} is not the repository {path.lstrip('/')}"
-                " it was listed as"
-            )
-        return None
 
 
 @dataclass(frozen=True)
@@ -137,24 +68,6 @@ class GitSettings:
     stall_timeout_s: float | None = None
     token_host: GitHost | None = None  # where the token may go; None: the URL's own origin
     repo_timeout_s: float | None = None  # the deadline of one repository's fetches
-
-
-@dataclass(frozen=True)
-class RefChange:
-    ref: str
-    old: str | None
-    new: str | None
-    kind: ChangeKind
-    kept_as: str | None = None  # the refs/backup/... ref that keeps ``old``
-
-    def to_json(self) -> dict[str, str | None]:
-        return {
-            "ref": self.ref,
-            "old": self.old,
-            "new": self.new,
-            "change": self.kind,
-            "kept_as": self.kept_as,
-        }
 
 
 @dataclass(frozen=True)
@@ -304,7 +217,7 @@ class Git:
             changes = await self._fetch_and_apply(
                 work, url, pull_refs=pull_refs, stamp=stamp, deadline=deadline
             )
-            if default_branch and _branch_name(default_branch):
+            if default_branch and branch_name(default_branch):
                 # A listing's default_branch is source input: HEAD only ever names a branch.
                 await self.run("symbolic-ref", "HEAD", f"refs/heads/{default_branch}", git_dir=work)
             if created:
@@ -354,9 +267,9 @@ class Git:
         }
         current = {ref: sha for ref, sha in refs.items() if not ref.startswith((INCOMING, BACKUP))}
         changes = await self._classify(git_dir, current, incoming, stamp)
-        changes = _kept_clear_of([ref for ref in refs if ref.startswith(BACKUP)], changes, stamp)
+        changes = kept_clear_of([ref for ref in refs if ref.startswith(BACKUP)], changes, stamp)
         fetched = [f"delete {ref} {sha}" for ref, sha in refs.items() if ref.startswith(INCOMING)]
-        for commands in _transactions(changes, fetched):
+        for commands in transactions(changes, fetched):
             await self.run(
                 "update-ref", "--stdin", git_dir=git_dir, stdin="\n".join([*commands, ""]).encode()
             )
@@ -373,7 +286,7 @@ class Git:
             if old is None:
                 changes.append(RefChange(ref, None, new, "created"))
                 continue
-            keep = _worth_keeping(ref)
+            keep = worth_keeping(ref)
             if new is None:
                 kind: ChangeKind = "deleted"
             elif ref.startswith("refs/tags/") or not keep:
@@ -443,74 +356,6 @@ class Git:
         return problems
 
 
-def _transactions(changes: Sequence[RefChange], fetched: Sequence[str]) -> list[list[str]]:
-    """The update-ref transactions that apply ``changes`` and drop the ``fetched`` refs.
-
-    One, unless a ref created clashes with one deleted (``foo`` and ``foo/bar``): git's files
-    backend cannot do both in one transaction. Then the first keeps every old tip under
-    refs/backup/ and deletes, and the second creates and updates, so nothing is lost between them.
-    """
-    keep = [f"create {c.kept_as} {c.old}" for c in changes if c.kept_as]
-    deletions = [f"delete {c.ref} {c.old}" for c in changes if c.new is None]
-    writes = [
-        f"create {c.ref} {c.new}" if c.old is None else f"update {c.ref} {c.new} {c.old}"
-        for c in changes
-        if c.new is not None
-    ]
-    deleted = _RefNames(c.ref for c in changes if c.new is None)
-    if any(deleted.clashes(c.ref) for c in changes if c.old is None):
-        return [keep + deletions, writes + list(fetched)]
-    together = keep + deletions + writes + list(fetched)
-    return [together] if together else []
-
-
-def _kept_clear_of(
-    taken: Iterable[str], changes: Sequence[RefChange], stamp: str
-) -> list[RefChange]:
-    """``changes`` whose backup names clear the refs/backup/ refs ``taken``.
-
-    Names of one run never clash with each other: they copy refs the mirror holds together. A
-    run in the same second as an earlier one may find refs/backup/<time>/heads/foo taken, or
-    blocking .../heads/foo/bar; then this run's backups move together to <time>-2, <time>-3, ...
-    """
-    base = f"{BACKUP}{stamp}/"
-    relative = [c.kept_as.removeprefix(base) for c in changes if c.kept_as]
-    if not relative:
-        return list(changes)
-    names = _RefNames(ref for ref in taken if ref.startswith(f"{BACKUP}{stamp}"))
-    prefix, n = base, 1
-    while any(names.clashes(prefix + name) for name in relative):
-        n += 1
-        prefix = f"{BACKUP}{stamp}-{n}/"
-    if prefix == base:
-        return list(changes)
-    return [
-        replace(c, kept_as=prefix + c.kept_as.removeprefix(base)) if c.kept_as else c
-        for c in changes
-    ]
-
-
-class _RefNames:
-    """A set of ref names that tells which others git would refuse next to them: the same
-    name, or one that is a directory of the other (``foo`` and ``foo/bar``)."""
-
-    def __init__(self, refs: Iterable[str]) -> None:
-        self._refs = set(refs)
-        self._directories = {
-            ref[:i] for ref in self._refs for i, char in enumerate(ref) if char == "/"
-        }
-
-    def clashes(self, ref: str) -> bool:
-        if ref in self._refs or ref in self._directories:
-            return True
-        return any(ref[:i] in self._refs for i, char in enumerate(ref) if char == "/")
-
-
-def _worth_keeping(ref: str) -> bool:
-    """GitHub recomputes refs/pull/N/merge at will: its old values are not history."""
-    return not (ref.startswith("refs/pull/") and ref.endswith("/merge"))
-
-
 def _remaining(deadline: float | None) -> float | None:
     return None if deadline is None else max(0.01, deadline - time.monotonic())
 
@@ -532,16 +377,6 @@ def _failure(command: str, stderr: str, code: int) -> GitError:
     return GitError(f"git {command}: {message}")
 
 
-_BRANCH = re.compile(r"[A-Za-z0-9._/-]{1,255}", re.ASCII)
+_branch_name = branch_name  # the name tests.test_hostile_shapes imports
 
-
-def _branch_name(name: str) -> bool:
-    """A name ``git check-ref-format --branch`` would take (the ASCII subset GitHub uses)."""
-    return bool(
-        _BRANCH.fullmatch(name)
-        and ".." not in name
-        and "//" not in name
-        and not name.startswith(("/", ".", "-"))
-        and not name.endswith((".", "/", ".lock"))
-        and "/." not in name
-    )
+__all__ = ["LOW_SPEED_LIMIT_BPS", "Git", "GitHost", "GitSettings", "MirrorResult", "RefChange"]

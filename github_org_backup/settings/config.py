@@ -1,4 +1,5 @@
-"""The `registry` command's settings: flags first, then environment variables, then defaults.
+"""The `registry` command's settings, and the readers the commands share (owner, token, API,
+shards, backup prefixes): flags first, then environment variables, then defaults.
 
 Secrets are read from the environment or a file, never from a flag value.
 """
@@ -18,12 +19,14 @@ from github_org_backup.model.oci import Platform
 from github_org_backup.model.packages import Owner
 from github_org_backup.model.reference import Registry, Repository, parse_repository, validate_host
 from github_org_backup.plan.policy import PackageFilter, TagPolicy
+from github_org_backup.settings import command_flags as own
+from github_org_backup.settings import flags, variables
+from github_org_backup.settings.declare import from_env, resolve
+from github_org_backup.settings.globs import package_globs
 from github_org_backup.stores.registry.credentials import Credentials
 
-DEFAULT_API_URL = "https://api.github.com"
-DEFAULT_SOURCE_REGISTRY = "ghcr.io"
-DEFAULT_USERNAME = "github-org-backup"
-DEFAULT_DEST = "oci:./ghcr-backup"  # a first run needs only a token and an org
+DEFAULT_API_URL = flags.GITHUB_API_URL.default
+DEFAULT_USERNAME = variables.GITHUB_USERNAME.default
 
 
 @dataclass(frozen=True)
@@ -129,7 +132,7 @@ def destination_credentials(
 ) -> Credentials | None:
     """DEST_USERNAME and DEST_PASSWORD, the one place they are read: the credentials of the
     backup's own registry (for restore, of --to). None for a layout or when unset."""
-    user, password = env.get("DEST_USERNAME"), env.get("DEST_PASSWORD")
+    user, password = from_env(variables.DEST_USERNAME, env), from_env(variables.DEST_PASSWORD, env)
     if bool(user) != bool(password):
         raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")
     if not user or not password or registry.layout:
@@ -142,49 +145,66 @@ def _not_a_host(text: str) -> bool:
     return not any(c in first for c in ".:[") and first != "localhost"
 
 
-def _read_token(args: argparse.Namespace, env: Mapping[str, str]) -> str:
-    if args.github_token_file:
+TOKEN_FOR_PACKAGES = "a classic personal access token with read:packages"
+TOKEN_FOR_REPOS = (
+    "a classic personal access token with the repo scope, or a fine-grained token with "
+    "Contents: read"
+)
+
+
+def read_token(path: str | None, env: Mapping[str, str], *, kind: str) -> str:
+    """The GitHub token: from the file at ``path`` if given, else GITHUB_TOKEN. ``kind`` says,
+    in a usage error, which token the command needs (TOKEN_FOR_PACKAGES, TOKEN_FOR_REPOS)."""
+    if path:
         try:
-            token = Path(args.github_token_file).read_text().strip()
+            token = Path(path).read_text().strip()
         except OSError as exc:
-            raise UsageError(
-                f"cannot read --github-token-file {args.github_token_file}: {exc.strerror}"
-            ) from None
+            raise UsageError(f"cannot read --github-token-file {path}: {exc.strerror}") from None
         except UnicodeDecodeError:
             raise UsageError(
-                f"--github-token-file {args.github_token_file} is not text: it should hold "
-                "only the token"
+                f"--github-token-file {path} is not text: it should hold only the token"
             ) from None
         if not token:
             raise UsageError(
-                f"--github-token-file {args.github_token_file} is empty: write the token "
-                "(a classic personal access token with read:packages) into it"
+                f"--github-token-file {path} is empty: write the token ({kind}) into it"
             )
     else:
-        token = env.get("GITHUB_TOKEN", "").strip()
+        token = from_env(variables.GITHUB_TOKEN, env) or ""
     if not token:
         raise UsageError(
-            "no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH "
-            "(a classic personal access token with read:packages)"
+            f"no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH ({kind})"
         )
-    return token
+    return str(token)
+
+
+def shard_texts(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str | None, str | None]:
+    """--shard and --shard-count, or else BACKUP_SHARD and BACKUP_SHARD_COUNT: the one shard
+    rule of every command. A flag beats both variables; the two of one level exclude each other.
+    """
+    flag, count = getattr(args, "shard", None) or None, getattr(args, "shard_count", None)
+    if flag or count:
+        if flag and count:
+            raise UsageError("give --shard I/N or --shard-count N, not both")
+        return flag, None if count is None else str(count)
+    text, count = from_env(flags.SHARD, env), from_env(flags.SHARD_COUNT, env)
+    if text and count:
+        raise UsageError(
+            "BACKUP_SHARD and BACKUP_SHARD_COUNT are both set: set one (a flag beats both)"
+        )
+    return text, None if count is None else str(count)
 
 
 def shard_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Shard | None:
     """--shard I/N or BACKUP_SHARD; or --shard-count N (BACKUP_SHARD_COUNT) with the index from
     JOB_COMPLETION_INDEX. None when the run is not sharded."""
-    flag, count_flag = getattr(args, "shard", None), getattr(args, "shard_count", None)
-    if flag or count_flag:  # a flag on the command line beats both variables
-        text, count_given = flag, count_flag
-    else:
-        text, count_given = env.get("BACKUP_SHARD"), env.get("BACKUP_SHARD_COUNT")
+    text, count_given = shard_texts(args, env)
     if text:
         index_text, sep, count_text = text.partition("/")
         if not sep:
             raise UsageError(f"--shard {text!r}: expected I/N, e.g. 0/4")
     elif count_given:
-        count_text = str(count_given)
-        index_text = env.get("JOB_COMPLETION_INDEX", "")
+        count_text = count_given
+        index_text = from_env(variables.JOB_COMPLETION_INDEX, env) or ""
         if not index_text:
             raise UsageError("--shard-count needs JOB_COMPLETION_INDEX (a Kubernetes Indexed Job)")
     else:
@@ -198,43 +218,55 @@ def shard_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) ->
     return Shard(index, count)
 
 
+def owner_from(args: argparse.Namespace, env: Mapping[str, str]) -> Owner:
+    """--org / GITHUB_ORG or --user / GITHUB_OWNER_USER: exactly one."""
+    org, user = resolve(flags.ORG, args, env), resolve(flags.USER, args, env)
+    if bool(org) == bool(user):
+        raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
+    return Owner("orgs", org) if org else Owner("users", user)
+
+
+def api_url_from(args: argparse.Namespace | None, env: Mapping[str, str]) -> str:
+    return check_http_url(
+        resolve(flags.GITHUB_API_URL, args, env),
+        "--github-api-url",
+        "https://api.github.com or https://HOST/api/v3",
+    )
+
+
+def username_from(env: Mapping[str, str]) -> str:
+    return str(resolve(variables.GITHUB_USERNAME, None, env))
+
+
 def load_registry_config(
     args: argparse.Namespace, env: Mapping[str, str] = os.environ
 ) -> RegistryConfig:
-    org = args.org or env.get("GITHUB_ORG")
-    user = args.user or env.get("GITHUB_OWNER_USER")
-    if bool(org) == bool(user):
-        raise UsageError("name exactly one owner: --org / GITHUB_ORG or --user / GITHUB_OWNER_USER")
-    owner = Owner("orgs", org) if org else Owner("users", user)  # type: ignore[arg-type]
-    dest = args.dest or env.get("BACKUP_DEST") or DEFAULT_DEST
+    owner = owner_from(args, env)
     try:
-        source = parse_registry(
-            args.source_registry or env.get("SOURCE_REGISTRY") or DEFAULT_SOURCE_REGISTRY
-        )
-        destination = parse_backup_prefix(dest)
-        platforms = tuple(Platform.parse(p) for p in args.platform)
+        source = parse_registry(resolve(own.SOURCE_REGISTRY, args, env))
+        destination = parse_backup_prefix(resolve(own.DEST, args, env))
+        platforms = tuple(Platform.parse(p) for p in resolve(own.PLATFORM, args, env))
         policy = TagPolicy.from_patterns(
-            args.include_tag,
-            args.exclude_tag,
-            all_patches=args.all_patches,
-            keep_prereleases=args.keep_prereleases,
+            resolve(own.INCLUDE_TAG, args, env),
+            resolve(own.EXCLUDE_TAG, args, env),
+            all_patches=resolve(own.ALL_PATCHES, args, env),
+            keep_prereleases=resolve(own.KEEP_PRERELEASES, args, env),
         )
     except (InvalidReference, ValueError) as exc:
         raise UsageError(str(exc)) from None
     return RegistryConfig(
         owner=owner,
-        token=_read_token(args, env),
-        username=env.get("GITHUB_USERNAME") or DEFAULT_USERNAME,
-        api_url=check_http_url(
-            args.github_api_url or env.get("GITHUB_API_URL") or DEFAULT_API_URL,
-            "--github-api-url",
-            "https://api.github.com or https://HOST/api/v3",
-        ),
+        token=read_token(args.github_token_file, env, kind=TOKEN_FOR_PACKAGES),
+        username=username_from(env),
+        api_url=api_url_from(args, env),
         source=source,
         destination=destination,
         destination_credentials=destination_credentials(destination.registry, env),
         policy=policy,
-        packages=PackageFilter(tuple(args.include_package), tuple(args.exclude_package)),
+        packages=PackageFilter(
+            package_globs(resolve(own.INCLUDE_PACKAGE, args, env), owner.name),
+            package_globs(resolve(own.EXCLUDE_PACKAGE, args, env), owner.name),
+        ),
         platforms=platforms,
         shard=shard_from(args, env),
     )

@@ -1,4 +1,6 @@
-"""Each command's options as one typed, frozen value, built once from flags and environment.
+"""Each command's options as one typed, frozen value, and what their builders share.
+
+The builders themselves sit beside (settings.images, settings.repos).
 
 The command line hands a command nothing else: what a command does not read is not offered,
 and what it reads has a type. Building the options is where usage errors surface (exit 2),
@@ -8,38 +10,37 @@ before any request is sent.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import sys
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
-from typing import Any
 
 import structlog
 
 from github_org_backup.base.limits import DEFAULT_IMAGE_TIMEOUT_S, Limits
 from github_org_backup.errors import UsageError
 from github_org_backup.history.record import Retention
-from github_org_backup.history.snapshots import id_time, parse_duration, parse_timestamp
-from github_org_backup.model.reference import Repository, parse_reference, parse_repository
+from github_org_backup.history.snapshots import parse_duration
+from github_org_backup.model.reference import Repository
 from github_org_backup.model.specs import CopySpec, parse_specs
 from github_org_backup.output.metrics import MetricsTargets
 from github_org_backup.output.progress import on_terminal
 from github_org_backup.output.report import check_output_path
 from github_org_backup.plan.policy import PackageFilter, TagPolicy
+from github_org_backup.settings import command_flags, flags, values, variables
 from github_org_backup.settings.config import (
-    DEFAULT_DEST,
     RegistryConfig,
     Shard,
     check_http_url,
     check_layout_directory,
     destination_credentials,
-    load_registry_config,
     parse_backup_prefix,
     shard_from,
+    shard_texts,
 )
+from github_org_backup.settings.declare import Option, from_env, resolve
 from github_org_backup.stores.factory import HttpSettings
 from github_org_backup.stores.registry.credentials import Credentials
 from github_org_backup.stores.registry.origins import Trust
@@ -129,100 +130,94 @@ class SnapshotsOptions:
     series: tuple[str, ...] = ("",)
 
 
-# From the parsed command line
+# What several commands build alike, from the parsed command line and the environment
 
 
 def output_from(args: argparse.Namespace) -> Output:
-    if args.report is not None:
-        check_output_path(args.report)
-    return Output(args.command, args.report, on_terminal(args.log_format))
+    report = resolve(flags.REPORT, args, {})
+    if report is not None:
+        check_output_path(report)
+    return Output(args.command, report, on_terminal(resolve(flags.LOG_FORMAT, args, {})))
 
 
-def http_settings(args: argparse.Namespace) -> HttpSettings:
-    """The HTTP settings, built once; --chunk-size only where a command uploads."""
-    if args.ca_file is not None and not args.ca_file.is_file():
-        raise UsageError(
-            f"--ca-file {args.ca_file}: no such file (a PEM bundle of CA certificates)"
-        )
+def http_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> HttpSettings:
+    """The HTTP settings, built once; --chunk-size and --image-timeout where a command copies."""
+    ca_file = resolve(flags.CA_FILE, args, env)
+    if ca_file is not None and not ca_file.is_file():
+        raise UsageError(f"--ca-file {ca_file}: no such file (a PEM bundle of CA certificates)")
+    copies = args.command in flags.CHUNK_SIZE.commands
     return HttpSettings(
-        ca_file=args.ca_file,
-        connect_timeout_s=args.connect_timeout,
-        read_timeout_s=args.read_timeout,
-        chunk_size=getattr(args, "chunk_size", None),
-        max_request_rates=dict(args.max_request_rate),
+        ca_file=ca_file,
+        connect_timeout_s=resolve(flags.CONNECT_TIMEOUT, args, env),
+        read_timeout_s=resolve(flags.READ_TIMEOUT, args, env),
+        chunk_size=resolve(flags.CHUNK_SIZE, args, env) if copies else None,
+        max_request_rates=dict(resolve(flags.MAX_REQUEST_RATE, args, env)),
         limits=Limits(
-            max_blob_bytes=args.max_blob_size,
-            min_bytes_per_s=args.min_speed,
-            image_timeout_s=getattr(args, "image_timeout", DEFAULT_IMAGE_TIMEOUT_S),
+            max_blob_bytes=resolve(flags.MAX_BLOB_SIZE, args, env),
+            min_bytes_per_s=resolve(flags.MIN_SPEED, args, env),
+            image_timeout_s=resolve(flags.IMAGE_TIMEOUT, args, env)
+            if copies
+            else DEFAULT_IMAGE_TIMEOUT_S,
         ),
         trust=Trust(
             token_realms=frozenset(
-                host.strip().lower()
-                for host in [
-                    *args.allow_token_realm,
-                    *os.environ.get("BACKUP_ALLOW_TOKEN_REALMS", "").split(","),
-                ]
-                if host.strip()
+                values.host_list(",".join(resolve(flags.ALLOW_TOKEN_REALM, args, env)))
             ),
-            internal_redirects=args.allow_internal_redirects,
+            internal_redirects=resolve(flags.ALLOW_INTERNAL_REDIRECTS, args, env),
         ),
     )
 
 
-def run_control_from(args: argparse.Namespace, env: Mapping[str, str]) -> RunControl:
-    if args.metrics_file is not None:
-        check_output_path(args.metrics_file, "--metrics-file", makes_parents=False)
-    pushgateway = args.pushgateway or env.get("PUSHGATEWAY_URL")
+def run_control_from(
+    args: argparse.Namespace, env: Mapping[str, str], *, concurrency: Option = flags.CONCURRENCY
+) -> RunControl:
+    metrics_file = resolve(flags.METRICS_FILE, args, env)
+    if metrics_file is not None:
+        check_output_path(metrics_file, "--metrics-file", makes_parents=False)
+    pushgateway = resolve(flags.PUSHGATEWAY, args, env)
     if pushgateway:
         check_http_url(pushgateway, "--pushgateway", "http://pushgateway:9091")
-    shard = getattr(args, "shard", None) or env.get("JOB_COMPLETION_INDEX") or "all"
-    metrics = MetricsTargets(
-        pushgateway,
-        args.metrics_file,
-        shard.replace("/", "-of-"),
+    shard = getattr(args, "shard", None) or from_env(variables.JOB_COMPLETION_INDEX, env) or "all"
+    metrics = MetricsTargets(pushgateway, metrics_file, shard.replace("/", "-of-"))
+    return RunControl(
+        resolve(concurrency, args, env),
+        resolve(flags.GRACE_PERIOD, args, env),
+        resolve(flags.PROGRESS_INTERVAL, args, env),
+        metrics,
     )
-    return RunControl(args.concurrency, args.grace_period, args.progress_interval, metrics)
 
 
-def _retention(args: argparse.Namespace) -> Retention:
+def retention_from(args: argparse.Namespace, env: Mapping[str, str]) -> Retention:
+    keep_within = resolve(flags.KEEP_WITHIN, args, env)
     try:
-        keep_within = parse_duration(args.keep_within) if args.keep_within else None
+        within = parse_duration(keep_within) if keep_within else None
     except OverflowError:  # past timedelta's 999,999,999 days
         raise UsageError(
-            f"--keep-within {args.keep_within}: longer than the tool can count (at most "
+            f"--keep-within {keep_within}: longer than the tool can count (at most "
             "2,700,000y); to keep every snapshot, leave out --keep-within and --keep-last"
         ) from None
-    return Retention(args.keep_last, keep_within)
+    return Retention(resolve(flags.KEEP_LAST, args, env), within)
 
 
-def _credentials(repository: Repository, env: Mapping[str, str]) -> dict[str, Credentials]:
+def credentials_for(repository: Repository, env: Mapping[str, str]) -> dict[str, Credentials]:
     found = destination_credentials(repository.registry, env)
     return {repository.registry.host: found} if found else {}
 
 
-def _series(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
+def series_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:
     """The snapshot series a command reads: one shard's (--shard I/N), every shard's of a
     backup made in N shards (--shard-count N), or the series of an unsharded backup.
 
-    A flag beats either variable: ``--shard-count 4`` with BACKUP_SHARD=0/4 set reads all
-    four series. With no flag, BACKUP_SHARD beats BACKUP_SHARD_COUNT."""
-    shard_text = getattr(args, "shard", None)
-    count_text = getattr(args, "shard_count", None)
-    if not shard_text and not count_text:
-        shard_text = env.get("BACKUP_SHARD")
-        count_text = None if shard_text else env.get("BACKUP_SHARD_COUNT")
+    The one shard rule (settings.config.shard_texts): a flag beats both variables, and the two
+    of one level exclude each other."""
+    shard_text, count_text = shard_texts(args, env)
     if shard_text:
         shard = shard_from(argparse.Namespace(shard=shard_text), {})
         assert shard is not None
         return (shard.series,)
     if not count_text:
         return ("",)
-    try:
-        count = int(count_text)
-    except ValueError:
-        raise UsageError(f"--shard-count {count_text!r} is not an integer") from None
-    if count < 1:
-        raise UsageError(f"--shard-count {count}: need at least 1")
+    count = values.positive_int(count_text)
     return tuple(Shard(index, count).series for index in range(count))
 
 
@@ -232,8 +227,9 @@ def refuse_shard_flags(args: argparse.Namespace, why: str) -> None:
         raise UsageError(f"{why}: --shard and --shard-count are for image backups")
 
 
-def _backup(args: argparse.Namespace, env: Mapping[str, str]) -> Repository:
-    return parse_backup_prefix(args.dest or env.get("BACKUP_DEST") or DEFAULT_DEST, must_exist=True)
+def backup_from(args: argparse.Namespace, env: Mapping[str, str]) -> Repository:
+    """The backup a reading command opens (--dest / BACKUP_DEST): it must exist."""
+    return parse_backup_prefix(resolve(command_flags.DEST, args, env), must_exist=True)
 
 
 def read_specs(path: str) -> tuple[CopySpec, ...]:
@@ -255,115 +251,3 @@ def read_specs(path: str) -> tuple[CopySpec, ...]:
     for layout in sorted((r for r in layouts if r.layout), key=lambda r: r.path):
         check_layout_directory(Path(layout.path), str(layout))
     return tuple(specs)
-
-
-def _copy_specs(args: argparse.Namespace) -> tuple[CopySpec, ...]:
-    if args.specs is not None:
-        if args.source or args.destination or args.platform:
-            raise UsageError("give either SRC DST (with --platform) or --specs FILE, not both")
-        return read_specs(args.specs)
-    if not (args.source and args.destination):
-        raise UsageError("copy needs SRC and DST, or --specs FILE")
-    parse_reference(args.source)  # raise InvalidReference with the reference's own message
-    destination = parse_reference(args.destination)
-    if destination.repository.registry.layout:
-        check_layout_directory(Path(destination.repository.registry.path), args.destination)
-    spec: dict[str, Any] = {"src": args.source, "dst": args.destination}
-    if args.platform:
-        spec["transform"] = {"limitPlatforms": args.platform}
-    return tuple(parse_specs(json.dumps(spec)))
-
-
-def copy_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> CopyOptions:
-    prefix = parse_backup_prefix(args.snapshot_prefix) if args.snapshot_prefix else None
-    return CopyOptions(
-        output=output_from(args),
-        http=http_settings(args),
-        run=run_control_from(args, env),
-        specs=_copy_specs(args),
-        snapshot_prefix=prefix,
-        retention=_retention(args),
-        credentials=_credentials(prefix, env) if prefix else {},
-    )
-
-
-def registry_options(
-    args: argparse.Namespace, env: Mapping[str, str] = os.environ
-) -> RegistryOptions:
-    return RegistryOptions(
-        output=output_from(args),
-        http=http_settings(args),
-        run=run_control_from(args, env),
-        config=load_registry_config(args, env),
-        retention=_retention(args),
-        dry_run=args.dry_run,
-        emit_specs=args.emit_specs,
-        prune=args.prune,
-        discovery_cache=args.discovery_cache,
-    )
-
-
-def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> VerifyOptions:
-    prefix = _backup(args, env)
-    return VerifyOptions(
-        output=output_from(args),
-        http=http_settings(args),
-        concurrency=args.concurrency,
-        prefix=prefix,
-        credentials=_credentials(prefix, env),
-        deep=args.deep,
-        from_report=args.from_report,
-        packages=PackageFilter(tuple(args.include_package)),
-        series=_series(args, env),
-    )
-
-
-def _include_tags(patterns: list[str]) -> TagPolicy | None:
-    try:
-        return TagPolicy.from_patterns(patterns) if patterns else None
-    except ValueError as exc:  # a pattern that is not a regex names itself
-        raise UsageError(str(exc)) from None
-
-
-def restore_options(
-    args: argparse.Namespace, env: Mapping[str, str] = os.environ
-) -> RestoreOptions:
-    if args.snapshot:
-        id_time(args.snapshot)  # a usage error when it is not an id
-    series = _series(args, env)
-    if args.snapshot and len(series) > 1:
-        raise UsageError(
-            "--snapshot names a snapshot of one shard: give --shard I/N with it, "
-            "or restore every shard with --as-of TIME and --shard-count"
-        )
-    target = parse_repository(args.target, root=True)
-    if target.registry.layout:
-        check_layout_directory(Path(target.registry.path), args.target)
-    return RestoreOptions(
-        output=output_from(args),
-        http=http_settings(args),
-        run=run_control_from(args, env),
-        source=parse_backup_prefix(args.source, must_exist=True),
-        target=target,
-        credentials=_credentials(target, env),
-        packages=PackageFilter(tuple(args.include_package)),
-        include_tags=_include_tags(args.include_tag),
-        from_report=args.from_report,
-        snapshot=args.snapshot,
-        as_of=parse_timestamp(args.as_of) if args.as_of else None,
-        series=series,
-    )
-
-
-def snapshots_options(
-    args: argparse.Namespace, env: Mapping[str, str] = os.environ
-) -> SnapshotsOptions:
-    prefix = _backup(args, env)
-    return SnapshotsOptions(
-        output=output_from(args),
-        http=http_settings(args),
-        prefix=prefix,
-        credentials=_credentials(prefix, env),
-        json=args.json,
-        series=_series(args, env),
-    )

@@ -1,0 +1,259 @@
+"""The mirror engine of the repos command: one bare mirror per repository (and wiki),
+``concurrency`` at a time, each failure its own.
+
+    listing -> screen (screen.py) -> targets -> RepoMirrorer -> RepoOutcome per target
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
+
+import structlog
+
+from github_org_backup.errors import GitError, GitTimeout, RepositoryNotFound, UsageError
+from github_org_backup.model.packages import Owner
+from github_org_backup.repos.git import Git, GitHost, GitSettings
+
+if TYPE_CHECKING:
+    from github_org_backup.github.repos import Repo, RepoFilter
+
+log = structlog.get_logger("github_org_backup.github.repos")
+
+DEFAULT_REPOS_CONCURRENCY = 4
+DEFAULT_REPO_TIMEOUT_S = 3600.0
+
+Status = Literal["copied", "unchanged", "failed", "absent"]
+
+
+@dataclass(frozen=True)
+class ReposConfig:
+    owner: Owner
+    token: str = field(repr=False)
+    username: str
+    api_url: str
+    dest: Path
+    repo_filter: RepoFilter
+    pull_refs: bool
+    wikis: bool
+    lfs: bool
+    concurrency: int
+    git: GitSettings = field(repr=False)
+
+    @property
+    def git_host(self) -> GitHost:
+        """Where clone URLs must point, and the token may go."""
+        return GitHost.for_api(self.api_url)
+
+
+@dataclass
+class RepoOutcome:
+    repository: str
+    path: str
+    kind: Literal["repository", "wiki"]
+    status: Status
+    error: str | None = None
+    created: bool = False
+    refs_updated: int = 0
+    ref_changes: list[dict[str, str | None]] = field(default_factory=list)
+    lfs_objects: int | None = None
+    duration_s: float = 0.0
+
+
+@dataclass
+class RepoStats:
+    total: int = 0
+    copied: int = 0
+    unchanged: int = 0
+    failed: int = 0
+    absent: int = 0
+    refs_updated: int = 0
+    refs_kept: int = 0
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def done(self) -> int:
+        return self.copied + self.unchanged + self.failed + self.absent
+
+    def count(self, outcome: RepoOutcome) -> None:
+        setattr(self, outcome.status, getattr(self, outcome.status) + 1)
+        self.refs_updated += outcome.refs_updated
+        self.refs_kept += sum(1 for c in outcome.ref_changes if c.get("kept_as"))
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "repositories_total": self.total,
+            "repositories_copied": self.copied,
+            "repositories_unchanged": self.unchanged,
+            "repositories_failed": self.failed,
+            "wikis_absent": self.absent,
+            "refs_updated": self.refs_updated,
+            "refs_kept": self.refs_kept,
+            "duration_s": round(time.monotonic() - self.started, 3),
+        }
+
+
+@dataclass(frozen=True)
+class Target:
+    """One mirror to bring up to date: a repository, or its wiki."""
+
+    name: str
+    kind: Literal["repository", "wiki"]
+    url: str
+    path: Path
+    default_branch: str | None
+
+
+class RepoMirrorer:
+    """Mirrors a set of repositories, ``concurrency`` at a time; one failure fails only itself."""
+
+    def __init__(self, git: Git, config: ReposConfig, stats: RepoStats, stamp: str) -> None:
+        self.git = git
+        self.config = config
+        self.stats = stats
+        self.stamp = stamp
+        self._slots = asyncio.Semaphore(config.concurrency)
+        self._in_flight: set[asyncio.Task[RepoOutcome]] = set()
+        self.stopping = False
+        self._aborting = False
+
+    def targets(self, repos: list[Repo]) -> list[Target]:
+        """The mirrors of ``repos``: each repository, and its wiki with --wikis."""
+        found = []
+        for repo in repos:
+            base = self.config.dest / repo.owner
+            found.append(
+                Target(
+                    repo.full_name,
+                    "repository",
+                    repo.clone_url,
+                    base / f"{repo.name}.git",
+                    repo.default_branch,
+                )
+            )
+            if self.config.wikis and repo.has_wiki:
+                found.append(
+                    Target(
+                        f"{repo.full_name}.wiki",
+                        "wiki",
+                        repo.wiki_url,
+                        base / f"{repo.name}.wiki.git",
+                        None,
+                    )
+                )
+        return found
+
+    async def run(self, targets: list[Target]) -> list[RepoOutcome]:
+        self.stats.total = len(targets)
+        tasks = [asyncio.create_task(self._mirror(t)) for t in targets]
+        return list(await asyncio.gather(*tasks))
+
+    def stop(self) -> None:
+        if not self.stopping:
+            log.warning("run_stopping", repositories_in_flight=len(self._in_flight))
+        self.stopping = True
+
+    def abort(self) -> None:
+        self._aborting = True
+        for task in list(self._in_flight):
+            task.cancel()
+        self.git.kill_all()
+
+    async def _mirror(self, target: Target) -> RepoOutcome:
+        async with self._slots:
+            started = time.monotonic()
+            outcome = RepoOutcome(target.name, str(target.path), target.kind, "failed")
+            if self.stopping:
+                outcome.error = "not started: the run was stopped"
+            else:
+                task = asyncio.current_task()
+                assert task is not None
+                self._in_flight.add(task)
+                try:
+                    await self._fetch(target, outcome)
+                except RepositoryNotFound as exc:
+                    if target.kind == "wiki":
+                        outcome.status = "absent"  # GitHub lists has_wiki even with no page
+                    else:
+                        outcome.error = f"{exc} (deleted since it was listed, or not readable "
+                        outcome.error += "with this token)"
+                except GitTimeout as exc:
+                    outcome.error = (
+                        f"{exc}: not finished within --repo-timeout "
+                        f"{self.config.git.repo_timeout_s or 0:.0f} s (a server that sends without "
+                        "end, or a slow link: raise --repo-timeout); the mirror's refs are as "
+                        "before this run"
+                    )
+                except GitError as exc:
+                    outcome.error = str(exc)
+                except OSError as exc:
+                    outcome.error = f"{type(exc).__name__}: {exc}"
+                except asyncio.CancelledError:
+                    if not self._aborting:
+                        raise
+                    outcome.error = "abandoned at the end of the grace period; the mirror's "
+                    outcome.error += "refs are as before this run"
+                except Exception as exc:  # a bug or an input nobody foresaw: this repo only
+                    log.debug("repository_failed_unexpectedly", exc_info=True)
+                    outcome.error = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+                finally:
+                    self._in_flight.discard(task)
+            outcome.duration_s = round(time.monotonic() - started, 3)
+            self._log(outcome)
+            self.stats.count(outcome)
+            return outcome
+
+    async def _fetch(self, target: Target, outcome: RepoOutcome) -> None:
+        limit = self.config.git.repo_timeout_s
+        deadline = time.monotonic() + limit if limit else None
+        result = await self.git.mirror(
+            target.url,
+            target.path,
+            pull_refs=self.config.pull_refs and target.kind == "repository",
+            stamp=self.stamp,
+            default_branch=target.default_branch,
+            deadline=deadline,
+        )
+        outcome.created = result.created
+        outcome.refs_updated = len(result.changes)
+        outcome.ref_changes = [
+            c.to_json() for c in result.changes if c.kind != "created" or not result.created
+        ]
+        if self.config.lfs:
+            outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url, deadline)
+        # Only now: an LFS fetch that fails leaves the repository failed.
+        outcome.status = "copied" if result.created or result.changes else "unchanged"
+
+    def _log(self, outcome: RepoOutcome) -> None:
+        bound = log.bind(repository=outcome.repository, path=outcome.path)
+        if outcome.status == "failed":
+            bound.error("repository_failed", error=outcome.error)
+        elif outcome.status == "absent":
+            bound.info("wiki_absent")
+        else:
+            bound.info(
+                f"repository_{outcome.status}",
+                created=outcome.created,
+                refs_updated=outcome.refs_updated,
+            )
+        for change in outcome.ref_changes:
+            if change["kept_as"]:
+                bound.warning("ref_rewritten_at_source", **_ref_fields(change))
+
+
+def _ref_fields(change: dict[str, str | None]) -> dict[str, str | None]:
+    return {"ref": change["ref"], "change": change["change"], "kept_as": change["kept_as"]}
+
+
+async def check_tools(git: Git, lfs: bool) -> None:
+    if not lfs:
+        return
+    try:
+        await git.run("lfs", "version")
+    except GitError:
+        raise UsageError(
+            "--lfs needs git-lfs: install Debian's git-lfs package (apt-get install git-lfs)"
+        ) from None
