@@ -12,7 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from github_org_backup.repos.git import Git, GitSettings, RefChange, _RefNames, _transactions
+from github_org_backup.repos.git import Git, GitSettings
+from github_org_backup.repos.refs import RefChange, RefNames, transactions
 from tests.harness.github_repos import GitHubReposStandIn
 from tests.harness.gitserver import GitServer, git
 from tests.test_repos import ORG, World, heads_and_tags
@@ -169,7 +170,7 @@ def test_one_transaction_unless_a_created_ref_clashes_with_a_deleted_one() -> No
         RefChange("refs/heads/new", None, b, "created"),
         RefChange("refs/heads/foo/bar/baz", None, b, "created"),
     ]
-    assert _transactions(common, ["delete refs/incoming/heads/dev " + b]) == [
+    assert transactions(common, ["delete refs/incoming/heads/dev " + b]) == [
         [
             f"create {kept}dev {a}",
             f"create {kept}old {a}",
@@ -180,13 +181,13 @@ def test_one_transaction_unless_a_created_ref_clashes_with_a_deleted_one() -> No
             f"delete refs/incoming/heads/dev {b}",
         ]
     ]
-    assert _transactions([], []) == []
+    assert transactions([], []) == []
     for deleted, created in [("foo", "foo/bar"), ("foo/bar", "foo"), ("foo", "foo/bar/baz")]:
         rename = [
             RefChange(f"refs/heads/{deleted}", a, None, "deleted", kept + deleted),
             RefChange(f"refs/heads/{created}", None, a, "created"),
         ]
-        assert _transactions(rename, []) == [
+        assert transactions(rename, []) == [
             [f"create {kept}{deleted} {a}", f"delete refs/heads/{deleted} {a}"],
             [f"create refs/heads/{created} {a}"],
         ]
@@ -210,4 +211,4 @@ def test_ref_names_clash_when_equal_or_one_is_a_directory_of_the_other(
     taken: list[str], name: str, clash: bool
 ) -> None:
     """Only the same name, or a name that is a directory of the other, clash in git."""
-    assert _RefNames(taken).clashes(name) is clash
+    assert RefNames(taken).clashes(name) is clash

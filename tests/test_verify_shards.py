@@ -23,10 +23,10 @@ from github_org_backup.history.snapshots import Snapshots, TaggedImage, new_snap
 from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.plan.policy import PackageFilter
 from github_org_backup.settings.config import Shard
-from github_org_backup.settings.options import restore_options, snapshots_options, verify_options
+from github_org_backup.settings.images import restore_options, snapshots_options, verify_options
 from github_org_backup.stores.layout import LayoutStore
 from tests.conftest import LiveRegistry
-from tests.harness.clirun import run_cli
+from tests.harness.clirun import run_cli, run_in_process
 from tests.harness.faultproxy import FaultProxy, Rule
 from tests.harness.github_api import GitHubStandIn, StandInPackage
 from tests.harness.images import OCI_LAYER, Blob, Manifest, build_image
@@ -342,17 +342,20 @@ def test_without_flags_the_environment_names_the_series(tmp_path: Path) -> None:
     assert verify_options(verify, {}).series == ("",)
     assert verify_options(verify, {"BACKUP_SHARD_COUNT": "4"}).series == FOUR
     assert verify_options(verify, {"BACKUP_SHARD": "1/4"}).series == ("shard-1-of-4",)
-    # Both set: the one shard, as before.
+    # Both set: refused, as the two flags are.
     both = {"BACKUP_SHARD": "1/4", "BACKUP_SHARD_COUNT": "4"}
-    assert verify_options(verify, both).series == ("shard-1-of-4",)
-    with pytest.raises(UsageError, match="not an integer"):
-        verify_options(_parse("verify", "--dest", dest, "--shard-count", "x"), {})
+    with pytest.raises(UsageError, match="both set"):
+        verify_options(verify, both)
+    with pytest.raises(UsageError, match="BACKUP_SHARD_COUNT='x': 'x' is not an integer"):
+        verify_options(verify, {"BACKUP_SHARD_COUNT": "x"})
+    with pytest.raises(SystemExit):
+        _parse("verify", "--dest", dest, "--shard-count", "0")  # argparse: must be at least 1
     with pytest.raises(UsageError, match="expected I/N"):
         verify_options(verify, {"BACKUP_SHARD": "3"})
 
 
 def test_verify_help_names_the_shard_flags_and_variables(tmp_path: Path) -> None:
-    text = run_cli(["verify", "--help"], tmp_path).stdout
+    text = run_in_process(["verify", "--help"]).stdout
     for name in ("--shard I/N", "--shard-count N", "BACKUP_SHARD ", "BACKUP_SHARD_COUNT"):
         assert name in text, name
 
@@ -360,6 +363,6 @@ def test_verify_help_names_the_shard_flags_and_variables(tmp_path: Path) -> None
 def test_verify_repos_refuses_the_shard_flags(tmp_path: Path) -> None:
     """Git mirrors have no shards: the flags are refused, not ignored."""
     for flag in (["--shard", "0/2"], ["--shard-count", "2"]):
-        result = run_cli(["verify", "--repos", str(tmp_path), *flag], tmp_path)
+        result = run_in_process(["verify", "--repos", str(tmp_path), *flag])
         assert result.returncode == 2, result.stderr
         assert "--shard and --shard-count are for image backups" in result.stderr
