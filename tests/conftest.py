@@ -1,8 +1,17 @@
-"""Session fixtures: a GHCR-like source (token auth) and a Basic-auth backup registry."""
+"""Session fixtures: a GHCR-like source (token auth) and a Basic-auth backup registry.
+
+Also where the integration marker is given centrally: a test that starts a process (a
+registry, git, skopeo, umoci, nginx, prometheus, the CLI as a subprocess, ...) or needs a
+binary is integration, and the unit loop (``pytest -m "not integration"``) runs without
+any. Tests reaching the fixtures in INTEGRATION_FIXTURES, and the modules and tests named
+below, are marked here; a test that starts a process without the marker fails
+(tests/harness/spawnguard.py).
+"""
 
 from __future__ import annotations
 
 import base64
+import inspect
 import json
 import secrets
 import subprocess
@@ -18,8 +27,87 @@ from tests.harness.github_api import GitHubStandIn
 from tests.harness.images import Pusher
 from tests.harness.org import Org, build_org
 from tests.harness.registry import RegistryProcess, htpasswd_auth, token_auth
+from tests.harness.spawnguard import guarded
 from tests.harness.tokens import ISSUER, TokenService, read_only, read_write
 from tests.harness.walker import Walker
+
+# Fixtures that start a process, as "module::fixture" where the fixture is defined: every
+# test reaching one (directly or through another fixture) is integration.
+INTEGRATION_FIXTURES = frozenset(
+    {
+        "conftest.py::source",  # docker-registry
+        "conftest.py::destination",  # docker-registry
+        "conftest.py::cli",  # the CLI as a subprocess
+        "test_repos_renames.py::world",  # git, through the git server stand-in
+    }
+)
+
+# Modules whose every test starts a process (most also say so with a pytestmark).
+INTEGRATION_MODULES = frozenset(
+    {
+        "test_repos.py",  # git and git-lfs, the CLI as a subprocess
+    }
+)
+
+# Single tests, as "module::test" (parameters left out).
+INTEGRATION_TESTS = frozenset(
+    {
+        "test_alerts.py::test_rules_pass_promtool_check_and_unit_tests",  # promtool
+        "test_alerts.py::test_prometheus_rule_carries_the_same_groups",  # promtool
+        "test_auth.py::test_credential_helper",  # a docker-credential helper process
+        "test_auth.py::test_credential_helper_runs_off_the_event_loop",
+        "test_layout_writers.py::test_concurrent_processes_writing_one_layout_lose_nothing",
+        "test_non_json_answers.py::test_commands_behind_a_login_page_fail_with_the_reason",
+        "test_shards_and_prune.py::test_shard_assignment_does_not_depend_on_the_hash_seed",
+        # The CLI as a subprocess.
+        "test_cli_usage.py::test_a_bare_directory_suggests_oci",
+        "test_cli_usage.py::test_empty_spec_file_warns_and_copies_nothing",
+        "test_cli_usage.py::test_empty_token_file_says_it_is_empty",
+        "test_cli_usage.py::test_spec_file_that_is_not_utf8_is_a_usage_error",
+        "test_cli_usage.py::test_verify_on_a_directory_that_is_not_a_layout",
+        "test_cli_usage.py::test_verify_on_a_missing_directory_says_it_is_missing",
+        "test_cli_usage.py::test_verify_repos_reads_every_flag_it_offers",
+        "test_cli_usage.py::test_port_out_of_range_is_a_usage_error",
+        "test_verify_shards.py::test_verify_help_names_the_shard_flags_and_variables",
+        "test_verify_shards.py::test_verify_repos_refuses_the_shard_flags",
+    }
+)
+
+
+def _fixture_origins(item: pytest.Item) -> set[str]:
+    """Every fixture ``item`` reaches, as "module::fixture" where it is defined."""
+    info = getattr(item, "_fixtureinfo", None)
+    if info is None:
+        return set()
+    return {
+        f"{Path(inspect.getfile(definition.func)).name}::{name}"
+        for name, definitions in info.name2fixturedefs.items()
+        for definition in definitions
+    }
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        module = item.path.name
+        name = f"{module}::{getattr(item, 'originalname', item.name)}"
+        if (
+            module in INTEGRATION_MODULES
+            or name in INTEGRATION_TESTS
+            or _fixture_origins(item) & INTEGRATION_FIXTURES
+        ):
+            item.add_marker(pytest.mark.integration)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_setup(item: pytest.Item) -> Iterator[None]:
+    with guarded(item):
+        return (yield)
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    with guarded(item):
+        return (yield)
 
 
 @dataclass

@@ -18,7 +18,14 @@ class BackgroundLoop:
         self._loop = asyncio.new_event_loop()
         self._runners: list[web.AppRunner] = []
         self._sessions: list[aiohttp.ClientSession] = []
-        threading.Thread(target=self._loop.run_forever, daemon=True).start()
+        self._thread = threading.Thread(target=self._loop.run_forever, daemon=True)
+        self._thread.start()
+
+    def __enter__(self) -> BackgroundLoop:
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        self.stop()
 
     def run(self, coroutine: Coroutine[Any, Any, T]) -> T:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(30)
@@ -54,5 +61,10 @@ class BackgroundLoop:
             for session in self._sessions:
                 await session.close()
 
+        if self._loop.is_closed():
+            return
         self.run(close())
         self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+        if not self._thread.is_alive():
+            self._loop.close()  # else its sockets leak, as ResourceWarnings at exit

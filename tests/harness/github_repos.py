@@ -10,11 +10,12 @@ from __future__ import annotations
 
 import json
 import math
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.harness.servers import ThreadedHTTPServer
 
 
 @dataclass
@@ -28,7 +29,7 @@ class StandInRepo:
 
 
 @dataclass
-class GitHubReposStandIn:
+class GitHubReposStandIn(ThreadedHTTPServer):
     git_url: str  # base URL of the git server the clone URLs point at
     owners: dict[str, list[StandInRepo]] = field(default_factory=dict)
     tokens: dict[str, str] = field(default_factory=dict)  # token -> login
@@ -39,20 +40,6 @@ class GitHubReposStandIn:
     public_url: str | None = None  # the base URL its answers name, if not its own
     padding_bytes: int = 0  # added to the first entry of every page
     endless: bool = False  # every page links a next one
-
-    def start(self) -> GitHubReposStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     @property
     def named_url(self) -> str:

@@ -19,16 +19,19 @@ import subprocess
 import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
+from typing import Self
 from urllib.parse import urlsplit
+
+from tests.harness.servers import ThreadedHTTPServer
 
 GIT = shutil.which("git") or "git"
 ZERO = "0" * 40
 
 
 @dataclass
-class GitServer:
+class GitServer(ThreadedHTTPServer):
     root: Path
     tokens: set[str] = field(default_factory=set)
     failing: dict[str, int] = field(default_factory=dict)  # "owner/repo.git" -> HTTP status
@@ -42,21 +45,10 @@ class GitServer:
     requests: list[str] = field(default_factory=list)
     authorizations: list[str] = field(default_factory=list)
 
-    def start(self) -> GitServer:
+    def start(self) -> Self:
         self.root.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
+        return super().start()
 
     def clone_url(self, owner: str, repo: str) -> str:
         return f"{self.url}/{owner}/{repo}.git"

@@ -4,26 +4,19 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
-import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
-from tests.harness.registry import free_port
+from tests.harness.servers import ProcessServer, free_port, require_binary
 
 PACKAGE = "nginx-light"
 
 
 def nginx_binary() -> str:
     # Debian installs it in /usr/sbin, which a non-root PATH often lacks.
-    found = shutil.which("nginx") or shutil.which("nginx", path="/usr/sbin:/usr/local/sbin")
-    if found is None:
-        raise RuntimeError(
-            f"nginx is not installed: run `apt-get install -y --no-install-recommends {PACKAGE}`"
-        )
-    return found
+    return require_binary("nginx", PACKAGE, extra_path="/usr/sbin:/usr/local/sbin")
 
 
 @dataclass(frozen=True)
@@ -35,60 +28,31 @@ class NginxEntry:
 
 
 @dataclass
-class NginxProxy:
+class NginxProxy(ProcessServer):
     """nginx on a free loopback port, passing everything to ``upstream`` (host:port)."""
+
+    name: ClassVar[str] = "nginx"
 
     upstream: str
     directory: Path
     client_max_body_size: str = "256k"
     port: int = field(default_factory=free_port)
     process: subprocess.Popen[bytes] | None = None
-    _moved: bool = field(default=False, repr=False)
 
     @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
+    def log_path(self) -> Path:
+        return self.directory / "stderr.log"
 
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def start(self) -> NginxProxy:
+    def command(self) -> list[str]:
         self.directory.mkdir(parents=True, exist_ok=True)
+        (self.directory / "nginx.pid").unlink(missing_ok=True)
         config = self.directory / "nginx.conf"
         config.write_text(self._config())
-        log = (self.directory / "stderr.log").open("ab")
-        self.process = subprocess.Popen(
-            [nginx_binary(), "-p", str(self.directory), "-c", str(config), "-e", "stderr"],
-            stdout=log,
-            stderr=log,
-        )
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                text = (self.directory / "stderr.log").read_text(errors="replace")
-                if "Address already in use" in text and not self._moved:
-                    # Another process took the free port between free_port() and the bind.
-                    self.port, self._moved = free_port(), True
-                    return self.start()
-                raise RuntimeError(f"nginx exited: {text[-2000:]}")
-            if not (self.directory / "nginx.pid").exists():  # written once it is listening
-                time.sleep(0.05)
-                continue
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                    return self
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"nginx on {self.host} did not start")
+        return [nginx_binary(), "-p", str(self.directory), "-c", str(config), "-e", "stderr"]
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+    def ready(self) -> bool:
+        # nginx.pid is written once it is listening.
+        return (self.directory / "nginx.pid").exists() and self.listening()
 
     def requests(self) -> list[NginxEntry]:
         """Every request nginx answered, oldest first."""

@@ -6,59 +6,43 @@ import json
 import os
 import re
 import secrets
-import shutil
-import socket
 import subprocess
-import time
 import urllib.error
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import ClassVar
 
 import bcrypt
 
+from tests.harness.servers import ProcessServer, free_port, require_binary
+
 BINARY = os.environ.get("REGISTRY_BINARY", "docker-registry")
 
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-def require_binary(name: str, package: str) -> str:
-    path = shutil.which(name)
-    if path is None:
-        raise RuntimeError(
-            f"{name} is not installed: run `apt-get install -y {package}` (see README, Tests)"
-        )
-    return path
+__all__ = ["RegistryProcess", "free_port", "htpasswd_auth", "require_binary", "token_auth"]
 
 
 @dataclass
-class RegistryProcess:
+class RegistryProcess(ProcessServer):
     """A registry with filesystem storage. ``auth`` is the config's auth section, or None."""
+
+    name: ClassVar[str] = "registry"
 
     directory: Path
     auth: dict[str, object] | None = None
     port: int = field(default_factory=free_port)
     tls: tuple[Path, Path] | None = None  # (certificate, key) PEM files
     process: subprocess.Popen[bytes] | None = None
-    _moved: bool = field(default=False, repr=False)
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
 
     @property
     def access_log(self) -> Path:
         return self.directory / "registry.log"
 
-    def start(self) -> RegistryProcess:
+    @property
+    def log_path(self) -> Path:
+        return self.access_log
+
+    def command(self) -> list[str]:
         binary = require_binary(BINARY, "docker-registry")
         self.directory.mkdir(parents=True, exist_ok=True)
         config = {
@@ -77,36 +61,17 @@ class RegistryProcess:
             config["http"]["tls"] = {"certificate": str(self.tls[0]), "key": str(self.tls[1])}  # type: ignore[index]
         path = self.directory / "config.yml"
         path.write_text(json.dumps(config))
-        log = self.access_log.open("ab")
-        self.process = subprocess.Popen([binary, "serve", str(path)], stdout=log, stderr=log)
-        deadline = time.monotonic() + 20
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                text = self.access_log.read_text(errors="replace")
-                if "address already in use" in text and not self._moved:
-                    # Another process took the free port between free_port() and the bind.
-                    self.port, self._moved = free_port(), True
-                    return self.start()
-                raise RuntimeError(f"registry exited: {text[-2000:]}")
-            try:
-                if self.tls:
-                    with socket.create_connection(("127.0.0.1", self.port), timeout=1):
-                        return self
-                urllib.request.urlopen(f"{self.url}/v2/", timeout=1)
-                return self
-            except urllib.error.HTTPError:
-                return self  # 401 means it is up
-            except OSError:
-                time.sleep(0.05)
-        raise RuntimeError(f"registry on {self.host} did not start")
+        return [binary, "serve", str(path)]
 
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
+    def ready(self) -> bool:
+        if self.tls:
+            return self.listening()
+        try:
+            with urllib.request.urlopen(f"{self.url}/v2/", timeout=1):
+                return True
+        except urllib.error.HTTPError as error:
+            error.close()
+            return True  # 401 means it is up
 
     def requests(self) -> list[AccessEntry]:
         """Every request the registry answered, from its combined-format access log."""

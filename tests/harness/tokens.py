@@ -6,11 +6,10 @@ import base64
 import datetime
 import json
 import secrets
-import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
@@ -19,6 +18,8 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from cryptography.x509.oid import NameOID
+
+from tests.harness.servers import ThreadedHTTPServer
 
 ISSUER = "test-token-issuer"
 
@@ -39,7 +40,7 @@ def _b64url(data: bytes) -> str:
 
 
 @dataclass
-class TokenService:
+class TokenService(ThreadedHTTPServer):
     """Signs registry tokens. Start it, point a registry's token auth at ``realm``."""
 
     service: str
@@ -66,7 +67,6 @@ class TokenService:
         )
         self.cert_path = self.directory / "token-cert.pem"
         self.cert_path.write_bytes(self._cert.public_bytes(serialization.Encoding.PEM))
-        self._server: ThreadingHTTPServer | None = None
 
     def add_user(self, username: str, grant: Grant, password: str | None = None) -> str:
         password = password or secrets.token_urlsafe(24)
@@ -135,10 +135,9 @@ class TokenService:
 
     @property
     def realm(self) -> str:
-        assert self._server is not None
-        return f"http://127.0.0.1:{self._server.server_address[1]}/token"
+        return f"{self.url}/token"
 
-    def start(self) -> TokenService:
+    def _handler(self) -> type[BaseHTTPRequestHandler]:
         service = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -171,12 +170,4 @@ class TokenService:
             def log_message(self, *args: object) -> None:
                 pass
 
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.shutdown()
-            self._server.server_close()
+        return Handler
