@@ -27,12 +27,8 @@ from urllib3.exceptions import ConnectTimeoutError, NameResolutionError, ReadTim
 
 from github_org_backup.base.logs import configure_logging
 from github_org_backup.errors import DiscoveryStopped, GitHubRateLimited
-from github_org_backup.github.packages import (
-    GitHubPackages,
-    classify_refusal,
-    explain_refusal,
-    network_reason,
-)
+from github_org_backup.github.packages import GitHubPackages
+from github_org_backup.github.refusals import classify_refusal, explain_refusal, network_reason
 from github_org_backup.model.packages import FailedPackage, Owner, Package
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.clirun import ROOT, cli_env

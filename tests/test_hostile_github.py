@@ -33,9 +33,8 @@ from github_org_backup.github.packages import (
     LIST_CAP,
     PAGE_SIZE,
     GitHubPackages,
-    _message,
-    token_kind,
 )
+from github_org_backup.github.refusals import their_message, token_kind
 from github_org_backup.model.packages import (
     NAMED,
     FailedPackage,
@@ -607,9 +606,9 @@ def test_listed_entry_refuses_out_of_shape_entries(item: Any, reason: str) -> No
 
 def test_source_text_is_one_bounded_line_and_token_kinds() -> None:
     """GitHub's message is shown as one line of at most 300 characters; tokens by prefix."""
-    text = _message({"message": "a\nb\x1b[31m" + "c" * 1000})
+    text = their_message({"message": "a\nb\x1b[31m" + "c" * 1000})
     assert "\n" not in text and "\x1b" not in text and len(text) == 300
-    assert _message({"message": ["x"]}) == "['x']"
+    assert their_message({"message": ["x"]}) == "['x']"
     assert [token_kind(t) for t in ("ghp_1", "github_pat_1", "ghs_1", "other")] == [
         "classic",
         "fine-grained",

@@ -38,6 +38,7 @@ from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge, UsageErr
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
 ACCEPT = "application/vnd.github+json"
+PAGE_SIZE = 100  # the most items GitHub answers in a page, which every listing asks for
 
 MiB = 2**20
 # A real page of 100 packages (each with its repository) is under 1 MiB, of 100 versions far less.

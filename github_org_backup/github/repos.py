@@ -21,7 +21,7 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import requests
@@ -39,19 +39,27 @@ from github_org_backup.errors import (
 from github_org_backup.github.http import (
     ACCEPT,
     API_VERSION,
+    PAGE_SIZE,
     ApiLimits,
     BoundedConnection,
     parse_page,
 )
+from github_org_backup.github.retry import RETRY_STATUSES
 from github_org_backup.model.packages import Owner
-from github_org_backup.repos.git import GitHost
 
 log = structlog.get_logger("github_org_backup.github.repos")
 
-PAGE_SIZE = 100
 _REQUEST_INTERVAL_S = 0.1
 # GitHub's grammar for owner and repository names; also keeps every path below --dest.
 _NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
+
+
+class GitHost(Protocol):
+    """The git host a clone URL must be on (``repos.host.GitHost``)."""
+
+    def refusal(self, url: str, path: str) -> str | None:
+        """Why ``url`` is not the repository ``path`` (/OWNER/REPO.git) on this host, or None."""
+        ...
 
 
 @dataclass(frozen=True)
@@ -126,7 +134,7 @@ class GitHubRepos:
             total=retries,
             backoff_factor=1.0,
             backoff_jitter=0.5,
-            status_forcelist=[408, 429, 500, 502, 503, 504],
+            status_forcelist=list(RETRY_STATUSES),
             max_rate_limit_wait=900,
         )
         self._github = Github(
