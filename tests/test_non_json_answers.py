@@ -107,6 +107,7 @@ def login_proxy() -> Iterator[str]:
     threading.Thread(target=server.serve_forever, daemon=True).start()
     yield f"127.0.0.1:{server.server_address[1]}"
     server.shutdown()
+    server.server_close()
 
 
 @pytest.mark.parametrize("command", ["snapshots", "verify"])
