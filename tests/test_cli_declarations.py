@@ -4,6 +4,7 @@ flag > variable > default, and the same rule for the same option in every comman
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -160,7 +161,8 @@ def test_the_entry_points_run() -> None:
     script = Path(sys.executable).with_name("github-org-backup")
     if not script.exists():
         pytest.skip("the package is not installed with its console script")
+    env = os.environ | {"PYTHONPATH": str(ROOT)}  # this checkout, as the module ran
     console = subprocess.run(
-        [str(script), "--version"], capture_output=True, text=True, check=False
+        [str(script), "--version"], capture_output=True, text=True, check=False, env=env
     )
     assert console.returncode == 0 and console.stdout == module.stdout
