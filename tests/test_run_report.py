@@ -70,7 +70,7 @@ class Names:
         if key in _BY_TYPE and value is not None:
             return f"<{type(value).__name__}>"
         if key == "requests" and isinstance(value, dict):
-            return {self.text(k): f"<{type(v).__name__}>" for k, v in sorted(value.items())}
+            return dict(sorted((self.text(k), f"<{type(v).__name__}>") for k, v in value.items()))
         if isinstance(value, dict):
             return {self.text(k): self.value(v, k) for k, v in value.items()}
         if isinstance(value, list):
