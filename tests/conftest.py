@@ -60,6 +60,7 @@ INTEGRATION_TESTS = frozenset(
         "test_non_json_answers.py::test_commands_behind_a_login_page_fail_with_the_reason",
         "test_shards_and_prune.py::test_shard_assignment_does_not_depend_on_the_hash_seed",
         # The CLI as a subprocess.
+        "test_cli_declarations.py::test_the_entry_points_run",
         "test_cli_usage.py::test_a_bare_directory_suggests_oci",
         "test_cli_usage.py::test_empty_spec_file_warns_and_copies_nothing",
         "test_cli_usage.py::test_empty_token_file_says_it_is_empty",
