@@ -48,9 +48,12 @@ class _Relay(http.server.BaseHTTPRequestHandler):
         body = self.rfile.read(length) if length else None
         upstream = http.client.HTTPConnection("127.0.0.1", self.server.upstream, timeout=60)
         headers = {k: v for k, v in self.headers.items() if k.lower() != "host"}
-        upstream.request(self.command, self.path, body=body, headers=headers)
-        answer = upstream.getresponse()
-        data = answer.read()
+        try:
+            upstream.request(self.command, self.path, body=body, headers=headers)
+            answer = upstream.getresponse()
+            data = answer.read()
+        finally:
+            upstream.close()
         strip = self.command == "HEAD" and "/manifests/" in self.path and answer.status == 200
         self.send_response(answer.status)
         for name, value in answer.getheaders():
@@ -123,4 +126,5 @@ def test_unchanged_tags_stay_in_the_snapshot_and_are_never_pruned(
                 assert (walked.digest, walked.problems) == (manifest.digest, []), (package, tag)
     finally:
         proxy.shutdown()
+        proxy.server_close()
         backup.stop()
