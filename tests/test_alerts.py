@@ -13,6 +13,7 @@ import pytest
 import yaml
 
 from github_org_backup.output.metrics import IMAGES, _registry
+from github_org_backup.output.report import Counts, Discovery, HistoryOutcome, RunReport
 from tests.harness.clirun import ROOT
 
 PROMETHEUS = ROOT / "deploy" / "prometheus"
@@ -32,14 +33,12 @@ def _promtool(*args: str) -> str:
 
 def _exported() -> set[str]:
     """Every metric name a run publishes, with every optional field of the summary present."""
-    summary = {
-        "images_copied": 1,
-        "bytes_copied": 1,
-        "duration_s": 1.0,
-        "github_rate_limit_remaining": 4999,
-        "tags_moved": 0,
-    }
-    registry = _registry(IMAGES, summary, succeeded=True, last_success=1.0)
+    report = RunReport(
+        Counts(images_copied=1, bytes_copied=1, duration_s=1.0),
+        discovery=Discovery(2, 0, 3, 4999, False, None, "absent", 0, 0, 0, 2),
+        history=HistoryOutcome("20261129T171538.123Z"),
+    )
+    registry = _registry(IMAGES, report, succeeded=True, last_success=1.0)
     return {metric.name for metric in registry.collect()}
 
 

@@ -21,13 +21,11 @@ import pytest
 from structlog.testing import capture_logs
 
 from github_org_backup.commands.copy import _refuse_reserved
-from github_org_backup.history.record import Retention, prune_unreferenced, record_run
-from github_org_backup.history.snapshots import (
-    FORGOTTEN_MAX,
-    Snapshots,
-    TaggedImage,
-    is_history,
-)
+from github_org_backup.history.index import is_history
+from github_org_backup.history.model import TaggedImage
+from github_org_backup.history.prune import prune_unreferenced
+from github_org_backup.history.record import Retention, record_run
+from github_org_backup.history.store import FORGOTTEN_MAX, Snapshots
 from github_org_backup.model.packages import Owner, Package
 from github_org_backup.model.reference import Reference, Registry, Repository, parse_reference
 from github_org_backup.model.reserved import (
@@ -249,7 +247,7 @@ async def test_a_repair_whose_digests_were_collected_protects_the_rest_and_names
             memory.snapshots(), second.snapshot, "s", [_tagged("1", new)], Retention()
         )
     assert third.lost == {"acme/app": [old.digest]}
-    assert third.summary()["history_entries_lost"] == 1
+    assert third.outcome().history_entries_lost == 1
     manifest = await memory.store.get_manifest("ghcr/acme/app", HISTORY_TAG)
     assert is_history(manifest) and [d.digest for d in manifest.children()] == [new.digest]
     (event,) = [e for e in logs if e["event"] == "history_entries_lost"]
@@ -300,7 +298,7 @@ async def test_prune_never_deletes_a_manifest_an_operators_tag_shares() -> None:
 async def test_the_forgotten_tags_list_is_capped(monkeypatch: pytest.MonkeyPatch) -> None:
     """Past its cap the list keeps the cap and says so (those tags are then never pruned).
     The cap is lowered here; the default's entries fit the list's read bound many times."""
-    import github_org_backup.history.snapshots as snapshots_module
+    import github_org_backup.history.store as snapshots_module
 
     one = TaggedImage("acme/app", "t" * 128, DIGEST, "application/vnd.oci.image.index.v1+json", 1)
     assert FORGOTTEN_MAX == 50_000
@@ -549,7 +547,7 @@ def test_copy_specs_naming_a_history_tag_or_a_snapshots_repository_fail_alone(
 def test_restore_never_writes_a_reserved_tag_an_older_snapshot_recorded() -> None:
     """A snapshot written before names were reserved may hold the history tag: not restored."""
     from github_org_backup.commands.restore import _specs_from_snapshots
-    from github_org_backup.history.snapshots import Snapshot, TaggedImage
+    from github_org_backup.history.model import Snapshot, TaggedImage
     from github_org_backup.model.reference import parse_repository
     from github_org_backup.plan.policy import PackageFilter
 

@@ -9,31 +9,26 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 import pytest
 
 from github_org_backup.errors import BackupError
+from github_org_backup.history.model import Snapshot, TaggedImage, new_snapshot, snapshot_id
+from github_org_backup.history.prune import prune_unreferenced
 from github_org_backup.history.record import (
     Retention,
     carried_forward,
     kept_snapshots,
-    prune_unreferenced,
     record_run,
     tagged_images,
     unvouched_tags,
 )
-from github_org_backup.history.snapshots import (
-    Snapshot,
-    Snapshots,
-    TaggedImage,
-    new_snapshot,
-    select_kept,
-    snapshot_id,
-)
+from github_org_backup.history.retention import select_kept
+from github_org_backup.history.store import Snapshots
 from github_org_backup.model.oci import OCI_INDEX, parse_manifest
-from github_org_backup.model.reference import Repository
+from github_org_backup.model.reference import Reference, Repository
 from github_org_backup.model.reserved import HISTORY_TAG, SNAPSHOT_REPOSITORY
+from github_org_backup.model.results import ImageResult, MovedTag
 from github_org_backup.settings.config import Shard, shard_from
 from tests.harness.memstore import Image, MemStore, image, index
 
@@ -251,7 +246,7 @@ async def test_retention_then_prune_removes_what_only_forgotten_snapshots_named(
     )
     assert second.forgotten == [first.snapshot.id]
     assert second.moved == [
-        {"tag": "acme/app:1", "was": backup.images["a"].digest, "now": backup.images["c"].digest}
+        MovedTag("acme/app:1", backup.images["a"].digest, backup.images["c"].digest)
     ]
     history = backup.store.tag_digest("backup/acme/app", HISTORY_TAG)
     assert history is not None
@@ -297,14 +292,14 @@ def test_an_image_the_report_holds_no_whole_descriptor_for_keeps_its_previous_en
     backup = Backup()
     previous = backup.snapshot(0, **{"1": "a", "2": "b", "3": "c"})
     a = backup.images["a"]
-    dest = str(backup.prefix.child("acme/app"))
-    report: list[dict[str, Any]] = [
-        {"destination": f"{dest}:1", "status": "skipped", "digest": a.digest,
-         "media_type": a.manifest.media_type, "size": a.manifest.size},
-        {"destination": f"{dest}:2", "status": "skipped", "digest": "sha256:" + "0" * 64,
-         "media_type": "", "size": -1},
-        {"destination": f"{dest}:3", "status": "failed", "digest": None,
-         "media_type": None, "size": None},
+    dest = backup.prefix.child("acme/app")
+    source = Reference(Repository(backup.prefix.registry, "ghcr/acme/app"), "1")
+    report = [
+        ImageResult(source, Reference(dest, "1"), a.digest, "skipped", None, 0.0,
+                    a.manifest.media_type, a.manifest.size),
+        ImageResult(source, Reference(dest, "2"), "sha256:" + "0" * 64, "skipped", None, 0.0,
+                    "", -1),
+        ImageResult(source, Reference(dest, "3"), None, "failed"),
     ]  # fmt: skip
     images = tagged_images(report, backup.prefix)
     assert [(i.repository, i.tag) for i in images] == [("acme/app", "1")]

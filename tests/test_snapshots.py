@@ -10,21 +10,22 @@ from typing import Any
 import pytest
 
 from github_org_backup.errors import UsageError
-from github_org_backup.history.snapshots import (
+from github_org_backup.history.index import history_index
+from github_org_backup.history.model import (
     Snapshot,
-    Snapshots,
     TaggedImage,
-    history_index,
     id_time,
     moved_tags,
     new_snapshot,
     parse_duration,
-    select_kept,
     snapshot_id,
 )
+from github_org_backup.history.retention import select_kept
+from github_org_backup.history.store import Snapshots
 from github_org_backup.model.oci import OCI_MANIFEST, digest_of
 from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.model.reserved import HISTORY_TAG, SNAPSHOT_REPOSITORY
+from github_org_backup.model.results import MovedTag
 from github_org_backup.stores.layout import LayoutStore
 
 T0 = datetime(2026, 11, 1, 3, 17, 0, tzinfo=UTC)
@@ -105,7 +106,7 @@ def test_moved_tags_compare_with_the_previous_snapshot() -> None:
         T0 + timedelta(days=1),
     )
     assert moved_tags(before, after) == [
-        {"tag": "acme/app:1.2.3", "was": _image("", "", 1).digest, "now": _image("", "", 9).digest}
+        MovedTag("acme/app:1.2.3", _image("", "", 1).digest, _image("", "", 9).digest)
     ]
     assert moved_tags(None, after) == []
 

@@ -4,13 +4,15 @@ below another prefix."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import replace
 
 import structlog
 
 from github_org_backup.commands.run import execute, finish
 from github_org_backup.commands.tags import backup_tags
 from github_org_backup.errors import BackupError, UsageError
-from github_org_backup.history.snapshots import Snapshot, Snapshots
+from github_org_backup.history.model import Snapshot
+from github_org_backup.history.store import Snapshots
 from github_org_backup.model.reference import Reference, Repository
 from github_org_backup.model.reserved import is_reserved
 from github_org_backup.model.specs import CopySpec
@@ -48,12 +50,9 @@ async def run_restore(options: RestoreOptions) -> int:
             specs = _specs_from_tags(tags, source, target)
         if not specs:
             raise UsageError(f"nothing to restore below {source}")
-        stats, report = await execute(specs, clients, options.output, options.run)
-    if list(chosen) == [""]:
-        report["summary"]["snapshot"] = chosen[""].id
-    elif chosen:
-        report["summary"]["snapshots"] = {series: s.id for series, s in chosen.items()}
-    return finish(options.output, options.run, stats, report, failed=False)
+        report = await execute(specs, clients, options.output, options.run)
+    report = replace(report, restored={series: s.id for series, s in chosen.items()})
+    return finish(options.output, options.run, report, failed=False)
 
 
 async def _chosen_snapshots(

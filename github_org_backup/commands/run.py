@@ -1,28 +1,128 @@
-"""What every command that copies shares: the engine run with its progress and signals, and
-the end of a run (report, summaries, metrics, exit code)."""
+"""One run's lifecycle, for every command that works through a job: signals and their grace
+period, progress while it works, and its end (the report, the summaries, metrics, exit code).
+
+A job is an async work function plus how to stop it::
+
+    life = Lifecycle(output, run)
+    result = await life.supervise(
+        job.work(), stop=job.stop, abort=job.abort, progress=lambda: live_display(job.read)
+    )
+    report = ...  # anything with to_json() -> {"summary": {...}, ...}
+    return life.finish(report, failed=..., interrupted=job.stopping, outcome=..., publish=...)
+
+``supervise`` runs the work with SIGTERM/SIGINT handled: the first signal calls ``stop`` (start
+nothing new) and, after the grace period, ``abort`` (abandon what is in flight); the progress
+display is drawn until the work ends. ``finish`` logs ``run_finished``, writes the report, draws
+the summary table and the job summary, publishes metrics, and returns the exit code.
+
+``execute`` and ``finish_copy`` are that lifecycle for the copy engine (registry, copy and
+restore); another job (the repos command) brings its own work, report and metrics job.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
 import signal
-from collections.abc import AsyncIterator, Callable, Sequence
-from typing import Any
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
 from github_org_backup.copy.engine import CopyEngine
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.progress import print_summary_table, show_progress
-from github_org_backup.output.report import Stats, build_report, write_report
-from github_org_backup.output.summary import append_step_summary
+from github_org_backup.output.report import RunReport, Stats, write_report
+from github_org_backup.output.summary import Outcome, append_step_summary, outcome
 from github_org_backup.settings.options import Output, RunControl
 from github_org_backup.stores.factory import Clients
+
+if TYPE_CHECKING:
+    from github_org_backup.output.metrics import MetricsTargets
 
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
 
 log = structlog.get_logger("github_org_backup.commands")
+
+T = TypeVar("T")
+
+
+class Finished(Protocol):
+    """What a job reports at its end: its JSON, whose ``summary`` the last log event repeats."""
+
+    def to_json(self) -> dict[str, Any]: ...
+
+
+@contextlib.contextmanager
+def signals_handled(
+    run: RunControl, stop: Callable[[], None], abort: Callable[[], None]
+) -> Iterator[None]:
+    """Within the block, SIGTERM/SIGINT call ``stop``, then ``abort`` after the grace period."""
+    loop = asyncio.get_running_loop()
+
+    def on_signal(name: str) -> None:
+        log.warning("signal_received", signal=name, grace_period_s=run.grace_period_s)
+        stop()
+        loop.call_later(run.grace_period_s, abort)
+
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(sig, on_signal, sig.name)
+    try:
+        yield
+    finally:
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            loop.remove_signal_handler(sig)
+
+
+class Lifecycle:
+    """One run of one command: ``supervise`` its work, then ``finish`` it."""
+
+    def __init__(self, output: Output, run: RunControl) -> None:
+        self.output = output
+        self.run = run
+
+    async def supervise(
+        self,
+        work: Awaitable[T],
+        *,
+        stop: Callable[[], None],
+        abort: Callable[[], None],
+        progress: Callable[[], Coroutine[Any, Any, None]] | None = None,
+    ) -> T:
+        """``work``'s result, with signals handled and ``progress`` drawn until it ends."""
+        shown = asyncio.create_task(progress()) if progress is not None else None
+        try:
+            with signals_handled(self.run, stop, abort):
+                return await work
+        finally:
+            if shown is not None:
+                shown.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await shown  # the live display draws its last frame before the summary
+
+    def finish(
+        self,
+        report: Finished,
+        *,
+        failed: bool,
+        interrupted: bool,
+        outcome: Outcome,
+        publish: Callable[[MetricsTargets, bool], None] | None = None,
+    ) -> int:
+        """Log, write and publish what the run did; its exit code (143 if ``interrupted``,
+        else 1 if ``failed``, else 0). ``publish`` sends the metrics, when they are wanted."""
+        document = report.to_json()
+        log.info("run_finished", **document["summary"])
+        if self.output.report:
+            write_report(self.output.report, document)
+        code = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failed else EXIT_OK
+        if self.output.terminal:
+            print_summary_table(self.output.command, outcome, code)
+        append_step_summary(self.output.command, outcome, code)
+        if self.run.metrics.wanted and publish is not None:
+            publish(self.run.metrics, code == EXIT_OK)
+        return code
 
 
 async def execute(
@@ -31,58 +131,45 @@ async def execute(
     output: Output,
     run: RunControl,
     on_stop: Callable[[], None] | None = None,
-) -> tuple[Stats, dict[str, Any]]:
-    """Run the engine over ``specs``; the stats and the report (not yet written).
+) -> RunReport:
+    """Run the engine over ``specs``; its report (not yet written).
 
     ``on_stop`` is called on SIGTERM/SIGINT, e.g. to abandon a discovery that feeds ``specs``.
     """
     stats = Stats()
     before = clients.requests
     engine = CopyEngine(clients, stats, concurrency=run.concurrency, limits=clients.limits)
-    progress = asyncio.create_task(
-        show_progress(stats, terminal=output.terminal, interval_s=run.progress_interval_s)
-    )
-    loop = asyncio.get_running_loop()
 
-    def on_signal(name: str) -> None:
-        log.warning("signal_received", signal=name, grace_period_s=run.grace_period_s)
+    def stop() -> None:
         engine.stop()
         if on_stop is not None:
             on_stop()
-        loop.call_later(run.grace_period_s, engine.abort)
 
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    try:
-        results = await engine.run(specs)
-    finally:
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress  # the live display draws its last frame before the summary
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    results = await Lifecycle(output, run).supervise(
+        engine.run(specs),
+        stop=stop,
+        abort=engine.abort,
+        progress=lambda: show_progress(
+            stats, terminal=output.terminal, interval_s=run.progress_interval_s
+        ),
+    )
     requests = {h: n - before.get(h, 0) for h, n in clients.requests.items()}
-    extra = {"requests": requests, "interrupted": engine.stopping}
-    return stats, build_report(stats, results, extra)
+    return RunReport(stats.freeze(), tuple(results), requests, engine.stopping)
 
 
-def finish(
-    output: Output, run: RunControl, stats: Stats, report: dict[str, Any], failed: bool
-) -> int:
-    """Log, write and publish what the run did; its exit code."""
-    summary = report["summary"]
-    log.info("run_finished", **summary)
-    if output.report:
-        write_report(output.report, report)
-    if summary.get("interrupted"):
-        code = EXIT_INTERRUPTED
-    else:
-        code = EXIT_FAILED if failed or stats.images_failed else EXIT_OK
-    if output.terminal:
-        print_summary_table(output.command, report, code)
-    append_step_summary(output.command, report, code)
-    if run.metrics.wanted:
-        from github_org_backup.output.metrics import publish  # prometheus_client only when asked
+def finish(output: Output, run: RunControl, report: RunReport, failed: bool) -> int:
+    """The end of a run of the copy engine: 1 if ``failed`` or an image failed."""
 
-        publish(run.metrics, summary, succeeded=code == EXIT_OK)
-    return code
+    def publish(targets: MetricsTargets, succeeded: bool) -> None:
+        from github_org_backup.output.metrics import IMAGES
+        from github_org_backup.output.metrics import publish as send  # prometheus_client
+
+        send(targets, report, succeeded, IMAGES)
+
+    return Lifecycle(output, run).finish(
+        report,
+        failed=failed or report.any_failed,
+        interrupted=report.interrupted,
+        outcome=outcome(report),
+        publish=publish,
+    )

@@ -9,7 +9,7 @@ from typing import Any
 import structlog
 
 from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK
-from github_org_backup.history.snapshots import Snapshots
+from github_org_backup.history.store import Snapshots
 from github_org_backup.output.report import write_report
 from github_org_backup.settings.options import SnapshotsOptions
 from github_org_backup.stores.factory import open_clients

@@ -10,7 +10,7 @@ import structlog
 
 from github_org_backup.base import jsonio
 from github_org_backup.errors import BackupError, InvalidReference, UsageError
-from github_org_backup.history.snapshots import Snapshots
+from github_org_backup.history.store import Snapshots
 from github_org_backup.model.reference import Repository, parse_reference
 from github_org_backup.model.reserved import is_reserved, reserved_path, reserved_tag
 from github_org_backup.plan.policy import PackageFilter, TagPolicy

@@ -17,7 +17,7 @@ import functools
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
 from dataclasses import dataclass
-from typing import Any, Final, Literal
+from typing import Any
 
 import structlog
 
@@ -25,23 +25,20 @@ from github_org_backup.base.fanout import ByteBudget, bounded, shared
 from github_org_backup.base.limits import DescriptorBudget, Limits, check_count
 from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.copy.presence import PRESENT, Probe, check_blob, check_present_size
 from github_org_backup.copy.transfer import transfer_blob
-from github_org_backup.errors import (
-    AuthError,
-    BackupError,
-    RegistryError,
-    SizeMismatch,
-    TransientError,
-)
+from github_org_backup.errors import BackupError
 from github_org_backup.model.oci import Descriptor, Manifest
 from github_org_backup.model.reference import Registry, Repository
+from github_org_backup.model.results import ImageResult, Status
 from github_org_backup.model.specs import CopySpec
-from github_org_backup.output.report import ImageResult, Stats, Status
+from github_org_backup.output.report import Stats
 from github_org_backup.stores.protocol import Store, UploadSession
 
 log = structlog.get_logger("github_org_backup.copy.engine")
 
 DEFAULT_CONCURRENCY = 16
+_Probe = Probe  # what checking blobs at one destination registry found so far
 
 
 @dataclass(frozen=True)
@@ -58,27 +55,6 @@ class _Place:
 
 
 _BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
-_PRESENT: Final = "present"  # the blob is at the destination already
-
-
-@dataclass
-class _Probe:
-    """What checking new blobs at one destination registry found so far in this run."""
-
-    mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
-    mount_refused: bool = False
-    present: int = 0
-    absent: int = 0
-
-    @property
-    def by_mount(self) -> bool:
-        return self.mounted and not self.mount_refused and self.absent > self.present
-
-    def record(self, *, present: bool) -> None:
-        if present:
-            self.present += 1
-        else:
-            self.absent += 1
 
 
 class CopyEngine:
@@ -184,8 +160,8 @@ class CopyEngine:
         elapsed = round(time.monotonic() - started, 3)
         bound.info(f"image_{status}", digest=written.digest, duration_s=elapsed)
         return ImageResult(
-            str(spec.source),
-            str(spec.destination),
+            spec.source,
+            spec.destination,
             written.digest,
             status,
             None,
@@ -202,7 +178,7 @@ class CopyEngine:
         bound.error("image_failed", error=message)
         elapsed = round(time.monotonic() - started, 3)
         return ImageResult(
-            str(spec.source), str(spec.destination), spec.source.digest, "failed", message, elapsed
+            spec.source, spec.destination, spec.source.digest, "failed", message, elapsed
         )
 
     async def _copy_tagged(
@@ -303,7 +279,7 @@ class CopyEngine:
             # A registry accepts a manifest only when all it references is present, so a child
             # that exists is complete: nothing below it needs checking (this is what resumes).
             if (present := await target.resolve_manifest(dst.name, child.digest)) is not None:
-                _check_present_size(child, present.size, f"manifest {child.digest}", dst)
+                check_present_size(child, present.size, f"manifest {child.digest}", dst)
                 return
             source = self._store_for(src.registry)
             async with self._manifest_bytes.hold(child.size):
@@ -343,8 +319,9 @@ class CopyEngine:
         leader = asyncio.get_running_loop().create_future()
         self._blob_leaders[(dst.registry, blob.digest)] = leader
         try:
-            session = await self._check_blob(target, blob, dst)
-            if session == _PRESENT:
+            probe = self._probes.setdefault(dst.registry, _Probe())
+            session = await check_blob(target, blob, dst, probe)
+            if session == PRESENT:
                 self.stats.blobs_skipped += 1
             else:
                 await self._stream_blob(blob, src, dst, session)
@@ -352,39 +329,6 @@ class CopyEngine:
         finally:
             del self._blob_leaders[(dst.registry, blob.digest)]
             leader.set_result(None)
-
-    async def _check_blob(
-        self, target: Store, blob: Descriptor, dst: Repository
-    ) -> UploadSession | Literal["present"] | None:
-        """Whether ``dst`` holds the blob already (``_PRESENT``, its size checked); else the
-        upload session to send it in, or None to start one.
-
-        Usually a HEAD. While most blobs turn out to be absent, on a registry that has mounted
-        a blob in this run, it is a mount of the blob from ``dst`` into itself instead: 201 if
-        the blob is there, else 202 with the upload session that the POST after a 404 would
-        have opened. A new blob then costs POST and PUT instead of HEAD, POST and PUT.
-        """
-        probe = self._probes.setdefault(dst.registry, _Probe())
-        if probe.by_mount:
-            try:
-                session = await target.mount_blob(dst.name, blob.digest, from_name=dst.name)
-            except (TransientError, AuthError):
-                raise
-            except RegistryError as exc:  # refuses a mount from the repository itself
-                probe.mount_refused = True
-                log.info("blob_self_mount_refused", registry=str(dst.registry), error=str(exc))
-            else:
-                probe.record(present=session is None)
-                if session is not None:
-                    return session
-                # Mounted, so present: its size is checked as after a HEAD.
-        size = await target.blob_size(dst.name, blob.digest)
-        if size is None:
-            probe.record(present=False)
-            return None
-        _check_present_size(blob, size, f"blob {blob.digest}", dst)
-        probe.record(present=True)
-        return _PRESENT
 
     async def _stream_blob(
         self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
@@ -402,12 +346,3 @@ class CopyEngine:
             )
         self.stats.blobs_copied += 1
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
-
-
-def _check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repository) -> None:
-    """Content already at the destination counts only if it is the size its descriptor says."""
-    if size >= 0 and size != descriptor.size:
-        raise SizeMismatch(
-            f"{what} is {size} bytes at {dst}, but the image's descriptor says "
-            f"{descriptor.size}: the source image's manifest is wrong; rebuild and push it"
-        )

@@ -9,100 +9,106 @@ still names.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import timedelta
-from typing import Any
 
 import structlog
 
-from github_org_backup.errors import BackupError, InvalidReference, NotFound
-from github_org_backup.history.snapshots import (
-    Snapshot,
-    Snapshots,
-    TaggedImage,
-    moved_tags,
-    named_by_another_series,
-    new_snapshot,
-    select_kept,
-)
-from github_org_backup.model.oci import IMAGE_MEDIA_TYPES, Descriptor
-from github_org_backup.model.reference import Repository, parse_reference
-from github_org_backup.model.reserved import HISTORY_TAG, is_reserved
-from github_org_backup.stores.protocol import Store
+from github_org_backup.errors import BackupError
+from github_org_backup.history.model import Snapshot, TaggedImage, moved_tags, new_snapshot
+from github_org_backup.history.retention import KeepReason, Retention, describe
+from github_org_backup.history.store import Snapshots, ledger
+from github_org_backup.model.reference import Repository
+from github_org_backup.model.reserved import is_reserved
+from github_org_backup.model.results import ImageResult, MovedTag
+from github_org_backup.model.specs import CopySpec
+from github_org_backup.output.report import HistoryOutcome
+
+__all__ = [
+    "Retention",
+    "RunHistory",
+    "carried_forward",
+    "forgotten_tags",
+    "kept_snapshots",
+    "only_forgotten",
+    "planned_images",
+    "record_results",
+    "record_run",
+    "tagged_images",
+    "unvouched_tags",
+]
 
 log = structlog.get_logger("github_org_backup.history.record")
 
 
-@dataclass(frozen=True)
-class Retention:
-    keep_last: int | None = None
-    keep_within: timedelta | None = None
-
-    @property
-    def forgets(self) -> bool:
-        return self.keep_last is not None or self.keep_within is not None
-
-
 @dataclass
 class RunHistory:
-    """What recording a run did, for the report."""
+    """What recording a run did (or, in a dry run, would do), for the report and for prune."""
 
     snapshot: Snapshot
-    moved: list[dict[str, str]]
+    moved: list[MovedTag]
     forgotten: list[str] = field(default_factory=list)
+    kept: dict[str, tuple[KeepReason, ...]] = field(default_factory=dict)  # id -> why
     histories_written: int = 0
     histories_repaired: int = 0
     lost: dict[str, list[str]] = field(default_factory=dict)  # entries a history lost
-    pruned: list[str] = field(default_factory=list)
+    # The forgotten-tags list as this run left it (or would), when it changed it.
+    ledger: list[TaggedImage] | None = None
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "snapshot": self.snapshot.id,
-            "tags_moved": len(self.moved),
-            "snapshots_forgotten": len(self.forgotten),
-            "histories_written": self.histories_written,
-            "histories_repaired": self.histories_repaired,
-            "history_entries_lost": sum(len(d) for d in self.lost.values()),
-        }
+    def outcome(self) -> HistoryOutcome:
+        return HistoryOutcome(
+            self.snapshot.id,
+            tuple(self.moved),
+            len(self.forgotten),
+            self.histories_written,
+            self.histories_repaired,
+            sum(len(d) for d in self.lost.values()),
+        )
+
+    async def kept_snapshots(self, snapshots: Snapshots) -> list[Snapshot]:
+        """The snapshots the retention keeps, this run's last, oldest first."""
+        earlier = sorted(i for i in self.kept if i != self.snapshot.id)
+        return [*[await snapshots.load(i) for i in earlier], self.snapshot]
 
 
-def tagged_images(images: Iterable[Mapping[str, Any]], prefix: Repository) -> list[TaggedImage]:
-    """The tags below ``prefix`` that a run's report shows pointing at a complete image."""
+def tagged_images(results: Iterable[ImageResult], prefix: Repository) -> list[TaggedImage]:
+    """The tags below ``prefix`` that a run's results show pointing at a complete image."""
     found = []
-    for image in images:
-        digest, media_type, size = image.get("digest"), image.get("media_type"), image.get("size")
-        if image.get("status") == "failed" or not digest or not media_type:
+    for result in results:
+        written, destination = result.written(), result.destination
+        if written is None:
             continue
-        if not isinstance(size, int) or size < 0:
+        relative = destination.repository.relative_to(prefix)
+        if not relative or destination.tag is None or is_reserved(relative, destination.tag):
             continue
-        try:
-            reference = parse_reference(str(image["destination"]), default_tag=None)
-        except (InvalidReference, KeyError):
-            continue
-        relative = reference.repository.relative_to(prefix)
-        if not relative or reference.tag is None or is_reserved(relative, reference.tag):
-            continue
-        found.append(TaggedImage(relative, reference.tag, str(digest), str(media_type), size))
+        found.append(
+            TaggedImage(relative, destination.tag, written.digest, written.media_type, written.size)
+        )
     return found
 
 
 def unvouched_tags(
-    images: Iterable[Mapping[str, Any]], prefix: Repository, vouched: Iterable[TaggedImage]
+    results: Iterable[ImageResult], prefix: Repository, vouched: Iterable[TaggedImage]
 ) -> set[tuple[str, str | None]]:
-    """(repository, tag) below ``prefix`` of the report's images that ``vouched`` lacks: a
-    failed image, or one whose descriptor the report does not hold whole."""
+    """(repository, tag) below ``prefix`` of the results that ``vouched`` lacks: a failed
+    image, or one whose descriptor the result does not hold whole."""
     seen = {(i.repository, i.tag) for i in vouched}
     found: set[tuple[str, str | None]] = set()
-    for image in images:
-        try:
-            reference = parse_reference(str(image["destination"]), default_tag=None)
-        except (InvalidReference, KeyError):
-            continue
-        relative = reference.repository.relative_to(prefix)
-        if relative and (relative, reference.tag) not in seen:
-            found.add((relative, reference.tag))
+    for result in results:
+        relative = result.destination.repository.relative_to(prefix)
+        if relative and (relative, result.destination.tag) not in seen:
+            found.add((relative, result.destination.tag))
     return found
+
+
+def planned_images(specs: Iterable[CopySpec], prefix: Repository) -> list[TaggedImage]:
+    """The tags below ``prefix`` a run of ``specs`` would record, as a dry run knows them:
+    the source's digest, without the manifest's media type and size."""
+    return [
+        TaggedImage(relative, spec.destination.tag, spec.source.digest or "", "", 0)
+        for spec in specs
+        if (relative := spec.destination.repository.relative_to(prefix)) and spec.destination.tag
+    ]
 
 
 def carried_forward(
@@ -123,12 +129,36 @@ def carried_forward(
     ]
 
 
+async def record_results(
+    snapshots: Snapshots,
+    source: str,
+    images: Sequence[TaggedImage],
+    retention: Retention,
+    *,
+    keep: Callable[[TaggedImage], bool],
+    unvouched: Iterable[tuple[str, str | None]] = (),
+    dry_run: bool = False,
+) -> RunHistory:
+    """Record ``images`` (what the run vouches for) plus what the latest snapshot held that
+    the run did not look at (``keep``) or could not vouch for (``unvouched``)."""
+    previous = await snapshots.latest()
+    doubtful = set(unvouched)
+    carried = carried_forward(
+        previous, images, lambda i: keep(i) or (i.repository, i.tag) in doubtful
+    )
+    return await record_run(
+        snapshots, previous, source, [*images, *carried], retention, dry_run=dry_run
+    )
+
+
 async def record_run(
     snapshots: Snapshots,
     previous: Snapshot | None,
     source: str,
     images: Sequence[TaggedImage],
     retention: Retention,
+    *,
+    dry_run: bool = False,
 ) -> RunHistory:
     """Write the run's snapshot and the histories it changes, then apply the retention.
 
@@ -138,25 +168,38 @@ async def record_run(
     snapshots named goes on the forgotten-tags list first: it is all ``--prune`` may delete.
     Every run then checks the history tags of the repositories it names, and repairs any the
     tool did not write.
+
+    ``dry_run`` decides all the same (the snapshot, what the retention keeps and why, the
+    forgotten-tags list) and writes nothing.
     """
     ids = await snapshots.ids()
     snapshot = new_snapshot(source, [i for i in images if not is_reserved(i.repository, i.tag)])
-    kept_ids = select_kept(
-        [*ids, snapshot.id], keep_last=retention.keep_last, keep_within=retention.keep_within
-    )
+    kept_ids = retention.apply([*ids, snapshot.id])
     forgotten = [i for i in ids if i not in kept_ids]
     changed = previous is None or previous.tags() != snapshot.tags() or bool(forgotten)
-    history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten)
+    history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten, kept_ids)
+    if retention.forgets:
+        log.info(
+            "retention_applied",
+            backup=str(snapshots.prefix),
+            kept=describe(kept_ids),
+            forgotten=forgotten,
+            dry_run=dry_run,
+        )
     existing = [await snapshots.load(i) for i in ids] if changed else []
     examined: set[str] = set()
-    if changed:
+    if changed and not dry_run:
         history.histories_written = await snapshots.write_histories(
             existing, [*existing, snapshot], examined=examined
         )
-    await snapshots.save(snapshot)
+    if not dry_run:
+        await snapshots.save(snapshot)
     kept = [s for s in existing if s.id in kept_ids] + [snapshot]
     if forgotten:
-        await _note_forgotten(snapshots, [s for s in existing if s.id not in kept_ids], kept)
+        dropped = [s for s in existing if s.id not in kept_ids]
+        history.ledger = await _note_forgotten(snapshots, dropped, kept, dry_run=dry_run)
+    if dry_run:
+        return history
     for identifier in forgotten:
         await snapshots.forget(identifier)
     if forgotten:
@@ -166,7 +209,7 @@ async def record_run(
     history.histories_repaired = await _repair_histories(snapshots, snapshot, examined)
     history.lost = dict(snapshots.lost)
     for entry in history.moved:
-        log.warning("tag_moved", tag=entry["tag"], was=entry["was"], now=entry["now"])
+        log.warning("tag_moved", tag=entry.tag, was=entry.was, now=entry.now)
     return history
 
 
@@ -186,11 +229,21 @@ async def forgotten_tags(snapshots: Snapshots) -> list[TaggedImage]:
 
 
 async def _note_forgotten(
-    snapshots: Snapshots, forgotten: Sequence[Snapshot], kept: Sequence[Snapshot]
-) -> None:
+    snapshots: Snapshots,
+    forgotten: Sequence[Snapshot],
+    kept: Sequence[Snapshot],
+    *,
+    dry_run: bool,
+) -> list[TaggedImage] | None:
+    """Add what only ``forgotten`` named to the forgotten-tags list; the list as it is then,
+    or None if nothing was added."""
     dropped = only_forgotten(forgotten, kept)
-    if dropped:
-        await snapshots.save_forgotten_tags([*await forgotten_tags(snapshots), *dropped])
+    if not dropped:
+        return None
+    entries = [*await forgotten_tags(snapshots), *dropped]
+    if not dry_run:
+        await snapshots.save_forgotten_tags(entries)
+    return ledger(entries)
 
 
 async def _repair_histories(snapshots: Snapshots, latest: Snapshot, examined: set[str]) -> int:
@@ -206,133 +259,5 @@ async def _repair_histories(snapshots: Snapshots, latest: Snapshot, examined: se
 async def kept_snapshots(snapshots: Snapshots, retention: Retention) -> list[Snapshot]:
     """The stored snapshots the retention keeps, oldest first."""
     ids = await snapshots.ids()
-    kept = select_kept(ids, keep_last=retention.keep_last, keep_within=retention.keep_within)
+    kept = retention.apply(ids)
     return [await snapshots.load(i) for i in ids if i in kept]
-
-
-async def _reachable(store: Store, name: str, roots: Iterable[Descriptor], series: str) -> set[str]:
-    """Every manifest digest reachable, through indexes, from ``roots`` and from the history
-    entries that other snapshot series (other shard counts, the unsharded past) keep.
-
-    On a registry a tag is deleted through its manifest, so a tag that points at a platform
-    manifest of a kept index (``1.0-amd64`` beside ``1.0``) would take that child with it.
-    """
-    pending = list(roots)
-    try:
-        history = await store.get_manifest(name, HISTORY_TAG)
-    except NotFound:
-        pass
-    else:
-        pending += [d for d in history.children() if named_by_another_series(d, series)]
-    found: set[str] = set()
-    while pending:
-        descriptor = pending.pop()
-        if descriptor.digest in found:
-            continue
-        found.add(descriptor.digest)
-        if descriptor.media_type in IMAGE_MEDIA_TYPES:
-            continue  # no child manifests: no need to read it
-        try:
-            manifest = await store.get_manifest(name, descriptor.digest)
-        except NotFound:
-            continue
-        pending += manifest.children()
-    return found
-
-
-@dataclass(frozen=True)
-class Pruning:
-    """What a prune deleted (or would), and the candidates it must still remember."""
-
-    pruned: tuple[str, ...]
-    remaining: tuple[TaggedImage, ...]
-
-
-async def _unknown_tags(store: Store, name: str, known: set[str]) -> dict[str, str]:
-    """Digest -> tag for the tags of ``name`` that the tool did not write (an operator's)."""
-    found: dict[str, str] = {}
-    for tag in await store.list_tags(name):
-        if tag in known or is_reserved("", tag):
-            continue
-        descriptor = await store.resolve_manifest(name, tag)
-        if descriptor is not None:
-            found.setdefault(descriptor.digest, tag)
-    return found
-
-
-async def prune_unreferenced(
-    store: Store,
-    prefix: Repository,
-    kept: Sequence[Snapshot],
-    candidates: Iterable[TaggedImage],
-    *,
-    dry_run: bool,
-    series: str = "",
-) -> Pruning:
-    """Delete the ``candidates`` (tags only forgotten snapshots named) that no kept snapshot
-    names and that still point at the digest the tool wrote.
-
-    Prune deletes only what the tool recorded: a tag no snapshot ever named (an operator's
-    own, or one in a repository the tool never wrote) is never a candidate, and one that now
-    points elsewhere is someone else's. A tag whose digest a kept snapshot names, under any
-    tag, or that a kept index or the history tag reaches, is left alone and remembered: on a
-    registry a tag is deleted through its manifest, which would take the kept digest with it.
-    """
-    if not kept:
-        log.error("prune_refused", reason="the backup has no snapshot to decide by")
-        raise BackupError(f"nothing pruned: {prefix} has no snapshot yet")
-    named = {(i.repository, i.tag) for s in kept for i in s.images}
-    pruned: list[str] = []
-    remaining: list[TaggedImage] = []
-    protected: dict[str, set[str]] = {}
-    others: dict[str, dict[str, str]] = {}
-    candidates = sorted(set(candidates))
-    for candidate in candidates:
-        relative, tag = candidate.repository, candidate.tag
-        if (relative, tag) in named or is_reserved(relative, tag):
-            continue  # a kept snapshot names it again: it is no longer forgotten
-        name = prefix.child(relative).name
-        found = await store.resolve_manifest(name, tag)
-        if found is None:
-            continue
-        if found.digest != candidate.digest:
-            log.warning(
-                "prune_skipped",
-                repository=relative,
-                tag=tag,
-                reason="it no longer points at the digest the tool wrote",
-            )
-            continue
-        if relative not in protected:
-            roots = [i.descriptor() for s in kept for i in s.images if i.repository == relative]
-            protected[relative] = await _reachable(store, name, roots, series)
-        if found.digest in protected[relative]:
-            log.warning(
-                "prune_skipped",
-                repository=relative,
-                tag=tag,
-                reason="its digest is a kept image or part of one",
-            )
-            remaining.append(candidate)
-            continue
-        if relative not in others:
-            mine = {c.tag for c in candidates if c.repository == relative}
-            mine |= {t for r, t in named if r == relative}
-            others[relative] = await _unknown_tags(store, name, mine)
-        if (other := others[relative].get(found.digest)) is not None:
-            # Deleting the manifest would delete the operator's tag with it.
-            log.warning(
-                "prune_skipped",
-                repository=relative,
-                tag=tag,
-                reason=f"the tag {other!r}, which the tool did not write, names the same digest",
-            )
-            remaining.append(candidate)
-            continue
-        if dry_run:
-            print(f"prune  {prefix.child(relative)}:{tag}", flush=True)
-        else:
-            await store.delete_tag(name, tag)
-            log.info("tag_pruned", repository=relative, tag=tag)
-        pruned.append(f"{relative}:{tag}")
-    return Pruning(tuple(pruned), tuple(remaining))

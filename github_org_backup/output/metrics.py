@@ -8,15 +8,16 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 import structlog
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 
 from github_org_backup.base.redact import redact_url
+from github_org_backup.output.report import RunReport
 
 log = structlog.get_logger("github_org_backup.output.metrics")
 
@@ -37,46 +38,55 @@ class MetricsTargets:
         return bool(self.pushgateway or self.textfile)
 
 
+R = TypeVar("R")
+
+
 @dataclass(frozen=True)
-class Job:
-    """One kind of run's metrics: its Pushgateway job, its name prefix, and its own gauges."""
+class Job(Generic[R]):
+    """One kind of run's metrics: its Pushgateway job, its name prefix, its own gauges, and
+    its duration, all read from what that kind of run reports (``R``)."""
 
     name: str
     prefix: str
-    gauges: Callable[[CollectorRegistry, str, dict[str, Any]], None]
+    gauges: Callable[[CollectorRegistry, str, R], None]
+    duration_s: Callable[[R], float]
 
 
-def _image_gauges(registry: CollectorRegistry, prefix: str, summary: dict[str, Any]) -> None:
+def _image_gauges(registry: CollectorRegistry, prefix: str, report: RunReport) -> None:
+    figures = report.counts
     images = Gauge(
         f"{prefix}_images", "Images in the last run, by outcome", ["outcome"], registry=registry
     )
-    for outcome in ("copied", "skipped", "failed"):
-        images.labels(outcome).set(summary.get(f"images_{outcome}", 0))
+    images.labels("copied").set(figures.images_copied)
+    images.labels("skipped").set(figures.images_skipped)
+    images.labels("failed").set(figures.images_failed)
     blobs = Gauge(
         f"{prefix}_blobs", "Blobs in the last run, by outcome", ["outcome"], registry=registry
     )
-    for outcome in ("copied", "mounted", "skipped"):
-        blobs.labels(outcome).set(summary.get(f"blobs_{outcome}", 0))
+    blobs.labels("copied").set(figures.blobs_copied)
+    blobs.labels("mounted").set(figures.blobs_mounted)
+    blobs.labels("skipped").set(figures.blobs_skipped)
     Gauge(
         f"{prefix}_bytes_copied",
         "Blob bytes that crossed the network in the last run",
         registry=registry,
-    ).set(summary.get("bytes_copied", 0))
-    if summary.get("tags_moved") is not None:
+    ).set(figures.bytes_copied)
+    if report.history is not None:
         Gauge(
             f"{prefix}_tags_moved",
             "Tags the source pointed at a different digest since the previous snapshot",
             registry=registry,
-        ).set(summary["tags_moved"])
-    if summary.get("github_rate_limit_remaining") is not None:
+        ).set(len(report.history.moved))
+    remaining = report.discovery.github_rate_limit_remaining if report.discovery else None
+    if remaining is not None:
         Gauge(
             f"{prefix}_github_rate_limit_remaining",
             "GitHub API requests left this hour",
             registry=registry,
-        ).set(summary["github_rate_limit_remaining"])
+        ).set(remaining)
 
 
-def _repos_gauges(registry: CollectorRegistry, prefix: str, summary: dict[str, Any]) -> None:
+def _repos_gauges(registry: CollectorRegistry, prefix: str, summary: Mapping[str, Any]) -> None:
     repos = Gauge(
         f"{prefix}_repositories",
         "Repositories in the last run, by outcome",
@@ -95,18 +105,21 @@ def _repos_gauges(registry: CollectorRegistry, prefix: str, summary: dict[str, A
     ).set(summary.get("refs_kept", 0))
 
 
-IMAGES = Job(JOB, PREFIX, _image_gauges)
-# Names of their own, so the two jobs never overwrite each other's gauges.
-REPOS = Job(f"{JOB}-repos", f"{PREFIX}_repos", _repos_gauges)
+IMAGES: Job[RunReport] = Job(JOB, PREFIX, _image_gauges, lambda r: r.counts.duration_s)
+# Names of their own, so the two jobs never overwrite each other's gauges. The repos job
+# reads its JSON summary until it has a typed report of its own.
+REPOS: Job[Mapping[str, Any]] = Job(
+    f"{JOB}-repos", f"{PREFIX}_repos", _repos_gauges, lambda s: float(s.get("duration_s", 0))
+)
 
 
 def _registry(
-    job: Job, summary: dict[str, Any], succeeded: bool, last_success: float | None
+    job: Job[R], report: R, succeeded: bool, last_success: float | None
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
-    job.gauges(registry, job.prefix, summary)
+    job.gauges(registry, job.prefix, report)
     Gauge(f"{job.prefix}_duration_seconds", "Duration of the last run", registry=registry).set(
-        summary.get("duration_s", 0)
+        job.duration_s(report)
     )
     Gauge(
         f"{job.prefix}_last_run_success", "1 if the last run succeeded, else 0", registry=registry
@@ -120,7 +133,7 @@ def _registry(
     return registry
 
 
-def _previous_success(job: Job, textfile: Path) -> float | None:
+def _previous_success(job: Job[Any], textfile: Path) -> float | None:
     try:
         text = textfile.read_text()
     except OSError:
@@ -129,20 +142,18 @@ def _previous_success(job: Job, textfile: Path) -> float | None:
     return float(found.group(1)) if found else None
 
 
-def publish(
-    targets: MetricsTargets, summary: dict[str, Any], succeeded: bool, job: Job = IMAGES
-) -> None:
+def publish(targets: MetricsTargets, report: R, succeeded: bool, job: Job[R]) -> None:
     """Publish the run's metrics; a failure to publish is logged, never fatal to the run."""
     now = time.time()
     if targets.textfile is not None:
         last = now if succeeded else _previous_success(job, targets.textfile)
         try:
-            write_to_textfile(str(targets.textfile), _registry(job, summary, succeeded, last))
+            write_to_textfile(str(targets.textfile), _registry(job, report, succeeded, last))
         except OSError as exc:
             log.error("metrics_write_failed", path=str(targets.textfile), error=str(exc))
     if targets.pushgateway is not None:
         # pushadd replaces only the metrics sent: a failed run leaves last_success alone.
-        registry = _registry(job, summary, succeeded, now if succeeded else None)
+        registry = _registry(job, report, succeeded, now if succeeded else None)
         try:
             pushadd_to_gateway(
                 targets.pushgateway,

@@ -9,11 +9,11 @@ from __future__ import annotations
 import asyncio
 import sys
 import time
-from collections.abc import Callable, Mapping
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 
 from github_org_backup.output.report import Stats, report_progress
-from github_org_backup.output.summary import counts, failures, human_bytes, moved_tags, plain_text
+from github_org_backup.output.summary import Shown, human_bytes, outcome, plain_text
 
 if TYPE_CHECKING:
     from rich.console import Console
@@ -101,19 +101,20 @@ def _literal(text: str) -> Text:
     return Text(plain_text(text))
 
 
-def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int) -> None:
+def print_summary_table(command: str, report: Shown, exit_code: int) -> None:
     """The end-of-run table on a terminal, with the failures and moved tags below it."""
     from rich.table import Table
 
+    shown = outcome(report)
     console = _console()
     status = "succeeded" if exit_code == 0 else f"exit {exit_code}"
     table = Table(title=f"github-org-backup {command}: {status}", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")
-    for label, value in counts(report.get("summary", {})):
+    for label, value in shown.counts:
         table.add_row(label, value)
     console.print(table)
-    broken = failures(report)
+    broken = shown.failures
     if broken:
         details = Table(title=f"failures ({len(broken)})", show_lines=False)
         details.add_column("what", overflow="fold")
@@ -121,7 +122,7 @@ def print_summary_table(command: str, report: Mapping[str, Any], exit_code: int)
         for what, why in broken:
             details.add_row(_literal(what), _literal(why))
         console.print(details)
-    moved = moved_tags(report)
+    moved = shown.moved
     if moved:
         table = Table(title=f"moved at the source ({len(moved)})")
         for column in ("tag", "was", "now"):

@@ -1,4 +1,8 @@
-"""Run statistics, the periodic progress line, and the JSON report."""
+"""A run's statistics and its report: typed while the run works, JSON only when written.
+
+The JSON keys, their order and their values are what users script against; ``RunReport``
+turns into exactly them in ``to_json``, and nothing else reads the report through strings.
+"""
 
 from __future__ import annotations
 
@@ -8,16 +12,33 @@ import os
 import sys
 import tempfile
 import time
-from dataclasses import asdict, dataclass, field
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Protocol
 
 import structlog
 
 from github_org_backup.base.files import atomic_write
 from github_org_backup.errors import OutputError, UsageError
+from github_org_backup.model.results import ImageResult, MovedTag, PackageResult, Status
 
-Status = Literal["copied", "skipped", "failed"]
+__all__ = [
+    "Counts",
+    "Discovery",
+    "HistoryOutcome",
+    "ImageResult",
+    "MovedTag",
+    "PackageResult",
+    "Prune",
+    "Reportable",
+    "RunReport",
+    "Stats",
+    "Status",
+    "check_output_path",
+    "report_progress",
+    "write_report",
+]
 
 
 @dataclass
@@ -39,7 +60,36 @@ class Stats:
     def images_done(self) -> int:
         return self.images_copied + self.images_skipped + self.images_failed
 
-    def summary(self) -> dict[str, Any]:
+    def freeze(self) -> Counts:
+        """The counters as they stand, with the time since the run started."""
+        return Counts(
+            self.images_copied,
+            self.images_skipped,
+            self.images_failed,
+            self.blobs_copied,
+            self.blobs_mounted,
+            self.blobs_skipped,
+            self.manifests_written,
+            self.bytes_copied,
+            round(time.monotonic() - self.started, 3),
+        )
+
+
+@dataclass(frozen=True)
+class Counts:
+    """The engine's counters at the end of its run."""
+
+    images_copied: int = 0
+    images_skipped: int = 0
+    images_failed: int = 0
+    blobs_copied: int = 0
+    blobs_mounted: int = 0
+    blobs_skipped: int = 0
+    manifests_written: int = 0
+    bytes_copied: int = 0
+    duration_s: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
         return {
             "images_copied": self.images_copied,
             "images_skipped": self.images_skipped,
@@ -49,30 +99,142 @@ class Stats:
             "blobs_skipped": self.blobs_skipped,
             "manifests_written": self.manifests_written,
             "bytes_copied": self.bytes_copied,
-            "duration_s": round(time.monotonic() - self.started, 3),
+            "duration_s": self.duration_s,
         }
 
 
 @dataclass(frozen=True)
-class ImageResult:
-    source: str
-    destination: str
-    digest: str | None
-    status: Status
-    error: str | None = None
-    duration_s: float = 0.0
-    media_type: str | None = None  # of the manifest the destination tag points at
-    size: int | None = None
+class Discovery:
+    """What listing an owner's packages on GitHub did, and what its cache saved."""
+
+    packages: int
+    packages_failed: int
+    github_requests: int
+    github_rate_limit_remaining: int | None
+    truncated: bool
+    error: str | None
+    cache: str  # the discovery cache: absent, used, ...
+    not_modified: int
+    packages_from_cache: int
+    packages_revalidated: int
+    packages_read: int
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "packages": self.packages,
+            "packages_failed": self.packages_failed,
+            "github_requests": self.github_requests,
+            "github_rate_limit_remaining": self.github_rate_limit_remaining,
+            "discovery_truncated": self.truncated,
+            "discovery_error": self.error,
+            "discovery_cache": self.cache,
+            "github_requests_not_modified": self.not_modified,
+            "packages_from_cache": self.packages_from_cache,
+            "packages_revalidated": self.packages_revalidated,
+            "packages_read": self.packages_read,
+        }
 
 
 @dataclass(frozen=True)
-class PackageResult:
-    """One package as discovery saw it: its kept tags, or why it could not be backed up."""
+class HistoryOutcome:
+    """What recording the run's snapshot did to the backup's history."""
 
-    package: str
-    status: Literal["discovered", "failed", "skipped"]
-    tags: int = 0  # tags the policy keeps
-    error: str | None = None
+    snapshot: str
+    moved: tuple[MovedTag, ...] = ()
+    snapshots_forgotten: int = 0
+    histories_written: int = 0
+    histories_repaired: int = 0
+    history_entries_lost: int = 0
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "snapshot": self.snapshot,
+            "tags_moved": len(self.moved),
+            "snapshots_forgotten": self.snapshots_forgotten,
+            "histories_written": self.histories_written,
+            "histories_repaired": self.histories_repaired,
+            "history_entries_lost": self.history_entries_lost,
+        }
+
+
+@dataclass(frozen=True)
+class Prune:
+    """What ``--prune`` deleted; ``pruned`` is None when it refused to decide."""
+
+    pruned: tuple[str, ...] | None
+
+
+@dataclass(frozen=True)
+class RunReport:
+    """Everything a run that copies images reports, typed; ``to_json`` is the report file."""
+
+    counts: Counts
+    images: tuple[ImageResult, ...] = ()
+    requests: Mapping[str, int] = field(default_factory=dict)
+    interrupted: bool = False
+    restored: Mapping[str, str] = field(default_factory=dict)  # series -> snapshot id
+    discovery: Discovery | None = None
+    packages: tuple[PackageResult, ...] | None = None
+    history: HistoryOutcome | None = None
+    prune: Prune | None = None
+    history_error: str | None = None
+
+    @property
+    def any_failed(self) -> bool:
+        return self.counts.images_failed > 0
+
+    def with_refused(self, refused: tuple[ImageResult, ...]) -> RunReport:
+        """The report with images that failed before the engine saw them, after its own."""
+        counts = replace(self.counts, images_failed=self.counts.images_failed + len(refused))
+        return replace(self, counts=counts, images=(*self.images, *refused))
+
+    def with_history(self, history: HistoryOutcome) -> RunReport:
+        return replace(self, history=history)
+
+    def with_prune(self, pruned: tuple[str, ...] | None) -> RunReport:
+        return replace(self, prune=Prune(pruned))
+
+    def failed_history(self, error: str) -> RunReport:
+        return replace(self, history_error=error)
+
+    def summary(self) -> dict[str, Any]:
+        """The report's ``summary``, which the run's last log event (run_finished) repeats."""
+        found = self.counts.to_json()
+        found["requests"] = dict(self.requests)
+        found["interrupted"] = self.interrupted
+        if list(self.restored) == [""]:
+            found["snapshot"] = self.restored[""]
+        elif self.restored:
+            found["snapshots"] = dict(self.restored)
+        if self.discovery is not None:
+            found |= self.discovery.to_json()
+        if self.history is not None:
+            found |= self.history.to_json()
+        if self.prune is not None:
+            pruned = self.prune.pruned
+            found["tags_pruned"] = None if pruned is None else len(pruned)
+        if self.history_error is not None:
+            found["history_error"] = self.history_error
+        return found
+
+    def to_json(self) -> dict[str, Any]:
+        document: dict[str, Any] = {
+            "summary": self.summary(),
+            "images": [image.to_json() for image in self.images],
+        }
+        if self.packages is not None:
+            document["packages"] = [package.to_json() for package in self.packages]
+        if self.history is not None:
+            document["moved_tags"] = [moved.to_json() for moved in self.history.moved]
+        if self.prune is not None and self.prune.pruned is not None:
+            document["pruned"] = list(self.prune.pruned)
+        return document
+
+
+class Reportable(Protocol):
+    """A report that knows its JSON (a RunReport, or another job's)."""
+
+    def to_json(self) -> dict[str, Any]: ...
 
 
 async def report_progress(stats: Stats, interval_s: float = 5.0) -> None:
@@ -94,15 +256,6 @@ async def report_progress(stats: Stats, interval_s: float = 5.0) -> None:
             bytes_copied=stats.bytes_copied,
             rate_mib_s=round(rate / 2**20, 1),
         )
-
-
-def build_report(
-    stats: Stats, results: list[ImageResult], extra: dict[str, Any] | None = None
-) -> dict[str, Any]:
-    return {
-        "summary": stats.summary() | (extra or {}),
-        "images": [asdict(r) for r in results],
-    }
 
 
 def check_output_path(path: Path, flag: str = "--report", *, makes_parents: bool = True) -> None:
@@ -133,12 +286,14 @@ def check_output_path(path: Path, flag: str = "--report", *, makes_parents: bool
         ) from None
 
 
-def write_report(path: Path, report: dict[str, Any]) -> None:
+def write_report(path: Path, report: Reportable | Mapping[str, Any]) -> None:
     """Write to a regular file atomically (a reader never sees half a report), or to stdout.
 
     A file that cannot be written (checked at the start, so the disk filled or the directory
     vanished since) is an OutputError naming the path; a closed stdout is the caller's to end.
     """
+    if not isinstance(report, Mapping):
+        report = report.to_json()
     if str(path) == "-":
         json.dump(report, sys.stdout, indent=2)
         sys.stdout.write("\n")

@@ -1,6 +1,7 @@
 """The run's summary for people: Markdown for a GitHub Actions job page, a table on a terminal.
 
-Both are drawn from the JSON report, so they never disagree with it. Much of what they show
+Both are drawn from the run's report (its typed fields, or the JSON of a job that has no typed
+report yet), so they never disagree with it. Much of what they show
 comes from the source (package names, tags, a registry's or GitHub's error messages), so every
 such text is shown literally: control characters and line breaks flattened, and in Markdown
 HTML's ``<>&`` as entities and every other ASCII punctuation mark backslash-escaped, so it can
@@ -13,10 +14,13 @@ import os
 import string
 import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import structlog
+
+from github_org_backup.output.report import RunReport
 
 log = structlog.get_logger("github_org_backup.output.summary")
 
@@ -47,6 +51,66 @@ def human_bytes(count: float) -> str:
             return f"{count:.0f} {unit}" if unit == "B" else f"{count:.1f} {unit}"
         count /= 1024
     raise AssertionError("unreachable")
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What the end-of-run table and the job summary show: headline figures, failures, and
+    what moved at the source."""
+
+    counts: tuple[tuple[str, str], ...]
+    failures: tuple[tuple[str, str], ...]
+    moved: tuple[tuple[str, str, str], ...]
+
+
+Shown = Outcome | RunReport | Mapping[str, Any]
+
+
+def outcome(report: Shown) -> Outcome:
+    """A run's outcome from its typed report, or from the JSON of a job without one."""
+    if isinstance(report, Outcome):
+        return report
+    if isinstance(report, RunReport):
+        return _typed_outcome(report)
+    return Outcome(
+        tuple(counts(report.get("summary", {}))),
+        tuple(failures(report)),
+        tuple(moved_tags(report)),
+    )
+
+
+def _typed_outcome(report: RunReport) -> Outcome:
+    figures = report.counts
+    rows = [
+        ("images copied", figures.images_copied),
+        ("images already current", figures.images_skipped),
+        ("images failed", figures.images_failed),
+    ]
+    if report.discovery is not None:
+        rows += [
+            ("packages", report.discovery.packages),
+            ("packages failed", report.discovery.packages_failed),
+        ]
+    rows += [("blobs copied", figures.blobs_copied), ("blobs mounted", figures.blobs_mounted)]
+    if report.history is not None:
+        rows.append(("tags moved", len(report.history.moved)))
+    if report.prune is not None and report.prune.pruned is not None:
+        rows.append(("tags pruned", len(report.prune.pruned)))
+    shown = [(label, str(value)) for label, value in rows]
+    shown.append(("bytes copied", human_bytes(figures.bytes_copied)))
+    shown.append(("duration", f"{figures.duration_s:.1f} s"))
+    broken = [
+        *(
+            (package.package, package.error or "")
+            for package in report.packages or ()
+            if package.status == "failed"
+        ),
+        *((str(image.destination), image.error or "") for image in report.images if image.failed),
+    ]
+    if report.discovery is not None and report.discovery.error:
+        broken.insert(0, ("discovery", report.discovery.error))
+    moved = tuple((m.tag, m.was, m.now) for m in report.history.moved) if report.history else ()
+    return Outcome(tuple(shown), tuple(broken), moved)
 
 
 def counts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
@@ -125,20 +189,20 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Iterator
         yield f"\n{len(rows) - _MAX_ROWS} more in the JSON report."
 
 
-def markdown(command: str, report: Mapping[str, Any], exit_code: int) -> str:
+def markdown(command: str, report: Shown, exit_code: int) -> str:
     """A job-summary section: the outcome, the counts, failures and moved tags."""
-    summary = report.get("summary", {})
-    outcome = {0: "succeeded", 1: "finished with failures", 143: "was interrupted"}.get(
+    shown = outcome(report)
+    result = {0: "succeeded", 1: "finished with failures", 143: "was interrupted"}.get(
         exit_code, f"failed (exit {exit_code})"
     )
     icon = ":white_check_mark:" if exit_code == 0 else ":x:"
-    lines = [f"## {icon} github-org-backup {command} {outcome}", ""]
-    lines += _table(("", "count"), counts(summary))
-    broken = failures(report)
+    lines = [f"## {icon} github-org-backup {command} {result}", ""]
+    lines += _table(("", "count"), shown.counts)
+    broken = shown.failures
     if broken:
         lines += ["", f"### Failures ({len(broken)})", ""]
         lines += _table(("what", "reason"), broken)
-    moved = moved_tags(report)
+    moved = shown.moved
     if moved:
         lines += ["", f"### Moved at the source ({len(moved)})", ""]
         lines += _table(("tag", "was", "now"), moved)
@@ -147,7 +211,7 @@ def markdown(command: str, report: Mapping[str, Any], exit_code: int) -> str:
 
 def append_step_summary(
     command: str,
-    report: Mapping[str, Any],
+    report: Shown,
     exit_code: int,
     environ: Mapping[str, str] = os.environ,
 ) -> None:

@@ -1,0 +1,80 @@
+"""Whether content is at a destination already: a blob's HEAD (or a mount of it into its own
+repository, on a registry that mounts), and the size check of what is found."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Final, Literal
+
+import structlog
+
+from github_org_backup.errors import AuthError, RegistryError, SizeMismatch, TransientError
+from github_org_backup.model.oci import Descriptor
+from github_org_backup.model.reference import Repository
+from github_org_backup.stores.protocol import Store, UploadSession
+
+log = structlog.get_logger("github_org_backup.copy.engine")
+
+PRESENT: Final = "present"  # the blob is at the destination already
+
+
+@dataclass
+class Probe:
+    """What checking new blobs at one destination registry found so far in this run."""
+
+    mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
+    mount_refused: bool = False
+    present: int = 0
+    absent: int = 0
+
+    @property
+    def by_mount(self) -> bool:
+        return self.mounted and not self.mount_refused and self.absent > self.present
+
+    def record(self, *, present: bool) -> None:
+        if present:
+            self.present += 1
+        else:
+            self.absent += 1
+
+
+async def check_blob(
+    target: Store, blob: Descriptor, dst: Repository, probe: Probe
+) -> UploadSession | Literal["present"] | None:
+    """Whether ``dst`` holds the blob already (``PRESENT``, its size checked); else the
+    upload session to send it in, or None to start one.
+
+    Usually a HEAD. While most blobs turn out to be absent, on a registry that has mounted a
+    blob in this run (``probe``), it is a mount of the blob from ``dst`` into itself instead:
+    201 if the blob is there, else 202 with the upload session that the POST after a 404
+    would have opened. A new blob then costs POST and PUT instead of HEAD, POST and PUT.
+    """
+    if probe.by_mount:
+        try:
+            session = await target.mount_blob(dst.name, blob.digest, from_name=dst.name)
+        except (TransientError, AuthError):
+            raise
+        except RegistryError as exc:  # refuses a mount from the repository itself
+            probe.mount_refused = True
+            log.info("blob_self_mount_refused", registry=str(dst.registry), error=str(exc))
+        else:
+            probe.record(present=session is None)
+            if session is not None:
+                return session
+            # Mounted, so present: its size is checked as after a HEAD.
+    size = await target.blob_size(dst.name, blob.digest)
+    if size is None:
+        probe.record(present=False)
+        return None
+    check_present_size(blob, size, f"blob {blob.digest}", dst)
+    probe.record(present=True)
+    return PRESENT
+
+
+def check_present_size(descriptor: Descriptor, size: int, what: str, dst: Repository) -> None:
+    """Content already at the destination counts only if it is the size its descriptor says."""
+    if size >= 0 and size != descriptor.size:
+        raise SizeMismatch(
+            f"{what} is {size} bytes at {dst}, but the image's descriptor says "
+            f"{descriptor.size}: the source image's manifest is wrong; rebuild and push it"
+        )
