@@ -12,7 +12,16 @@ from pathlib import Path
 
 import pytest
 
-from github_org_backup.output.summary import markdown
+from github_org_backup.model.reference import Reference, Registry, Repository
+from github_org_backup.model.results import ImageResult, MovedTag, PackageResult
+from github_org_backup.output.report import (
+    Counts,
+    Discovery,
+    HistoryOutcome,
+    Prune,
+    RunReport,
+)
+from github_org_backup.output.summary import markdown, outcome
 from tests.conftest import CliRunner, LiveRegistry
 from tests.harness.clirun import COMMAND, ROOT, cli_env
 from tests.harness.images import Corpus, generate_corpus
@@ -157,3 +166,49 @@ def test_terminal_draws_progress_and_a_summary_table_without_json(
     assert "github-org-backup copy: succeeded" in shown
     assert "images copied" in shown
     assert '{"' not in shown and '"event"' not in shown
+
+
+def _typed_report() -> RunReport:
+    registry = Registry("ghcr.io")
+    app = Repository(registry, "acme/app")
+    backup = Repository(Registry("backup.example"), "ghcr/acme/app")
+    images = (
+        ImageResult(
+            Reference(app, "1.0", "sha256:" + "a" * 64),
+            Reference(backup, "1.0"),
+            "sha256:" + "a" * 64,
+            "copied",
+            None,
+            0.5,
+            "application/vnd.oci.image.index.v1+json",
+            900,
+        ),
+        ImageResult(Reference(app, "2.0"), Reference(backup, "2.0"), None, "failed", "HTTP 500"),
+    )
+    return RunReport(
+        Counts(1, 0, 1, 4, 2, 1, 3, 123456, 2.25),
+        images,
+        {"ghcr.io": 10},
+        discovery=Discovery(3, 1, 7, 4990, False, "gone", "used", 2, 0, 1, 2),
+        packages=(
+            PackageResult("app", "discovered", 2),
+            PackageResult("web", "failed", error="HTTP 404"),
+        ),
+        history=HistoryOutcome("20261129T171538.123Z", (MovedTag("acme/app:1.0", "x", "y"),)),
+        prune=Prune(("acme/app:0.9",)),
+    )
+
+
+def test_the_summaries_read_the_typed_report_as_they_read_its_json() -> None:
+    """The job summary and the terminal table drawn from the typed report show exactly what
+    its JSON shows (the form the repos command still hands them)."""
+    report = _typed_report()
+    typed, written = outcome(report), outcome(report.to_json())
+    assert typed == written
+    assert ("packages failed", "1") in typed.counts and ("tags pruned", "1") in typed.counts
+    assert typed.failures[0] == ("discovery", "gone")
+    assert markdown("registry", report, 1) == markdown("registry", report.to_json(), 1)
+    refused = RunReport(Counts(), prune=Prune(None))
+    assert outcome(refused) == outcome(refused.to_json())
+    assert refused.to_json()["summary"]["tags_pruned"] is None
+    assert "pruned" not in refused.to_json()

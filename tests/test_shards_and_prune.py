@@ -11,14 +11,22 @@ import sys
 from datetime import UTC, datetime, timedelta
 
 import pytest
+from structlog.testing import capture_logs
 
 from github_org_backup.errors import BackupError
-from github_org_backup.history.model import Snapshot, TaggedImage, new_snapshot, snapshot_id
-from github_org_backup.history.prune import prune_unreferenced
+from github_org_backup.history.model import (
+    Snapshot,
+    TaggedImage,
+    id_time,
+    new_snapshot,
+    snapshot_id,
+)
+from github_org_backup.history.prune import prune_run, prune_unreferenced
 from github_org_backup.history.record import (
     Retention,
     carried_forward,
     kept_snapshots,
+    record_results,
     record_run,
     tagged_images,
     unvouched_tags,
@@ -516,3 +524,79 @@ def test_restore_takes_only_the_snapshot_tags_include_tag_matches_in_full() -> N
     assert [(str(s.destination), s.source.digest) for s in specs] == [
         (str(target.child("acme/app")) + ":1.0", backup.images["a"].digest)
     ]
+
+
+def test_retention_says_why_it_keeps_each_snapshot() -> None:
+    """Each kept snapshot comes with its reasons; a forgotten one is absent."""
+    now = id_time(IDS[-1]) + timedelta(hours=1)
+    kept = Retention(keep_last=2, keep_within=timedelta(days=1, hours=2)).apply(IDS, now=now)
+    assert kept == {IDS[-2]: ("last", "within"), IDS[-1]: ("latest", "last", "within")}
+    assert Retention(keep_last=1).apply(IDS)[IDS[-1]] == ("latest", "last")
+    assert set(Retention().apply(IDS).values()) == {("no policy",)}
+    assert set(kept) == select_kept(
+        IDS, keep_last=2, keep_within=timedelta(days=1, hours=2), now=now
+    )
+
+
+async def _two_nights(backup: Backup) -> Snapshot:
+    """Night one holds 1 -> a and 2 -> b; the source then moves 1 to c and deletes 2."""
+    backup.tag("1", "a")
+    backup.tag("2", "b")
+    first = await record_run(
+        backup.snapshots,
+        None,
+        "ghcr.io/acme",
+        [tagged("acme/app", "1", backup.images["a"]), tagged("acme/app", "2", backup.images["b"])],
+        Retention(),
+    )
+    backup.tag("1", "c")
+    while snapshot_id(datetime.now(UTC)) == first.snapshot.id:
+        await asyncio.sleep(0.001)
+    return first.snapshot
+
+
+async def test_a_dry_run_decides_what_the_real_run_does_and_writes_nothing(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """Through the same record and prune: the same forgotten snapshots, the same moved tags,
+    the same forgotten-tags list and the same tags pruned; the dry run changes no tag."""
+    decided = []
+    for dry_run in (True, False):
+        backup = Backup()
+        previous = await _two_nights(backup)
+        before = {name: dict(tags) for name, tags in backup.store.tags.items()}
+        capsys.readouterr()
+        images = [tagged("acme/app", "1", backup.images["c"])]
+        with capture_logs() as logs:
+            history = await record_results(
+                backup.snapshots,
+                "ghcr.io/acme",
+                images,
+                Retention(keep_last=1),
+                keep=lambda _image: False,
+                dry_run=dry_run,
+            )
+            result = await prune_run(
+                backup.snapshots, history, leave=lambda _image: False, dry_run=dry_run
+            )
+        assert history.forgotten == [previous.id]
+        if dry_run:
+            assert backup.store.tags == before
+            printed = capsys.readouterr().out.splitlines()
+            assert [line for line in printed if "prune" in line] == [
+                f"prune  {backup.prefix}/acme/app:2"
+            ]
+        else:
+            assert backup.tags() == ["1", HISTORY_TAG]
+        (applied,) = [e for e in logs if e["event"] == "retention_applied"]
+        assert applied["dry_run"] is dry_run and applied["forgotten"] == [previous.id]
+        decided.append(
+            (
+                history.moved,
+                [(i.repository, i.tag, i.digest) for i in history.snapshot.images],
+                history.ledger,
+                result.pruned,
+            )
+        )
+    assert decided[0] == decided[1]
+    assert decided[0][3] == ("acme/app:2",)
