@@ -27,12 +27,9 @@ from github_org_backup.errors import GitHubAnswerInvalid, UsageError
 from github_org_backup.github.http import ApiLimits
 from github_org_backup.github.repos import GitHubRepos
 from github_org_backup.model.packages import Owner
-from github_org_backup.repos.command import (
-    DEFAULT_REPO_TIMEOUT_S,
-    load_repos_config,
-    verify_repos_options,
-)
 from github_org_backup.repos.git import LOW_SPEED_LIMIT_BPS, Git, GitHost
+from github_org_backup.repos.mirror import DEFAULT_REPO_TIMEOUT_S
+from github_org_backup.settings.repos import load_repos_config, verify_repos_options
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git
@@ -380,12 +377,12 @@ def test_one_repository_pointing_elsewhere_is_its_own_failure_not_a_setting() ->
     """The one-foreign-host rule (a GHES under another name) needs two repositories or more:
     a single listed repository on another host, or on no valid URL at all, fails alone."""
     from github_org_backup.github.repos import Repo
-    from github_org_backup.repos.command import _refuse_one_foreign_host
+    from github_org_backup.repos.screen import refuse_one_foreign_host
 
     config = SimpleNamespace(git_host=GitHost.for_api("https://api.github.com"), api_url="x")
     for url in ("https://evil.example/acme/app.git", "https://[x/acme/app.git"):
         lone = Repo("acme", "app", url)
-        _refuse_one_foreign_host([lone], config)  # type: ignore[arg-type]
+        refuse_one_foreign_host([lone], config)  # type: ignore[arg-type]
 
 
 # GitHub's answers
