@@ -25,15 +25,11 @@ from github_org_backup.github.cache import listed_entry
 from github_org_backup.github.http import (
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
+    PAGE_SIZE,
     ApiLimits,
     parse_page,
 )
-from github_org_backup.github.packages import (
-    _REQUEST_INTERVAL_S,
-    LIST_CAP,
-    PAGE_SIZE,
-    GitHubPackages,
-)
+from github_org_backup.github.packages import _REQUEST_INTERVAL_S, LIST_CAP, GitHubPackages
 from github_org_backup.github.refusals import their_message, token_kind
 from github_org_backup.model.packages import (
     NAMED,
