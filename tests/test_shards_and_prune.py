@@ -13,7 +13,7 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from structlog.testing import capture_logs
 
-from github_org_backup.errors import BackupError
+from github_org_backup.errors import BackupError, UsageError
 from github_org_backup.history.model import (
     Snapshot,
     TaggedImage,
@@ -394,7 +394,6 @@ async def test_a_new_shard_series_keeps_what_the_old_series_protects() -> None:
     [
         ({"shard_count": "2"}, {"BACKUP_SHARD": "0/4", "JOB_COMPLETION_INDEX": "1"}, Shard(1, 2)),
         ({"shard": "2/4"}, {"BACKUP_SHARD_COUNT": "8", "JOB_COMPLETION_INDEX": "1"}, Shard(2, 4)),
-        ({}, {"BACKUP_SHARD": "3/4", "BACKUP_SHARD_COUNT": "8"}, Shard(3, 4)),
         ({}, {"BACKUP_SHARD_COUNT": "8", "JOB_COMPLETION_INDEX": "5"}, Shard(5, 8)),
         ({}, {}, None),
     ],
@@ -404,6 +403,12 @@ def test_a_shard_flag_beats_the_environment(
 ) -> None:
     args = argparse.Namespace(shard=flags.get("shard"), shard_count=flags.get("shard_count"))
     assert shard_from(args, env) == expected
+
+
+def test_both_shard_variables_without_a_flag_are_a_usage_error() -> None:
+    args = argparse.Namespace(shard=None, shard_count=None)
+    with pytest.raises(UsageError, match="both set"):
+        shard_from(args, {"BACKUP_SHARD": "3/4", "BACKUP_SHARD_COUNT": "8"})
 
 
 def _history_entries(backup: Backup) -> dict[str, str | None]:
