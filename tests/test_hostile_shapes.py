@@ -25,7 +25,7 @@ from github_org_backup.errors import (
 from github_org_backup.model.oci import OCI_MANIFEST, parse_manifest
 from github_org_backup.model.reference import Registry
 from github_org_backup.model.specs import parse_specs
-from github_org_backup.repos.git import _branch_name
+from github_org_backup.repos.refs import branch_name
 from github_org_backup.stores.layout import LayoutStore
 from github_org_backup.stores.registry.auth import Authenticator
 from github_org_backup.stores.registry.credentials import Credentials
@@ -81,7 +81,7 @@ async def test_a_token_that_is_not_a_header_value_is_refused(token: str) -> None
 )
 def test_a_default_branch_is_used_only_when_it_is_a_branch_name(name: str, ok: bool) -> None:
     """The listing's default_branch goes into `git symbolic-ref` only as a real branch name."""
-    assert _branch_name(name) is ok
+    assert branch_name(name) is ok
 
 
 def _layout_with(tmp_path: Path, replace: str) -> tuple[LayoutStore, str]:

@@ -19,7 +19,8 @@ from aiohttp import web
 from github_org_backup.cli import build_parser
 from github_org_backup.commands.tags import backup_tags
 from github_org_backup.errors import RegistryError, UsageError
-from github_org_backup.history.snapshots import Snapshots, TaggedImage, new_snapshot
+from github_org_backup.history.model import TaggedImage, new_snapshot
+from github_org_backup.history.store import Snapshots
 from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.plan.policy import PackageFilter
 from github_org_backup.settings.config import Shard

@@ -377,6 +377,4 @@ def _failure(command: str, stderr: str, code: int) -> GitError:
     return GitError(f"git {command}: {message}")
 
 
-_branch_name = branch_name  # the name tests.test_hostile_shapes imports
-
 __all__ = ["LOW_SPEED_LIMIT_BPS", "Git", "GitHost", "GitSettings", "MirrorResult", "RefChange"]

@@ -201,7 +201,7 @@ PROGRESS_INTERVAL = Option(
     metavar="SECONDS",
 )
 
-# Retention of the snapshots a run writes (history.snapshots)
+# Retention of the snapshots a run writes (history.retention)
 
 KEEP_LAST = Option(
     ("--keep-last",),

@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from github_org_backup.errors import UsageError
-from github_org_backup.history.snapshots import id_time, parse_timestamp
+from github_org_backup.history.model import id_time, parse_timestamp
 from github_org_backup.model.reference import parse_reference, parse_repository
 from github_org_backup.model.specs import CopySpec, parse_specs
 from github_org_backup.plan.policy import TagPolicy

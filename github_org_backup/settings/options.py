@@ -21,8 +21,8 @@ import structlog
 
 from github_org_backup.base.limits import DEFAULT_IMAGE_TIMEOUT_S, Limits
 from github_org_backup.errors import UsageError
-from github_org_backup.history.record import Retention
-from github_org_backup.history.snapshots import parse_duration
+from github_org_backup.history.model import parse_duration
+from github_org_backup.history.retention import Retention
 from github_org_backup.model.reference import Repository
 from github_org_backup.model.specs import CopySpec, parse_specs
 from github_org_backup.output.metrics import MetricsTargets
