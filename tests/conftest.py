@@ -61,16 +61,6 @@ INTEGRATION_TESTS = frozenset(
         "test_shards_and_prune.py::test_shard_assignment_does_not_depend_on_the_hash_seed",
         # The CLI as a subprocess.
         "test_cli_declarations.py::test_the_entry_points_run",
-        "test_cli_usage.py::test_a_bare_directory_suggests_oci",
-        "test_cli_usage.py::test_empty_spec_file_warns_and_copies_nothing",
-        "test_cli_usage.py::test_empty_token_file_says_it_is_empty",
-        "test_cli_usage.py::test_spec_file_that_is_not_utf8_is_a_usage_error",
-        "test_cli_usage.py::test_verify_on_a_directory_that_is_not_a_layout",
-        "test_cli_usage.py::test_verify_on_a_missing_directory_says_it_is_missing",
-        "test_cli_usage.py::test_verify_repos_reads_every_flag_it_offers",
-        "test_cli_usage.py::test_port_out_of_range_is_a_usage_error",
-        "test_verify_shards.py::test_verify_help_names_the_shard_flags_and_variables",
-        "test_verify_shards.py::test_verify_repos_refuses_the_shard_flags",
     }
 )
 
