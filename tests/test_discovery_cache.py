@@ -12,6 +12,7 @@ import hashlib
 import json
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -84,7 +85,7 @@ class Run:
 
 
 async def _discover(
-    api: GitHubStandIn, cache: DiscoveryCache | None, options: dict[str, int]
+    api: GitHubStandIn, cache: DiscoveryCache | None, options: dict[str, Any]
 ) -> tuple[dict[str, Package | FailedPackage], GitHubPackages, DiscoveryCache | None]:
     github = GitHubPackages(OWNER, "t", api.url, request_interval_s=0, retries=0, **options)
     try:

@@ -20,13 +20,14 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from github_org_backup.errors import GitHubAccessError, GitHubAnswerInvalid
+from github_org_backup.errors import GitHubAccessError, GitHubAnswerInvalid, UsageError
 from github_org_backup.github.cache import listed_entry
 from github_org_backup.github.http import (
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
     PAGE_SIZE,
     ApiLimits,
+    GitHubSettings,
     parse_page,
 )
 from github_org_backup.github.packages import _REQUEST_INTERVAL_S, LIST_CAP, GitHubPackages
@@ -39,6 +40,7 @@ from github_org_backup.model.packages import (
     TagCollector,
     tagged_versions,
 )
+from github_org_backup.settings.options import github_settings
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_api import Fault, GitHubStandIn, StandInPackage
 from tests.harness.hostile import Measured, MiB, Recorder, Sandbox, run_measured
@@ -439,8 +441,8 @@ async def test_a_trickled_page_fails_by_its_deadline(loop: BackgroundLoop) -> No
         return response
 
     api = hostile_api(loop, pages([_list_item("slow")]), {"slow": trickle})
-    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, api.url, retries=0)
-    github.limits = ApiLimits(read_deadline_s=1.0)
+    limits = ApiLimits(read_deadline_s=1.0)
+    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, api.url, retries=0, limits=limits)
     try:
         found = [p async for p in github.packages(lambda name: True)]
     finally:
@@ -516,14 +518,56 @@ async def test_a_404_with_a_fine_grained_token_gets_the_classic_hint() -> None:
     assert "needs a classic personal access token" in str(caught.value)
 
 
+# PyGithub's own log lines
+
+
+def test_pygithubs_log_lines_in_a_repos_listing_are_json(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """A 403 with Retry-After makes PyGithub's retry log at INFO ("Request GET ... failed
+    with 403") while `repos` lists an organisation: it comes out as one JSON line on stderr,
+    as the tool's own events do, never as PyGithub's plain text."""
+    answered: list[str] = []
+
+    async def handle(request: web.Request) -> web.StreamResponse:
+        if request.path != "/orgs/acme/repos":
+            return web.json_response({"message": "Not Found"}, status=404)
+        answered.append(request.path_qs)
+        if len(answered) == 1:
+            headers = {"Retry-After": "0"}
+            return web.json_response({"message": "slow down"}, status=403, headers=headers)
+        return web.json_response([])
+
+    api = Recorder(loop, handle).start()
+    sandbox = Sandbox.make(tmp_path)
+    dest = sandbox.root / "mirrors"
+    result = run_measured(
+        ["repos", "--org", "acme", "--dest", str(dest)],
+        sandbox,
+        env={"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url},
+        timeout=60,
+    )
+    assert result.returncode == 0, result
+    assert len(answered) == 2, answered  # the 403, then the listing
+    lines = [line for line in result.stderr.splitlines() if line.strip()]
+    plain = [line for line in lines if not line.startswith("{")]
+    assert plain == [], result
+    logged = [json.loads(line) for line in lines]
+    theirs = [e for e in logged if str(e.get("logger", "")).startswith("github.")]
+    assert any("failed with 403" in e["event"] for e in theirs), result
+    assert all(e["level"] == "info" for e in theirs), theirs
+    assert TOKEN not in result.stderr
+
+
 # The defaults, cheaply
 
 
 def test_the_defaults_bound_a_page_and_a_listing() -> None:
     """10 MiB and 100,000 values per page; the package list ends within 30 s at the pacing;
     a package's versions stop after the pages its count fills, never past 1,000."""
-    limits = ApiLimits.from_env({})
-    assert limits == ApiLimits()
+    api = github_settings("registry", {})
+    limits = api.limits
+    assert api == GitHubSettings() and limits == ApiLimits() and api.retries == 6
     assert (limits.max_page_bytes, limits.max_pages) == (DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAGES)
     assert (limits.max_page_bytes // MiB, limits.max_pages) == (10, 1000)
     assert limits.read_deadline_s < 30  # a trickled page fails its package within 30 s
@@ -532,11 +576,33 @@ def test_the_defaults_bound_a_page_and_a_listing() -> None:
     assert limits.version_pages(5, PAGE_SIZE) == 3
     assert limits.version_pages(25_000, PAGE_SIZE) == 275 + 2
     assert limits.version_pages(10**9, PAGE_SIZE) == limits.version_pages(None, PAGE_SIZE) == 1000
-    env = {"GITHUB_API_MAX_PAGES": "20", "GITHUB_API_MAX_PAGE_BYTES": "2048"}
-    assert ApiLimits.from_env(env) == ApiLimits(max_page_bytes=2048, max_pages=20)
-    for bad in ({"GITHUB_API_MAX_PAGES": "0"}, {"GITHUB_API_MAX_PAGE_BYTES": "10MiB"}):
-        with pytest.raises(Exception, match="expected a whole number"):
-            ApiLimits.from_env(bad)
+
+
+def test_the_github_api_variables_are_read_by_settings_with_their_bounds() -> None:
+    """GITHUB_API_MAX_PAGES, GITHUB_API_MAX_PAGE_BYTES and (registry only) GITHUB_API_RETRIES
+    become the command's GitHubSettings; a value out of range is a usage error naming it."""
+    env = {"GITHUB_API_MAX_PAGES": "20", "GITHUB_API_MAX_PAGE_BYTES": " 2048 "}
+    env |= {"GITHUB_API_RETRIES": "0"}
+    limits = ApiLimits(max_page_bytes=2048, max_pages=20)
+    assert github_settings("registry", env) == GitHubSettings(limits, retries=0)
+    assert github_settings("repos", env) == GitHubSettings(limits, retries=6)
+    edges = {"GITHUB_API_MAX_PAGES": "1000000", "GITHUB_API_MAX_PAGE_BYTES": "1024"}
+    assert github_settings("registry", edges).limits == ApiLimits(1024, max_pages=1_000_000)
+    assert github_settings("registry", {"GITHUB_API_RETRIES": "20"}).retries == 20
+    bad = [
+        ("GITHUB_API_MAX_PAGES", "0", "from 1 to 1000000"),
+        ("GITHUB_API_MAX_PAGES", "1000001", "from 1 to 1000000"),
+        ("GITHUB_API_MAX_PAGE_BYTES", "10MiB", "from 1024 to 1073741824"),
+        ("GITHUB_API_MAX_PAGE_BYTES", "1023", "from 1024 to 1073741824"),
+        ("GITHUB_API_RETRIES", "21", "from 0 to 20"),
+        ("GITHUB_API_RETRIES", "-1", "from 0 to 20"),
+        ("GITHUB_API_RETRIES", "\u00b2", "from 0 to 20"),  # a digit int() does not take
+    ]
+    for name, value, bounds in bad:
+        with pytest.raises(UsageError) as caught:
+            github_settings("registry", {name: value})
+        assert str(caught.value) == f"{name}={value!r}: expected a whole number {bounds}"
+    assert github_settings("repos", {"GITHUB_API_RETRIES": "21"}).retries == 6  # not repos'
 
 
 def test_a_page_of_too_many_values_is_refused_unparsed() -> None:
@@ -685,8 +751,8 @@ async def test_response_headers_sent_a_byte_at_a_time_fail_at_the_deadline() -> 
 
     server = await asyncio.start_server(handle, "127.0.0.1", 0)
     port = server.sockets[0].getsockname()[1]
-    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, f"http://127.0.0.1:{port}", retries=0)
-    github.limits = ApiLimits(read_deadline_s=1.0)
+    url, limits = f"http://127.0.0.1:{port}", ApiLimits(read_deadline_s=1.0)
+    github = GitHubPackages(Owner("orgs", "acme"), TOKEN, url, retries=0, limits=limits)
     started = time.monotonic()
     try:
         with pytest.raises(BackupError):

@@ -47,10 +47,11 @@ _NO_RETENTION = (
 async def run_registry(options: RegistryOptions) -> int:
     # PyGithub is heavy: only this command needs it
     from github_org_backup.github.packages import GitHubPackages
-    from github_org_backup.github.retry import retries_from_env
 
-    config = options.config
-    github = GitHubPackages(config.owner, config.token, config.api_url, retries=retries_from_env())
+    config, api = options.config, options.github
+    github = GitHubPackages(
+        config.owner, config.token, config.api_url, retries=api.retries, limits=api.limits
+    )
     credentials = CredentialStore.from_docker_config(explicit=config.credentials())
     try:
         # One session for the whole run: every store learns its registry's auth once.

@@ -54,8 +54,6 @@ from github_org_backup.github.refusals import (
 from github_org_backup.github.retry import RETRY_STATUSES, PacedRetry, RetryState
 from github_org_backup.model.packages import Owner
 
-adopt_library_logs()  # importing PyGithub just gave its logger a plain handler
-
 _JSON_NAMES: dict[type, str] = {dict: "object", str: "string", int: "number", float: "number"}
 _JSON_NAMES |= {bool: "boolean", type(None): "null"}
 
@@ -129,7 +127,9 @@ class GitHubClient:
         max_rate_limit_wait_s: float,
         request_interval_s: float,
         timeout_s: float,
+        limits: ApiLimits,
     ) -> None:
+        adopt_library_logs()  # importing PyGithub gave its logger a plain handler of its own
         self.owner = owner
         self.api_url = api_url.rstrip("/")
         parts = urlsplit(self.api_url)
@@ -157,7 +157,7 @@ class GitHubClient:
         self._requester = self._github.requester
         # Every request goes through this connection, which bounds what is read of an answer.
         self._connection = BoundedConnection(
-            self.api_url, retry=retry, timeout_s=timeout_s, limits=ApiLimits.from_env()
+            self.api_url, retry=retry, timeout_s=timeout_s, limits=limits
         )
         self._worker = Worker(self._state.stop)
         self._stopped = asyncio.Event()
@@ -168,12 +168,8 @@ class GitHubClient:
 
     @property
     def limits(self) -> ApiLimits:
-        """How much of GitHub's answers is read (from the environment unless set)."""
+        """How much of GitHub's answers is read."""
         return self._connection.limits
-
-    @limits.setter
-    def limits(self, limits: ApiLimits) -> None:
-        self._connection.limits = limits
 
     def stop(self) -> None:
         """Abandon discovery now: the call in flight is not waited for."""

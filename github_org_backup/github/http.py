@@ -18,12 +18,11 @@ parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python 
 from __future__ import annotations
 
 import contextlib
-import os
 import socket
 import threading
 import time
-from collections.abc import Callable, ItemsView, Mapping
-from dataclasses import dataclass
+from collections.abc import Callable, ItemsView
+from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urljoin, urlsplit
 
@@ -34,7 +33,7 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Retry
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from github_org_backup.base import jsonio
-from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge, UsageError
+from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
 ACCEPT = "application/vnd.github+json"
@@ -48,6 +47,12 @@ DEFAULT_MAX_PAGE_VALUES = 100_000
 # Pages of one listing: 100,000 versions. A package's own listing stops sooner, after the
 # pages its listed version_count fills (see GitHubPackages).
 DEFAULT_MAX_PAGES = 1_000
+# What GITHUB_API_MAX_PAGE_BYTES and GITHUB_API_MAX_PAGES may be set to (settings.variables).
+PAGE_BYTES_RANGE = (1024, 1024 * MiB)
+PAGES_RANGE = (1, 1_000_000)
+# Retries of a failing request (GITHUB_API_RETRIES): 5xx, 429, rate-limit 403s, connection errors.
+DEFAULT_RETRIES = 6
+RETRIES_RANGE = (0, 20)
 # GitHub ends any REST request that takes it over 10 s, so a page still arriving after 25 s
 # is being trickled.
 DEFAULT_READ_DEADLINE_S = 25.0
@@ -55,33 +60,17 @@ MAX_HOPS = 5  # answers to one request: the first, plus 301s to the same origin 
 _CHUNK = 64 * 1024
 
 
-def _whole(env: Mapping[str, str], name: str, default: int, low: int, high: int) -> int:
-    text = env.get(name, "").strip()
-    if not text:
-        return default
-    if not text.isdigit() or not low <= int(text) <= high:
-        raise UsageError(f"{name}={text!r}: expected a whole number from {low} to {high}")
-    return int(text)
-
-
 @dataclass(frozen=True)
 class ApiLimits:
-    """How much of GitHub's answers a run reads: bytes and values per page, pages per listing."""
+    """How much of GitHub's answers a run reads: bytes and values per page, pages per listing.
+
+    GITHUB_API_MAX_PAGE_BYTES sets ``max_page_bytes`` and GITHUB_API_MAX_PAGES ``max_pages``:
+    settings reads them, as it reads every variable, into a ``GitHubSettings``."""
 
     max_page_bytes: int = DEFAULT_MAX_PAGE_BYTES
     max_page_values: int = DEFAULT_MAX_PAGE_VALUES
     max_pages: int = DEFAULT_MAX_PAGES
     read_deadline_s: float = DEFAULT_READ_DEADLINE_S
-
-    @classmethod
-    def from_env(cls, env: Mapping[str, str] = os.environ) -> ApiLimits:
-        """GITHUB_API_MAX_PAGE_BYTES (default 10 MiB) and GITHUB_API_MAX_PAGES (default 1000)."""
-        return cls(
-            max_page_bytes=_whole(
-                env, "GITHUB_API_MAX_PAGE_BYTES", DEFAULT_MAX_PAGE_BYTES, 1024, 1024 * MiB
-            ),
-            max_pages=_whole(env, "GITHUB_API_MAX_PAGES", DEFAULT_MAX_PAGES, 1, 1_000_000),
-        )
 
     def version_pages(self, version_count: int | None, page_size: int) -> int:
         """Pages allowed for a package's versions: what its listed count fills, plus room for
@@ -90,6 +79,16 @@ class ApiLimits:
             return self.max_pages
         fills = -(-version_count * 11 // (10 * page_size))  # 10% more, rounded up
         return min(self.max_pages, fills + 2)
+
+
+@dataclass(frozen=True)
+class GitHubSettings:
+    """What the GITHUB_API_* variables set for a run's GitHub client: the bounds on GitHub's
+    answers and how often a failing request is retried. settings builds it; nothing below
+    settings reads the environment."""
+
+    limits: ApiLimits = field(default_factory=ApiLimits)
+    retries: int = DEFAULT_RETRIES
 
 
 def parse_page(text: str, limits: ApiLimits, url: str) -> Any:

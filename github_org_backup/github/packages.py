@@ -34,9 +34,9 @@ from github_org_backup.github.cache import (
     listed_entry,
 )
 from github_org_backup.github.client import GitHubClient, Page
-from github_org_backup.github.http import PAGE_SIZE, ApiLimits
+from github_org_backup.github.http import DEFAULT_RETRIES, PAGE_SIZE, ApiLimits
 from github_org_backup.github.refusals import Refused, TooManyPages, list_error
-from github_org_backup.github.retry import DEFAULT_MAX_RATE_LIMIT_WAIT_S, DEFAULT_RETRIES
+from github_org_backup.github.retry import DEFAULT_MAX_RATE_LIMIT_WAIT_S
 from github_org_backup.model.packages import FailedPackage, Owner, Package, TagCollector
 
 log = structlog.get_logger("github_org_backup.github.packages")
@@ -81,6 +81,7 @@ class GitHubPackages:
         timeout_s: float = 30,
         revalidate_rounds: int = REVALIDATE_ROUNDS,
         revalidate_min_pages: int = MIN_REVALIDATE_PAGES,
+        limits: ApiLimits | None = None,
     ) -> None:
         self.owner = owner
         self._client = GitHubClient(
@@ -91,6 +92,7 @@ class GitHubPackages:
             max_rate_limit_wait_s=max_rate_limit_wait_s,
             request_interval_s=request_interval_s,
             timeout_s=timeout_s,
+            limits=limits or ApiLimits(),
         )
         self._api_url = self._client.api_url
         self._rounds = revalidate_rounds  # 0: never revalidate an unchanged package
@@ -107,12 +109,9 @@ class GitHubPackages:
 
     @property
     def limits(self) -> ApiLimits:
-        """How much of GitHub's answers is read (from the environment unless set)."""
+        """How much of GitHub's answers is read (GITHUB_API_MAX_PAGE_BYTES and
+        GITHUB_API_MAX_PAGES, through settings)."""
         return self._client.limits
-
-    @limits.setter
-    def limits(self, limits: ApiLimits) -> None:
-        self._client.limits = limits
 
     @property
     def pages_requested(self) -> int:

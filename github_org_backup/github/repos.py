@@ -7,10 +7,12 @@ call runs on one worker thread.
 
 The listing is read as raw JSON, page by page, never through PyGithub's lazy objects: a missing
 field would make it fetch ``/repos/{owner}/{repo}`` (or any ``url`` the answer names) behind our
-back. Each answer goes through ``github_http.BoundedConnection`` (bytes, time, redirects only to
-the same origin; GITHUB_API_MAX_PAGE_BYTES, GITHUB_API_MAX_PAGES), and a next-page link must stay
-on the API the user named. Every entry is checked (names, owner, clone URL host) before any git
-runs; one that fails is that repository's own failure.
+back. Each answer goes through ``github.http.BoundedConnection`` (bytes, time, redirects only to
+the same origin; GITHUB_API_MAX_PAGE_BYTES, GITHUB_API_MAX_PAGES, read by settings into the
+``limits`` given), and a next-page link must stay on the API the user named. PyGithub's own log
+lines come out through the tool's logging, as JSON off a terminal. Every entry is checked
+(names, owner, clone URL host) before any git runs; one that fails is that repository's own
+failure.
 """
 
 from __future__ import annotations
@@ -29,6 +31,7 @@ import structlog
 import urllib3
 from github import Auth, Github, GithubException, GithubRetry
 
+from github_org_backup.base.logs import adopt_library_logs
 from github_org_backup.errors import (
     ApiHostMismatch,
     BackupError,
@@ -39,6 +42,7 @@ from github_org_backup.errors import (
 from github_org_backup.github.http import (
     ACCEPT,
     API_VERSION,
+    DEFAULT_RETRIES,
     PAGE_SIZE,
     ApiLimits,
     BoundedConnection,
@@ -123,13 +127,14 @@ class GitHubRepos:
         token: str,
         api_url: str,
         *,
-        retries: int = 6,
+        retries: int = DEFAULT_RETRIES,
         request_interval_s: float = _REQUEST_INTERVAL_S,
         limits: ApiLimits | None = None,
     ) -> None:
+        adopt_library_logs()  # importing PyGithub gave its logger a plain handler of its own
         self.owner = owner
         self._api_url = api_url.rstrip("/")
-        self._limits = limits if limits is not None else ApiLimits.from_env()
+        self._limits = limits or ApiLimits()
         retry = GithubRetry(
             total=retries,
             backoff_factor=1.0,

@@ -7,16 +7,14 @@ keeps what the last attempt met for the error raised once the retries are spent.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
-from collections.abc import Mapping
 from typing import Any, Self
 
 import structlog
 from github import GithubRetry
 
-from github_org_backup.errors import DiscoveryStopped, UsageError
+from github_org_backup.errors import DiscoveryStopped
 from github_org_backup.github.refusals import (
     iso_time,
     limit_of,
@@ -29,19 +27,8 @@ from github_org_backup.github.refusals import (
 # The events of GitHub requests have always been the package lister's.
 log = structlog.get_logger("github_org_backup.github.packages")
 
-DEFAULT_RETRIES = 6
 DEFAULT_MAX_RATE_LIMIT_WAIT_S = 900.0
 RETRY_STATUSES = (408, 429, 500, 502, 503, 504)
-
-
-def retries_from_env(env: Mapping[str, str] = os.environ) -> int:
-    """GITHUB_API_RETRIES: how often a failing GitHub request is retried (default 6)."""
-    text = env.get("GITHUB_API_RETRIES", "").strip()
-    if not text:
-        return DEFAULT_RETRIES
-    if not text.isdigit() or int(text) > 20:
-        raise UsageError(f"GITHUB_API_RETRIES={text!r}: expected a whole number from 0 to 20")
-    return int(text)
 
 
 class RetryState:

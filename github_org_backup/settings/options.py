@@ -21,6 +21,7 @@ import structlog
 
 from github_org_backup.base.limits import DEFAULT_IMAGE_TIMEOUT_S, Limits
 from github_org_backup.errors import UsageError
+from github_org_backup.github.http import ApiLimits, GitHubSettings
 from github_org_backup.history.model import parse_duration
 from github_org_backup.history.retention import Retention
 from github_org_backup.model.reference import Repository
@@ -84,6 +85,7 @@ class RegistryOptions:
     http: HttpSettings
     run: RunControl
     config: RegistryConfig
+    github: GitHubSettings
     retention: Retention
     dry_run: bool
     emit_specs: bool
@@ -165,6 +167,19 @@ def http_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
             ),
             internal_redirects=resolve(flags.ALLOW_INTERNAL_REDIRECTS, args, env),
         ),
+    )
+
+
+def github_settings(command: str, env: Mapping[str, str]) -> GitHubSettings:
+    """The GITHUB_API_* variables ``command`` reads (GITHUB_API_RETRIES only registry's), the
+    one place they are read: a bad value is a usage error naming its variable."""
+    retries = variables.GITHUB_API_RETRIES
+    return GitHubSettings(
+        ApiLimits(
+            max_page_bytes=resolve(variables.GITHUB_API_MAX_PAGE_BYTES, None, env),
+            max_pages=resolve(variables.GITHUB_API_MAX_PAGES, None, env),
+        ),
+        retries=resolve(retries, None, env) if command in retries.commands else retries.default,
     )
 
 

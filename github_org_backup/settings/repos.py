@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from github_org_backup.errors import UsageError
+from github_org_backup.github.http import GitHubSettings
 from github_org_backup.repos.git import GitHost, GitSettings
 from github_org_backup.repos.mirror import ReposConfig
 from github_org_backup.repos.verify import MirrorCheck
@@ -28,6 +29,7 @@ from github_org_backup.settings.globs import OwnedNames
 from github_org_backup.settings.options import (
     Output,
     RunControl,
+    github_settings,
     output_from,
     refuse_shard_flags,
     run_control_from,
@@ -39,6 +41,7 @@ class ReposOptions:
     output: Output
     run: RunControl
     config: ReposConfig
+    github: GitHubSettings  # for the repository listing
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,7 @@ def repos_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
         output_from(args),
         run_control_from(args, env, concurrency=own.REPOS_CONCURRENCY),
         load_repos_config(args, env),
+        github_settings(args.command, env),
     )
 
 

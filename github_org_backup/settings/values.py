@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import math
 import re
+from collections.abc import Callable
 
 _UNITS = {
     "": 1,
@@ -58,6 +59,18 @@ def positive_int(text: str) -> int:
     if value < 1:
         raise argparse.ArgumentTypeError("must be at least 1")
     return value
+
+
+def whole_number(low: int, high: int) -> Callable[[str], int]:
+    """A parser of a whole number from ``low`` to ``high`` (digits only: no sign, no unit)."""
+
+    def parse(text: str) -> int:
+        text = text.strip()
+        if not text.isdigit() or not text.isascii() or not low <= int(text) <= high:
+            raise argparse.ArgumentTypeError(f"expected a whole number from {low} to {high}")
+        return int(text)
+
+    return parse
 
 
 def request_rate(text: str) -> tuple[str, float]:

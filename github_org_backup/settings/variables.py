@@ -5,7 +5,15 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from github_org_backup.github.http import DEFAULT_MAX_PAGE_BYTES, DEFAULT_MAX_PAGES
+from github_org_backup.github.http import (
+    DEFAULT_MAX_PAGE_BYTES,
+    DEFAULT_MAX_PAGES,
+    DEFAULT_RETRIES,
+    PAGE_BYTES_RANGE,
+    PAGES_RANGE,
+    RETRIES_RANGE,
+)
+from github_org_backup.settings import values
 from github_org_backup.settings.declare import Option
 from github_org_backup.settings.flags import ENVIRONMENT, GITHUB, GITHUB_API_URL, IMAGES, RUNS
 
@@ -51,7 +59,8 @@ GITHUB_API_RETRIES = Option(
     frozenset({"registry"}),
     ENVIRONMENT,
     env="GITHUB_API_RETRIES",
-    shown_default="6",
+    parse=values.whole_number(*RETRIES_RANGE),
+    default=DEFAULT_RETRIES,
 )
 
 GITHUB_API_MAX_PAGE_BYTES = Option(
@@ -60,6 +69,7 @@ GITHUB_API_MAX_PAGE_BYTES = Option(
     GITHUB,
     ENVIRONMENT,
     env="GITHUB_API_MAX_PAGE_BYTES",
+    parse=values.whole_number(*PAGE_BYTES_RANGE),
     default=DEFAULT_MAX_PAGE_BYTES,
 )
 
@@ -69,6 +79,7 @@ GITHUB_API_MAX_PAGES = Option(
     GITHUB,
     ENVIRONMENT,
     env="GITHUB_API_MAX_PAGES",
+    parse=values.whole_number(*PAGES_RANGE),
     default=DEFAULT_MAX_PAGES,
 )
 
