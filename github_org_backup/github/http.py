@@ -84,8 +84,8 @@ class ApiLimits:
 @dataclass(frozen=True)
 class GitHubSettings:
     """What the GITHUB_API_* variables set for a run's GitHub client: the bounds on GitHub's
-    answers and how often a failing request is retried. settings builds it; nothing below
-    settings reads the environment."""
+    answers and how often a failing request is retried. settings builds it from the variables
+    (settings.options.github_settings); github/ reads none itself."""
 
     limits: ApiLimits = field(default_factory=ApiLimits)
     retries: int = DEFAULT_RETRIES
