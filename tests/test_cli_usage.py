@@ -69,6 +69,26 @@ def test_empty_token_file_says_it_is_empty(tmp_path: Path) -> None:
     _usage_error(result, f"--github-token-file {token} is empty")
 
 
+@pytest.mark.parametrize(
+    ("command", "name", "value", "bounds"),
+    [
+        ("registry", "GITHUB_API_MAX_PAGES", "0", "from 1 to 1000000"),
+        ("registry", "GITHUB_API_MAX_PAGE_BYTES", "10MiB", "from 1024 to 1073741824"),
+        ("registry", "GITHUB_API_RETRIES", "21", "from 0 to 20"),
+        ("repos", "GITHUB_API_MAX_PAGES", "many", "from 1 to 1000000"),
+    ],
+)
+def test_a_bad_github_api_variable_is_a_usage_error_naming_it(
+    tmp_path: Path, command: str, name: str, value: str, bounds: str
+) -> None:
+    """Read with the other options, before any request: exit 2, the variable and its range.
+    The API URL points nowhere that answers, so a request sent would be another error."""
+    dest = f"oci:{tmp_path / 'backup'}" if command == "registry" else str(tmp_path / "git")
+    env = {"GITHUB_TOKEN": "t", "GITHUB_API_URL": "http://127.0.0.1:9", name: value}
+    result = _run(tmp_path, command, "--org", "acme", "--dest", dest, env=env)
+    _usage_error(result, f"{name}={value!r}: expected a whole number {bounds}")
+
+
 def test_verify_on_a_missing_directory_says_it_is_missing(tmp_path: Path) -> None:
     """verify --dest oci:DIR on a directory that does not exist says so (exit 2)."""
     missing = tmp_path / "nowhere"
