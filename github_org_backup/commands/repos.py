@@ -10,30 +10,26 @@ Exit codes as for `registry`: 0 every repository mirrored or already current; 1 
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import signal
-from dataclasses import asdict
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK
+from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK, Lifecycle
 from github_org_backup.errors import BackupError, UsageError
-from github_org_backup.output.progress import live_display, print_summary_table
+from github_org_backup.output.progress import live_display
 from github_org_backup.output.report import write_report
-from github_org_backup.output.summary import append_step_summary
+from github_org_backup.output.repos_report import Listing, RepoOutcome, ReposReport
+from github_org_backup.output.summary import outcome
 from github_org_backup.repos.git import Git
-from github_org_backup.repos.mirror import (
-    RepoMirrorer,
-    RepoOutcome,
-    RepoStats,
-    Target,
-    check_tools,
-)
+from github_org_backup.repos.mirror import RepoMirrorer, RepoStats, check_tools
 from github_org_backup.repos.screen import one_per_folder, screened
 from github_org_backup.repos.verify import check_mirrors, mirrors_below
+from github_org_backup.settings.options import Output, RunControl
 from github_org_backup.settings.repos import ReposOptions, VerifyReposOptions
+
+if TYPE_CHECKING:
+    from github_org_backup.output.metrics import MetricsTargets
 
 log = structlog.get_logger("github_org_backup.github.repos")
 
@@ -51,6 +47,14 @@ async def _progress(stats: RepoStats, interval_s: float) -> None:
         )
 
 
+async def _show_progress(stats: RepoStats, output: Output, run: RunControl) -> None:
+    """Until cancelled: the live display on a terminal, else a `progress` event per interval."""
+    if output.terminal:
+        await live_display(lambda: (stats.done, stats.total, 0), "repositories")
+    else:
+        await _progress(stats, run.progress_interval_s)
+
+
 async def run_repos(options: ReposOptions) -> int:
     from github_org_backup.github.repos import (
         GitHubRepos,  # PyGithub is heavy: only this command needs it
@@ -59,9 +63,13 @@ async def run_repos(options: ReposOptions) -> int:
     config = options.config
     git = Git(config.git)
     await check_tools(git, config.lfs)
-    github = GitHubRepos(config.owner, config.token, config.api_url)
+    api = options.github
+    github = GitHubRepos(
+        config.owner, config.token, config.api_url, retries=api.retries, limits=api.limits
+    )
     stats = RepoStats()
-    extra: dict[str, Any] = {"dest": str(config.dest), "owner": config.owner.name}
+    life = Lifecycle(options.output, options.run)
+    dest, owner = str(config.dest), config.owner.name
     try:
         try:
             listed = await github.repositories()
@@ -69,92 +77,60 @@ async def run_repos(options: ReposOptions) -> int:
             raise
         except BackupError as exc:
             log.error("discovery_failed", error=str(exc))
-            extra["discovery_error"] = str(exc)
-            return _finish(options, stats, [], extra, failed=True)
+            report = ReposReport(stats.freeze(), dest, owner, discovery_error=str(exc))
+            return _finish(life, report)
         wanted = [r for r in listed if config.repo_filter.allows(r)]
-        outcomes, wanted = screened(wanted, config)
-        extra |= {
-            "repositories_listed": len(listed),
-            "repositories_filtered_out": len(listed) - len(wanted) - len(outcomes),
-            "github_rate_limit_remaining": github.rate_limit_remaining,
-        }
+        refused, wanted = screened(wanted, config)
+        rate_limit_remaining = github.rate_limit_remaining
     finally:
         github.close()
-    for outcome in outcomes:
-        log.error("repository_failed", repository=outcome.repository, error=outcome.error)
-        stats.count(outcome)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
     mirrorer = RepoMirrorer(git, config, stats, stamp)
     targets, clashes = one_per_folder(mirrorer.targets(wanted))
-    for outcome in clashes:
-        log.error("repository_failed", repository=outcome.repository, error=outcome.error)
-        stats.count(outcome)
-    outcomes += clashes
-    stats.total = len(targets) + len(outcomes)
-    results = await _run_with_signals(mirrorer, targets, options)
-    stats.total = len(targets) + len(outcomes)
-    extra |= {"backup_ref_prefix": f"refs/backup/{stamp}/", "interrupted": mirrorer.stopping}
-    return _finish(options, stats, outcomes + results, extra, failed=False)
-
-
-async def _run_with_signals(
-    mirrorer: RepoMirrorer, targets: list[Target], options: ReposOptions
-) -> list[RepoOutcome]:
-    loop = asyncio.get_running_loop()
-    stats = mirrorer.stats
-    display = (
-        live_display(lambda: (stats.done, stats.total, 0), "repositories")
-        if options.output.terminal
-        else _progress(stats, options.run.progress_interval_s)
+    failed_early: list[RepoOutcome] = [*refused, *clashes]
+    for early in failed_early:
+        log.error("repository_failed", repository=early.repository, error=early.error)
+        stats.count(early)
+    stats.total = len(targets) + len(failed_early)
+    results = await life.supervise(
+        mirrorer.run(targets),
+        stop=mirrorer.stop,
+        abort=mirrorer.abort,
+        progress=lambda: _show_progress(stats, options.output, options.run),
     )
-    progress = asyncio.create_task(display)
-    grace_period = options.run.grace_period_s
-
-    def on_signal(name: str) -> None:
-        log.warning("signal_received", signal=name, grace_period_s=grace_period)
-        mirrorer.stop()
-        loop.call_later(grace_period, mirrorer.abort)
-
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(sig, on_signal, sig.name)
-    try:
-        return await mirrorer.run(targets)
-    finally:
-        progress.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await progress
-        for sig in (signal.SIGTERM, signal.SIGINT):
-            loop.remove_signal_handler(sig)
+    listing = Listing(
+        listed=len(listed),
+        filtered_out=len(listed) - len(wanted) - len(refused),
+        github_rate_limit_remaining=rate_limit_remaining,
+        backup_ref_prefix=f"refs/backup/{stamp}/",
+    )
+    report = ReposReport(
+        stats.freeze(),
+        dest,
+        owner,
+        (*failed_early, *results),
+        listing=listing,
+        interrupted=mirrorer.stopping,
+    )
+    return _finish(life, report)
 
 
-def _finish(
-    options: ReposOptions,
-    stats: RepoStats,
-    outcomes: list[RepoOutcome],
-    extra: dict[str, Any],
-    *,
-    failed: bool,
-) -> int:
-    summary = stats.summary() | extra
-    log.info("run_finished", **summary)
-    report = {"summary": summary, "repositories": [asdict(o) for o in outcomes]}
-    if options.output.report:
-        write_report(options.output.report, report)
-    if summary.get("interrupted"):
-        code = EXIT_INTERRUPTED
-    else:
-        code = EXIT_FAILED if failed or stats.failed else EXIT_OK
-    if options.output.terminal:
-        print_summary_table("repos", report, code)
-    append_step_summary("repos", report, code)
-    if options.run.metrics.wanted:
-        from github_org_backup.output.metrics import (  # prometheus_client only when asked
-            REPOS,
-            publish,
-        )
+def _finish(life: Lifecycle, report: ReposReport) -> int:
+    """Log, write and publish the run's report; its exit code."""
 
-        publish(options.run.metrics, summary, succeeded=code == EXIT_OK, job=REPOS)
-    return code
+    def publish(targets: MetricsTargets, succeeded: bool) -> None:
+        from github_org_backup.output.metrics import REPOS  # prometheus_client only when asked
+        from github_org_backup.output.metrics import publish as send
+
+        send(targets, report, succeeded, REPOS)
+
+    return life.finish(
+        report,
+        failed=report.any_failed,
+        interrupted=report.interrupted,
+        outcome=outcome(report),
+        publish=publish,
+    )
 
 
 # verify --repos

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Generic, TypeVar
@@ -18,6 +18,7 @@ from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, writ
 
 from github_org_backup.base.redact import redact_url
 from github_org_backup.output.report import RunReport
+from github_org_backup.output.repos_report import ReposReport
 
 log = structlog.get_logger("github_org_backup.output.metrics")
 
@@ -86,30 +87,31 @@ def _image_gauges(registry: CollectorRegistry, prefix: str, report: RunReport) -
         ).set(remaining)
 
 
-def _repos_gauges(registry: CollectorRegistry, prefix: str, summary: Mapping[str, Any]) -> None:
+def _repos_gauges(registry: CollectorRegistry, prefix: str, report: ReposReport) -> None:
+    figures = report.counts
     repos = Gauge(
         f"{prefix}_repositories",
         "Repositories in the last run, by outcome",
         ["outcome"],
         registry=registry,
     )
-    for outcome in ("copied", "unchanged", "failed"):
-        repos.labels(outcome).set(summary.get(f"repositories_{outcome}", 0))
+    repos.labels("copied").set(figures.copied)
+    repos.labels("unchanged").set(figures.unchanged)
+    repos.labels("failed").set(figures.failed)
     Gauge(
         f"{prefix}_refs_updated",
         "Refs created, moved or deleted in the last run",
         registry=registry,
-    ).set(summary.get("refs_updated", 0))
+    ).set(figures.refs_updated)
     Gauge(
         f"{prefix}_refs_kept", "Rewound or deleted tips kept under refs/backup/", registry=registry
-    ).set(summary.get("refs_kept", 0))
+    ).set(figures.refs_kept)
 
 
 IMAGES: Job[RunReport] = Job(JOB, PREFIX, _image_gauges, lambda r: r.counts.duration_s)
-# Names of their own, so the two jobs never overwrite each other's gauges. The repos job
-# reads its JSON summary until it has a typed report of its own.
-REPOS: Job[Mapping[str, Any]] = Job(
-    f"{JOB}-repos", f"{PREFIX}_repos", _repos_gauges, lambda s: float(s.get("duration_s", 0))
+# Names of their own, so the two jobs never overwrite each other's gauges.
+REPOS: Job[ReposReport] = Job(
+    f"{JOB}-repos", f"{PREFIX}_repos", _repos_gauges, lambda r: r.counts.duration_s
 )
 
 

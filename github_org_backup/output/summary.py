@@ -1,11 +1,11 @@
 """The run's summary for people: Markdown for a GitHub Actions job page, a table on a terminal.
 
-Both are drawn from the run's report (its typed fields, or the JSON of a job that has no typed
-report yet), so they never disagree with it. Much of what they show
-comes from the source (package names, tags, a registry's or GitHub's error messages), so every
-such text is shown literally: control characters and line breaks flattened, and in Markdown
-HTML's ``<>&`` as entities and every other ASCII punctuation mark backslash-escaped, so it can
-form no link, image, autolink, heading, table cell, emphasis or HTML on the job page.
+Both are drawn from the run's typed report (the copy engine's RunReport, or the repos command's
+ReposReport), so they never disagree with it. Much of what they show comes from the source
+(package names, tags, a registry's or GitHub's error messages), so every such text is shown
+literally: control characters and line breaks flattened, and in Markdown HTML's ``<>&`` as
+entities and every other ASCII punctuation mark backslash-escaped, so it can form no link,
+image, autolink, heading, table cell, emphasis or HTML on the job page.
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from typing import Any
 import structlog
 
 from github_org_backup.output.report import RunReport
+from github_org_backup.output.repos_report import ReposReport
 
 log = structlog.get_logger("github_org_backup.output.summary")
 
@@ -63,15 +64,18 @@ class Outcome:
     moved: tuple[tuple[str, str, str], ...]
 
 
-Shown = Outcome | RunReport | Mapping[str, Any]
+Shown = Outcome | RunReport | ReposReport | Mapping[str, Any]
 
 
 def outcome(report: Shown) -> Outcome:
-    """A run's outcome from its typed report, or from the JSON of a job without one."""
+    """What the summaries show of a run, from its typed report (or, for tests written
+    before there was one, from its JSON)."""
     if isinstance(report, Outcome):
         return report
     if isinstance(report, RunReport):
-        return _typed_outcome(report)
+        return _images_outcome(report)
+    if isinstance(report, ReposReport):
+        return _repos_outcome(report)
     return Outcome(
         tuple(counts(report.get("summary", {}))),
         tuple(failures(report)),
@@ -79,7 +83,7 @@ def outcome(report: Shown) -> Outcome:
     )
 
 
-def _typed_outcome(report: RunReport) -> Outcome:
+def _images_outcome(report: RunReport) -> Outcome:
     figures = report.counts
     rows = [
         ("images copied", figures.images_copied),
@@ -111,6 +115,27 @@ def _typed_outcome(report: RunReport) -> Outcome:
         broken.insert(0, ("discovery", report.discovery.error))
     moved = tuple((m.tag, m.was, m.now) for m in report.history.moved) if report.history else ()
     return Outcome(tuple(shown), tuple(broken), moved)
+
+
+def _repos_outcome(report: ReposReport) -> Outcome:
+    figures = report.counts
+    rows = [
+        ("repositories copied", str(figures.copied)),
+        ("repositories unchanged", str(figures.unchanged)),
+        ("repositories failed", str(figures.failed)),
+        ("refs updated", str(figures.refs_updated)),
+        ("duration", f"{figures.duration_s:.1f} s"),
+    ]
+    broken = [(r.repository, r.error or "") for r in report.repositories if r.status == "failed"]
+    if report.discovery_error:
+        broken.insert(0, ("discovery", report.discovery_error))
+    moved = tuple(
+        (f"{r.repository} {change.ref}", change.old or "", change.new or "deleted")
+        for r in report.repositories
+        for change in r.ref_changes
+        if change.rewritten_at_source
+    )
+    return Outcome(tuple(rows), tuple(broken), moved)
 
 
 def counts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:

@@ -8,14 +8,16 @@ from __future__ import annotations
 
 import asyncio
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Literal
 
 import structlog
 
 from github_org_backup.errors import GitError, GitTimeout, RepositoryNotFound, UsageError
 from github_org_backup.model.packages import Owner
+from github_org_backup.output.repos_report import RefUpdate, RepoCounts
+from github_org_backup.output.repos_report import RepoOutcome as RepoOutcome  # for repos.screen
 from github_org_backup.repos.git import Git, GitHost, GitSettings
 
 if TYPE_CHECKING:
@@ -25,8 +27,6 @@ log = structlog.get_logger("github_org_backup.github.repos")
 
 DEFAULT_REPOS_CONCURRENCY = 4
 DEFAULT_REPO_TIMEOUT_S = 3600.0
-
-Status = Literal["copied", "unchanged", "failed", "absent"]
 
 
 @dataclass(frozen=True)
@@ -50,21 +50,9 @@ class ReposConfig:
 
 
 @dataclass
-class RepoOutcome:
-    repository: str
-    path: str
-    kind: Literal["repository", "wiki"]
-    status: Status
-    error: str | None = None
-    created: bool = False
-    refs_updated: int = 0
-    ref_changes: list[dict[str, str | None]] = field(default_factory=list)
-    lfs_objects: int | None = None
-    duration_s: float = 0.0
-
-
-@dataclass
 class RepoStats:
+    """The run's figures as it goes (the progress display reads them); ``freeze`` at its end."""
+
     total: int = 0
     copied: int = 0
     unchanged: int = 0
@@ -81,19 +69,19 @@ class RepoStats:
     def count(self, outcome: RepoOutcome) -> None:
         setattr(self, outcome.status, getattr(self, outcome.status) + 1)
         self.refs_updated += outcome.refs_updated
-        self.refs_kept += sum(1 for c in outcome.ref_changes if c.get("kept_as"))
+        self.refs_kept += outcome.refs_kept
 
-    def summary(self) -> dict[str, Any]:
-        return {
-            "repositories_total": self.total,
-            "repositories_copied": self.copied,
-            "repositories_unchanged": self.unchanged,
-            "repositories_failed": self.failed,
-            "wikis_absent": self.absent,
-            "refs_updated": self.refs_updated,
-            "refs_kept": self.refs_kept,
-            "duration_s": round(time.monotonic() - self.started, 3),
-        }
+    def freeze(self) -> RepoCounts:
+        return RepoCounts(
+            self.total,
+            self.copied,
+            self.unchanged,
+            self.failed,
+            self.absent,
+            self.refs_updated,
+            self.refs_kept,
+            round(time.monotonic() - self.started, 3),
+        )
 
 
 @dataclass(frozen=True)
@@ -147,7 +135,6 @@ class RepoMirrorer:
         return found
 
     async def run(self, targets: list[Target]) -> list[RepoOutcome]:
-        self.stats.total = len(targets)
         tasks = [asyncio.create_task(self._mirror(t)) for t in targets]
         return list(await asyncio.gather(*tasks))
 
@@ -165,50 +152,63 @@ class RepoMirrorer:
     async def _mirror(self, target: Target) -> RepoOutcome:
         async with self._slots:
             started = time.monotonic()
-            outcome = RepoOutcome(target.name, str(target.path), target.kind, "failed")
             if self.stopping:
-                outcome.error = "not started: the run was stopped"
+                outcome = _failed(target, "not started: the run was stopped")
             else:
                 task = asyncio.current_task()
                 assert task is not None
                 self._in_flight.add(task)
                 try:
-                    await self._fetch(target, outcome)
-                except RepositoryNotFound as exc:
-                    if target.kind == "wiki":
-                        outcome.status = "absent"  # GitHub lists has_wiki even with no page
-                    else:
-                        outcome.error = f"{exc} (deleted since it was listed, or not readable "
-                        outcome.error += "with this token)"
-                except GitTimeout as exc:
-                    outcome.error = (
-                        f"{exc}: not finished within --repo-timeout "
-                        f"{self.config.git.repo_timeout_s or 0:.0f} s (a server that sends without "
-                        "end, or a slow link: raise --repo-timeout); the mirror's refs are as "
-                        "before this run"
-                    )
-                except GitError as exc:
-                    outcome.error = str(exc)
-                except OSError as exc:
-                    outcome.error = f"{type(exc).__name__}: {exc}"
-                except asyncio.CancelledError:
-                    if not self._aborting:
-                        raise
-                    outcome.error = "abandoned at the end of the grace period; the mirror's "
-                    outcome.error += "refs are as before this run"
-                except Exception as exc:  # a bug or an input nobody foresaw: this repo only
-                    log.debug("repository_failed_unexpectedly", exc_info=True)
-                    outcome.error = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+                    outcome = await self._attempt(target)
                 finally:
                     self._in_flight.discard(task)
-            outcome.duration_s = round(time.monotonic() - started, 3)
+            outcome = replace(outcome, duration_s=round(time.monotonic() - started, 3))
             self._log(outcome)
             self.stats.count(outcome)
             return outcome
 
-    async def _fetch(self, target: Target, outcome: RepoOutcome) -> None:
+    async def _attempt(self, target: Target) -> RepoOutcome:
+        """The mirror brought up to date, or why not: every failure is this target's alone,
+        and keeps what moved before it (the refs, when only the LFS fetch failed)."""
+        known = _failed(target, None)
         limit = self.config.git.repo_timeout_s
         deadline = time.monotonic() + limit if limit else None
+        try:
+            known = await self._fetch(target, deadline)
+            if self.config.lfs:
+                lfs_objects = await self.git.fetch_lfs(target.path, target.url, deadline)
+                known = replace(known, lfs_objects=lfs_objects)
+            # Only now: an LFS fetch that fails leaves the repository failed.
+            return replace(
+                known, status="copied" if known.created or known.refs_updated else "unchanged"
+            )
+        except RepositoryNotFound as exc:
+            if target.kind == "wiki":  # GitHub lists has_wiki even with no page
+                return replace(known, status="absent")
+            error = f"{exc} (deleted since it was listed, or not readable with this token)"
+        except GitTimeout as exc:
+            error = (
+                f"{exc}: not finished within --repo-timeout "
+                f"{self.config.git.repo_timeout_s or 0:.0f} s (a server that sends without "
+                "end, or a slow link: raise --repo-timeout); the mirror's refs are as "
+                "before this run"
+            )
+        except GitError as exc:
+            error = str(exc)
+        except OSError as exc:
+            error = f"{type(exc).__name__}: {exc}"
+        except asyncio.CancelledError:
+            if not self._aborting:
+                raise
+            error = "abandoned at the end of the grace period; the mirror's refs are as before "
+            error += "this run"
+        except Exception as exc:  # a bug or an input nobody foresaw: this repo only
+            log.debug("repository_failed_unexpectedly", exc_info=True)
+            error = f"unexpected {type(exc).__name__}: {exc} (please report this)"
+        return replace(known, error=error)
+
+    async def _fetch(self, target: Target, deadline: float | None) -> RepoOutcome:
+        """The mirror's refs brought up to date: what moved, still marked failed."""
         result = await self.git.mirror(
             target.url,
             target.path,
@@ -217,15 +217,16 @@ class RepoMirrorer:
             default_branch=target.default_branch,
             deadline=deadline,
         )
-        outcome.created = result.created
-        outcome.refs_updated = len(result.changes)
-        outcome.ref_changes = [
-            c.to_json() for c in result.changes if c.kind != "created" or not result.created
-        ]
-        if self.config.lfs:
-            outcome.lfs_objects = await self.git.fetch_lfs(target.path, target.url, deadline)
-        # Only now: an LFS fetch that fails leaves the repository failed.
-        outcome.status = "copied" if result.created or result.changes else "unchanged"
+        return replace(
+            _failed(target, None),
+            created=result.created,
+            refs_updated=len(result.changes),
+            ref_changes=tuple(
+                RefUpdate(c.ref, c.old, c.new, c.kind, c.kept_as)
+                for c in result.changes
+                if c.kind != "created" or not result.created
+            ),
+        )
 
     def _log(self, outcome: RepoOutcome) -> None:
         bound = log.bind(repository=outcome.repository, path=outcome.path)
@@ -240,12 +241,17 @@ class RepoMirrorer:
                 refs_updated=outcome.refs_updated,
             )
         for change in outcome.ref_changes:
-            if change["kept_as"]:
-                bound.warning("ref_rewritten_at_source", **_ref_fields(change))
+            if change.kept_as:
+                bound.warning(
+                    "ref_rewritten_at_source",
+                    ref=change.ref,
+                    change=change.change,
+                    kept_as=change.kept_as,
+                )
 
 
-def _ref_fields(change: dict[str, str | None]) -> dict[str, str | None]:
-    return {"ref": change["ref"], "change": change["change"], "kept_as": change["kept_as"]}
+def _failed(target: Target, error: str | None) -> RepoOutcome:
+    return RepoOutcome(target.name, str(target.path), target.kind, "failed", error=error)
 
 
 async def check_tools(git: Git, lfs: bool) -> None:
