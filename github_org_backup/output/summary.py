@@ -16,7 +16,6 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import structlog
 
@@ -64,23 +63,16 @@ class Outcome:
     moved: tuple[tuple[str, str, str], ...]
 
 
-Shown = Outcome | RunReport | ReposReport | Mapping[str, Any]
+Shown = Outcome | RunReport | ReposReport
 
 
 def outcome(report: Shown) -> Outcome:
-    """What the summaries show of a run, from its typed report (or, for tests written
-    before there was one, from its JSON)."""
+    """What the summaries show of a run, from its typed report."""
     if isinstance(report, Outcome):
         return report
     if isinstance(report, RunReport):
         return _images_outcome(report)
-    if isinstance(report, ReposReport):
-        return _repos_outcome(report)
-    return Outcome(
-        tuple(counts(report.get("summary", {}))),
-        tuple(failures(report)),
-        tuple(moved_tags(report)),
-    )
+    return _repos_outcome(report)
 
 
 def _images_outcome(report: RunReport) -> Outcome:
@@ -136,73 +128,6 @@ def _repos_outcome(report: ReposReport) -> Outcome:
         if change.rewritten_at_source
     )
     return Outcome(tuple(rows), tuple(broken), moved)
-
-
-def counts(summary: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """The summary's headline figures, as (label, value) rows in a fixed order."""
-    rows: list[tuple[str, str]] = []
-    labels = {
-        "images_copied": "images copied",
-        "images_skipped": "images already current",
-        "images_failed": "images failed",
-        "packages": "packages",
-        "packages_failed": "packages failed",
-        "repositories_copied": "repositories copied",
-        "repositories_unchanged": "repositories unchanged",
-        "repositories_failed": "repositories failed",
-        "refs_updated": "refs updated",
-        "blobs_copied": "blobs copied",
-        "blobs_mounted": "blobs mounted",
-        "tags_moved": "tags moved",
-        "tags_pruned": "tags pruned",
-    }
-    for key, label in labels.items():
-        if isinstance(summary.get(key), int) and not isinstance(summary.get(key), bool):
-            rows.append((label, str(summary[key])))
-    if "bytes_copied" in summary:
-        rows.append(("bytes copied", human_bytes(summary["bytes_copied"])))
-    if "duration_s" in summary:
-        rows.append(("duration", f"{float(summary['duration_s']):.1f} s"))
-    return rows
-
-
-def failures(report: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """(what, why) for every failed package, image or repository in the report."""
-    found: list[tuple[str, str]] = []
-    for key, name in (
-        ("packages", "package"),
-        ("images", "destination"),
-        ("repositories", "repository"),
-    ):
-        entries = report.get(key)
-        if not isinstance(entries, list):
-            continue
-        for entry in entries:
-            if isinstance(entry, Mapping) and entry.get("status") == "failed":
-                what = str(entry.get(name) or entry.get("source") or "?")
-                found.append((what, str(entry.get("error") or "")))
-    discovery = report.get("summary", {}).get("discovery_error")
-    if discovery:
-        found.insert(0, ("discovery", str(discovery)))
-    return found
-
-
-def moved_tags(report: Mapping[str, Any]) -> list[tuple[str, str, str]]:
-    """(tag or ref, was, now) for every tag the source moved and every ref it rewrote."""
-    moved = report.get("moved_tags") or []
-    rows = []
-    for entry in moved if isinstance(moved, list) else []:
-        if isinstance(entry, Mapping):
-            rows.append((str(entry.get("tag")), str(entry.get("was")), str(entry.get("now"))))
-    for repository in report.get("repositories") or []:
-        if not isinstance(repository, Mapping):
-            continue
-        for change in repository.get("ref_changes") or []:
-            if isinstance(change, Mapping) and change.get("change") in ("forced", "deleted"):
-                what = f"{repository.get('repository')} {change.get('ref')}"
-                now = str(change.get("new") or "deleted")
-                rows.append((what, str(change.get("old") or ""), now))
-    return rows
 
 
 def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Iterator[str]:
