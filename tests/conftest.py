@@ -59,6 +59,7 @@ INTEGRATION_TESTS = frozenset(
         "test_layout_writers.py::test_concurrent_processes_writing_one_layout_lose_nothing",
         "test_non_json_answers.py::test_commands_behind_a_login_page_fail_with_the_reason",
         "test_shards_and_prune.py::test_shard_assignment_does_not_depend_on_the_hash_seed",
+        "test_cli_usage.py::test_verify_repos_reads_every_flag_it_offers",  # git on PATH
         # The CLI as a subprocess.
         "test_cli_declarations.py::test_the_entry_points_run",
     }
