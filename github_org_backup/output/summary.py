@@ -16,6 +16,7 @@ import unicodedata
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import assert_never
 
 import structlog
 
@@ -72,7 +73,9 @@ def outcome(report: Shown) -> Outcome:
         return report
     if isinstance(report, RunReport):
         return _images_outcome(report)
-    return _repos_outcome(report)
+    if isinstance(report, ReposReport):
+        return _repos_outcome(report)
+    assert_never(report)  # a report's JSON is not shown: its typed report is
 
 
 def _images_outcome(report: RunReport) -> Outcome:
