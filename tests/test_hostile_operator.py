@@ -21,7 +21,7 @@ from markdown_it import MarkdownIt
 from github_org_backup import cli
 from github_org_backup.errors import OutputError
 from github_org_backup.output.report import write_report
-from github_org_backup.output.summary import markdown, plain_text
+from github_org_backup.output.summary import Outcome, markdown, plain_text
 from tests.harness.background import BackgroundLoop
 from tests.harness.github_api import GitHubStandIn, StandInPackage
 from tests.harness.hostile import COMMAND, MiB, Recorder, Sandbox, run_measured
@@ -349,13 +349,20 @@ HOSTILE = {
 }
 
 
-def _hostile_report() -> dict[str, Any]:
-    return {
-        "summary": {"images_failed": len(HOSTILE), "discovery_error": HOSTILE["line"]},
-        "packages": [{"package": v, "status": "failed", "error": v} for v in HOSTILE.values()],
-        "images": [{"destination": v, "status": "failed", "error": v} for v in HOSTILE.values()],
-        "moved_tags": [{"tag": v, "was": v, "now": v} for v in HOSTILE.values()],
-    }
+def _hostile_outcome(*failures: tuple[str, str]) -> Outcome:
+    """What the summaries show of a run whose package names, image names, errors and moved
+    tags all came from a hostile source."""
+    hostile = list(HOSTILE.values())
+    return Outcome(
+        counts=(("images failed", str(len(HOSTILE))),),
+        failures=(
+            ("discovery", HOSTILE["line"]),
+            *((v, v) for v in hostile),  # packages
+            *((v, v) for v in hostile),  # images
+            *failures,
+        ),
+        moved=tuple((v, v, v) for v in hostile),
+    )
 
 
 def _assert_literal_markdown(text: str, hostile: list[str]) -> None:
@@ -385,15 +392,13 @@ def _assert_literal_markdown(text: str, hostile: list[str]) -> None:
 def test_job_summary_shows_hostile_names_and_errors_literally() -> None:
     """Package names, tags and error texts with links, images, HTML, headings, table pipes,
     autolinks, emphasis, entities, terminal sequences and line breaks render as plain text."""
-    text = markdown("registry", _hostile_report(), 1)
+    text = markdown("registry", _hostile_outcome(), 1)
     _assert_literal_markdown(text, list(HOSTILE.values()))
 
 
 def test_a_long_hostile_cell_is_clipped_before_escaping() -> None:
     """The 300-character clip applies to the text, so it never cuts an escape in half."""
-    text = markdown(
-        "copy", {"images": [{"destination": "x", "status": "failed", "error": "[" * 999}]}, 1
-    )
+    text = markdown("copy", Outcome((), (("x", "[" * 999),), ()), 1)
     row = next(line for line in text.splitlines() if line.startswith("| x |"))
     assert row.count("\\[") == 299 and row.endswith("… |")
 
@@ -406,14 +411,7 @@ def test_terminal_table_shows_hostile_text_literally(
     from github_org_backup.output.progress import print_summary_table
 
     monkeypatch.setenv("COLUMNS", "400")
-    report = _hostile_report()
-    report["images"].append(
-        {
-            "destination": "x[/bold]",
-            "status": "failed",
-            "error": "[link=http://evil.example]k[/link]",
-        }
-    )
+    report = _hostile_outcome(("x[/bold]", "[link=http://evil.example]k[/link]"))
     print_summary_table("copy", report, 1)
     shown = capsys.readouterr().err
     assert "x[/bold]" in shown and "[link=http://evil.example]k[/link]" in shown

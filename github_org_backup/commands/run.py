@@ -15,7 +15,7 @@ nothing new) and, after the grace period, ``abort`` (abandon what is in flight);
 display is drawn until the work ends. ``finish`` logs ``run_finished``, writes the report, draws
 the summary table and the job summary, publishes metrics, and returns the exit code.
 
-``execute`` and ``finish_copy`` are that lifecycle for the copy engine (registry, copy and
+``execute`` and ``finish`` are that lifecycle for the copy engine (registry, copy and
 restore); another job (the repos command) brings its own work, report and metrics job.
 """
 

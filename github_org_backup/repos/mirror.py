@@ -16,8 +16,7 @@ import structlog
 
 from github_org_backup.errors import GitError, GitTimeout, RepositoryNotFound, UsageError
 from github_org_backup.model.packages import Owner
-from github_org_backup.output.repos_report import RefUpdate, RepoCounts
-from github_org_backup.output.repos_report import RepoOutcome as RepoOutcome  # for repos.screen
+from github_org_backup.output.repos_report import RefUpdate, RepoCounts, RepoOutcome
 from github_org_backup.repos.git import Git, GitHost, GitSettings
 
 if TYPE_CHECKING:

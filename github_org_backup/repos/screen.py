@@ -8,7 +8,8 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from github_org_backup.errors import ApiHostMismatch
-from github_org_backup.repos.mirror import RepoOutcome, ReposConfig, Target
+from github_org_backup.output.repos_report import RepoOutcome
+from github_org_backup.repos.mirror import ReposConfig, Target
 
 if TYPE_CHECKING:
     from github_org_backup.github.repos import Repo
