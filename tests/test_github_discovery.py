@@ -457,7 +457,7 @@ async def test_rate_limits_in_process() -> None:
     )
     found: list[Package | FailedPackage] = []
     try:
-        with structlog.testing.capture_logs() as logs, pytest.raises(GitHubRateLimited) as raised:
+        with structlog.testing.capture_logs() as logs, pytest.raises(GitHubRateLimited) as raised:  # noqa: PT012
             async for package in github.packages(lambda _: True):
                 found.append(package)
     finally:

@@ -45,7 +45,7 @@ async def test_a_listing_that_is_not_a_json_object_fails_once_with_its_name(
 ) -> None:
     with aioresponses() as mocked:
         mocked.get(BASE + path, status=200, body=body, content_type=content_type)
-        with pytest.raises(RegistryError, match="not a JSON object") as caught:
+        with pytest.raises(RegistryError, match="not a JSON object") as caught:  # noqa: PT012
             if "_catalog" in path:
                 await client.list_repositories()
             else:

@@ -490,7 +490,7 @@ async def test_a_crash_before_the_snapshot_is_saved_leaves_every_stored_snapshot
 
     snapshots.save = killed  # type: ignore[method-assign,assignment]
     await asyncio.sleep(0.002)
-    with pytest.raises(OSError):
+    with pytest.raises(OSError, match="killed"):
         await record_run(
             snapshots,
             second.snapshot,

@@ -18,7 +18,7 @@ def test_an_unmarked_test_cannot_start_a_process(request: pytest.FixtureRequest)
         await asyncio.create_subprocess_exec(sys.executable, "-c", "pass")
 
     # The guard this test runs under would fail it too; the inner one takes the record.
-    with pytest.raises(pytest.fail.Exception, match=r"os\.fork"), guarded(request.node):
+    with pytest.raises(pytest.fail.Exception, match=r"os\.fork"), guarded(request.node):  # noqa: PT012
         with pytest.raises(SpawnInUnitTest, match="mark it @pytest.mark.integration"):
             subprocess.run([sys.executable, "-c", "pass"], check=False)
         with pytest.raises(SpawnInUnitTest):

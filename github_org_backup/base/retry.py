@@ -51,7 +51,7 @@ class RetryPolicy:
         if retry_after is not None:
             return min(max(retry_after, 0.0), self.max_retry_after_s)
         ceiling = min(self.max_delay_s, self.base_delay_s * (2 ** (attempt - 1)))
-        return random.uniform(ceiling / 2, ceiling)
+        return random.uniform(ceiling / 2, ceiling)  # noqa: S311 - jitter, not a secret
 
     def immediate(self, attempts: int | None = None) -> RetryPolicy:
         """The same bound on attempts (or ``attempts``), with no wait between them."""

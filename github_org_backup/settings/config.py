@@ -145,9 +145,9 @@ def _not_a_host(text: str) -> bool:
     return not any(c in first for c in ".:[") and first != "localhost"
 
 
-TOKEN_FOR_PACKAGES = "a classic personal access token with read:packages"
-TOKEN_FOR_REPOS = (
-    "a classic personal access token with the repo scope, or a fine-grained token with "
+TOKEN_FOR_PACKAGES = "a classic personal access token with read:packages"  # noqa: S105
+TOKEN_FOR_REPOS = (  # words for messages, not a token
+    "a classic personal access token with the repo scope, or a fine-grained token with "  # noqa: S105
     "Contents: read"
 )
 

@@ -16,17 +16,16 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import fcntl
 import json
 import os
 import stat
 import tempfile
-from collections.abc import AsyncIterable, AsyncIterator, Iterator
+from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
 
 from github_org_backup.base import jsonio
-from github_org_backup.base.files import atomic_write
+from github_org_backup.base.files import atomic_write, locked_directory
 from github_org_backup.errors import (
     ContentError,
     DigestMismatch,
@@ -123,22 +122,6 @@ def _apply(index: dict[str, Any], ref_name: str, entry: dict[str, Any] | None) -
     index["manifests"] = [e for e in index["manifests"] if _ref_of(e) != ref_name]
     if entry is not None:
         index["manifests"].append(entry)
-
-
-@contextlib.contextmanager
-def _locked_directory(path: Path) -> Iterator[None]:
-    """An exclusive flock on the layout directory itself (no lock file in the layout).
-
-    Where the filesystem has no flock (some network filesystems), writers go unlocked, as
-    before: one writer at a time is then the user's to arrange.
-    """
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        with contextlib.suppress(OSError):
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        yield
-    finally:
-        os.close(fd)  # releases the lock
 
 
 class LayoutStore:
@@ -238,7 +221,7 @@ class LayoutStore:
             self._index = merged
 
     def _merge_into_index(self, pending: dict[str, dict[str, Any] | None]) -> dict[str, Any]:
-        with _locked_directory(self.root):
+        with locked_directory(self.root):
             path = self.root / "index.json"
             if path.exists():
                 index = self._read_index(path)
@@ -381,11 +364,9 @@ class LayoutStore:
                     await asyncio.to_thread(handle.write, data)
                 await asyncio.to_thread(handle.flush)
                 await asyncio.to_thread(os.fsync, handle.fileno())
-            if os.path.getsize(tmp) != blob.size:
-                raise SizeMismatch(f"blob {blob.digest} was cut short")
-            os.replace(tmp, path)
+            await asyncio.to_thread(_commit, tmp, path, blob)
         except BaseException:
-            Path(tmp).unlink(missing_ok=True)
+            _discard(tmp)  # at once: a cancelled write must not leave its temporary file
             raise
 
     def _write_blob_bytes(self, digest: str, data: bytes) -> None:
@@ -396,3 +377,13 @@ class LayoutStore:
         self._ensure_layout()
         path.parent.mkdir(parents=True, exist_ok=True)
         atomic_write(path, data)
+
+
+def _commit(tmp: str, path: Path, blob: Descriptor) -> None:
+    if os.path.getsize(tmp) != blob.size:
+        raise SizeMismatch(f"blob {blob.digest} was cut short")
+    os.replace(tmp, path)
+
+
+def _discard(tmp: str) -> None:
+    Path(tmp).unlink(missing_ok=True)
