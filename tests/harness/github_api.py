@@ -15,12 +15,13 @@ from __future__ import annotations
 import hashlib
 import json
 import math
-import threading
 import time
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Literal
 from urllib.parse import parse_qs, quote, unquote, urlsplit
+
+from tests.harness.servers import ThreadedHTTPServer
 
 
 @dataclass
@@ -137,7 +138,7 @@ def _missing_scope(scopes: set[str]) -> tuple[int, object, dict[str, str]]:
 
 
 @dataclass
-class GitHubStandIn:
+class GitHubStandIn(ThreadedHTTPServer):
     """Owners map to packages. Tokens map to their OAuth scopes."""
 
     owners: dict[str, list[StandInPackage]] = field(default_factory=dict)
@@ -161,20 +162,6 @@ class GitHubStandIn:
         if fault.times is not None:
             fault.times -= 1
         return fault.answer(owner, self.tokens[token])
-
-    def start(self) -> GitHubStandIn:
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), self._handler())
-        self._server.daemon_threads = True
-        threading.Thread(target=self._server.serve_forever, daemon=True).start()
-        return self
-
-    def stop(self) -> None:
-        self._server.shutdown()
-        self._server.server_close()
-
-    @property
-    def url(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}"
 
     def _route(
         self, raw_path: str, query: dict[str, list[str]], token: str | None
