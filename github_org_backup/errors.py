@@ -9,6 +9,8 @@
     │   └── GitMissing        git is not installed
     ├── GitHubUnavailable     the GitHub API could not be reached or kept failing
     │   └── GitHubRateLimited a rate limit that resets later than the run waits
+    ├── GitHubRefused         one GitHub request refused; the lister decides whose failure
+    ├── TooManyPages          a listing still linked a next page after its most pages
     ├── GitHubAnswerInvalid   an answer outside GitHub's documented shape or the tool's bounds
     ├── DiscoveryStopped      the run was asked to stop while GitHub was being asked
     ├── GitError              a git command failed
@@ -201,6 +203,26 @@ class GitHubRateLimited(GitHubUnavailable):
         super().__init__(message)
         self.limit = limit
         self.resets_at = resets_at
+
+
+class GitHubRefused(BackupError):
+    """GitHub answered one request with an error status; the lister decides whose failure it
+    is (the run's, or one package's)."""
+
+    def __init__(self, status: int, reason: str, message: str = "") -> None:
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.message = message  # GitHub's own words, cleaned
+
+
+class TooManyPages(BackupError):
+    """A listing still linked a next page after the most pages it may have."""
+
+    def __init__(self, pages: int, items: int) -> None:
+        super().__init__(f"still a next page after {pages} pages")
+        self.pages = pages
+        self.items = items
 
 
 class GitHubAnswerInvalid(BackupError):

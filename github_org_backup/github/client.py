@@ -30,6 +30,7 @@ from github_org_backup.base.logs import adopt_library_logs
 from github_org_backup.errors import (
     DiscoveryStopped,
     GitHubAnswerInvalid,
+    GitHubRefused,
     GitHubUnavailable,
 )
 from github_org_backup.github.http import (
@@ -41,7 +42,6 @@ from github_org_backup.github.http import (
     parse_page,
 )
 from github_org_backup.github.refusals import (
-    Refused,
     attempts_text,
     classify_refusal,
     explain_refusal,
@@ -115,7 +115,7 @@ class Page:
 
 class GitHubClient:
     """PyGithub for one owner's API: every request paced, bounded, retried and run on the
-    worker thread; GitHub's refusals raised as ``Refused`` or the tool's errors."""
+    worker thread; GitHub's refusals raised as ``GitHubRefused`` or the tool's errors."""
 
     def __init__(
         self,
@@ -223,7 +223,7 @@ class GitHubClient:
             if exc.status in (403, 429) and kind in ("primary", "secondary"):
                 raise rate_limited(exc.headers or {}, wait=None, cap=self._max_wait) from None
             reason = explain_refusal(exc.status, exc.headers or {}, message, self.owner)
-            raise Refused(exc.status, reason, message) from None
+            raise GitHubRefused(exc.status, reason, message) from None
         except requests.exceptions.RetryError:
             status = self._state.last_status or 0
             attempts = self._state.attempts
@@ -231,7 +231,7 @@ class GitHubClient:
                 raise rate_limited(
                     self._state.last_headers, wait=None, cap=self._max_wait, attempts=attempts
                 ) from None
-            raise Refused(
+            raise GitHubRefused(
                 status, f"GitHub answered HTTP {status} on {url} ({attempts_text(attempts)})"
             ) from None
         except requests.RequestException as exc:
@@ -274,7 +274,7 @@ class GitHubClient:
                 error = data if isinstance(data, dict) else {"data": data}
                 raise self._requester.createException(status, answered, error)
         if status != 200:
-            raise Refused(status, f"GitHub answered HTTP {status} without a list on {url}")
+            raise GitHubRefused(status, f"GitHub answered HTTP {status} without a list on {url}")
         if not isinstance(data, list):
             what = f"JSON {_JSON_NAMES.get(type(data), 'value')}" if json_text else "no JSON"
             raise GitHubAnswerInvalid(f"GitHub answered {url} with {what} where its API has a list")

@@ -25,7 +25,13 @@ from typing import Any, Literal
 
 import structlog
 
-from github_org_backup.errors import GitHubAccessError, GitHubAnswerInvalid, OverLimit
+from github_org_backup.errors import (
+    GitHubAccessError,
+    GitHubAnswerInvalid,
+    GitHubRefused,
+    OverLimit,
+    TooManyPages,
+)
 from github_org_backup.github.cache import (
     CachedPackage,
     DiscoveryCache,
@@ -35,7 +41,7 @@ from github_org_backup.github.cache import (
 )
 from github_org_backup.github.client import GitHubClient, Page
 from github_org_backup.github.http import DEFAULT_RETRIES, PAGE_SIZE, ApiLimits
-from github_org_backup.github.refusals import Refused, TooManyPages, list_error
+from github_org_backup.github.refusals import list_error, too_many_pages
 from github_org_backup.github.retry import DEFAULT_MAX_RATE_LIMIT_WAIT_S
 from github_org_backup.model.packages import FailedPackage, Owner, Package, TagCollector
 
@@ -254,7 +260,7 @@ class GitHubPackages:
                 got = self._client.get_page(
                     path, self._page_params(number, params), old.etag if old else None
                 )
-            except Refused as exc:
+            except GitHubRefused as exc:
                 listed = sum(len(p.items) for p in pages)
                 if exc.status != 400 or listed < LIST_CAP:
                     raise
@@ -313,7 +319,7 @@ class GitHubPackages:
         path = self.owner.packages_path()
         try:
             pages = self._list_pages(path)
-        except Refused as exc:
+        except GitHubRefused as exc:
             raise list_error(
                 exc, self.owner, self._api_url + path, self._client.token_kind
             ) from None
@@ -340,10 +346,10 @@ class GitHubPackages:
             self._failed.add(name)
             reason = str(exc)
             if isinstance(exc, TooManyPages):
-                reason = exc.explain(listed.version_count, self.limits.max_pages)
+                reason = too_many_pages(exc, listed.version_count, self.limits.max_pages)
             log.error("package_failed", package=name, error=reason)
             return FailedPackage(name, reason)
-        except Refused as exc:
+        except GitHubRefused as exc:
             self._failed.add(name)
             if exc.status == 401:  # the token stopped working: no other package will do better
                 raise GitHubAccessError(exc.reason, status=exc.status) from None

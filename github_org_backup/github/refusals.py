@@ -31,8 +31,10 @@ from github_org_backup.errors import (
     BackupError,
     GitHubAccessError,
     GitHubRateLimited,
+    GitHubRefused,
     GitHubUnavailable,
     RateLimit,
+    TooManyPages,
 )
 from github_org_backup.github.http import PAGE_SIZE
 from github_org_backup.model.packages import Owner
@@ -40,32 +42,15 @@ from github_org_backup.model.packages import Owner
 Refusal = Literal["primary", "secondary", "sso", "scope", "forbidden"]
 
 
-class TooManyPages(BackupError):
-    """A listing still linked a next page after the most pages it may have."""
-
-    def __init__(self, pages: int, items: int) -> None:
-        super().__init__(f"still a next page after {pages} pages")
-        self.pages = pages
-        self.items = items
-
-    def explain(self, version_count: int | None, max_pages: int) -> str:
-        listed = "" if version_count is None else f", and the list says {version_count}"
-        return (
-            f"GitHub kept linking a next page of its versions after {self.pages} pages "
-            f"({self.items} versions read{listed}): stopped, nothing of it is backed up. "
-            f"A package may have at most {max_pages * PAGE_SIZE} versions here "
-            "(GITHUB_API_MAX_PAGES pages of 100); delete old untagged versions, or raise it"
-        )
-
-
-class Refused(BackupError):
-    """GitHub answered one request with an error status; the caller decides whose it is."""
-
-    def __init__(self, status: int, reason: str, message: str = "") -> None:
-        super().__init__(reason)
-        self.status = status
-        self.reason = reason
-        self.message = message  # GitHub's own words, cleaned
+def too_many_pages(exc: TooManyPages, version_count: int | None, max_pages: int) -> str:
+    """Why a package whose versions kept linking a next page is not backed up."""
+    listed = "" if version_count is None else f", and the list says {version_count}"
+    return (
+        f"GitHub kept linking a next page of its versions after {exc.pages} pages "
+        f"({exc.items} versions read{listed}): stopped, nothing of it is backed up. "
+        f"A package may have at most {max_pages * PAGE_SIZE} versions here "
+        "(GITHUB_API_MAX_PAGES pages of 100); delete old untagged versions, or raise it"
+    )
 
 
 def lower_headers(raw: Mapping[str, str] | None) -> dict[str, str]:
@@ -221,7 +206,7 @@ def _wrong_token(status: int, message: str, kind: TokenKind) -> str | None:
     return None
 
 
-def list_error(exc: Refused, owner: Owner, url: str, token: TokenKind) -> BackupError:
+def list_error(exc: GitHubRefused, owner: Owner, url: str, token: TokenKind) -> BackupError:
     """A refused package list: nothing can be discovered. GitHub's own message is always shown;
     the classic-token hint only where the refusal shows a token of the wrong kind."""
     status = exc.status
