@@ -19,6 +19,7 @@ from github_org_backup.settings.config import load_registry_config, shard_texts
 from github_org_backup.settings.declare import resolve
 from github_org_backup.settings.globs import OwnedNames, package_globs
 from github_org_backup.settings.images import restore_options, verify_options
+from github_org_backup.settings.options import run_control_from
 from github_org_backup.settings.parser import build_parser
 from github_org_backup.settings.reference import REGENERATE, reference
 from tests.harness.clirun import ROOT, run_in_process
@@ -166,3 +167,18 @@ def test_the_entry_points_run() -> None:
         [str(script), "--version"], capture_output=True, text=True, check=False, env=env
     )
     assert console.returncode == 0 and console.stdout == module.stdout
+
+
+def test_the_metrics_shard_label_follows_the_shard_flag_or_its_variable() -> None:
+    """Shards pushing to one Pushgateway must not share a label: BACKUP_SHARD counts."""
+    parser = build_parser()
+
+    def label(argv: list[str], env: dict[str, str]) -> str:
+        return run_control_from(parser.parse_args(argv), env).metrics.shard
+
+    registry = ["registry", "--org", "acme", "--dest", "backup.test/ghcr"]
+    assert label(registry, {}) == "all"
+    assert label([*registry, "--shard", "1/4"], {}) == "1-of-4"
+    assert label(registry, {"BACKUP_SHARD": "2/4"}) == "2-of-4"
+    assert label([*registry, "--shard", "1/4"], {"BACKUP_SHARD": "2/4"}) == "1-of-4"
+    assert label([*registry, "--shard-count", "4"], {"JOB_COMPLETION_INDEX": "3"}) == "3"

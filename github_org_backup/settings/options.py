@@ -192,7 +192,9 @@ def run_control_from(
     pushgateway = resolve(flags.PUSHGATEWAY, args, env)
     if pushgateway:
         check_http_url(pushgateway, "--pushgateway", "http://pushgateway:9091")
-    shard = getattr(args, "shard", None) or from_env(variables.JOB_COMPLETION_INDEX, env) or "all"
+    # The label keeps shards apart in the Pushgateway: BACKUP_SHARD counts as --shard does.
+    text = shard_texts(args, env)[0] if hasattr(args, "shard") else None
+    shard = text or from_env(variables.JOB_COMPLETION_INDEX, env) or "all"
     metrics = MetricsTargets(pushgateway, metrics_file, shard.replace("/", "-of-"))
     return RunControl(
         resolve(concurrency, args, env),
