@@ -14,7 +14,6 @@ Every session runs in the environment nox is started from (the project's .venv, 
 
 from __future__ import annotations
 
-import importlib.util
 import subprocess
 import sys
 import tempfile
@@ -90,8 +89,6 @@ def image(session: nox.Session) -> None:
 @nox.session(python=False)
 def docs(session: nox.Session) -> None:
     """docs/cli.md from the CLI's own declarations; ``-- --check`` only compares."""
-    if importlib.util.find_spec(DOCS_MODULE) is None:
-        session.skip(f"{DOCS_MODULE} does not exist yet: nothing generates docs/cli.md")
     done = subprocess.run(
         [sys.executable, "-m", DOCS_MODULE], capture_output=True, text=True, check=False
     )

@@ -10,9 +10,14 @@ from github_org_backup.settings.variables import VARIABLES
 INTERRUPTED = (143, "stopped by SIGTERM or SIGINT (after --grace-period; the report is written)")
 COPY_EXIT = (
     (0, "every image copied or already current"),
-    (1, "some images (registry: or packages) failed, the rest were copied"),
+    (1, "some images failed, the rest were copied"),
     (2, "usage, configuration or access error before anything was copied"),
     INTERRUPTED,
+)
+REGISTRY_EXIT = (
+    COPY_EXIT[0],
+    (1, "some images or packages failed, or discovery stopped early; the rest were copied"),
+    *COPY_EXIT[2:],
 )
 EVERY_EXIT = (
     (70, "a bug: one run_crashed event with the traceback (please report it)"),
@@ -32,7 +37,7 @@ COMMANDS = (
         "back up every container package of a GitHub owner",
         "Discover an organisation's (or user's) GHCR packages through the GitHub API, keep the "
         "latest patch of every major.minor, and copy them to --dest.",
-        COPY_EXIT,
+        REGISTRY_EXIT,
     ),
     Command(
         "verify",

@@ -135,8 +135,8 @@ ALLOW_INTERNAL_REDIRECTS = Option(
 READ_TIMEOUT = Option(
     ("--read-timeout",),
     "longest silence on a socket before the request is retried; a slow layer that keeps moving "
-    "faster than --min-speed goes on until --image-timeout (verify --repos: git's stall limit, "
-    "as for repos)",
+    "faster than --min-speed goes on until --image-timeout, where the command has one "
+    "(verify --repos: git's stall limit, as for repos)",
     IMAGES,
     NETWORK,
     parse=values.timeout_seconds,

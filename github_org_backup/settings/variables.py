@@ -35,10 +35,10 @@ GITHUB_API_URL_VARIABLE = replace(
 
 GITHUB_TOKEN = Option(
     (),
-    "the GitHub token, unless --github-token-file: for registry a classic PAT with "
-    "read:packages; for repos a classic PAT with the repo scope, or a fine-grained token with "
-    "Contents: read (git gets it in its environment only); verify --repos compares each "
-    "mirror's refs with the source's when it is set",
+    "the GitHub token (registry and repos also take --github-token-file): for registry a "
+    "classic PAT with read:packages; for repos a classic PAT with the repo scope, or a "
+    "fine-grained token with Contents: read (git gets it in its environment only); "
+    "verify --repos compares each mirror's refs with the source's when it is set",
     GITHUB | {"verify"},
     ENVIRONMENT,
     env="GITHUB_TOKEN",
