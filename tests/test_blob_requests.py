@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from github_org_backup.copy.engine import CopyEngine, _Probe
+from github_org_backup.copy.engine import CopyEngine
+from github_org_backup.copy.presence import Probe
 from github_org_backup.model.reference import parse_reference
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.report import Stats
@@ -63,7 +64,7 @@ def _copy(
     source: LiveRegistry,
     destination: LiveRegistry,
     pairs: list[tuple[str, str]],
-    probe: _Probe | None,
+    probe: Probe | None,
 ) -> list[tuple[str, str | None]]:
     """Copy in-process, starting from a given probe state for the destination."""
     explicit = {
@@ -97,7 +98,7 @@ def test_a_present_blob_found_by_self_mount_still_has_its_size_checked(
     dst = f"http://{destination.host}/{repository}"
     assert _copy(source, destination, [(f"{src}:good", f"{dst}:g0")], None) == [("copied", None)]
     mark = len(destination.process.requests())
-    probe = _Probe(mounted=True, absent=1)
+    probe = Probe(mounted=True, absent=1)
     results = _copy(
         source, destination, [(f"{src}:bad", f"{dst}:bad"), (f"{src}:good", f"{dst}:good")], probe
     )

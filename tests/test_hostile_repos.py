@@ -27,7 +27,8 @@ from github_org_backup.errors import GitHubAnswerInvalid, UsageError
 from github_org_backup.github.http import ApiLimits
 from github_org_backup.github.repos import GitHubRepos
 from github_org_backup.model.packages import Owner
-from github_org_backup.repos.git import LOW_SPEED_LIMIT_BPS, Git, GitHost
+from github_org_backup.repos.git import LOW_SPEED_LIMIT_BPS, Git
+from github_org_backup.repos.host import GitHost
 from github_org_backup.repos.mirror import DEFAULT_REPO_TIMEOUT_S
 from github_org_backup.settings.repos import load_repos_config, verify_repos_options
 from tests.harness.background import BackgroundLoop

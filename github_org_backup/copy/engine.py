@@ -38,7 +38,6 @@ from github_org_backup.stores.protocol import Store, UploadSession
 log = structlog.get_logger("github_org_backup.copy.engine")
 
 DEFAULT_CONCURRENCY = 16
-_Probe = Probe  # what checking blobs at one destination registry found so far
 
 
 @dataclass(frozen=True)
@@ -85,7 +84,7 @@ class CopyEngine:
         self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
         self._blob_homes: dict[_BlobKey, list[str]] = {}
         self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
-        self._probes: dict[Registry, _Probe] = {}
+        self._probes: dict[Registry, Probe] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
         self._aborting = False
@@ -306,7 +305,7 @@ class CopyEngine:
         if homes := self._blob_homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
             if location is None:
-                self._probes.setdefault(dst.registry, _Probe()).mounted = True
+                self._probes.setdefault(dst.registry, Probe()).mounted = True
                 self.stats.blobs_mounted += 1
                 log.debug(
                     "blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0]
@@ -319,7 +318,7 @@ class CopyEngine:
         leader = asyncio.get_running_loop().create_future()
         self._blob_leaders[(dst.registry, blob.digest)] = leader
         try:
-            probe = self._probes.setdefault(dst.registry, _Probe())
+            probe = self._probes.setdefault(dst.registry, Probe())
             session = await check_blob(target, blob, dst, probe)
             if session == PRESENT:
                 self.stats.blobs_skipped += 1

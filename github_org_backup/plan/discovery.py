@@ -11,7 +11,6 @@ import structlog
 
 from github_org_backup.errors import BackupError, DiscoveryStopped, UsageError
 from github_org_backup.model.packages import FailedPackage
-from github_org_backup.model.reference import Repository
 from github_org_backup.model.results import PackageResult
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.report import Discovery as DiscoveryOutcome
@@ -138,16 +137,6 @@ class Discovery:
         if isinstance(self.error, UsageError):
             return self.error
         return UsageError(str(self.error))
-
-    def planned_repositories(self, prefix: Repository) -> set[str]:
-        """The repositories (below ``prefix``) this run's plans write to."""
-        found = set()
-        for plan in self.plans:
-            for spec in plan.specs:
-                relative = spec.destination.repository.relative_to(prefix)
-                if relative:
-                    found.add(relative)
-        return found
 
     def outcome(self) -> DiscoveryOutcome:
         github = self.github

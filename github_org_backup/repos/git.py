@@ -377,4 +377,4 @@ def _failure(command: str, stderr: str, code: int) -> GitError:
     return GitError(f"git {command}: {message}")
 
 
-__all__ = ["LOW_SPEED_LIMIT_BPS", "Git", "GitHost", "GitSettings", "MirrorResult", "RefChange"]
+__all__ = ["LOW_SPEED_LIMIT_BPS", "Git", "GitSettings", "MirrorResult", "RefChange"]

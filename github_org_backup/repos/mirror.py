@@ -17,7 +17,8 @@ import structlog
 from github_org_backup.errors import GitError, GitTimeout, RepositoryNotFound, UsageError
 from github_org_backup.model.packages import Owner
 from github_org_backup.output.repos_report import RefUpdate, RepoCounts, RepoOutcome
-from github_org_backup.repos.git import Git, GitHost, GitSettings
+from github_org_backup.repos.git import Git, GitSettings
+from github_org_backup.repos.host import GitHost
 
 if TYPE_CHECKING:
     from github_org_backup.github.repos import Repo, RepoFilter

@@ -25,9 +25,6 @@ from github_org_backup.settings.declare import from_env, resolve
 from github_org_backup.settings.globs import package_globs
 from github_org_backup.stores.registry.credentials import Credentials
 
-DEFAULT_API_URL = flags.GITHUB_API_URL.default
-DEFAULT_USERNAME = variables.GITHUB_USERNAME.default
-
 
 @dataclass(frozen=True)
 class Shard:

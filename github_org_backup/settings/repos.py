@@ -11,7 +11,8 @@ from pathlib import Path
 
 from github_org_backup.errors import UsageError
 from github_org_backup.github.http import GitHubSettings
-from github_org_backup.repos.git import GitHost, GitSettings
+from github_org_backup.repos.git import GitSettings
+from github_org_backup.repos.host import GitHost
 from github_org_backup.repos.mirror import ReposConfig
 from github_org_backup.repos.verify import MirrorCheck
 from github_org_backup.settings import command_flags as own

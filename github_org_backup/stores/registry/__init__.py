@@ -12,7 +12,6 @@
 Nothing outside this package sees a token, a redirect or an aiohttp exception.
 """
 
-from github_org_backup.stores.registry.answers import resumed_at
 from github_org_backup.stores.registry.client import RegistryClient
 
-__all__ = ["RegistryClient", "resumed_at"]
+__all__ = ["RegistryClient"]
