@@ -182,3 +182,20 @@ def test_the_metrics_shard_label_follows_the_shard_flag_or_its_variable() -> Non
     assert label(registry, {"BACKUP_SHARD": "2/4"}) == "2-of-4"
     assert label([*registry, "--shard", "1/4"], {"BACKUP_SHARD": "2/4"}) == "1-of-4"
     assert label([*registry, "--shard-count", "4"], {"JOB_COMPLETION_INDEX": "3"}) == "3"
+
+
+def test_a_shared_option_speaks_only_of_the_command_it_is_shown_in() -> None:
+    """An aside for one command appears in that command's help and docs section alone."""
+
+    def words(argv: list[str]) -> str:
+        return " ".join(run_in_process(argv).stdout.split())
+
+    helps = {c: words([c, "--help"]) for c in ("copy", "registry", "restore")}
+    for command, text in helps.items():
+        assert "--repos" not in text, command
+    assert "with SRC DST only" in helps["copy"] and "with SRC DST only" not in helps["registry"]
+    verify = words(["verify", "--help"])
+    assert "with --repos: mirrors checked at once" in verify
+    assert "classic PAT with read:packages" not in verify
+    registry_section = reference().split("## `registry`")[1].split("\n## ")[0]
+    assert "--repos" not in registry_section and "read:packages" in registry_section

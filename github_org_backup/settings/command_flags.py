@@ -40,9 +40,10 @@ SNAPSHOT_PREFIX = Option(
 )
 PLATFORM = Option(
     ("--platform",),
-    "copy only these platforms of each index; copy: with SRC DST only",
+    "copy only these platforms of each index",
     COPY | REGISTRY,
     SELECTION,
+    asides=(("copy", "with SRC DST only"),),
     action="append",
     metavar="OS/ARCH[/VARIANT]",
 )
@@ -52,7 +53,7 @@ PLATFORM = Option(
 DEST = Option(
     ("--dest",),
     "the backup: a registry prefix such as registry.example.com/ghcr-backup, or oci:DIR for "
-    "an OCI image layout (registry writes it; verify and snapshots read it)",
+    "an OCI image layout",
     REGISTRY | VERIFY | SNAPSHOTS,
     WHAT,
     env="BACKUP_DEST",
@@ -97,10 +98,10 @@ EXCLUDE_TAG = Option(
 INCLUDE_PACKAGE = Option(
     ("--include-package",),
     "only the packages matching GLOB; named with or without their owner: team/* "
-    "and acme/team/* select the same packages of acme (verify --repos: mirrors REPO or "
-    "OWNER/REPO)",
+    "and acme/team/* select the same packages of acme",
     REGISTRY | VERIFY | RESTORE,
     SELECTION,
+    asides=(("verify", "with --repos: mirrors named REPO or OWNER/REPO"),),
     action="append",
     metavar="GLOB",
 )

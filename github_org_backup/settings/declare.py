@@ -45,6 +45,7 @@ class Option:
     required: bool = False
     nargs: str | None = None
     env_adds: bool = False  # append: the variable's comma-separated entries join the flag's
+    asides: tuple[tuple[str, str], ...] = ()  # (command, what the option does there besides)
 
     @property
     def name(self) -> str:
@@ -79,9 +80,13 @@ class Option:
             return None
         return f"{self.default:g}" if isinstance(self.default, float) else str(self.default)
 
-    def for_help(self) -> str:
+    def help_in(self, command: str | None) -> str:
+        """What the option does in ``command``: its help, and the aside for that command."""
+        return self.help + "".join(f" ({aside})" for name, aside in self.asides if name == command)
+
+    def for_help(self, command: str | None = None) -> str:
         """The help of the flag: what it does, its variable, its default."""
-        text = self.help
+        text = self.help_in(command)
         if self.action == "append":
             text += " (repeatable)"
         if self.env:
@@ -90,9 +95,9 @@ class Option:
             text += f" (default {default})"
         return text
 
-    def add_to(self, parser: Any) -> None:
+    def add_to(self, parser: Any, command: str | None = None) -> None:
         """Add this option to an argparse parser, group or mutually exclusive group."""
-        kwargs: dict[str, Any] = {"help": self.for_help().replace("%", "%%")}
+        kwargs: dict[str, Any] = {"help": self.for_help(command).replace("%", "%%")}
         if self.positional:
             kwargs["nargs"] = self.nargs
             kwargs["metavar"] = self.metavar

@@ -55,18 +55,19 @@ LOG_LEVEL = Option(
 
 CONCURRENCY = Option(
     ("--concurrency",),
-    "images, and blob transfers, in flight at once (verify --repos: mirrors checked at once)",
+    "images, and blob transfers, in flight at once",
     IMAGES - {"snapshots"},
     NETWORK,
+    asides=(("verify", "with --repos: mirrors checked at once"),),
     parse=values.positive_int,
     default=DEFAULT_CONCURRENCY,
 )
 CA_FILE = Option(
     ("--ca-file",),
-    "trust this CA bundle in addition to the system's (verify --repos: the bundle git trusts "
-    "instead of the system's, http.sslCAInfo)",
+    "trust this CA bundle in addition to the system's",
     IMAGES,
     NETWORK,
+    asides=(("verify", "with --repos: the bundle git trusts instead of the system's"),),
     parse=Path,
     metavar="PEM",
 )
@@ -134,11 +135,16 @@ ALLOW_INTERNAL_REDIRECTS = Option(
 )
 READ_TIMEOUT = Option(
     ("--read-timeout",),
-    "longest silence on a socket before the request is retried; a slow layer that keeps moving "
-    "faster than --min-speed goes on until --image-timeout, where the command has one "
-    "(verify --repos: git's stall limit, as for repos)",
+    "longest silence on a socket before the request is retried",
     IMAGES,
     NETWORK,
+    asides=(
+        *(
+            (c, "a slow layer moving faster than --min-speed goes on until --image-timeout")
+            for c in ("copy", "registry", "restore")
+        ),
+        ("verify", "with --repos: git's stall limit, as for repos"),
+    ),
     parse=values.timeout_seconds,
     default=300.0,
     metavar="SECONDS",

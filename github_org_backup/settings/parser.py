@@ -36,7 +36,7 @@ def _entry(name: str, text: str) -> list[str]:
     return first + [" " * _NAME_COLUMN + line for line in rest]
 
 
-def variable_text(option: Option) -> str:
+def variable_text(option: Option, command: str | None = None) -> str:
     """What a variable does: its flag's name when it has one, its own help otherwise."""
     if option.flags:
         text = f"the same as {option.flags[0]}"
@@ -44,14 +44,14 @@ def variable_text(option: Option) -> str:
             text += " (comma-separated; added to the flag's)"
         return text
     default = option.default_text()
-    return option.help + (f" (default {default})" if default is not None else "")
+    return option.help_in(command) + (f" (default {default})" if default is not None else "")
 
 
 def environment_section(name: str) -> list[str]:
     lines = ["environment:"]
     for option in variables(name):
         assert option.env is not None
-        lines += _entry(option.env, variable_text(option))
+        lines += _entry(option.env, variable_text(option, name))
     return lines
 
 
@@ -82,7 +82,7 @@ def add_command(commands: Any, command: Command) -> argparse.ArgumentParser:
             if option.exclusive not in exclusive:
                 exclusive[option.exclusive] = target.add_mutually_exclusive_group()
             target = exclusive[option.exclusive]
-        option.add_to(target)
+        option.add_to(target, command.name)
     return parser
 
 

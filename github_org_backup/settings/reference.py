@@ -22,7 +22,7 @@ def _code(text: str | None) -> str:
     return f"`{text}`" if text else ""
 
 
-def _option_rows(options: tuple[Option, ...]) -> list[str]:
+def _option_rows(options: tuple[Option, ...], command: str) -> list[str]:
     rows = ["| Option | Variable | Default | What it does |", "| --- | --- | --- | --- |"]
     for option in options:
         label = option.label
@@ -30,14 +30,17 @@ def _option_rows(options: tuple[Option, ...]) -> list[str]:
             label += " (required)"
         rows.append(
             f"| {_code(label)} | {_code(option.env)} | {_code(option.default_text())} "
-            f"| {_cell(option.help)}{' (repeatable)' if option.action == 'append' else ''} |"
+            f"| {_cell(option.help_in(command))}"
+            f"{' (repeatable)' if option.action == 'append' else ''} |"
         )
     return rows
 
 
-def _variable_rows(options: tuple[Option, ...]) -> list[str]:
+def _variable_rows(options: tuple[Option, ...], command: str) -> list[str]:
     rows = ["| Variable | What it holds |", "| --- | --- |"]
-    rows += [f"| {_code(o.env)} | {_cell(variable_text(o))} |" for o in options if not o.flags]
+    rows += [
+        f"| {_code(o.env)} | {_cell(variable_text(o, command))} |" for o in options if not o.flags
+    ]
     return rows
 
 
@@ -52,9 +55,14 @@ def section(command: Command) -> list[str]:
     for option in flagged(command.name):
         groups.setdefault(option.group, []).append(option)
     for group, options in groups.items():
-        lines += [f"### {group.capitalize()}", "", *_option_rows(tuple(options)), ""]
+        lines += [f"### {group.capitalize()}", "", *_option_rows(tuple(options), command.name), ""]
     if any(not o.flags for o in variables(command.name)):
-        lines += ["### Environment only", "", *_variable_rows(variables(command.name)), ""]
+        lines += [
+            "### Environment only",
+            "",
+            *_variable_rows(variables(command.name), command.name),
+            "",
+        ]
     lines += ["### Exit status", "", *_exit_rows(command.exit_codes), ""]
     return lines
 

@@ -35,13 +35,19 @@ GITHUB_API_URL_VARIABLE = replace(
 
 GITHUB_TOKEN = Option(
     (),
-    "the GitHub token (registry and repos also take --github-token-file): for registry a "
-    "classic PAT with read:packages; for repos a classic PAT with the repo scope, or a "
-    "fine-grained token with Contents: read (git gets it in its environment only); "
-    "verify --repos compares each mirror's refs with the source's when it is set",
+    "the GitHub token",
     GITHUB | {"verify"},
     ENVIRONMENT,
     env="GITHUB_TOKEN",
+    asides=(
+        ("registry", "unless --github-token-file: a classic PAT with read:packages"),
+        (
+            "repos",
+            "unless --github-token-file: a classic PAT with the repo scope, or a fine-grained "
+            "token with Contents: read; git gets it in its environment only",
+        ),
+        ("verify", "with --repos, each mirror's refs are compared with the source's when set"),
+    ),
 )
 
 GITHUB_USERNAME = Option(
@@ -85,10 +91,11 @@ GITHUB_API_MAX_PAGES = Option(
 
 DEST_USERNAME = Option(
     (),
-    "with DEST_PASSWORD (both or neither): credentials for the backup's registry (restore: "
-    "for --to; copy: for --snapshot-prefix); otherwise docker config.json",
+    "with DEST_PASSWORD (both or neither): credentials for the backup's registry; otherwise "
+    "docker config.json",
     IMAGES,
     ENVIRONMENT,
+    asides=(("restore", "the registry of --to"), ("copy", "the registry of --snapshot-prefix")),
     env="DEST_USERNAME",
 )
 
