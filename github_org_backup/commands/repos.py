@@ -119,7 +119,7 @@ def _finish(life: Lifecycle, report: ReposReport) -> int:
     """Log, write and publish the run's report; its exit code."""
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
-        from github_org_backup.output.metrics import REPOS  # prometheus_client only when asked
+        from github_org_backup.output.metrics import REPOS
         from github_org_backup.output.metrics import publish as send
 
         send(targets, report, succeeded, REPOS)

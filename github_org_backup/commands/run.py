@@ -162,7 +162,7 @@ def finish(output: Output, run: RunControl, report: RunReport, failed: bool) -> 
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
         from github_org_backup.output.metrics import IMAGES
-        from github_org_backup.output.metrics import publish as send  # prometheus_client
+        from github_org_backup.output.metrics import publish as send
 
         send(targets, report, succeeded, IMAGES)
 

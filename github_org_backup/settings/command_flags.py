@@ -286,6 +286,7 @@ REPOS_CONCURRENCY = Option(
     NETWORK,
     parse=values.positive_int,
     default=DEFAULT_REPOS_CONCURRENCY,
+    metavar="N",
 )
 REPOS_CA_FILE = Option(
     ("--ca-file",),

@@ -61,6 +61,7 @@ CONCURRENCY = Option(
     asides=(("verify", "with --repos: mirrors checked at once"),),
     parse=values.positive_int,
     default=DEFAULT_CONCURRENCY,
+    metavar="N",
 )
 CA_FILE = Option(
     ("--ca-file",),
