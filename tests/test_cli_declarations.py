@@ -12,12 +12,12 @@ from pathlib import Path
 import pytest
 
 from github_org_backup.errors import UsageError
+from github_org_backup.plan.policy import PackageFilter
 from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags
 from github_org_backup.settings.commands import COMMANDS, OPTIONS, flagged
 from github_org_backup.settings.config import load_registry_config, shard_texts
 from github_org_backup.settings.declare import resolve
-from github_org_backup.settings.globs import OwnedNames, package_globs
 from github_org_backup.settings.images import restore_options, verify_options
 from github_org_backup.settings.options import run_control_from
 from github_org_backup.settings.parser import build_parser
@@ -87,16 +87,13 @@ def test_the_help_says_what_the_code_does() -> None:
 
 def test_include_package_takes_the_owner_or_not() -> None:
     """team/* and acme/team/* select the same packages in registry, verify and restore."""
-    assert set(package_globs(["acme/team/*", "other/*", "x"], "Acme")) == {
-        "acme/team/*",
-        "team/*",
-        "other/*",
-        "x",
-    }
+    globs = PackageFilter(("acme/team/*", "other/*", "x"))
+    assert globs.allows("acme/team/app") and globs.allows("acme/x") and globs.allows("other/y")
+    assert not globs.allows("acme/app") and not globs.allows("acme/y")
     for glob in ("team/*", "acme/team/*"):
-        names = OwnedNames((glob,))
+        names = PackageFilter((glob,))
         assert names.allows("acme/team/app") and not names.allows("acme/app")
-    assert not OwnedNames((), ("team/*",)).allows("acme/team/app")
+    assert not PackageFilter((), ("team/*",)).allows("acme/team/app")
 
 
 def _layout(tmp_path: Path) -> str:

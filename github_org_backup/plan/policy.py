@@ -152,12 +152,22 @@ def select_tags(tags: Iterable[str], policy: TagPolicy = TagPolicy()) -> list[De
 
 @dataclass(frozen=True)
 class PackageFilter:
-    """``--include-package`` / ``--exclude-package`` globs over package names."""
+    """``--include-package`` / ``--exclude-package`` globs over OWNER/NAME names, the same in
+    every command: a glob matches the whole name, or the name without its owner, so ``team/*``
+    and ``acme/team/*`` select the same packages of acme."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
 
     def allows(self, name: str) -> bool:
-        if self.include and not any(fnmatch.fnmatchcase(name, p) for p in self.include):
+        short = name.partition("/")[2]
+
+        def hit(patterns: tuple[str, ...]) -> bool:
+            return any(
+                fnmatch.fnmatchcase(name, p) or (short and fnmatch.fnmatchcase(short, p))
+                for p in patterns
+            )
+
+        if self.include and not hit(self.include):
             return False
-        return not any(fnmatch.fnmatchcase(name, p) for p in self.exclude)
+        return not hit(self.exclude)

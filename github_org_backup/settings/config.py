@@ -22,7 +22,6 @@ from github_org_backup.plan.policy import PackageFilter, TagPolicy
 from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags, variables
 from github_org_backup.settings.declare import from_env, resolve
-from github_org_backup.settings.globs import package_globs
 from github_org_backup.stores.registry.credentials import Credentials
 
 
@@ -57,7 +56,9 @@ class RegistryConfig:
     shard: Shard | None
 
     def wants(self, package: str) -> bool:
-        return self.packages.allows(package) and (self.shard is None or self.shard.owns(package))
+        """Whether ``package`` (a name below the owner) is this run's to back up."""
+        named = f"{self.owner.name}/{package}"
+        return self.packages.allows(named) and (self.shard is None or self.shard.owns(package))
 
     def credentials(self) -> dict[str, Credentials]:
         found = {self.source.host: Credentials(self.username, self.token)}
@@ -261,8 +262,8 @@ def load_registry_config(
         destination_credentials=destination_credentials(destination.registry, env),
         policy=policy,
         packages=PackageFilter(
-            package_globs(resolve(own.INCLUDE_PACKAGE, args, env), owner.name),
-            package_globs(resolve(own.EXCLUDE_PACKAGE, args, env), owner.name),
+            tuple(resolve(own.INCLUDE_PACKAGE, args, env)),
+            tuple(resolve(own.EXCLUDE_PACKAGE, args, env)),
         ),
         platforms=platforms,
         shard=shard_from(args, env),

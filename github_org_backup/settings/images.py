@@ -14,7 +14,7 @@ from github_org_backup.errors import UsageError
 from github_org_backup.history.model import id_time, parse_timestamp
 from github_org_backup.model.reference import parse_reference, parse_repository
 from github_org_backup.model.specs import CopySpec, parse_specs
-from github_org_backup.plan.policy import TagPolicy
+from github_org_backup.plan.policy import PackageFilter, TagPolicy
 from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags
 from github_org_backup.settings.config import (
@@ -23,7 +23,6 @@ from github_org_backup.settings.config import (
     parse_backup_prefix,
 )
 from github_org_backup.settings.declare import resolve
-from github_org_backup.settings.globs import OwnedNames
 from github_org_backup.settings.options import (
     CopyOptions,
     RegistryOptions,
@@ -104,7 +103,7 @@ def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ
         credentials=credentials_for(prefix, env),
         deep=resolve(own.DEEP, args, env),
         from_report=resolve(own.FROM_REPORT, args, env),
-        packages=OwnedNames(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
+        packages=PackageFilter(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
         series=series_from(args, env),
     )
 
@@ -140,7 +139,7 @@ def restore_options(
         source=parse_backup_prefix(resolve(own.FROM, args, env), must_exist=True),
         target=target,
         credentials=credentials_for(target, env),
-        packages=OwnedNames(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
+        packages=PackageFilter(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
         include_tags=_include_tags(resolve(own.RESTORE_TAG, args, env)),
         from_report=resolve(own.FROM_REPORT, args, env),
         snapshot=snapshot,

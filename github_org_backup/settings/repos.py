@@ -11,6 +11,7 @@ from pathlib import Path
 
 from github_org_backup.errors import UsageError
 from github_org_backup.github.http import GitHubSettings
+from github_org_backup.plan.policy import PackageFilter
 from github_org_backup.repos.git import GitSettings
 from github_org_backup.repos.host import GitHost
 from github_org_backup.repos.mirror import ReposConfig
@@ -26,7 +27,6 @@ from github_org_backup.settings.config import (
     username_from,
 )
 from github_org_backup.settings.declare import Option, from_env, given, resolve
-from github_org_backup.settings.globs import OwnedNames
 from github_org_backup.settings.options import (
     Output,
     RunControl,
@@ -141,7 +141,7 @@ def verify_repos_options(
         output=output_from(args),
         check=MirrorCheck(
             root=root,
-            mirrors=OwnedNames(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
+            mirrors=PackageFilter(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
             deep=resolve(own.DEEP, args, env),
             concurrency=resolve(flags.CONCURRENCY, args, env),
             git=GitSettings(
