@@ -90,6 +90,7 @@ def test_include_package_takes_the_owner_or_not() -> None:
     globs = PackageFilter(("acme/team/*", "other/*", "x"))
     assert globs.allows("acme/team/app") and globs.allows("acme/x") and globs.allows("other/y")
     assert not globs.allows("acme/app") and not globs.allows("acme/y")
+    assert globs.allows("Acme/team/app") and PackageFilter(("Acme/team/*",)).allows("acme/team/a")
     for glob in ("team/*", "acme/team/*"):
         names = PackageFilter((glob,))
         assert names.allows("acme/team/app") and not names.allows("acme/app")
@@ -107,9 +108,10 @@ def _layout(tmp_path: Path) -> str:
 def test_include_package_reaches_every_command_alike(tmp_path: Path) -> None:
     dest = _layout(tmp_path)
     parse = build_parser().parse_args
-    registry = parse(["registry", "--org", "acme", "--include-package", "acme/team/*"])
-    config = load_registry_config(registry, {"GITHUB_TOKEN": "t"})
-    assert config.wants("team/app") and not config.wants("app")
+    for org in ("acme", "Acme"):
+        registry = parse(["registry", "--org", org, "--include-package", "acme/team/*"])
+        config = load_registry_config(registry, {"GITHUB_TOKEN": "t"})
+        assert config.wants("team/app") and not config.wants("app")
     verify = verify_options(parse(["verify", "--dest", dest, "--include-package", "team/*"]), {})
     assert verify.packages.allows("acme/team/app")
     restore = restore_options(

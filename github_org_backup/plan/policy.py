@@ -154,20 +154,22 @@ def select_tags(tags: Iterable[str], policy: TagPolicy = TagPolicy()) -> list[De
 class PackageFilter:
     """``--include-package`` / ``--exclude-package`` globs over OWNER/NAME names, the same in
     every command: a glob matches the whole name, or the name without its owner, so ``team/*``
-    and ``acme/team/*`` select the same packages of acme."""
+    and ``acme/team/*`` select the same packages of acme. GitHub owner names ignore case, so a
+    glob's owner does too (``--org Acme`` and ``acme/team/*``)."""
 
     include: tuple[str, ...] = ()
     exclude: tuple[str, ...] = ()
 
     def allows(self, name: str) -> bool:
-        short = name.partition("/")[2]
-
-        def hit(patterns: tuple[str, ...]) -> bool:
-            return any(
-                fnmatch.fnmatchcase(name, p) or (short and fnmatch.fnmatchcase(short, p))
-                for p in patterns
-            )
-
-        if self.include and not hit(self.include):
+        if self.include and not any(_names(name, p) for p in self.include):
             return False
-        return not hit(self.exclude)
+        return not any(_names(name, p) for p in self.exclude)
+
+
+def _names(name: str, pattern: str) -> bool:
+    """Whether a package glob names OWNER/NAME ``name``, with its owner or without."""
+    owner, _, short = name.partition("/")
+    head, sep, rest = pattern.partition("/")
+    if sep and rest and short and head.casefold() == owner.casefold():
+        return fnmatch.fnmatchcase(short, rest)
+    return fnmatch.fnmatchcase(name, pattern) or bool(short and fnmatch.fnmatchcase(short, pattern))
