@@ -323,6 +323,41 @@ def test_trickled_manifests_and_blobs_fail_their_image_within_30_s(
     _bounded(run, sandbox, dest, report_path, 30)
 
 
+def test_a_404_whose_error_body_trickles_fails_its_image_within_30_s(
+    tmp_path: Path, loop: BackgroundLoop
+) -> None:
+    """A missing manifest's or blob's error body is read for its codes, but only within the
+    throughput floor: a 404 that trickles its body fails that image, and a good image lands."""
+    registry = HostileRegistry(loop).start()
+    registry.add_image("acme/good", "1.0", [b"good layer"])
+    registry.add_image("acme/goneblob", "1.0", [b"gone layer"])
+    gone = trickle("application/json", status=404)
+    registry.routes["/v2/acme/goneblob/blobs/" + sha(b"gone layer")] = gone
+    registry.routes["/v2/acme/gonemanifest/manifests/"] = gone
+    sandbox = Sandbox.make(tmp_path)
+    dest = sandbox.root / "backup"
+    specs = tmp_path / "specs.jsonl"
+    specs.write_text(
+        "".join(
+            json.dumps({"src": f"http://{registry.host}/{r}", "dst": f"oci:{dest}:{r}"}) + "\n"
+            for r in ("acme/gonemanifest:1.0", "acme/goneblob:1.0", "acme/good:1.0")
+        )
+    )
+    report_path = sandbox.root / "report.json"
+
+    run = run_measured(
+        ["copy", "--specs", str(specs), "--report", str(report_path)], sandbox, timeout=90
+    )
+
+    assert run.returncode == 1, run
+    report = json.loads(report_path.read_text())
+    by_source = {i["source"].split("/", 3)[3]: i for i in report["images"]}
+    assert by_source["acme/good:1.0"]["status"] == "copied"
+    for missing in ("acme/gonemanifest:1.0", "acme/goneblob:1.0"):
+        assert by_source[missing]["status"] == "failed", by_source[missing]
+    _bounded(run, sandbox, dest, report_path, 30)
+
+
 def test_an_image_slower_than_its_deadline_fails_alone(
     tmp_path: Path, loop: BackgroundLoop
 ) -> None:

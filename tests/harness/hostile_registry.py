@@ -114,13 +114,16 @@ def _split(path: str) -> tuple[str, str, str]:
 
 
 def trickle(
-    content_type: str, one_byte_every_s: float = 5.0, headers: dict[str, str] | None = None
+    content_type: str,
+    one_byte_every_s: float = 5.0,
+    headers: dict[str, str] | None = None,
+    status: int = 200,
 ) -> Route:
-    """A 200 whose body comes one byte every few seconds, for ever."""
+    """An answer (200 unless told) whose body comes one byte every few seconds, for ever."""
 
     async def route(request: web.Request) -> web.StreamResponse:
         response = web.StreamResponse(
-            status=200, headers={"Content-Type": content_type, **(headers or {})}
+            status=status, headers={"Content-Type": content_type, **(headers or {})}
         )
         await response.prepare(request)
         try:
