@@ -40,7 +40,7 @@ from github_org_backup.stores.factory import Clients
 if TYPE_CHECKING:
     from github_org_backup.output.metrics import MetricsTargets
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY = 0, 1, 2, 3
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
 
 log = structlog.get_logger("github_org_backup.commands")
@@ -109,14 +109,24 @@ class Lifecycle:
         interrupted: bool,
         outcome: Outcome,
         publish: Callable[[MetricsTargets, bool], None] | None = None,
+        empty: bool = False,
     ) -> int:
         """Log, write and publish what the run did; its exit code (143 if ``interrupted``,
-        else 1 if ``failed``, else 0). ``publish`` sends the metrics, when they are wanted."""
+        else 1 if ``failed``, else 3 if ``empty``: the selection matched nothing and
+        --allow-empty was not given, else 0). ``publish`` sends the metrics, when wanted."""
         document = report.to_json()
         log.info("run_finished", **document["summary"])
         if self.output.report:
             write_report(self.output.report, document)
-        code = EXIT_INTERRUPTED if interrupted else EXIT_FAILED if failed else EXIT_OK
+        code = (
+            EXIT_INTERRUPTED
+            if interrupted
+            else EXIT_FAILED
+            if failed
+            else EXIT_EMPTY
+            if empty
+            else EXIT_OK
+        )
         if self.output.terminal:
             print_summary_table(self.output.command, outcome, code)
         append_step_summary(self.output.command, outcome, code)
@@ -157,8 +167,11 @@ async def execute(
     return RunReport(stats.freeze(), tuple(results), requests, engine.stopping)
 
 
-def finish(output: Output, run: RunControl, report: RunReport, failed: bool) -> int:
-    """The end of a run of the copy engine: 1 if ``failed`` or an image failed."""
+def finish(
+    output: Output, run: RunControl, report: RunReport, failed: bool, *, empty: bool = False
+) -> int:
+    """The end of a run of the copy engine: 1 if ``failed`` or an image failed, 3 if
+    ``empty`` (and nothing failed)."""
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
         from github_org_backup.output.metrics import IMAGES
@@ -172,4 +185,5 @@ def finish(output: Output, run: RunControl, report: RunReport, failed: bool) -> 
         interrupted=report.interrupted,
         outcome=outcome(report),
         publish=publish,
+        empty=empty,
     )
