@@ -11,7 +11,8 @@ A job is an async work function plus how to stop it::
     return life.finish(report, failed=..., interrupted=job.stopping, outcome=..., publish=...)
 
 ``supervise`` runs the work with SIGTERM/SIGINT handled: the first signal calls ``stop`` (start
-nothing new) and, after the grace period, ``abort`` (abandon what is in flight); the progress
+nothing new) and, after the grace period, ``abort`` (abandon what is in flight); a second signal
+aborts at once (``grace_period_cut``); the progress
 display is drawn until the work ends. ``finish`` logs ``run_finished``, writes the report, draws
 the summary table and the job summary, publishes metrics, and returns the exit code.
 
@@ -45,6 +46,8 @@ EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM r
 
 log = structlog.get_logger("github_org_backup.commands")
 
+CUT_SHORT = "abandoned: a second signal cut the grace period short"
+
 T = TypeVar("T")
 
 
@@ -56,15 +59,34 @@ class Finished(Protocol):
 
 @contextlib.contextmanager
 def signals_handled(
-    run: RunControl, stop: Callable[[], None], abort: Callable[[], None]
+    run: RunControl,
+    stop: Callable[[], None],
+    abort: Callable[[], None],
+    cut: Callable[[], None] | None = None,
 ) -> Iterator[None]:
-    """Within the block, SIGTERM/SIGINT call ``stop``, then ``abort`` after the grace period."""
+    """Within the block, SIGTERM/SIGINT call ``stop``, then ``abort`` after the grace period;
+    a second signal cuts the grace period short and calls ``cut`` (default ``abort``) at once,
+    as docker and skopeo do on a second Ctrl-C."""
     loop = asyncio.get_running_loop()
+    pending: list[asyncio.TimerHandle] = []
+    aborted = False
+
+    def end(then: Callable[[], None]) -> None:
+        nonlocal aborted
+        if not aborted:
+            aborted = True
+            then()
 
     def on_signal(name: str) -> None:
-        log.warning("signal_received", signal=name, grace_period_s=run.grace_period_s)
-        stop()
-        loop.call_later(run.grace_period_s, abort)
+        if not pending:
+            log.warning("signal_received", signal=name, grace_period_s=run.grace_period_s)
+            stop()
+            pending.append(loop.call_later(run.grace_period_s, end, abort))
+            return
+        pending[0].cancel()
+        if not aborted:
+            log.warning("grace_period_cut", signal=name, reason="a second signal")
+        end(cut or abort)
 
     for sig in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(sig, on_signal, sig.name)
@@ -73,6 +95,8 @@ def signals_handled(
     finally:
         for sig in (signal.SIGTERM, signal.SIGINT):
             loop.remove_signal_handler(sig)
+        for handle in pending:
+            handle.cancel()
 
 
 class Lifecycle:
@@ -89,11 +113,13 @@ class Lifecycle:
         stop: Callable[[], None],
         abort: Callable[[], None],
         progress: Callable[[], Coroutine[Any, Any, None]] | None = None,
+        cut: Callable[[], None] | None = None,
     ) -> T:
-        """``work``'s result, with signals handled and ``progress`` drawn until it ends."""
+        """``work``'s result, with signals handled and ``progress`` drawn until it ends;
+        ``cut`` is ``abort`` for a second signal (default: ``abort`` itself)."""
         shown = asyncio.create_task(progress()) if progress is not None else None
         try:
-            with signals_handled(self.run, stop, abort):
+            with signals_handled(self.run, stop, abort, cut):
                 return await work
         finally:
             if shown is not None:
@@ -159,6 +185,7 @@ async def execute(
         engine.run(specs),
         stop=stop,
         abort=engine.abort,
+        cut=lambda: engine.abort(CUT_SHORT),
         progress=lambda: show_progress(
             stats, terminal=output.terminal, interval_s=run.progress_interval_s
         ),

@@ -87,7 +87,7 @@ class CopyEngine:
         self._probes: dict[Registry, Probe] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
-        self._aborting = False
+        self._aborting = ""  # why the images in flight are abandoned, once they are
 
     async def run(self, specs: Iterable[CopySpec] | AsyncIterable[CopySpec]) -> list[ImageResult]:
         """Copy every spec; one failure never stops the others. Results keep the input order."""
@@ -110,9 +110,10 @@ class CopyEngine:
             log.warning("run_stopping", images_in_flight=len(self._in_flight))
         self.stopping = True
 
-    def abort(self) -> None:
-        """Abandon what is still in flight. Nothing half-done is tagged: tags are written last."""
-        self._aborting = True
+    def abort(self, reason: str = "abandoned at the end of the grace period") -> None:
+        """Abandon what is still in flight, each image failing with ``reason``. Nothing
+        half-done is tagged: tags are written last."""
+        self._aborting = reason
         for task in [*self._in_flight, *self._blob_tasks.values(), *self._manifest_tasks.values()]:
             task.cancel()
 
@@ -143,9 +144,7 @@ class CopyEngine:
             except asyncio.CancelledError:
                 if not self._aborting:
                     raise
-                return self._failed(
-                    spec, bound, started, "abandoned at the end of the grace period"
-                )
+                return self._failed(spec, bound, started, self._aborting)
             except Exception as exc:  # a bug or an input nobody foresaw: fail this image only
                 bound.debug("image_failed_unexpectedly", exc_info=True)
                 message = f"unexpected {type(exc).__name__}: {exc} (please report this)"
