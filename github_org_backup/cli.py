@@ -1,5 +1,6 @@
 """Command line: the parser built from the declarations (settings.parser), dispatch to the
-command, and the exit codes: 0 / 1 / 2 from the commands, 70 a bug, 130 SIGINT before a run
+command, and the exit codes (settings.commands.EXIT_CODES): 0 / 1 / 3 / 143 from the commands,
+2 for a usage error or any error that ends the whole run, 70 a bug, 130 SIGINT before a run
 could stop in order, 141 the reader went away."""
 
 from __future__ import annotations
@@ -27,7 +28,7 @@ from github_org_backup.commands import (
     run_verify,
     run_verify_repos,
 )
-from github_org_backup.errors import BackupError, UsageError
+from github_org_backup.errors import BackupError, OutputError, UsageError
 from github_org_backup.settings.images import (
     copy_options,
     registry_options,
@@ -92,9 +93,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as exc:
         print(f"github-org-backup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
-    except BackupError as exc:
+    except OutputError as exc:  # after the work: what was done stays done
         log.error("run_failed", error=str(exc))
         return EXIT_FAILED
+    except BackupError as exc:  # credentials refused, a registry unreachable: nothing can go on
+        log.error("run_failed", error=str(exc))
+        return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
     except Exception:

@@ -218,8 +218,9 @@ def test_prune_deletes_only_what_the_policy_no_longer_keeps(
         "--prune",
         env=env,
     )
-    assert refused.returncode == 1
-    assert "prune_refused" in refused.stderr
+    # A selection of nothing records no snapshot and prunes nothing: exit 3, not success.
+    assert refused.returncode == 3
+    assert "nothing_selected" in refused.stderr and "snapshot_skipped" in refused.stderr
     assert "1.0.0" in walker.tags(app)
 
     kept_all = backup(cli, org, env, prefix, "--prune")

@@ -213,7 +213,7 @@ def test_verify_reads_every_flag_it_offers(tmp_path: Path) -> None:
     )
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
-    assert asyncio.run(COMMANDS["verify"](args)) == 1  # an empty layout: nothing found
+    assert asyncio.run(COMMANDS["verify"](args)) == 3  # an empty layout: nothing matched
     # main() reads the log flags before running the command.
     unread = offered - args.read - {"log_format", "log_level"}
     assert unread == set()
@@ -228,14 +228,14 @@ def test_verify_repos_reads_every_flag_it_offers(tmp_path: Path) -> None:
     )
     offered = set(vars(args)) - {"read", "command"}
     args.read.clear()
-    assert asyncio.run(COMMANDS["verify"](args)) == 1  # an empty directory: nothing found
+    assert asyncio.run(COMMANDS["verify"](args)) == 3  # an empty directory: nothing matched
     unread = offered - args.read - {"log_format", "log_level"}
     assert unread == set()
     refused = _run(tmp_path, "verify", "--repos", str(tmp_path), "--dest", "oci:x")
     _usage_error(refused, "--dest, --from-report and --max-request-rate are for image backups")
     # A BACKUP_DEST set for the image backups of the same job is no mistake.
     env = {"BACKUP_DEST": "oci:x"}
-    assert _run(tmp_path, "verify", "--repos", str(tmp_path), env=env).returncode == 1
+    assert _run(tmp_path, "verify", "--repos", str(tmp_path), env=env).returncode == 3
 
 
 def test_ci_runs_the_readme_test_command() -> None:
@@ -247,13 +247,22 @@ def test_ci_runs_the_readme_test_command() -> None:
     assert command in (ROOT / ".ci" / "run").read_text()
 
 
-def test_the_reference_gives_the_exit_codes_of_every_command() -> None:
-    """docs/cli.md has an exit-status table for each command, and --help an exit status."""
+def test_every_command_gives_the_one_exit_code_table() -> None:
+    """docs/cli.md has one exit-status table that every command's section links to, and every
+    --help prints that table, row for row."""
+    from github_org_backup.settings.commands import EXIT_CODES
+
     reference = (ROOT / "docs" / "cli.md").read_text()
+    table = reference[reference.index("## Exit status") :].split("\n## ", 1)[0]
+    for code, _meaning in EXIT_CODES:
+        assert f"\n| {code} | " in table, code
+    assert [c for c, _ in EXIT_CODES] == [0, 1, 2, 3, 70, 130, 141, 143]
     for command in COMMANDS:
-        section = reference[reference.index(f"## `{command}`") :]
-        assert "### Exit status" in section.split("\n## ", 1)[0], command
-        assert "exit status" in _help(command), command
+        section = reference[reference.index(f"## `{command}`") :].split("\n## ", 1)[0]
+        assert "[Exit status](#exit-status)" in section, command
+        shown = _help(command).split("exit status (every command):\n", 1)[1]
+        codes = [line.split()[0] for line in shown.splitlines() if line[:3].strip().isdigit()]
+        assert codes == [str(c) for c, _ in EXIT_CODES], command
 
 
 def test_a_bug_ends_in_one_json_event_not_a_bare_traceback(

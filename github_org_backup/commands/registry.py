@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK, execute, finish
+from github_org_backup.commands.run import EXIT_EMPTY, EXIT_FAILED, EXIT_OK, execute, finish
 from github_org_backup.errors import BackupError
 from github_org_backup.history.model import TaggedImage
 from github_org_backup.history.prune import prune_run
@@ -27,6 +27,7 @@ from github_org_backup.history.record import (
 from github_org_backup.history.store import Snapshots
 from github_org_backup.output.report import Counts, RunReport
 from github_org_backup.plan.discovery import Discovery
+from github_org_backup.settings.command_flags import DEFAULT_DEST
 from github_org_backup.settings.config import RegistryConfig
 from github_org_backup.settings.options import RegistryOptions
 from github_org_backup.stores.factory import Clients, open_clients
@@ -53,6 +54,20 @@ async def run_registry(options: RegistryOptions) -> int:
         config.owner, config.token, config.api_url, retries=api.retries, limits=api.limits
     )
     credentials = CredentialStore.from_docker_config(explicit=config.credentials())
+    log.info(
+        "backup_started",
+        owner=str(config.owner),
+        dest=str(config.destination),
+        shard=f"{config.shard.index}/{config.shard.count}" if config.shard else None,
+        dry_run=options.dry_run or options.emit_specs,
+    )
+    if not options.dest_given:
+        log.info(
+            "default_destination",
+            dest=DEFAULT_DEST,
+            path=config.destination.registry.path,
+            hint="give --dest (or BACKUP_DEST) to back up into a registry or another layout",
+        )
     try:
         # One session for the whole run: every store learns its registry's auth once.
         async with open_clients(credentials, options.http) as clients:
@@ -80,14 +95,27 @@ async def _back_up(options: RegistryOptions, clients: Clients, github: GitHubPac
         finish(options.output, options.run, report, failed=True)  # report and metrics
         raise fatal
     failed = not discovery.complete or discovery.failed_packages > 0
-    if not report.interrupted:
+    empty = _empty(options, discovery)
+    if not report.interrupted and not (empty and not options.allow_empty):
         images = tagged_images(report.images, config.destination)
         unvouched = unvouched_tags(report.images, config.destination, images)
         report, history_failed = await _record_history(
             options, snapshots, discovery, report, images, unvouched, dry_run=False
         )
         failed = history_failed or failed
-    return finish(options.output, options.run, report, failed)
+    elif empty:
+        log.warning("snapshot_skipped", reason="nothing selected: the last snapshot stays latest")
+    return finish(
+        options.output, options.run, report, failed, empty=bool(empty) and not options.allow_empty
+    )
+
+
+def _empty(options: RegistryOptions, discovery: Discovery) -> str | None:
+    """Why the run selected nothing, logged as a warning; None when it selected something."""
+    reason = discovery.emptiness()
+    if reason is not None:
+        log.warning("nothing_selected", reason=reason, allow_empty=options.allow_empty)
+    return reason
 
 
 def _snapshots(store: Store, config: RegistryConfig) -> Snapshots:
@@ -127,6 +155,7 @@ async def _plan_only(options: RegistryOptions, clients: Clients, github: GitHubP
     fatal = discovery.fatal_error()
     if fatal is not None:
         raise fatal
+    empty = _empty(options, discovery)
     failed = False
     if options.prune and options.dry_run:
         config = options.config
@@ -135,9 +164,22 @@ async def _plan_only(options: RegistryOptions, clients: Clients, github: GitHubP
         _, failed = await _record_history(
             options, snapshots, discovery, RunReport(Counts()), planned, set(), dry_run=True
         )
+    if options.dry_run:
+        print(_plan_summary(discovery), flush=True)
     if failed or not discovery.complete or discovery.failed_packages:
         return EXIT_FAILED
-    return EXIT_OK
+    return EXIT_EMPTY if empty and not options.allow_empty else EXIT_OK
+
+
+def _plan_summary(discovery: Discovery) -> str:
+    """The dry run's last line, printed even when there is nothing to do."""
+    dropped = sum(sum(not d.keep for d in plan.decisions) for plan in discovery.plans)
+    text = (
+        f"dry run: {len(discovery.plans)} package(s) selected, {len(discovery.passed_over)} "
+        f"passed over, {discovery.failed_packages} failed; {discovery.planned} tag(s) to copy, "
+        f"{dropped} dropped; nothing was written"
+    )
+    return text if discovery.complete else text + " (discovery did not finish)"
 
 
 def _prune_decision(

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK, Lifecycle
+from github_org_backup.commands.run import EXIT_EMPTY, EXIT_FAILED, EXIT_OK, Lifecycle
 from github_org_backup.errors import BackupError, UsageError
 from github_org_backup.output.progress import live_display
 from github_org_backup.output.report import write_report
@@ -29,6 +29,7 @@ from github_org_backup.settings.options import Output, RunControl
 from github_org_backup.settings.repos import ReposOptions, VerifyReposOptions
 
 if TYPE_CHECKING:
+    from github_org_backup.github.repos import Repo
     from github_org_backup.output.metrics import MetricsTargets
 
 log = structlog.get_logger("github_org_backup.github.repos")
@@ -80,6 +81,7 @@ async def run_repos(options: ReposOptions) -> int:
             report = ReposReport(stats.freeze(), dest, owner, discovery_error=str(exc))
             return _finish(life, report)
         wanted = [r for r in listed if config.repo_filter.allows(r)]
+        empty = None if wanted else _nothing_selected(listed, str(config.owner))
         refused, wanted = screened(wanted, config)
         rate_limit_remaining = github.rate_limit_remaining
     finally:
@@ -112,10 +114,24 @@ async def run_repos(options: ReposOptions) -> int:
         listing=listing,
         interrupted=mirrorer.stopping,
     )
-    return _finish(life, report)
+    if empty is not None:
+        log.warning("nothing_selected", reason=empty, allow_empty=options.allow_empty)
+    return _finish(life, report, empty=empty is not None and not options.allow_empty)
 
 
-def _finish(life: Lifecycle, report: ReposReport) -> int:
+def _nothing_selected(listed: list[Repo], owner: str) -> str:
+    """Why no repository was selected, naming those that exist."""
+    if not listed:
+        return f"{owner} has no repository this token can see: check --org/--user and the token"
+    names = sorted(r.full_name for r in listed)
+    shown = ", ".join(names[:10]) + (f", and {len(names) - 10} more" if len(names) > 10 else "")
+    return (
+        f"the selection matched none of the {len(names)} repositories of {owner} ({shown}): "
+        "check --include-repo, --exclude-repo and --include-forks"
+    )
+
+
+def _finish(life: Lifecycle, report: ReposReport, *, empty: bool = False) -> int:
     """Log, write and publish the run's report; its exit code."""
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
@@ -130,6 +146,7 @@ def _finish(life: Lifecycle, report: ReposReport) -> int:
         interrupted=report.interrupted,
         outcome=outcome(report),
         publish=publish,
+        empty=empty,
     )
 
 
@@ -153,6 +170,11 @@ async def run_verify_repos(options: VerifyReposOptions) -> int:
     if options.output.report:
         write_report(options.output.report, {"summary": summary, "problems": problems})
     if not mirrors:
-        log.error("verify_found_nothing", backup=str(check.root))
-        return EXIT_FAILED
+        log.warning(
+            "nothing_selected",
+            reason=f"no git mirror (OWNER/REPO.git) below {check.root} matches: check --repos "
+            "and --include-package",
+            allow_empty=options.allow_empty,
+        )
+        return EXIT_OK if options.allow_empty else EXIT_EMPTY
     return EXIT_FAILED if problems else EXIT_OK

@@ -8,8 +8,8 @@ from dataclasses import replace
 
 import structlog
 
-from github_org_backup.commands.run import execute, finish
-from github_org_backup.commands.tags import backup_tags
+from github_org_backup.commands.run import EXIT_EMPTY, EXIT_OK, execute, finish
+from github_org_backup.commands.tags import backup_tags, nothing_found
 from github_org_backup.errors import BackupError, UsageError
 from github_org_backup.history.model import Snapshot
 from github_org_backup.history.store import Snapshots
@@ -19,6 +19,7 @@ from github_org_backup.model.specs import CopySpec
 from github_org_backup.plan.policy import PackageFilter, TagPolicy
 from github_org_backup.settings.options import RestoreOptions
 from github_org_backup.stores.factory import open_clients
+from github_org_backup.stores.protocol import Store
 from github_org_backup.stores.registry.credentials import CredentialStore
 
 log = structlog.get_logger("github_org_backup.commands")
@@ -49,10 +50,42 @@ async def run_restore(options: RestoreOptions) -> int:
             )
             specs = _specs_from_tags(tags, source, target)
         if not specs:
-            raise UsageError(f"nothing to restore below {source}")
+            reason = await _nothing_to_restore(options, store, chosen)
+            log.warning("nothing_selected", reason=reason, allow_empty=options.allow_empty)
+            if options.dry_run:
+                print(f"dry run: nothing to restore below {source}; nothing was written")
+            return EXIT_OK if options.allow_empty else EXIT_EMPTY
+        if options.dry_run:
+            _print_plan(specs, chosen)
+            return EXIT_OK
         report = await execute(specs, clients, options.output, options.run)
     report = replace(report, restored={series: s.id for series, s in chosen.items()})
     return finish(options.output, options.run, report, failed=False)
+
+
+async def _nothing_to_restore(
+    options: RestoreOptions, store: Store, chosen: dict[str, Snapshot]
+) -> str:
+    """Why the selection holds no tag, naming what the backup does hold."""
+    if not chosen:
+        return await nothing_found(store, options.source, options.packages)
+    names = sorted({image.repository for s in chosen.values() for image in s.images})
+    ids = ", ".join(s.id for s in chosen.values())
+    if not names:
+        return f"snapshot {ids} of {options.source} names no tag"
+    shown = ", ".join(names[:10]) + (f", and {len(names) - 10} more" if len(names) > 10 else "")
+    return (
+        f"--include-package and --include-tag matched no tag of snapshot {ids}, which names "
+        f"{len(names)} repositories ({shown})"
+    )
+
+
+def _print_plan(specs: list[CopySpec], chosen: dict[str, Snapshot]) -> None:
+    """The dry run: each tag it would restore, where from, and one summary line."""
+    for spec in specs:
+        print(f"restore  {spec.destination}  from {spec.source}", flush=True)
+    where = f"snapshot {', '.join(s.id for s in chosen.values())}" if chosen else "the tags"
+    print(f"dry run: {len(specs)} tag(s) to restore from {where}; nothing was written", flush=True)
 
 
 async def _chosen_snapshots(

@@ -8,7 +8,7 @@ from typing import Any
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK
+from github_org_backup.commands.run import EXIT_EMPTY, EXIT_OK
 from github_org_backup.history.store import Snapshots
 from github_org_backup.output.report import write_report
 from github_org_backup.settings.options import SnapshotsOptions
@@ -46,6 +46,10 @@ async def run_snapshots(options: SnapshotsOptions) -> int:
     if options.output.report:
         write_report(options.output.report, {"snapshots": found})
     if not found:
-        log.error("no_snapshots", backup=str(prefix))
-        return EXIT_FAILED
+        log.warning(
+            "nothing_selected",
+            reason=f"{prefix} has no snapshot: registry and copy --snapshot-prefix write them",
+            allow_empty=options.allow_empty,
+        )
+        return EXIT_OK if options.allow_empty else EXIT_EMPTY
     return EXIT_OK

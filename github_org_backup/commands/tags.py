@@ -121,3 +121,30 @@ def tags_from_report(
         if packages.allows(relative):
             found.append((reference.repository.name, reference.tag))
     return found
+
+
+async def nothing_found(store: Store, prefix: Repository, packages: PackageFilter) -> str:
+    """Why no tag was found below ``prefix``, naming the repositories that do exist."""
+    try:
+        names = await store.list_repositories()
+    except BackupError:
+        names = []
+    below = []
+    for name in names:
+        try:
+            relative = Repository(prefix.registry, name).relative_to(prefix)
+        except InvalidReference:
+            continue
+        if relative is not None and reserved_path(relative) is None:
+            below.append(relative or "(unnamed)")
+    if not below:
+        return f"{prefix} holds no image: check --dest (or --from) and that a backup ran there"
+    shown = ", ".join(sorted(below)[:10]) + (
+        f", and {len(below) - 10} more" if len(below) > 10 else ""
+    )
+    if packages.include:
+        return (
+            f"--include-package {' '.join(packages.include)} matched none of the "
+            f"{len(below)} repositories of {prefix} ({shown})"
+        )
+    return f"the selection matched no tag of the {len(below)} repositories of {prefix} ({shown})"

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_FAILED, EXIT_OK
-from github_org_backup.commands.tags import backup_tags
+from github_org_backup.commands.run import EXIT_EMPTY, EXIT_FAILED, EXIT_OK
+from github_org_backup.commands.tags import backup_tags, nothing_found
 from github_org_backup.copy.verify import Verifier
+from github_org_backup.model.reference import Repository
+from github_org_backup.model.reserved import is_reserved
 from github_org_backup.output.report import write_report
 from github_org_backup.settings.options import VerifyOptions
 from github_org_backup.stores.factory import open_clients
@@ -31,10 +33,13 @@ async def run_verify(options: VerifyOptions) -> int:
         )
         verifier = Verifier(store, deep=options.deep, concurrency=options.concurrency)
         result = await verifier.verify(tags)
+        empty = None if tags else await nothing_found(store, prefix, options.packages)
     for problem in result.problems:
         print(problem, flush=True)
+    own = sum(is_reserved(_relative(name, prefix), tag) for name, tag in tags)
     summary = {
-        "tags": result.tags,
+        "tags": len(tags) - own,  # the images' tags; the tool's own (snapshots) apart
+        "backup_tags": own,
         "manifests": result.manifests,
         "blobs": result.blobs,
         "problems": len(result.problems),
@@ -44,7 +49,11 @@ async def run_verify(options: VerifyOptions) -> int:
     if options.output.report:
         problems = [str(p) for p in result.problems]
         write_report(options.output.report, {"summary": summary, "problems": problems})
-    if not tags:
-        log.error("verify_found_nothing", backup=str(prefix))
-        return EXIT_FAILED
+    if empty is not None:
+        log.warning("nothing_selected", reason=empty, allow_empty=options.allow_empty)
+        return EXIT_OK if options.allow_empty else EXIT_EMPTY
     return EXIT_FAILED if result.problems else EXIT_OK
+
+
+def _relative(name: str, prefix: Repository) -> str:
+    return Repository(prefix.registry, name).relative_to(prefix) or ""

@@ -42,11 +42,18 @@ class Discovery:
         self.error: BackupError | None = None  # what ended discovery early
         self.stopped = False  # by a signal
         self._paths: dict[str, str] = {}  # lower-cased package name -> the first listed
+        self.passed_over: list[str] = []  # listed, but outside the filter or the shard
+
+    def _wanted(self, package: str) -> bool:
+        if self.config.wants(package):
+            return True
+        self.passed_over.append(package)
+        return False
 
     async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
         """Each package as discovery reaches it; a package that failed comes without a plan."""
         try:
-            async for package in self.github.packages(self.config.wants):
+            async for package in self.github.packages(self._wanted):
                 if isinstance(package, FailedPackage):
                     result = PackageResult(package.name, "failed", error=package.error)
                     self.results.append(result)
@@ -123,6 +130,34 @@ class Discovery:
         self.github.stop()
 
     @property
+    def planned(self) -> int:
+        """The tags this run's plans copy."""
+        return sum(len(plan.specs) for plan in self.plans)
+
+    def emptiness(self) -> str | None:
+        """Why a complete discovery selected nothing to back up, naming what exists; None when
+        it selected something, failed somewhere, or did not finish."""
+        if not self.complete or self.failed_packages or self.planned:
+            return None
+        owner = str(self.config.owner)
+        if self.plans:
+            names = _listing([plan.package.name for plan in self.plans])
+            return (
+                f"the tag policy keeps no tag of the {len(self.plans)} selected package(s) of "
+                f"{owner} ({names}): see --all-patches, --keep-prereleases and --include-tag"
+            )
+        if not self.passed_over:
+            return (
+                f"{owner} has no container package this token can see (GitHub listed none): "
+                "check --org/--user and that the token has read:packages"
+            )
+        return (
+            f"the selection matched none of the {len(self.passed_over)} package(s) of {owner} "
+            f"({_listing(self.passed_over)}): check --include-package, --exclude-package and "
+            "--shard"
+        )
+
+    @property
     def complete(self) -> bool:
         return self.error is None and not self.stopped and not self.github.truncated
 
@@ -174,3 +209,9 @@ class Discovery:
     def _failed_repositories(self) -> set[str]:
         owner = self.config.owner.name.lower()
         return {f"{owner}/{r.package}".lower() for r in self.results if r.status == "failed"}
+
+
+def _listing(names: list[str], shown: int = 10) -> str:
+    """Up to ``shown`` names, and how many more."""
+    text = ", ".join(sorted(names)[:shown])
+    return text + (f", and {len(names) - shown} more" if len(names) > shown else "")

@@ -224,6 +224,15 @@ AS_OF = Option(
     exclusive="when",
 )
 
+RESTORE_DRY_RUN = Option(
+    ("--dry-run",),
+    "print each REPOSITORY:TAG the restore would write, with its digest and source, and write "
+    "nothing",
+    RESTORE,
+    WHAT,
+    action="store_true",
+)
+
 # snapshots
 
 JSON = Option(("--json",), "print JSON instead of a table", SNAPSHOTS, WHAT, action="store_true")
@@ -334,6 +343,7 @@ OWN = (
     TO,
     SNAPSHOT,
     AS_OF,
+    RESTORE_DRY_RUN,
     JSON,
     REPOS_DEST,
     PLATFORM,

@@ -7,56 +7,59 @@ from github_org_backup.settings.declare import Command, Option
 from github_org_backup.settings.flags import SHARED
 from github_org_backup.settings.variables import VARIABLES
 
-INTERRUPTED = (143, "stopped by SIGTERM or SIGINT (after --grace-period; the report is written)")
-COPY_EXIT = (
-    (0, "every image copied or already current"),
-    (1, "some images failed, the rest were copied"),
-    (2, "usage, configuration or access error before anything was copied"),
-    INTERRUPTED,
-)
-REGISTRY_EXIT = (
-    COPY_EXIT[0],
-    (1, "some images or packages failed, or discovery stopped early; the rest were copied"),
-    *COPY_EXIT[2:],
-)
-EVERY_EXIT = (
+EXIT_CODES = (
+    (0, "done: everything asked for was backed up, checked, listed or restored"),
+    (
+        1,
+        "some items failed (images, packages, repositories; each named in the log and the "
+        "report) and the rest were done, or verify found problems (one line each on stdout)",
+    ),
+    (
+        2,
+        "usage, configuration or access: the run could not start or could not go on (a bad "
+        "flag, a missing token, credentials refused, a registry or GitHub unreachable, "
+        "discovery failed before any package)",
+    ),
+    (
+        3,
+        "nothing matched: the organisation, filter, shard or snapshot selected nothing to back "
+        "up, check, list or restore (a warning names what exists); --allow-empty makes it 0",
+    ),
     (70, "a bug: one run_crashed event with the traceback (please report it)"),
     (130, "interrupted by SIGINT before a run could stop in order"),
     (141, "the reader of the output went away (as `| head` does)"),
+    (
+        143,
+        "stopped by SIGTERM or SIGINT: the first signal stops the run in order within its grace "
+        "period, a second one at once; the report is written",
+    ),
 )
+"""The exit status of every command: one table, printed by every --help and in docs/cli.md."""
 
 COMMANDS = (
     Command(
         "copy",
         "copy images between registries",
         "Copy one image (SRC DST) or a set of copy specs (--specs FILE).",
-        COPY_EXIT,
     ),
     Command(
         "registry",
         "back up every container package of a GitHub owner",
-        "Discover an organisation's (or user's) GHCR packages through the GitHub API, keep the "
-        "latest patch of every major.minor, and copy them to --dest.",
-        REGISTRY_EXIT,
+        "Discover an organisation's (or user's) GHCR packages through the GitHub API and copy "
+        "them to --dest (default: the OCI layout ./ghcr-backup). By default it keeps the latest "
+        "patch of every major.minor and every tag that is not a version (latest, main), and "
+        "drops older patches, prereleases and per-commit or per-PR builds (sha-..., pr-N): see "
+        "--all-patches, --keep-prereleases and --include-tag.",
     ),
     Command(
         "verify",
         "check that every backed-up tag is complete",
         "Walk every repository and tag below --dest (a registry prefix or oci:DIR) and check "
-        "that every manifest and blob exists with the right size. A registry without "
-        "/v2/_catalog (ECR, GAR) cannot list its tags: they are taken from the latest snapshot, "
-        "or, for a backup made in N shards, with --shard-count N from the latest snapshot of "
-        "every shard. With a catalog every tag is checked and the shard flags change nothing.",
-        (
-            (0, "every tag complete (--repos: every mirror sound and, with a token, current)"),
-            (1, "problems found (one line each on stdout), or nothing found to check"),
-            (
-                2,
-                "usage or configuration error (a missing layout directory, a registry without "
-                "/v2/_catalog and no --from-report, or no snapshot of a shard named by --shard "
-                "or --shard-count)",
-            ),
-        ),
+        "that every manifest and blob exists with the right size; each problem is one line on "
+        "stdout. A registry without /v2/_catalog (ECR, GAR) cannot list its tags: they are "
+        "taken from the latest snapshot, or, for a backup made in N shards, with --shard-count "
+        "N from the latest snapshot of every shard. With a catalog every tag is checked and the "
+        "shard flags change nothing.",
     ),
     Command(
         "restore",
@@ -65,18 +68,12 @@ COMMANDS = (
         "snapshot) from below --from to the same path below --to, byte-exact, with the same "
         "engine as copy. A backup made in N shards keeps one snapshot series per shard: "
         "--shard-count N restores all of them.",
-        COPY_EXIT,
     ),
     Command(
         "snapshots",
         "list the snapshots of a backup",
         "List the snapshots kept in a backup: id (a UTC time), time, number of tags and of "
         "distinct digests, and the source.",
-        (
-            (0, "snapshots listed"),
-            (1, "the backup has no snapshot"),
-            (2, "usage or configuration error"),
-        ),
     ),
     Command(
         "repos",
@@ -85,12 +82,6 @@ COMMANDS = (
         "mirror of each at DEST/OWNER/REPO.git with every branch and tag. Later runs fetch only "
         "what changed; a tip the source force-pushed away or deleted stays under "
         "refs/backup/<UTC time>/.",
-        (
-            (0, "every repository mirrored or already current"),
-            (1, "some repositories failed, the rest were mirrored"),
-            (2, "usage, configuration or access error before anything was fetched"),
-            INTERRUPTED,
-        ),
     ),
 )
 

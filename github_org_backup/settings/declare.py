@@ -177,4 +177,3 @@ class Command:
     name: str
     summary: str
     description: str
-    exit_codes: tuple[tuple[int, str], ...]

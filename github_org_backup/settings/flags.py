@@ -282,6 +282,15 @@ SHARD_COUNT = Option(
     exclusive="shard",
 )
 
+ALLOW_EMPTY = Option(
+    ("--allow-empty",),
+    "end with 0, not 3, when the organisation, filter, shard or snapshot selects nothing (a "
+    "warning still names what exists)",
+    EVERY - {"copy"},
+    RUN,
+    action="store_true",
+)
+
 SHARED = (
     REPORT,
     LOG_FORMAT,
@@ -298,6 +307,7 @@ SHARED = (
     IMAGE_TIMEOUT,
     CHUNK_SIZE,
     GRACE_PERIOD,
+    ALLOW_EMPTY,
     PUSHGATEWAY,
     METRICS_FILE,
     PROGRESS_INTERVAL,

@@ -22,7 +22,7 @@ from github_org_backup.settings.config import (
     load_registry_config,
     parse_backup_prefix,
 )
-from github_org_backup.settings.declare import resolve
+from github_org_backup.settings.declare import given, resolve
 from github_org_backup.settings.options import (
     CopyOptions,
     RegistryOptions,
@@ -90,6 +90,8 @@ def registry_options(
         emit_specs=resolve(own.EMIT_SPECS, args, env),
         prune=resolve(own.PRUNE, args, env),
         discovery_cache=resolve(own.NO_DISCOVERY_CACHE, args, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
+        dest_given=given(own.DEST, args, env),
     )
 
 
@@ -105,6 +107,7 @@ def verify_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ
         from_report=resolve(own.FROM_REPORT, args, env),
         packages=PackageFilter(tuple(resolve(own.INCLUDE_PACKAGE, args, env))),
         series=series_from(args, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )
 
 
@@ -145,6 +148,8 @@ def restore_options(
         snapshot=snapshot,
         as_of=parse_timestamp(as_of) if as_of else None,
         series=series,
+        dry_run=resolve(own.RESTORE_DRY_RUN, args, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )
 
 
@@ -159,4 +164,5 @@ def snapshots_options(
         credentials=credentials_for(prefix, env),
         json=resolve(own.JSON, args, env),
         series=series_from(args, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )

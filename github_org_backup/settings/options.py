@@ -91,6 +91,8 @@ class RegistryOptions:
     emit_specs: bool
     prune: bool
     discovery_cache: bool
+    allow_empty: bool = False
+    dest_given: bool = True  # False: the default layout, which the run names at its start
 
 
 @dataclass(frozen=True)
@@ -104,6 +106,7 @@ class VerifyOptions:
     from_report: Path | None = None
     packages: PackageFilter = field(default_factory=PackageFilter)
     series: tuple[str, ...] = ("",)  # the snapshot series naming the tags without a catalog
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -120,6 +123,8 @@ class RestoreOptions:
     snapshot: str | None = None
     as_of: datetime | None = None
     series: tuple[str, ...] = ("",)
+    dry_run: bool = False
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
@@ -130,6 +135,7 @@ class SnapshotsOptions:
     credentials: Mapping[str, Credentials] = field(repr=False)
     json: bool = False
     series: tuple[str, ...] = ("",)
+    allow_empty: bool = False
 
 
 # What several commands build alike, from the parsed command line and the environment

@@ -8,7 +8,7 @@ import textwrap
 from typing import Any
 
 from github_org_backup import __version__
-from github_org_backup.settings.commands import COMMANDS, EVERY_EXIT, flagged, variables
+from github_org_backup.settings.commands import COMMANDS, EXIT_CODES, flagged, variables
 from github_org_backup.settings.declare import Command, Option
 
 WIDTH = 90
@@ -55,13 +55,16 @@ def environment_section(name: str) -> list[str]:
     return lines
 
 
-def exit_section(command: Command) -> list[str]:
-    text = "; ".join(f"{code} {meaning}" for code, meaning in command.exit_codes)
-    return textwrap.wrap(f"exit status: {text}", WIDTH)
+def exit_section() -> list[str]:
+    """The one exit-status table, the same in every command's --help."""
+    lines = ["exit status (every command):"]
+    for code, meaning in EXIT_CODES:
+        lines += _entry(str(code), meaning)
+    return lines
 
 
 def epilog(command: Command) -> str:
-    return "\n".join([*environment_section(command.name), "", *exit_section(command)])
+    return "\n".join([*environment_section(command.name), "", *exit_section()])
 
 
 def add_command(commands: Any, command: Command) -> argparse.ArgumentParser:
@@ -90,9 +93,7 @@ def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="github-org-backup",
         description="Back up container images byte-exact into a registry you own.",
-        epilog="\n".join(
-            textwrap.wrap("every command: " + "; ".join(f"{c} {m}" for c, m in EVERY_EXIT), WIDTH)
-        ),
+        epilog="\n".join(exit_section()),
         formatter_class=_HelpFormatter,
     )
     parser.add_argument("--version", action="version", version=f"%(prog)s {__version__}")

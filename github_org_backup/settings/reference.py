@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import sys
 
-from github_org_backup.settings.commands import COMMANDS, EVERY_EXIT, flagged, variables
+from github_org_backup.settings.commands import COMMANDS, EXIT_CODES, flagged, variables
 from github_org_backup.settings.declare import Command, Option
 from github_org_backup.settings.parser import variable_text
 
@@ -63,7 +63,7 @@ def section(command: Command) -> list[str]:
             *_variable_rows(variables(command.name), command.name),
             "",
         ]
-    lines += ["### Exit status", "", *_exit_rows(command.exit_codes), ""]
+    lines += ["See [Exit status](#exit-status): the same for every command.", ""]
     return lines
 
 
@@ -79,9 +79,11 @@ def reference() -> str:
         "",
         "Commands: " + ", ".join(f"[`{c.name}`](#{c.name}) ({c.summary})" for c in COMMANDS) + ".",
         "",
-        "Every command may also end with:",
+        "## Exit status",
         "",
-        *_exit_rows(EVERY_EXIT),
+        "One table for every command, as every `--help` prints it:",
+        "",
+        *_exit_rows(EXIT_CODES),
         "",
     ]
     for command in COMMANDS:

@@ -43,12 +43,14 @@ class ReposOptions:
     run: RunControl
     config: ReposConfig
     github: GitHubSettings  # for the repository listing
+    allow_empty: bool = False
 
 
 @dataclass(frozen=True)
 class VerifyReposOptions:
     output: Output
     check: MirrorCheck
+    allow_empty: bool = False
 
 
 def _dest(text: str) -> Path:
@@ -104,6 +106,7 @@ def repos_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
         run_control_from(args, env, concurrency=own.REPOS_CONCURRENCY),
         load_repos_config(args, env),
         github_settings(args.command, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )
 
 
@@ -153,4 +156,5 @@ def verify_repos_options(
             ),
             timeout_s=resolve(flags.CONNECT_TIMEOUT, args, env) + read_timeout,
         ),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )
