@@ -34,6 +34,8 @@
     │   ├── SizeMismatch
     │   ├── InvalidManifest
     │   └── NoMatchingPlatform
+    ├── LayoutWriteError      an OCI layout's file system refused a write (full, quota, file
+    │                         size limit, read-only, permission); fails the image, never retried
     └── OutputError           the run's report could not be written (after the work; exit 1)
 
 Outside the tree, because they are not failures of a run:
@@ -170,6 +172,10 @@ class InvalidManifest(ContentError):
 
 class NoMatchingPlatform(ContentError):
     """A limitPlatforms transform selected none of an index's platforms."""
+
+
+class LayoutWriteError(BackupError):
+    """A write into an OCI layout failed on its file system; the message names the path."""
 
 
 class OutputError(BackupError):

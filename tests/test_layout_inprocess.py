@@ -13,6 +13,7 @@ import pytest
 from github_org_backup.errors import (
     DigestMismatch,
     InvalidManifest,
+    LayoutWriteError,
     NotFound,
     SizeMismatch,
     UsageError,
@@ -151,10 +152,15 @@ async def test_a_failed_index_write_leaves_the_previous_index_json_whole(
         real_replace(source, target)
 
     monkeypatch.setattr(os, "replace", refuse_index)
-    with pytest.raises(OSError, match="No space left"):
+    with pytest.raises(LayoutWriteError) as refused:
         await store.put_manifest("acme/app", "2", img.manifest)
+    assert str(refused.value) == (
+        f"no space left on device writing {tmp_path / 'index.json'}: "
+        "free space or choose another destination"
+    )
     assert (tmp_path / "index.json").read_bytes() == before
     assert temporary_files(tmp_path) == []
+    assert await store.resolve_manifest("acme/app", "2") is None  # nor in memory
 
 
 async def test_a_blob_stream_cut_short_leaves_no_blob_and_no_temp_file(tmp_path: Path) -> None:

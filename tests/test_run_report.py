@@ -30,6 +30,7 @@ _ID = re.compile(r"[0-9]{8}T[0-9]{6}\.[0-9]{3}Z")
 _BY_TYPE = {
     "duration_s",
     "bytes_copied",
+    "bytes_transferred",
     "blobs_copied",
     "blobs_skipped",
     "blobs_mounted",

@@ -40,7 +40,7 @@ async def test_a_broken_read_resumes_at_the_byte_it_stopped_at() -> None:
     assert offsets(src) == [0, 10]
     assert len(dst.writes) == 1
     assert dst.blobs["backup/acme/app"][DIGEST] == DATA
-    assert stats.bytes_copied == len(DATA)
+    assert stats.bytes_transferred == len(DATA)
 
 
 async def test_a_source_that_refuses_to_resume_restarts_in_a_new_session() -> None:
@@ -126,4 +126,4 @@ async def test_a_transient_write_error_is_retried_in_a_new_session() -> None:
     assert [session for _, _, session in dst.writes] == [mounted, None]
     assert offsets(src) == [0, 0]
     assert dst.blobs["backup/acme/app"][DIGEST] == DATA
-    assert stats.bytes_copied == 2 * len(DATA)
+    assert stats.bytes_transferred == 2 * len(DATA)

@@ -54,6 +54,7 @@ class _Place:
 
 
 _BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
+_Needs = set[_Place]  # the child manifests and blobs one image (or child) needs
 
 
 class CopyEngine:
@@ -85,6 +86,9 @@ class CopyEngine:
         self._blob_homes: dict[_BlobKey, list[str]] = {}
         self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
         self._probes: dict[Registry, Probe] = {}
+        # Bytes streamed but not yet counted in bytes_copied: an image's count once it completes.
+        self._uncounted: dict[_BlobKey, int] = {}
+        self._child_needs: dict[_Place, _Needs] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
         self._aborting = ""  # why the images in flight are abandoned, once they are
@@ -129,9 +133,10 @@ class CopyEngine:
             assert task is not None
             self._in_flight.add(task)
             deadline = asyncio.timeout(self._limits.image_timeout_s)
+            needs: _Needs = set()
             try:
                 async with deadline:
-                    status, written = await self._copy_tagged(spec, bound)
+                    status, written = await self._copy_tagged(spec, bound, needs)
             except TimeoutError:
                 if not deadline.expired():
                     raise
@@ -151,6 +156,7 @@ class CopyEngine:
                 return self._failed(spec, bound, started, message)
             finally:
                 self._in_flight.discard(task)
+        self._count_bytes(needs)
         if status == "copied":
             self.stats.images_copied += 1
         else:
@@ -179,8 +185,20 @@ class CopyEngine:
             spec.source, spec.destination, spec.source.digest, "failed", message, elapsed
         )
 
+    def _count_bytes(self, needs: _Needs) -> None:
+        """Count in bytes_copied what this run streamed for an image that completed, each
+        blob once, whichever image streamed it."""
+        stack, seen = list(needs), set()
+        while stack:
+            if (place := stack.pop()) in seen:
+                continue
+            seen.add(place)
+            key = (place.repository.registry, place.digest, place.size)
+            self.stats.bytes_copied += self._uncounted.pop(key, 0)
+            stack.extend(self._child_needs.get(place, ()))
+
     async def _copy_tagged(
-        self, spec: CopySpec, bound: structlog.BoundLogger
+        self, spec: CopySpec, bound: structlog.BoundLogger, needs: _Needs
     ) -> tuple[Status, Descriptor]:
         """Copy one image and write its tag; what the destination's tag now points at."""
         src, dst = spec.source, spec.destination
@@ -201,11 +219,12 @@ class CopyEngine:
             manifest = manifest.limit_platforms(spec.platforms)
             if existing is not None and existing.digest == manifest.digest:
                 return "skipped", existing
-        await self._place_content(manifest, src.repository, dst.repository, DescriptorBudget())
+        budget = DescriptorBudget()
+        await self._place_content(manifest, src.repository, dst.repository, budget, needs)
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
-        await self._copy_referrers(source, digest, src.repository, dst.repository, bound)
+        await self._copy_referrers(source, digest, src.repository, dst.repository, bound, needs)
         return "copied", manifest.descriptor()
 
     async def _copy_referrers(
@@ -215,6 +234,7 @@ class CopyEngine:
         src: Repository,
         dst: Repository,
         bound: structlog.BoundLogger,
+        needs: _Needs,
     ) -> None:
         """Signatures, SBOMs and attestations that name this image (OCI 1.1 ``subject``).
 
@@ -226,13 +246,18 @@ class CopyEngine:
             check_count(referrers, f"the referrers of {digest}")
             budget = DescriptorBudget()
             await self._fan_out(
-                functools.partial(self._ensure_manifest, referrer, src, dst, budget)
+                functools.partial(self._ensure_manifest, referrer, src, dst, budget, needs)
                 for referrer in referrers
             )
             bound.info("referrers_copied", digest=digest, count=len(referrers))
 
     async def _place_content(
-        self, manifest: Manifest, src: Repository, dst: Repository, budget: DescriptorBudget
+        self,
+        manifest: Manifest,
+        src: Repository,
+        dst: Repository,
+        budget: DescriptorBudget,
+        needs: _Needs,
     ) -> None:
         """Put everything ``manifest`` references at ``dst``: child manifests or blobs.
 
@@ -243,7 +268,7 @@ class CopyEngine:
             check_count(children, f"index {manifest.digest}")
             budget.spend(len(children), manifest.digest)
             await self._fan_out(
-                functools.partial(self._ensure_manifest, child, src, dst, budget)
+                functools.partial(self._ensure_manifest, child, src, dst, budget, needs)
                 for child in children
             )
         else:
@@ -251,7 +276,7 @@ class CopyEngine:
             check_count(blobs, f"manifest {manifest.digest}")
             self._limits.check_sizes([(b.digest, b.size) for b in blobs], manifest.digest)
             await self._fan_out(
-                functools.partial(self._ensure_blob, blob, src, dst) for blob in blobs
+                functools.partial(self._ensure_blob, blob, src, dst, needs) for blob in blobs
             )
 
     # Child manifests, shared between images that reference the same digest
@@ -261,8 +286,14 @@ class CopyEngine:
         await bounded(starts, self._fan_out_limit)
 
     async def _ensure_manifest(
-        self, child: Descriptor, src: Repository, dst: Repository, budget: DescriptorBudget
+        self,
+        child: Descriptor,
+        src: Repository,
+        dst: Repository,
+        budget: DescriptorBudget,
+        needs: _Needs,
     ) -> None:
+        needs.add(_Place.of(dst, child))
         await shared(
             self._manifest_tasks,
             _Place.of(dst, child),
@@ -282,13 +313,17 @@ class CopyEngine:
             source = self._store_for(src.registry)
             async with self._manifest_bytes.hold(child.size):
                 manifest = await source.get_manifest(src.name, child.digest, child)
-        await self._place_content(manifest, src, dst, budget)
+        needs = self._child_needs.setdefault(_Place.of(dst, child), set())
+        await self._place_content(manifest, src, dst, budget, needs)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
 
     # Blobs
 
-    async def _ensure_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
+    async def _ensure_blob(
+        self, blob: Descriptor, src: Repository, dst: Repository, needs: _Needs
+    ) -> None:
+        needs.add(_Place.of(dst, blob))
         await shared(
             self._blob_tasks, _Place.of(dst, blob), lambda: self._place_blob(blob, src, dst)
         )
@@ -343,4 +378,6 @@ class CopyEngine:
                 self._policy,
             )
         self.stats.blobs_copied += 1
+        key = (dst.registry, blob.digest, blob.size)
+        self._uncounted[key] = self._uncounted.get(key, 0) + blob.size
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)

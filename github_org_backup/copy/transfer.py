@@ -81,7 +81,7 @@ class _SourceStream:
                 f"blob {self._blob.digest} is longer than its {self._blob.size} bytes"
             )
         self._hash.update(chunk)
-        self._stats.bytes_copied += len(chunk)
+        self._stats.bytes_transferred += len(chunk)
 
     def check(self) -> None:
         if self.received != self._blob.size:

@@ -43,7 +43,12 @@ __all__ = [
 
 @dataclass
 class Stats:
-    """Counters updated by the engine as it works (single event loop, so no locking)."""
+    """Counters updated by the engine as it works (single event loop, so no locking).
+
+    ``bytes_transferred`` grows with every blob byte read from a source, retries and images
+    that later fail included (the progress rate); ``bytes_copied`` only by the blobs of the
+    images that completed, once each, when the image completes.
+    """
 
     images_total: int = 0
     images_copied: int = 0
@@ -54,6 +59,7 @@ class Stats:
     blobs_skipped: int = 0
     manifests_written: int = 0
     bytes_copied: int = 0
+    bytes_transferred: int = 0
     started: float = field(default_factory=time.monotonic)
 
     @property
@@ -72,6 +78,7 @@ class Stats:
             self.manifests_written,
             self.bytes_copied,
             round(time.monotonic() - self.started, 3),
+            self.bytes_transferred,
         )
 
 
@@ -86,8 +93,9 @@ class Counts:
     blobs_mounted: int = 0
     blobs_skipped: int = 0
     manifests_written: int = 0
-    bytes_copied: int = 0
+    bytes_copied: int = 0  # the blobs of the images that completed
     duration_s: float = 0.0
+    bytes_transferred: int = 0  # every blob byte read, retries and failed images included
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -99,6 +107,7 @@ class Counts:
             "blobs_skipped": self.blobs_skipped,
             "manifests_written": self.manifests_written,
             "bytes_copied": self.bytes_copied,
+            "bytes_transferred": self.bytes_transferred,
             "duration_s": self.duration_s,
         }
 
@@ -238,22 +247,25 @@ class Reportable(Protocol):
 
 
 async def report_progress(stats: Stats, interval_s: float = 5.0) -> None:
-    """Log a progress line every ``interval_s`` until cancelled."""
+    """Log a progress line every ``interval_s`` until cancelled; ``images_done`` counts the
+    failed ones too, which ``images_failed`` says apart."""
     log = structlog.get_logger("github_org_backup.output.progress")
     last_bytes, last_time = 0, time.monotonic()
     while True:
         await asyncio.sleep(interval_s)
         now = time.monotonic()
-        rate = (stats.bytes_copied - last_bytes) / max(now - last_time, 1e-9)
-        last_bytes, last_time = stats.bytes_copied, now
+        rate = (stats.bytes_transferred - last_bytes) / max(now - last_time, 1e-9)
+        last_bytes, last_time = stats.bytes_transferred, now
         log.info(
             "progress",
             images_done=stats.images_done,
             images_total=stats.images_total,
+            images_failed=stats.images_failed,
             blobs_copied=stats.blobs_copied,
             blobs_mounted=stats.blobs_mounted,
             blobs_skipped=stats.blobs_skipped,
             bytes_copied=stats.bytes_copied,
+            bytes_transferred=stats.bytes_transferred,
             rate_mib_s=round(rate / 2**20, 1),
         )
 

@@ -19,7 +19,6 @@ import contextlib
 import json
 import os
 import stat
-import tempfile
 from collections.abc import AsyncIterable, AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -31,9 +30,9 @@ from github_org_backup.errors import (
     DigestMismatch,
     InvalidManifest,
     InvalidReference,
+    LayoutWriteError,
     NotFound,
     ResumeRefused,
-    SizeMismatch,
     UsageError,
 )
 from github_org_backup.model.oci import (
@@ -51,6 +50,7 @@ from github_org_backup.model.reference import (
     validate_repository,
     validate_tag,
 )
+from github_org_backup.stores.disk import write_atomically, writing
 from github_org_backup.stores.protocol import READ_CHUNK, UploadSession
 
 REF_NAME = "org.opencontainers.image.ref.name"
@@ -134,6 +134,8 @@ class LayoutStore:
         self._index: dict[str, Any] | None = None
         # Ref changes not yet in index.json: ref name -> its new entry, or None to delete it.
         self._pending: dict[str, dict[str, Any] | None] = {}
+        # Ref changes a failed commit of another image's took with it: ref name -> the error.
+        self._unwritten: dict[str, str] = {}
 
     # Paths
 
@@ -163,6 +165,8 @@ class LayoutStore:
                 self._index = self._read_index(path)
             else:
                 self._index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
+            for ref_name, entry in self._pending.items():  # read again after a failed commit
+                _apply(self._index, ref_name, entry)
         return self._index
 
     @staticmethod
@@ -204,18 +208,26 @@ class LayoutStore:
         _apply(self._load_index(), ref_name, entry)
         self._pending[ref_name] = entry
 
-    async def _commit_index(self) -> None:
-        """Group commit: whoever takes the lock writes every change made so far.
+    async def _commit_index(self, ref_name: str) -> None:
+        """Group commit: whoever takes the lock writes every change made so far; if that
+        write fails, every change it held fails (``ref_name`` at once, the others' later).
 
         Other processes may write the same layout (shards, a copy beside the CronJob): under
         a lock on the directory, index.json is read again and only this process's ref
         changes are applied to it, so no writer loses another's refs.
         """
         async with self._index_lock:
+            if (refused := self._unwritten.pop(ref_name, None)) is not None:
+                raise LayoutWriteError(refused)
             if not self._pending:
                 return  # an earlier commit wrote them
             pending, self._pending = self._pending, {}
-            merged = await asyncio.to_thread(self._merge_into_index, pending)
+            try:
+                merged = await asyncio.to_thread(self._merge_into_index, pending)
+            except LayoutWriteError as exc:
+                self._index = None  # as index.json is: without any of ``pending``
+                self._unwritten |= {other: str(exc) for other in pending if other != ref_name}
+                raise
             for ref_name, entry in self._pending.items():  # changed while we wrote
                 _apply(merged, ref_name, entry)
             self._index = merged
@@ -229,7 +241,8 @@ class LayoutStore:
                 index = {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": []}
             for ref_name, entry in pending.items():
                 _apply(index, ref_name, entry)
-            atomic_write(path, json.dumps(index, indent=2).encode())
+            with writing(path):
+                atomic_write(path, json.dumps(index, indent=2).encode())
         return index
 
     # Store: manifests
@@ -292,7 +305,7 @@ class LayoutStore:
             "annotations": {REF_NAME: ref_name},
         }
         self._set_ref(ref_name, entry)
-        await self._commit_index()
+        await self._commit_index(ref_name)
 
     async def list_referrers(self, name: str, digest: str) -> list[Descriptor] | None:
         return None  # a layout has no referrers API; fallback tags travel as tags
@@ -308,8 +321,9 @@ class LayoutStore:
         return sorted({repository for repository, _ in self._names()})
 
     async def delete_tag(self, name: str, tag: str) -> None:
-        self._set_ref(self._ref_name(name, tag), None)
-        await self._commit_index()
+        ref_name = self._ref_name(name, tag)
+        self._set_ref(ref_name, None)
+        await self._commit_index(ref_name)
 
     # Store: blobs
 
@@ -349,41 +363,25 @@ class LayoutStore:
         chunks: AsyncIterable[bytes],
         session: UploadSession | None,
     ) -> None:
-        """Write to a temporary file and rename into place only once complete and verified."""
+        """Write to a temporary file and rename into place only once complete and verified.
+
+        A write the file system refuses (full, quota, read-only) is a LayoutWriteError naming
+        the blob's path; the temporary file goes, so no partial blob stays."""
         path = self._blob_path(blob.digest)
         if path.exists():
             async for _ in chunks:  # already there: drain the verified stream
                 pass
             return
-        await asyncio.to_thread(self._ensure_layout)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".tmp-")
-        try:
-            with os.fdopen(fd, "wb") as handle:
-                async for data in chunks:
-                    await asyncio.to_thread(handle.write, data)
-                await asyncio.to_thread(handle.flush)
-                await asyncio.to_thread(os.fsync, handle.fileno())
-            await asyncio.to_thread(_commit, tmp, path, blob)
-        except BaseException:
-            _discard(tmp)  # at once: a cancelled write must not leave its temporary file
-            raise
+        with writing(path):
+            await asyncio.to_thread(self._ensure_layout)
+        await write_atomically(path, chunks, blob)
 
     def _write_blob_bytes(self, digest: str, data: bytes) -> None:
         path = self._blob_path(digest)
         if path.exists():
             return
         verify_content(data, Descriptor("", digest, len(data)))
-        self._ensure_layout()
-        path.parent.mkdir(parents=True, exist_ok=True)
-        atomic_write(path, data)
-
-
-def _commit(tmp: str, path: Path, blob: Descriptor) -> None:
-    if os.path.getsize(tmp) != blob.size:
-        raise SizeMismatch(f"blob {blob.digest} was cut short")
-    os.replace(tmp, path)
-
-
-def _discard(tmp: str) -> None:
-    Path(tmp).unlink(missing_ok=True)
+        with writing(path):
+            self._ensure_layout()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            atomic_write(path, data)

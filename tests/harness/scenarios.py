@@ -158,7 +158,7 @@ def run_scenario(
         leaks=find_leaks(
             [result.stderr, result.stdout, report_text], secrets, [source, destination]
         ),
-        bytes_copied=int(summary.get("bytes_copied", 0)),
+        bytes_copied=int(summary.get("bytes_transferred", 0)),  # every byte moved, retries too
         unique_bytes=corpus.unique_blob_bytes,
         events=count_events(result.stderr),
         errors=[i["error"] for i in json.loads(report_text)["images"] if i["error"]]
