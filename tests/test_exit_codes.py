@@ -211,3 +211,17 @@ def test_restore_dry_run_prints_each_tag_and_writes_nothing(
     assert _run(env, config, *args, "--allow-empty").returncode == 0
     assert _catalog(empty) == []
     shutil.rmtree(layout)
+
+
+def test_verify_of_a_layout_whose_index_is_corrupt_is_a_problem_found(tmp_path: Path) -> None:
+    """The backup's own index damaged is what verify exists to find: 1, one line on stdout;
+    snapshots and restore cannot read it at all: 2."""
+    layout = tmp_path / "layout"
+    layout.mkdir()
+    (layout / "oci-layout").write_text('{"imageLayoutVersion": "1.0.0"}')
+    (layout / "index.json").write_text('{"schemaVersion": 2, "manifests": [')
+    config = docker_config_for(tmp_path / "docker")
+    verify = _run({}, config, "verify", "--dest", f"oci:{layout}")
+    assert verify.returncode == 1, verify.stderr[-2000:]
+    assert verify.stdout.startswith(f"oci:{layout}: ") and "index.json" in verify.stdout
+    assert _run({}, config, "snapshots", "--dest", f"oci:{layout}").returncode == 2
