@@ -39,13 +39,35 @@ async def show_progress(stats: Stats, *, terminal: bool, interval_s: float) -> N
     if not terminal:
         await report_progress(stats, interval_s)
         return
-    await live_display(lambda: (stats.images_done, stats.images_total, stats.bytes_copied))
+    await live_display(
+        lambda: (
+            stats.images_done,
+            stats.images_total,
+            stats.bytes_transferred,
+            stats.images_failed,
+        )
+    )
 
 
-async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "images") -> None:
-    """Redraw ``what`` done of total, bytes, rate, elapsed and ETA until cancelled.
+Tally = tuple[int, int, int] | tuple[int, int, int, int]
 
-    ``read`` returns (done, total, bytes so far); a total of 0 means not yet known.
+
+def _figures(tally: Tally) -> tuple[int, int, int, int]:
+    done, total, count, *failed = tally
+    return done, total, count, failed[0] if failed else 0
+
+
+def failed_text(failed: int) -> str:
+    """What the bar adds when some of the done ones failed: done alone would read as success."""
+    return f"[bold red]{failed} failed[/]" if failed else ""
+
+
+async def live_display(read: Callable[[], Tally], what: str = "images") -> None:
+    """Redraw ``what`` done of total, how many of them failed, bytes, rate, elapsed and ETA
+    until cancelled.
+
+    ``read`` returns (done, total, bytes so far[, failed]); done counts the failed ones too;
+    a total of 0 means not yet known.
     """
     from rich.progress import (
         BarColumn,
@@ -62,6 +84,7 @@ async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "im
         TextColumn(what),
         BarColumn(),
         MofNCompleteColumn(),
+        TextColumn("{task.fields[failed]}"),
         TextColumn("{task.fields[bytes]}  {task.fields[rate]}"),
         TimeElapsedColumn(),
         TextColumn("ETA"),
@@ -69,10 +92,10 @@ async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "im
     )
     samples: list[tuple[float, int]] = []
     with Progress(*columns, console=_console(), transient=False) as progress:
-        task = progress.add_task(what, total=None, bytes="", rate="")
+        task = progress.add_task(what, total=None, bytes="", rate="", failed="")
         try:
             while True:
-                done, total, count = read()
+                done, total, count, failed = _figures(read())
                 now = time.monotonic()
                 samples.append((now, count))
                 while samples and samples[0][0] < now - _RATE_WINDOW_S:
@@ -83,14 +106,19 @@ async def live_display(read: Callable[[], tuple[int, int, int]], what: str = "im
                     task,
                     completed=done,
                     total=total or None,
+                    failed=failed_text(failed),
                     bytes=human_bytes(count) if count else "",
                     rate=f"{human_bytes(rate)}/s" if count else "",
                 )
                 await asyncio.sleep(_REDRAW_S)
         finally:
-            done, total, count = read()
+            done, total, count, failed = _figures(read())
             progress.update(
-                task, completed=done, total=total or done, bytes=human_bytes(count) if count else ""
+                task,
+                completed=done,
+                total=total or done,
+                failed=failed_text(failed),
+                bytes=human_bytes(count) if count else "",
             )
 
 
