@@ -71,7 +71,7 @@ async def test_docker_config_auth_username_password_and_identity_token(tmp_path:
     assert await store.lookup("ghcr.io") == Credentials("u1", "p1")
     assert await store.lookup("registry.example.com") == Credentials("u2", "p2")
     assert await store.lookup("id.example.com") == Credentials("u3", identity_token="refresh")
-    assert await store.lookup("other.example.com") is None
+    assert not (await store.lookup("other.example.com")).present
     assert "p1" not in repr(await store.lookup("ghcr.io"))
 
 

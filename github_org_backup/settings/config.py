@@ -22,7 +22,7 @@ from github_org_backup.plan.policy import PackageFilter, TagPolicy
 from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags, variables
 from github_org_backup.settings.declare import from_env, resolve
-from github_org_backup.stores.registry.credentials import Credentials
+from github_org_backup.stores.registry.credentials import ENVIRONMENT, Credentials
 
 
 @dataclass(frozen=True)
@@ -61,7 +61,8 @@ class RegistryConfig:
         return self.packages.allows(named) and (self.shard is None or self.shard.owns(package))
 
     def credentials(self) -> dict[str, Credentials]:
-        found = {self.source.host: Credentials(self.username, self.token)}
+        github = Credentials(self.username, self.token, source=GITHUB_TOKEN_SOURCE)
+        found = {self.source.host: github}
         if self.destination_credentials is not None:
             found[self.destination.registry.host] = self.destination_credentials
         return found
@@ -125,17 +126,21 @@ def check_http_url(text: str, what: str, example: str) -> str:
     return text
 
 
+GITHUB_TOKEN_SOURCE = "the GitHub token (GITHUB_TOKEN or --github-token-file)"  # noqa: S105
+
+
 def destination_credentials(
     registry: Registry, env: Mapping[str, str] = os.environ
 ) -> Credentials | None:
     """DEST_USERNAME and DEST_PASSWORD, the one place they are read: the credentials of the
-    backup's own registry (for restore, of --to). None for a layout or when unset."""
+    backup's own registry (for restore, of --to; for copy, of every DST registry). They go
+    before docker config.json. None for a layout or when unset."""
     user, password = from_env(variables.DEST_USERNAME, env), from_env(variables.DEST_PASSWORD, env)
     if bool(user) != bool(password):
         raise UsageError("set both DEST_USERNAME and DEST_PASSWORD, or neither")
     if not user or not password or registry.layout:
         return None
-    return Credentials(user, password)
+    return Credentials(user, password, source=ENVIRONMENT)
 
 
 def _not_a_host(text: str) -> bool:

@@ -22,7 +22,11 @@ from github_org_backup.base.limits import MAX_TOKEN_BODY, Limits, paced
 from github_org_backup.errors import AuthError, TooSlow
 from github_org_backup.model.reference import Registry
 from github_org_backup.stores.registry.answers import error_body
-from github_org_backup.stores.registry.credentials import Credentials, CredentialSource
+from github_org_backup.stores.registry.credentials import (
+    Credentials,
+    CredentialSource,
+    nothing_found,
+)
 from github_org_backup.stores.registry.origins import internal_refusal, realm_refusal
 
 _CHALLENGE_TOKEN = re.compile(
@@ -77,7 +81,7 @@ class Authenticator:
         self._registry = registry
         self._allowed_realms = allowed_realms
         self._lookup = None if isinstance(credentials, Credentials | None) else credentials
-        self._credentials = credentials if isinstance(credentials, Credentials) else None
+        self._credentials = credentials if isinstance(credentials, Credentials) else nothing_found()
         self._lookup_lock = asyncio.Lock()
         self._session = session
         self._scheme: str | None = None
@@ -88,12 +92,13 @@ class Authenticator:
         self._settled = asyncio.Event()
         self.token_fetches = 0
 
-    async def credentials(self) -> Credentials | None:
-        """The registry's credentials, looked up once, when first needed (a helper may run)."""
+    async def credentials(self) -> Credentials:
+        """The registry's credentials, looked up once, when first needed (a helper may run);
+        when none were found, their ``source`` says where the lookup looked."""
         if self._lookup is not None:
             async with self._lookup_lock:
                 if self._lookup is not None:
-                    self._credentials = await self._lookup()
+                    self._credentials = await self._lookup() or nothing_found()
                     self._lookup = None
         return self._credentials
 
@@ -111,10 +116,12 @@ class Authenticator:
             return None
         if self._scheme is None and not self._settled.is_set():
             await self._settled.wait()
-        if self._scheme == "basic" and (creds := await self.credentials()):
+        if self._scheme == "basic" and (creds := await self.credentials()).password:
             return creds.basic_header()
         if self._scheme != "bearer":
             return None
+        if (creds := await self.credentials()).registry_token:
+            return f"Bearer {creds.registry_token}"  # sent as it is: no token service asked
         key = self._key(scopes)
         token = self._tokens.get(key)
         if token is None or token.expires_at <= time.monotonic():
@@ -147,10 +154,15 @@ class Authenticator:
     async def _adopt(self, header: str | None, scopes: Iterable[str], sent: str | None) -> None:
         challenges = parse_challenges(header or "")
         by_scheme = {c.scheme: c for c in challenges}
+        creds = await self.credentials()
         if bearer := by_scheme.get("bearer"):
             if "realm" not in bearer.params:
                 raise AuthError(f"{self._registry} sent a Bearer challenge without a realm")
             self._scheme, self._bearer = "bearer", bearer.params
+            if creds.registry_token:
+                if sent == f"Bearer {creds.registry_token}":
+                    raise self._refused(creds, 401)
+                return
             wanted = set(scopes) | set(bearer.params.get("scope", "").split())
             key = self._key(s for s in wanted if s)
             cached = self._tokens.get(key)
@@ -161,17 +173,66 @@ class Authenticator:
             self._tokens[self._key(scopes)] = self._tokens[key]
             return
         if "basic" in by_scheme:
-            creds = await self.credentials()
-            if creds is None or not creds.password:
+            if not creds.password:
+                if creds.registry_token:
+                    lack = f"but {creds.source} holds only a registry token"
+                elif creds.username:
+                    lack = f"but {creds.source} has no password"
+                else:
+                    lack = f"and none was found ({creds.source})"
                 raise AuthError(
-                    f"{self._registry} requires a username and password: add them to "
-                    "docker config.json (docker login) or the environment",
+                    f"{self._registry} requires a username and password, {lack}: "
+                    f"{self.what_to_do()}",
                     status=401,
                 )
+            if sent == creds.basic_header():
+                raise self._refused(creds, 401)
             # Sent and still refused: the caller retries once, then reports the 401.
             self._scheme = "basic"
             return
         raise AuthError(f"{self._registry} answered 401 without a usable challenge", status=401)
+
+    def what_to_do(self) -> str:
+        """Where credentials for this registry go, as a sentence's end."""
+        host = self._registry.host
+        return (
+            f"run `docker login {host}` (docker config.json or its credential helper), or, "
+            f"if {host} is where the backup goes, set DEST_USERNAME and DEST_PASSWORD"
+        )
+
+    def _refused(self, creds: Credentials, status: int) -> AuthError:
+        return AuthError(
+            f"{self._registry} refused the credentials from {creds.source} "
+            f"(HTTP {status}): check them there",
+            status=status,
+        )
+
+    async def refusal(
+        self, response: aiohttp.ClientResponse, operation: str, sent: str | None
+    ) -> AuthError:
+        """The AuthError for a 401 or 403 that is the registry's last word on a request: it
+        names the credentials sent and where they came from, or where none were found."""
+        creds = await self.credentials()
+        status = response.status
+        said = await error_body(response)
+        detail = f": {said.summary()}" if said.summary() else ""
+        where = f"{operation} {response.url.path} on {self._registry}: HTTP {status}{detail}"
+        if not creds.present:
+            advice = f"no credentials for {self._registry.host} were found ({creds.source}); "
+            advice += self.what_to_do()
+        elif sent is None:
+            advice = (
+                f"it refused a request sent without credentials and asked for none (no 401 "
+                f"challenge), so those from {creds.source} were not sent"
+            )
+        else:
+            advice = (
+                f"the credentials from {creds.source} were refused, or do not grant this "
+                "access: check them there, and what they may do in this repository"
+            )
+        return AuthError(
+            f"{where}; {advice}", status=status, operation=operation, errors=said.diagnostics()
+        )
 
     async def _fetch_locked(self, key: str, stale: _Token | None) -> _Token:
         lock = self._locks.setdefault(key, asyncio.Lock())
@@ -193,10 +254,10 @@ class Authenticator:
         except ValueError:
             raise AuthError(f"{self._registry} named a token realm that is not a URL") from None
         creds = await self.credentials()
-        operation = "POST token" if creds and creds.identity_token else "GET token"
+        operation = "POST token" if creds.identity_token else "GET token"
         registry_url = yarl.URL(self._registry.base_url)
         refusal = realm_refusal(registry_url, realm, self._allowed_realms)
-        if refusal is not None and (creds is not None or realm.scheme not in ("http", "https")):
+        if refusal is not None and (creds.present or realm.scheme not in ("http", "https")):
             raise AuthError(
                 f"not sending the credentials for {self._registry}: {refusal}",
                 operation=operation,
@@ -238,13 +299,13 @@ class Authenticator:
         realm: yarl.URL,
         params: list[tuple[str, str]],
         scopes: list[str],
-        creds: Credentials | None,
+        creds: Credentials,
         operation: str,
     ) -> Any:
         """The token service's answer as JSON (None if it is not JSON); AuthError, keeping the
         status and the body's error codes, for any answer but a 200."""
         try:
-            if creds and creds.identity_token:
+            if creds.identity_token:
                 form = dict(params[:1]) | {
                     "grant_type": "refresh_token",
                     "refresh_token": creds.identity_token,
@@ -253,22 +314,22 @@ class Authenticator:
                 }
                 request = self._session.post(realm, data=form, allow_redirects=False)
             else:
-                headers = (
-                    {"Authorization": creds.basic_header()} if creds and creds.password else {}
-                )
+                headers = {"Authorization": creds.basic_header()} if creds.password else {}
                 request = self._session.get(
                     realm.update_query(params), headers=headers, allow_redirects=False
                 )
             async with request as response:
                 if response.status != 200:
-                    raise await self._refusal(response, operation)
+                    raise await self._refusal(response, operation, creds)
                 return await _token_body(response, str(self._registry))
         except (aiohttp.ClientError, TimeoutError) as exc:
             raise AuthError(
                 f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
             ) from None
 
-    async def _refusal(self, response: aiohttp.ClientResponse, operation: str) -> AuthError:
+    async def _refusal(
+        self, response: aiohttp.ClientResponse, operation: str, creds: Credentials
+    ) -> AuthError:
         """The AuthError for a token answer other than 200, with the body's error entries."""
         status = response.status
         if 300 <= status < 400:
@@ -279,11 +340,16 @@ class Authenticator:
                 "credentials elsewhere; name the final token URL in the registry's "
                 "challenge"
             )
+        elif status in (401, 403) and creds.present:
+            message = (
+                f"token service of {self._registry} refused the credentials from "
+                f"{creds.source} (HTTP {status}): check the username and token there"
+            )
         elif status in (401, 403):
             message = (
-                f"token service of {self._registry} refused the credentials "
-                f"(HTTP {status}): check the username and token "
-                f"for {self._registry.host}"
+                f"token service of {self._registry} refused to serve an anonymous request "
+                f"(HTTP {status}), and no credentials for {self._registry.host} were found "
+                f"({creds.source}): {self.what_to_do()}"
             )
         else:
             message = f"token service of {self._registry} answered HTTP {status}"
