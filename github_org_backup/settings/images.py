@@ -38,6 +38,7 @@ from github_org_backup.settings.options import (
     retention_from,
     run_control_from,
     series_from,
+    written_credentials,
 )
 
 
@@ -65,14 +66,17 @@ def _copy_specs(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[CopyS
 def copy_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> CopyOptions:
     snapshot_prefix = resolve(own.SNAPSHOT_PREFIX, args, env)
     prefix = parse_backup_prefix(snapshot_prefix) if snapshot_prefix else None
+    specs = _copy_specs(args, env)
+    # DEST_USERNAME/DEST_PASSWORD name the registries written to: every DST and the prefix's.
+    written = [spec.destination.repository.registry for spec in specs]
     return CopyOptions(
         output=output_from(args),
         http=http_settings(args, env),
         run=run_control_from(args, env),
-        specs=_copy_specs(args, env),
+        specs=specs,
         snapshot_prefix=prefix,
         retention=retention_from(args, env),
-        credentials=credentials_for(prefix, env) if prefix else {},
+        credentials=written_credentials([*written, *([prefix.registry] if prefix else [])], env),
     )
 
 

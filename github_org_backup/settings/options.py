@@ -12,7 +12,7 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-from collections.abc import Mapping
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -24,7 +24,7 @@ from github_org_backup.errors import UsageError
 from github_org_backup.github.http import ApiLimits, GitHubSettings
 from github_org_backup.history.model import parse_duration
 from github_org_backup.history.retention import Retention
-from github_org_backup.model.reference import Repository
+from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.model.specs import CopySpec, parse_specs
 from github_org_backup.output.metrics import MetricsTargets
 from github_org_backup.output.progress import on_terminal
@@ -223,8 +223,20 @@ def retention_from(args: argparse.Namespace, env: Mapping[str, str]) -> Retentio
 
 
 def credentials_for(repository: Repository, env: Mapping[str, str]) -> dict[str, Credentials]:
-    found = destination_credentials(repository.registry, env)
-    return {repository.registry.host: found} if found else {}
+    """DEST_USERNAME and DEST_PASSWORD for the registry of ``repository`` (none for a layout)."""
+    return written_credentials([repository.registry], env)
+
+
+def written_credentials(
+    registries: Iterable[Registry], env: Mapping[str, str]
+) -> dict[str, Credentials]:
+    """DEST_USERNAME and DEST_PASSWORD for each registry host a command writes to; a host it
+    only reads from gets none (docker config.json serves it)."""
+    found: dict[str, Credentials] = {}
+    for registry in registries:
+        if (credentials := destination_credentials(registry, env)) is not None:
+            found[registry.host] = credentials
+    return found
 
 
 def series_from(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str, ...]:

@@ -91,11 +91,18 @@ GITHUB_API_MAX_PAGES = Option(
 
 DEST_USERNAME = Option(
     (),
-    "with DEST_PASSWORD (both or neither): credentials for the backup's registry; otherwise "
-    "docker config.json",
+    "with DEST_PASSWORD (both or neither): the username for the backup's registry, used "
+    "before docker config.json (its credential helper for the host, else its auths)",
     IMAGES,
     ENVIRONMENT,
-    asides=(("restore", "the registry of --to"), ("copy", "the registry of --snapshot-prefix")),
+    asides=(
+        ("restore", "the registry of --to"),
+        (
+            "copy",
+            "for every DST registry of the specs and that of --snapshot-prefix; never for a "
+            "registry the specs only read from",
+        ),
+    ),
     env="DEST_USERNAME",
 )
 
