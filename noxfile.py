@@ -82,7 +82,8 @@ def bench(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def image(session: nox.Session) -> None:
-    """Build the Dockerfile with buildah, lint it, run the image as uid 65532."""
+    """The release's image build (deploy/image/build.sh) short of publishing: hadolint, build,
+    SBOM checked, pushed to a loopback registry, digest checked; then run it as uid 65532."""
     session.run("bash", "deploy/image/ci-check.sh", external=True)
 
 
