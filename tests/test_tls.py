@@ -69,6 +69,6 @@ def test_tls_to_a_plain_http_registry_suggests_the_http_prefix(
     result = cli("copy", src, dst, "--report", str(report))
     assert result.returncode == 1
     error = json.loads(report.read_text())["images"][0]["error"]
-    assert "answers in plain HTTP" in error
+    assert "answered TLS with plain HTTP: prefix the reference with http://" in error
     assert f"http://{destination.host}/" in error
     assert "Traceback" not in result.stderr

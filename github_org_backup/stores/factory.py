@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import functools
 import ssl
 from collections.abc import AsyncIterator, Mapping
@@ -72,7 +73,7 @@ class Clients:
                     self._settings.chunk_size,
                     self._settings.max_request_rates.get(registry.host),
                     self._settings.limits,
-                    self._settings.trust,
+                    dataclasses.replace(self._settings.trust, ca_file=self._settings.ca_file),
                 )
             self._stores[registry] = store
         return store

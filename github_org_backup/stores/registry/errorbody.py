@@ -1,8 +1,8 @@
 """What a registry said in an error answer: distribution error entries, or an HTML page's title.
 
 Pure code: the client hands in the body's first bytes and gets back a one-line summary for the
-error message, the entries a RegistryError keeps, and whether the body names a client error
-that no retry can fix.
+error message, the entries a RegistryError keeps, whether the body names a client error that
+no retry can fix, and whether it is a TLS port's refusal of a plain-HTTP request.
 """
 
 from __future__ import annotations
@@ -17,6 +17,7 @@ from typing import Any
 from github_org_backup.base import jsonio
 from github_org_backup.base.redact import redact_text
 from github_org_backup.errors import RegistryDiagnostic
+from github_org_backup.stores.registry.wire import says_tls_port
 
 MAX_ERROR_BODY = 64 * 1024
 _MAX_ENTRIES = 5
@@ -68,6 +69,8 @@ class ErrorEntry:
 class ErrorBody:
     entries: tuple[ErrorEntry, ...] = ()
     text: str = ""  # an HTML page's title/h1, or a short plain-text body
+    # The refusal of a TLS port to a plain-HTTP request (Go's comes without a Content-Type).
+    tls_port: bool = False
 
     @property
     def client_error(self) -> bool:
@@ -103,6 +106,10 @@ def parse_error_body(raw: bytes, content_type: str | None = None) -> ErrorBody:
     entries = _json_entries(text)
     if entries:
         return ErrorBody(entries=entries)
+    if says_tls_port(text[:1024]):
+        return ErrorBody(
+            text=_html_summary(text) if "<" in text else _clip(text, _MAX_TEXT), tls_port=True
+        )
     kind = (content_type or "").split(";")[0].strip().lower()
     if kind == "text/html" or text.lstrip().lower().startswith(("<!doctype html", "<html")):
         return ErrorBody(text=_html_summary(text))

@@ -23,6 +23,7 @@ import re
 import socket
 from collections.abc import Collection
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import yarl
@@ -36,11 +37,13 @@ IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
 @dataclass(frozen=True)
 class Trust:
     """What the operator allows beyond the rules: token realms on other hosts
-    (``--allow-token-realm``), and redirects into internal address space
-    (``--allow-internal-redirects``)."""
+    (``--allow-token-realm``), redirects into internal address space
+    (``--allow-internal-redirects``), and the CA bundle trusted beside the system's
+    (``--ca-file``, named by a TLS error; the session's SSL context loads it)."""
 
     token_realms: frozenset[str] = frozenset()
     internal_redirects: bool = False
+    ca_file: Path | None = None
 
 
 _NUMERIC_HOST = re.compile(r"[0-9a-fA-FxX.]+", re.ASCII)

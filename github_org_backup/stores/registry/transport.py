@@ -10,7 +10,8 @@ Outermost first, as go-containerregistry stacks its transport wrappers:
 - **redirects**: GET and HEAD follow at most five, never from https to http, and never carry
   the registry's credentials to another origin (a CDN's signed URL);
 - **errors**: aiohttp's exceptions end here, as ``TransientError`` once retries are spent, or
-  ``RegistryError`` (a TLS failure, with what to do about it).
+  ``RegistryError`` (a TLS failure; ``http://`` to a TLS port), each in words from ``wire``
+  that name the host and what to do about it.
 
 The caller gets the response and releases it; ``answers`` maps its status to an error.
 """
@@ -40,6 +41,11 @@ from github_org_backup.stores.registry.auth import Authenticator
 from github_org_backup.stores.registry.credentials import CredentialSource
 from github_org_backup.stores.registry.origins import Trust, check_redirect
 from github_org_backup.stores.registry.streambody import OneShotBody
+from github_org_backup.stores.registry.wire import (
+    plain_http_to_tls,
+    tls_failure,
+    unreachable,
+)
 
 log = structlog.get_logger("github_org_backup.stores.registry")
 
@@ -70,6 +76,7 @@ class _Exchange:
     deadline: float
     reauthenticated: bool = False
     idempotent: bool = True
+    current: yarl.URL | None = None  # where the last send went (after redirects)
 
     @property
     def replayable(self) -> bool:
@@ -143,13 +150,16 @@ class Transport:
                 if may_retry(number) and exchange.idempotent:
                     raise
                 raise TransientError(
-                    f"{method} {redact_url(url)} failed after {number} attempt(s): "
-                    f"{type(exc).__name__}: {redact_text(str(exc))[:200]}",
-                    operation=operation,
+                    self._failure(exchange, exc, number), operation=operation
                 ) from None
             except RegistryError as exc:  # TLS, a redirect refused, a challenge, a token
                 exc.operation = exc.operation or operation
                 raise
+            if resp.status == 400 and resp.url.scheme == "http" and await self._tls_port(resp):
+                resp.release()
+                raise RegistryError(
+                    plain_http_to_tls(self.registry.host), status=400, operation=operation
+                )
             if may_retry(number) and retryable_status(resp.status) and await _worth_retrying(resp):
                 raise await self._retry_status(resp, method)
             if resp.status != 429:
@@ -177,6 +187,38 @@ class Transport:
             retry_on=(*RETRYABLE_EXCEPTIONS, _RetryStatus),
             on_retry=log_retry,
         )
+
+    def _failure(self, exchange: _Exchange, exc: BaseException, attempts: int) -> str:
+        """The message of a request that got no answer: ``wire``'s words for a connection
+        that could not be made, else the exception as aiohttp names it."""
+        current = exchange.current or exchange.url
+        said = unreachable(
+            exc,
+            current,
+            self.registry.host,
+            attempts,
+            own=current.origin() == self.origin,
+            connect_timeout_s=self._session.timeout.sock_connect,
+        )
+        return said or (
+            f"{exchange.method} {redact_url(exchange.url)} failed after {attempts} attempt(s): "
+            f"{type(exc).__name__}: {redact_text(str(exc))[:200]}"
+        )
+
+    async def _tls_port(self, resp: aiohttp.ClientResponse) -> bool:
+        """Whether a 400 to a plain-HTTP request came from a TLS port, which answers every
+        such request with the same refusal. A HEAD's answer has no body to say so: a GET of
+        the API root, without credentials, asks again."""
+        if resp.method != "HEAD":
+            return (await error_body(resp)).tls_port
+        self.requests += 1
+        try:
+            async with self._session.get(
+                resp.url.origin().with_path("/v2/"), allow_redirects=False
+            ) as probe:
+                return probe.status == 400 and (await error_body(probe)).tls_port
+        except (aiohttp.ClientError, TimeoutError):
+            return False
 
     async def _retry_status(self, resp: aiohttp.ClientResponse, method: str) -> _RetryStatus:
         """Release a retryable answer, slowing the host down as it asked."""
@@ -212,7 +254,7 @@ class Transport:
                 sent = dict(exchange.headers)
                 if authorization:
                     sent["Authorization"] = authorization
-                resp = await self._send(exchange.method, exchange.url, sent, exchange.data)
+                resp = await self._send(exchange, sent)
                 if (
                     resp.status != 401
                     or exchange.reauthenticated
@@ -234,15 +276,14 @@ class Transport:
                 if probe:
                     self._auth.settle()
 
-    async def _send(
-        self, method: str, url: yarl.URL, headers: dict[str, str], data: Body
-    ) -> aiohttp.ClientResponse:
+    async def _send(self, exchange: _Exchange, headers: dict[str, str]) -> aiohttp.ClientResponse:
         """One request, following safe redirects; aiohttp's errors other than connection faults
         (which the retry layer sees) become RegistryError here."""
+        method, url = exchange.method, exchange.url
         try:
-            return await self._follow(method, url, headers, data)
+            return await self._follow(exchange, headers)
         except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
-            raise RegistryError(_tls_hint(url, exc)) from None
+            raise RegistryError(tls_failure(exc, self._trust.ca_file)) from None
         except RETRYABLE_EXCEPTIONS:
             raise
         except aiohttp.ClientError as exc:
@@ -251,11 +292,11 @@ class Transport:
                 f"{redact_text(str(exc))[:200]}"
             ) from None
 
-    async def _follow(
-        self, method: str, url: yarl.URL, headers: dict[str, str], data: Body
-    ) -> aiohttp.ClientResponse:
+    async def _follow(self, exchange: _Exchange, headers: dict[str, str]) -> aiohttp.ClientResponse:
+        method, url, data = exchange.method, exchange.url, exchange.data
         for _ in range(_MAX_REDIRECTS + 1):
             self.requests += 1
+            exchange.current = url
             resp = await self._session.request(
                 method, url, headers=headers, data=data, allow_redirects=False
             )
@@ -338,19 +379,3 @@ def _never_reuse(resp: aiohttp.ClientResponse) -> None:
     connection = resp.connection
     if connection is not None and connection.protocol is not None:
         connection.protocol.force_close()
-
-
-def _tls_hint(url: yarl.URL, exc: aiohttp.ClientSSLError) -> str:
-    """What a failed TLS handshake most likely means, and what to do about it."""
-    reason = str(getattr(exc, "os_error", "") or exc)
-    host = f"{url.host}:{url.explicit_port}" if url.explicit_port else str(url.host)
-    if "WRONG_VERSION_NUMBER" in reason or "wrong version number" in reason:
-        # The server answered the ClientHello with plain HTTP.
-        return (
-            f"TLS to {host} failed: it answers in plain HTTP. If that is intended (a "
-            f"registry on a private network), write the reference as http://{host}/..."
-        )
-    return (
-        f"TLS to {host} failed ({type(exc).__name__}): if it uses a private CA, pass "
-        "--ca-file with that CA's PEM bundle"
-    )
