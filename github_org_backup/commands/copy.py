@@ -73,6 +73,7 @@ async def _record_snapshot(
             options.retention,
             keep=lambda _image: False,
             unvouched=unvouched,
+            skip_unchanged=True,  # a rerun over the same tags adds no identical snapshot
         )
     except BackupError as exc:
         log.error("history_failed", error=str(exc), backup=str(prefix))

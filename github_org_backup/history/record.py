@@ -138,16 +138,24 @@ async def record_results(
     keep: Callable[[TaggedImage], bool],
     unvouched: Iterable[tuple[str, str | None]] = (),
     dry_run: bool = False,
+    skip_unchanged: bool = False,
 ) -> RunHistory:
     """Record ``images`` (what the run vouches for) plus what the latest snapshot held that
-    the run did not look at (``keep``) or could not vouch for (``unvouched``)."""
+    the run did not look at (``keep``) or could not vouch for (``unvouched``); with
+    ``skip_unchanged``, a run that holds exactly what the latest snapshot holds adds none."""
     previous = await snapshots.latest()
     doubtful = set(unvouched)
     carried = carried_forward(
         previous, images, lambda i: keep(i) or (i.repository, i.tag) in doubtful
     )
     return await record_run(
-        snapshots, previous, source, [*images, *carried], retention, dry_run=dry_run
+        snapshots,
+        previous,
+        source,
+        [*images, *carried],
+        retention,
+        dry_run=dry_run,
+        skip_unchanged=skip_unchanged,
     )
 
 
@@ -159,6 +167,7 @@ async def record_run(
     retention: Retention,
     *,
     dry_run: bool = False,
+    skip_unchanged: bool = False,
 ) -> RunHistory:
     """Write the run's snapshot and the histories it changes, then apply the retention.
 
@@ -170,11 +179,17 @@ async def record_run(
     tool did not write.
 
     ``dry_run`` decides all the same (the snapshot, what the retention keeps and why, the
-    forgotten-tags list) and writes nothing.
+    forgotten-tags list) and writes nothing. With ``skip_unchanged``, a run whose tags,
+    digests and descriptors equal ``previous``'s writes no snapshot: ``previous`` stays the
+    latest (``snapshot_unchanged``), and the retention and the repair still run.
     """
     ids = await snapshots.ids()
     snapshot = new_snapshot(source, [i for i in images if not is_reserved(i.repository, i.tag)])
-    kept_ids = retention.apply([*ids, snapshot.id])
+    same = skip_unchanged and _holds_the_same(previous, snapshot, ids)
+    if same and previous is not None:
+        log.info("snapshot_unchanged", backup=str(snapshots.prefix), snapshot=previous.id)
+        snapshot = previous
+    kept_ids = retention.apply(ids if same else [*ids, snapshot.id])
     forgotten = [i for i in ids if i not in kept_ids]
     changed = previous is None or previous.tags() != snapshot.tags() or bool(forgotten)
     history = RunHistory(snapshot, moved_tags(previous, snapshot), forgotten, kept_ids)
@@ -187,14 +202,15 @@ async def record_run(
             dry_run=dry_run,
         )
     existing = [await snapshots.load(i) for i in ids] if changed else []
+    after = existing if same else [*existing, snapshot]  # the stored snapshots, this run's in
     examined: set[str] = set()
-    if changed and not dry_run:
+    if changed and not dry_run and not same:
         history.histories_written = await snapshots.write_histories(
-            existing, [*existing, snapshot], examined=examined
+            existing, after, examined=examined
         )
-    if not dry_run:
+    if not dry_run and not same:
         await snapshots.save(snapshot)
-    kept = [s for s in existing if s.id in kept_ids] + [snapshot]
+    kept = [s for s in after if s.id in kept_ids]
     if forgotten:
         dropped = [s for s in existing if s.id not in kept_ids]
         history.ledger = await _note_forgotten(snapshots, dropped, kept, dry_run=dry_run)
@@ -203,14 +219,21 @@ async def record_run(
     for identifier in forgotten:
         await snapshots.forget(identifier)
     if forgotten:
-        history.histories_written += await snapshots.write_histories(
-            [*existing, snapshot], kept, examined=examined
-        )
+        history.histories_written += await snapshots.write_histories(after, kept, examined=examined)
     history.histories_repaired = await _repair_histories(snapshots, snapshot, examined)
     history.lost = dict(snapshots.lost)
     for entry in history.moved:
         log.warning("tag_moved", tag=entry.tag, was=entry.was, now=entry.now)
     return history
+
+
+def _holds_the_same(previous: Snapshot | None, fresh: Snapshot, ids: Sequence[str]) -> bool:
+    """``fresh`` names the very tags, digests and descriptors the stored ``previous`` does."""
+    return (
+        previous is not None
+        and previous.id in ids
+        and sorted(previous.images) == sorted(fresh.images)
+    )
 
 
 def only_forgotten(forgotten: Iterable[Snapshot], kept: Iterable[Snapshot]) -> list[TaggedImage]:
