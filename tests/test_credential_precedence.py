@@ -265,8 +265,9 @@ async def test_a_registry_token_is_sent_as_bearer_without_asking_the_realm() -> 
             assert await auth.header(["repository:a:pull"]) == f"Bearer {registry_token}"
             assert not mocked.requests
         assert auth.token_fetches == 0
-        with pytest.raises(AuthError, match=r"refused the credentials from docker config X"):
-            await auth.challenge(BEARER, ["repository:a:pull"], f"Bearer {registry_token}")
+        # Refused once: the transport sends it once more, and a second 401 is refusal()'s.
+        await auth.challenge(BEARER, ["repository:a:pull"], f"Bearer {registry_token}")
+        assert await auth.header(["repository:a:pull"]) == f"Bearer {registry_token}"
         with pytest.raises(AuthError, match="holds only a registry token") as caught:
             await Authenticator(Registry(HOST), creds, session).challenge(
                 'Basic realm="r"', [], None
@@ -294,8 +295,9 @@ async def test_refusals_name_the_source_tried_never_the_secret() -> None:
     async with aiohttp.ClientSession() as session:
         auth = Authenticator(Registry(HOST), creds, session)
         await auth.challenge('Basic realm="r"', [], None)
-        with pytest.raises(AuthError, match=f"refused the credentials from {ENVIRONMENT}"):
-            await auth.challenge('Basic realm="r"', [], creds.basic_header())
+        # A refused Basic header is sent once more (a proxy may have dropped it), then the
+        # registry's last 401 is refusal()'s, below.
+        await auth.challenge('Basic realm="r"', [], creds.basic_header())
         auth = Authenticator(Registry(HOST), creds, session)
         with aioresponses() as mocked:
             mocked.get(TOKEN_URL, status=401)
@@ -452,10 +454,6 @@ def test_a_helper_beats_auths_and_a_registrytoken_skips_the_realm(
 
 
 @integration
-@pytest.mark.xfail(
-    strict=True,
-    reason="needs the transport to raise Authenticator.refusal() for a registry's last 401/403",
-)
 def test_a_refused_dest_password_is_named_in_a_copys_image_error(
     tmp_path: Path, image: Corpus, source: LiveRegistry, destination: LiveRegistry, namespace: str
 ) -> None:

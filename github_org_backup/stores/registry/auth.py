@@ -160,9 +160,7 @@ class Authenticator:
                 raise AuthError(f"{self._registry} sent a Bearer challenge without a realm")
             self._scheme, self._bearer = "bearer", bearer.params
             if creds.registry_token:
-                if sent == f"Bearer {creds.registry_token}":
-                    raise self._refused(creds, 401)
-                return
+                return  # sent again once; a second 401 is the registry's refusal
             wanted = set(scopes) | set(bearer.params.get("scope", "").split())
             key = self._key(s for s in wanted if s)
             cached = self._tokens.get(key)
@@ -185,9 +183,8 @@ class Authenticator:
                     f"{self.what_to_do()}",
                     status=401,
                 )
-            if sent == creds.basic_header():
-                raise self._refused(creds, 401)
-            # Sent and still refused: the caller retries once, then reports the 401.
+            # Sent and still refused: the transport sends once more (a proxy may have dropped
+            # the header, a token may have just expired), then reports the refusal.
             self._scheme = "basic"
             return
         raise AuthError(f"{self._registry} answered 401 without a usable challenge", status=401)
@@ -198,13 +195,6 @@ class Authenticator:
         return (
             f"run `docker login {host}` (docker config.json or its credential helper), or, "
             f"if {host} is where the backup goes, set DEST_USERNAME and DEST_PASSWORD"
-        )
-
-    def _refused(self, creds: Credentials, status: int) -> AuthError:
-        return AuthError(
-            f"{self._registry} refused the credentials from {creds.source} "
-            f"(HTTP {status}): check them there",
-            status=status,
         )
 
     async def refusal(

@@ -255,11 +255,15 @@ class Transport:
                 if authorization:
                     sent["Authorization"] = authorization
                 resp = await self._send(exchange, sent)
-                if (
-                    resp.status != 401
-                    or exchange.reauthenticated
-                    or resp.url.origin() != self.origin
-                ):
+                if resp.url.origin() != self.origin:
+                    return resp
+                if resp.status == 403 or (resp.status == 401 and exchange.reauthenticated):
+                    # The registry's last word: the error names what was sent, from where.
+                    try:
+                        raise await self._auth.refusal(resp, exchange.operation, authorization)
+                    finally:
+                        resp.release()
+                if resp.status != 401:
                     return resp
                 challenge = resp.headers.get("WWW-Authenticate")
                 resp.release()
