@@ -318,3 +318,21 @@ def test_a_certificate_for_another_name_says_so(
         "is not valid for 'localhost'): write the reference with a name the certificate "
         "covers, or give the registry a certificate for localhost"
     )
+
+
+async def test_a_token_service_that_refuses_connections_is_named() -> None:
+    """A Bearer realm on a closed port: the refusal in words, not aiohttp's class name."""
+    from github_org_backup.errors import AuthError
+    from github_org_backup.model.reference import Registry
+    from github_org_backup.stores.registry.auth import Authenticator
+    from github_org_backup.stores.registry.credentials import Credentials
+
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    realm = f'Bearer realm="http://127.0.0.1:{port}/token",service="registry"'
+    async with aiohttp.ClientSession() as session:
+        auth = Authenticator(Registry(f"127.0.0.1:{port}", "http"), Credentials("u", "p"), session)
+        with pytest.raises(AuthError, match="connection refused") as caught:
+            await auth.challenge(realm, ["repository:a:pull"], None)
+    assert "ClientConnectorError" not in str(caught.value)

@@ -20,6 +20,7 @@ from github_org_backup.errors import (
     ConnectionBroken,
     ContentError,
     DigestMismatch,
+    RegistryError,
     SizeMismatch,
     TransientError,
 )
@@ -139,9 +140,11 @@ async def transfer_blob(
         )
 
     def failed(number: int, exc: BaseException) -> BaseException:
+        # A registry's error says what it is; anything else is named by its kind.
+        last = str(exc) if isinstance(exc, RegistryError) else f"{type(exc).__name__}: {exc}"
         return TransientError(
-            f"blob {blob.digest} to {target.registry}/{target_name} failed "
-            f"{number} times, last: {type(exc).__name__}: {exc}"
+            f"blob {blob.digest} to {target.registry}/{target_name} failed {number} times, "
+            f"last: {last}"
         )
 
     try:

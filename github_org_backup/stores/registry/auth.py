@@ -28,6 +28,7 @@ from github_org_backup.stores.registry.credentials import (
     nothing_found,
 )
 from github_org_backup.stores.registry.origins import internal_refusal, realm_refusal
+from github_org_backup.stores.registry.wire import tls_failure, unreachable
 
 _CHALLENGE_TOKEN = re.compile(
     r'[\s,]*([A-Za-z][A-Za-z0-9_.-]*)(?:\s*=\s*("(?:[^"\\]|\\.)*"|[^\s,]*))?'
@@ -312,9 +313,12 @@ class Authenticator:
                 if response.status != 200:
                     raise await self._refusal(response, operation, creds)
                 return await _token_body(response, str(self._registry))
+        except aiohttp.ClientSSLError as exc:
+            raise AuthError(f"token service of {self._registry}: {tls_failure(exc)}") from None
         except (aiohttp.ClientError, TimeoutError) as exc:
+            said = unreachable(exc, realm, self._registry.host, 1, own=False)
             raise AuthError(
-                f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
+                said or f"cannot reach the token service of {self._registry}: {type(exc).__name__}"
             ) from None
 
     async def _refusal(
