@@ -432,6 +432,37 @@ def test_sigterm_stops_within_the_grace_period_and_writes_the_report(world: Worl
     assert not list((world.dest / ORG).glob(".*partial")) if (world.dest / ORG).exists() else True
 
 
+def test_a_second_signal_abandons_the_repositories_in_flight_at_once(world: World) -> None:
+    """A second SIGTERM cuts a long grace period short: exit 143 well inside it, the report
+    written, the repository in flight named as abandoned by the second signal."""
+    for i in range(4):
+        world.add(f"slow{i}")
+    world.server.delay_s = 3.0
+    env = cli_env(world.tmp, world.env())
+    process = subprocess.Popen(
+        [*COMMAND, *world.args("--concurrency", "1", "--grace-period", "120")],
+        env=env,
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    deadline = time.monotonic() + 60
+    while not world.server.requests and time.monotonic() < deadline:
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.3)
+    assert process.poll() is None  # the first signal waits for the work in flight
+    cut_at = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err
+    assert time.monotonic() - cut_at < 20, err
+    assert '"grace_period_cut"' in err
+    errors = [r["error"] for r in world.report()["repositories"] if r["status"] == "failed"]
+    assert any("a second signal cut the grace period short" in e for e in errors), errors
+
+
 def test_metrics_file_has_repos_metrics(world: World) -> None:
     """--metrics-file writes the repos metrics under names of their own."""
     world.add("app")

@@ -51,7 +51,7 @@ async def _progress(stats: RepoStats, interval_s: float) -> None:
 async def _show_progress(stats: RepoStats, output: Output, run: RunControl) -> None:
     """Until cancelled: the live display on a terminal, else a `progress` event per interval."""
     if output.terminal:
-        await live_display(lambda: (stats.done, stats.total, 0), "repositories")
+        await live_display(lambda: (stats.done, stats.total, 0, stats.failed), "repositories")
     else:
         await _progress(stats, run.progress_interval_s)
 
@@ -99,6 +99,7 @@ async def run_repos(options: ReposOptions) -> int:
         stop=mirrorer.stop,
         abort=mirrorer.abort,
         progress=lambda: _show_progress(stats, options.output, options.run),
+        cut=lambda: mirrorer.abort("abandoned: a second signal cut the grace period short"),
     )
     listing = Listing(
         listed=len(listed),

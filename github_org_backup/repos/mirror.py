@@ -107,6 +107,7 @@ class RepoMirrorer:
         self._in_flight: set[asyncio.Task[RepoOutcome]] = set()
         self.stopping = False
         self._aborting = False
+        self._abandoned = "abandoned at the end of the grace period"
 
     def targets(self, repos: list[Repo]) -> list[Target]:
         """The mirrors of ``repos``: each repository, and its wiki with --wikis."""
@@ -143,7 +144,8 @@ class RepoMirrorer:
             log.warning("run_stopping", repositories_in_flight=len(self._in_flight))
         self.stopping = True
 
-    def abort(self) -> None:
+    def abort(self, reason: str = "abandoned at the end of the grace period") -> None:
+        self._abandoned = reason
         self._aborting = True
         for task in list(self._in_flight):
             task.cancel()
@@ -200,8 +202,7 @@ class RepoMirrorer:
         except asyncio.CancelledError:
             if not self._aborting:
                 raise
-            error = "abandoned at the end of the grace period; the mirror's refs are as before "
-            error += "this run"
+            error = f"{self._abandoned}; the mirror's refs are as before this run"
         except Exception as exc:  # a bug or an input nobody foresaw: this repo only
             log.debug("repository_failed_unexpectedly", exc_info=True)
             error = f"unexpected {type(exc).__name__}: {exc} (please report this)"

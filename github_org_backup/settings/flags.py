@@ -175,7 +175,7 @@ GRACE_PERIOD = Option(
     ("--grace-period",),
     "on SIGTERM or SIGINT, start nothing new (no image, no repository) and give the work in "
     "flight this long to finish; then it is abandoned, the report written, and the exit "
-    "status is 143",
+    "status is 143; a second signal abandons it at once",
     RUNS,
     RUN,
     parse=values.grace_seconds,
