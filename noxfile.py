@@ -22,7 +22,8 @@ from pathlib import Path
 import nox
 
 ROOT = Path(__file__).resolve().parent
-CHECKED = ["github_org_backup", "tests", "bench", "noxfile.py"]
+CHECKED = ["github_org_backup", "tests", "bench", "deploy", "noxfile.py"]
+DEPLOY_SCRIPTS = ["deploy/image/check_sbom.py", "deploy/release/check_version.py"]
 DOCS_MODULE = "github_org_backup.settings.reference"
 DOCS = ROOT / "docs" / "cli.md"
 # bench/run.py's quick look, with a smaller organisation to discover and one WAN round trip.
@@ -45,8 +46,10 @@ def lint(session: nox.Session) -> None:
 
 @nox.session(python=False)
 def types(session: nox.Session) -> None:
-    """mypy, strict, on the package, the tests and the benchmarks ([tool.mypy])."""
+    """mypy, strict, on the package, the tests and the benchmarks ([tool.mypy]), and the
+    deploy scripts."""
     session.run("mypy", *session.posargs)
+    session.run("mypy", "--strict", *DEPLOY_SCRIPTS)
 
 
 @nox.session(python=False)
