@@ -542,7 +542,7 @@ def test_pygithubs_log_lines_in_a_repos_listing_are_json(
     sandbox = Sandbox.make(tmp_path)
     dest = sandbox.root / "mirrors"
     result = run_measured(
-        ["repos", "--org", "acme", "--dest", str(dest)],
+        ["repos", "--org", "acme", "--dest", str(dest), "--allow-empty"],  # lists none
         sandbox,
         env={"GITHUB_TOKEN": TOKEN, "GITHUB_API_URL": api.url},
         timeout=60,

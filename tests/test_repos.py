@@ -554,9 +554,10 @@ def test_verify_repos_runs_fsck_and_compares_with_the_source(world: World) -> No
 
 
 def test_verify_repos_with_nothing_to_check_fails(world: World) -> None:
-    """An empty directory is not a successful verification; a missing one is a usage error."""
+    """An empty directory is not a successful verification (3, nothing matched); a missing
+    one is a usage error."""
     (world.tmp / "empty").mkdir()
-    assert run_cli(["verify", "--repos", str(world.tmp / "empty")], world.tmp).returncode == 1
+    assert run_cli(["verify", "--repos", str(world.tmp / "empty")], world.tmp).returncode == 3
     missing = run_cli(["verify", "--repos", str(world.tmp / "nope")], world.tmp)
     assert missing.returncode == 2 and "does not exist" in missing.stderr
 
