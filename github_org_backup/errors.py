@@ -21,11 +21,14 @@
     │   ├── AuthError         credentials missing or refused
     │   ├── NotFound          the manifest or blob does not exist
     │   ├── UnsafeRedirect    a redirect the client refuses to follow
+    │   ├── TLSFailed         the TLS handshake failed: certificate untrusted, expired or for
+    │   │                     another name, or TLS to a plain-HTTP port
     │   ├── BodyTooLarge      413: the registry or a proxy refused the request body's size
     │   ├── TooSlow           a body moved below the throughput floor, or an image outlasted
     │   │                     its deadline (not retried: a trickling source trickles again)
     │   ├── OverLimit         an answer larger or longer than the tool's bounds allow
     │   └── TransientError    retries exhausted on a fault that may pass
+    │       ├── Unreachable   no answer at all: refused, DNS, connect timeout (every attempt)
     │       ├── ResumeRefused a ranged read answered from another offset
     │       └── ConnectionBroken  a connection broke or timed out mid-answer (HTTP client
     │                             errors are mapped to this at the transport boundary)
@@ -123,6 +126,10 @@ class UnsafeRedirect(RegistryError):
     """A redirect pointed somewhere the client will not follow (https to http)."""
 
 
+class TLSFailed(RegistryError):
+    """The TLS handshake with a registry failed; retrying will not fix trust."""
+
+
 class BodyTooLarge(RegistryError):
     """HTTP 413: the registry, or a proxy in front of it, limits request bodies below this one."""
 
@@ -137,6 +144,10 @@ class OverLimit(RegistryError):
 
 class TransientError(RegistryError):
     """A fault that may pass (5xx, 429, connection loss) persisted beyond the retry budget."""
+
+
+class Unreachable(TransientError):
+    """The registry gave no answer to any attempt: refused, a DNS failure, a connect timeout."""
 
 
 class ResumeRefused(TransientError):
@@ -271,3 +282,10 @@ class RetryLater(Exception):
 
 class BodySpent(RuntimeError):
     """A one-shot body was asked for a second time (aiohttp's own resend)."""
+
+
+def lacks_access(exc: BaseException) -> bool:
+    """Whether a failure is for want of access, not of the input's own making: credentials
+    missing or refused, or a registry that gave no answer at all (refused, DNS, TLS). When
+    every image of a run fails so, the run as a whole could not go on (exit 2)."""
+    return isinstance(exc, AuthError | UsageError | Unreachable | TLSFailed)

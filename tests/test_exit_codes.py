@@ -19,9 +19,10 @@ import pytest
 
 from github_org_backup.settings.commands import COMMANDS, EXIT_CODES
 from tests.conftest import LiveRegistry, docker_config_for
-from tests.harness.clirun import run_cli
+from tests.harness.clirun import run_cli, run_in_process
 from tests.harness.github_api import GitHubStandIn
 from tests.test_history import SmallOrg, _env, empty, small_org  # noqa: F401 (fixtures)
+from tests.test_registry_network_errors import no_backoff, one_image_layout, refused_port  # noqa: F401
 
 pytestmark = pytest.mark.integration
 
@@ -225,3 +226,33 @@ def test_verify_of_a_layout_whose_index_is_corrupt_is_a_problem_found(tmp_path: 
     assert verify.returncode == 1, verify.stderr[-2000:]
     assert verify.stdout.startswith(f"oci:{layout}: ") and "index.json" in verify.stdout
     assert _run({}, config, "snapshots", "--dest", f"oci:{layout}").returncode == 2
+
+
+def test_a_copy_that_cannot_reach_or_log_in_anywhere_is_2_and_one_bad_input_is_1(
+    no_backoff: None,  # noqa: F811
+    tmp_path: Path,
+    destination: LiveRegistry,
+    namespace: str,
+) -> None:
+    """Every image failing for want of access dooms the run (2); one destination refused
+    beside one that works is that image's failure alone (1)."""
+    layout = one_image_layout(tmp_path)
+    (tmp_path / "docker").mkdir()
+    env = {
+        "DOCKER_CONFIG": str(tmp_path / "docker"),
+        "DEST_USERNAME": destination.username,
+        "DEST_PASSWORD": destination.password,
+    }
+    gone = f"http://127.0.0.1:{refused_port()}/{namespace}/app:1"
+    good = f"http://{destination.host}/{namespace}/app:1"
+
+    alone = run_in_process(["copy", layout, gone], env)
+    assert alone.returncode == 2, alone.stderr[-2000:]
+    refused = run_in_process(["copy", layout, good], env | {"DEST_PASSWORD": "wrong"})
+    assert refused.returncode == 2, refused.stderr[-2000:]
+    assert "DEST_USERNAME/DEST_PASSWORD" in refused.stderr
+
+    specs = tmp_path / "specs.json"
+    specs.write_text(json.dumps([{"src": layout, "dst": gone}, {"src": layout, "dst": good}]))
+    mixed = run_in_process(["copy", "--specs", str(specs)], env)
+    assert mixed.returncode == 1, mixed.stderr[-2000:]

@@ -124,3 +124,27 @@ async def test_a_layout_the_engine_wrote_verifies_clean_deep(tmp_path: Path) -> 
     assert [p.where for p in damaged.problems] == [
         f"oci:{tmp_path}:acme/app:1 > {multi.children[0].digest[:19]}"
     ]
+
+
+async def test_a_refused_or_unreachable_registry_ends_the_check_not_as_a_problem() -> None:
+    """Credentials refused on a blob, or the registry gone mid-walk, is not damage in the
+    backup: the check ends with that error (exit 2), no problem is reported."""
+    import pytest
+
+    from github_org_backup.errors import AuthError, Unreachable
+
+    for error in (
+        AuthError("backup.test refused the credentials from DEST_USERNAME/DEST_PASSWORD"),
+        Unreachable("cannot reach registry backup.test: connection refused (6 attempts)"),
+    ):
+        store, _ = backup_with_two_tags()
+
+        async def refused(name: str, digest: str, error: Exception = error) -> int | None:
+            raise error
+
+        store.blob_size = refused  # type: ignore[method-assign]
+        with pytest.raises(type(error)):
+            await Verifier(store).verify(TAGS)
+    store, shared = backup_with_two_tags()
+    del store.blobs["acme/app"][shared]
+    assert len((await Verifier(store).verify(TAGS)).problems) == 2  # damage is still a problem

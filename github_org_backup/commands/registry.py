@@ -92,7 +92,7 @@ async def _back_up(options: RegistryOptions, clients: Clients, github: GitHubPac
         await _discovery_cache(snapshots, config, github, save=True)
     fatal = discovery.fatal_error()
     if fatal is not None and not report.interrupted:
-        finish(options.output, options.run, report, failed=True)  # report and metrics
+        finish(options.output, options.run, report, failed=True, doomed=True)  # the report
         raise fatal
     failed = not discovery.complete or discovery.failed_packages > 0
     empty = _empty(options, discovery)

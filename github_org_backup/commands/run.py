@@ -136,10 +136,12 @@ class Lifecycle:
         outcome: Outcome,
         publish: Callable[[MetricsTargets, bool], None] | None = None,
         empty: bool = False,
+        doomed: bool = False,
     ) -> int:
-        """Log, write and publish what the run did; its exit code (143 if ``interrupted``,
-        else 1 if ``failed``, else 3 if ``empty``: the selection matched nothing and
-        --allow-empty was not given, else 0). ``publish`` sends the metrics, when wanted."""
+        """Log, write and publish what the run did; its exit code: 143 if ``interrupted``,
+        else 2 if ``doomed`` (the run could not go on), else 1 if ``failed``, else 3 if
+        ``empty`` (nothing matched, and no --allow-empty), else 0. ``publish`` sends the
+        metrics, when they are wanted."""
         document = report.to_json()
         log.info("run_finished", **document["summary"])
         if self.output.report:
@@ -147,6 +149,8 @@ class Lifecycle:
         code = (
             EXIT_INTERRUPTED
             if interrupted
+            else EXIT_USAGE
+            if doomed
             else EXIT_FAILED
             if failed
             else EXIT_EMPTY
@@ -191,13 +195,22 @@ async def execute(
         ),
     )
     requests = {h: n - before.get(h, 0) for h, n in clients.requests.items()}
-    return RunReport(stats.freeze(), tuple(results), requests, engine.stopping)
+    return RunReport(
+        stats.freeze(), tuple(results), requests, engine.stopping, no_access=engine.access_failures
+    )
 
 
 def finish(
-    output: Output, run: RunControl, report: RunReport, failed: bool, *, empty: bool = False
+    output: Output,
+    run: RunControl,
+    report: RunReport,
+    failed: bool,
+    *,
+    empty: bool = False,
+    doomed: bool = False,
 ) -> int:
-    """The end of a run of the copy engine: 1 if ``failed`` or an image failed, 3 if
+    """The end of a run of the copy engine: 2 if ``doomed`` or every image failed for want of
+    access, 1 if ``failed`` or an image failed, 3 if
     ``empty`` (and nothing failed)."""
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
@@ -213,4 +226,5 @@ def finish(
         outcome=outcome(report),
         publish=publish,
         empty=empty,
+        doomed=doomed or report.doomed,
     )

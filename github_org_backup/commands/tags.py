@@ -9,7 +9,13 @@ from pathlib import Path
 import structlog
 
 from github_org_backup.base import jsonio
-from github_org_backup.errors import BackupError, InvalidReference, TransientError, UsageError
+from github_org_backup.errors import (
+    BackupError,
+    InvalidReference,
+    TLSFailed,
+    Unreachable,
+    UsageError,
+)
 from github_org_backup.history.store import Snapshots
 from github_org_backup.model.reference import Repository, parse_reference
 from github_org_backup.model.reserved import is_reserved, reserved_path, reserved_tag
@@ -39,7 +45,7 @@ async def backup_tags(
     try:
         names = await store.list_repositories()
     except BackupError as exc:
-        if isinstance(exc, TransientError) and exc.status is None:
+        if isinstance(exc, Unreachable | TLSFailed):
             raise  # no answer at all: the snapshots would not answer either
         if report is not None:
             return tags_from_report(report, prefix, packages)

@@ -27,7 +27,10 @@ from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.presence import PRESENT, Probe, check_blob, check_present_size
 from github_org_backup.copy.transfer import transfer_blob
-from github_org_backup.errors import BackupError
+from github_org_backup.errors import (
+    BackupError,
+    lacks_access,
+)
 from github_org_backup.model.oci import Descriptor, Manifest
 from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.model.results import ImageResult, Status
@@ -92,6 +95,7 @@ class CopyEngine:
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
         self._aborting = ""  # why the images in flight are abandoned, once they are
+        self.access_failures = 0  # images failed on credentials, or on a registry gone
 
     async def run(self, specs: Iterable[CopySpec] | AsyncIterable[CopySpec]) -> list[ImageResult]:
         """Copy every spec; one failure never stops the others. Results keep the input order."""
@@ -143,6 +147,7 @@ class CopyEngine:
                 limit = f"not finished within {self._limits.image_timeout_s:g} s (--image-timeout)"
                 return self._failed(spec, bound, started, limit)
             except BackupError as exc:
+                self.access_failures += lacks_access(exc)
                 return self._failed(spec, bound, started, str(exc))
             except OSError as exc:  # a layout's file system
                 return self._failed(spec, bound, started, f"{type(exc).__name__}: {exc}")

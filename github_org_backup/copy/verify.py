@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 
 import structlog
 
-from github_org_backup.errors import BackupError
+from github_org_backup.errors import BackupError, lacks_access
 from github_org_backup.model.oci import Descriptor
 from github_org_backup.stores.protocol import Store
 
@@ -62,10 +62,13 @@ class Verifier:
         self._checked: dict[tuple[str, str, str, int], asyncio.Task[list[_Finding]]] = {}
         self._stored: dict[tuple[str, str], asyncio.Task[_Stored]] = {}
         self.result = VerifyResult()
+        self._no_access: BackupError | None = None  # the check could not run: raised at the end
 
     async def verify(self, tags: Iterable[tuple[str, str]]) -> VerifyResult:
         """Verify every (repository, tag); problems are collected, never raised."""
         found = await asyncio.gather(*(self._verify_tag(name, tag) for name, tag in tags))
+        if self._no_access is not None:
+            raise self._no_access  # refused or unreachable: not a problem of the backup's
         self.result.problems = sorted(
             {p for problems in found for p in problems}, key=lambda p: (p.where, p.what)
         )
@@ -86,6 +89,8 @@ class Verifier:
             async with self._limit:
                 top = await self._store.resolve_manifest(name, tag)
         except BackupError as exc:
+            if self._cannot_check(exc):
+                return []
             return [Problem(where, f"cannot resolve the tag: {exc}")]
         if top is None:
             return [Problem(where, "tag missing")]
@@ -107,6 +112,8 @@ class Verifier:
             async with self._limit:
                 manifest = await self._store.get_manifest(name, descriptor.digest, expected)
         except BackupError as exc:
+            if self._cannot_check(exc):
+                return []
             return [("", f"manifest {descriptor.digest} missing or damaged: {exc}")]
         self.result.manifests += 1
         children = manifest.children()
@@ -148,7 +155,16 @@ class Verifier:
                     return _Stored(size)
                 return _Stored(size, await self._rehash(name, digest))
         except BackupError as exc:
+            if self._cannot_check(exc):
+                return _Stored(-1)  # not judged: the run ends with the access error
             return _Stored(None, error=str(exc))
+
+    def _cannot_check(self, exc: BackupError) -> bool:
+        """Credentials refused or the registry gone: remembered, to end the check (exit 2)."""
+        if not lacks_access(exc):
+            return False
+        self._no_access = self._no_access or exc
+        return True
 
     async def _rehash(self, name: str, digest: str) -> tuple[str, int]:
         hashed = hashlib.new(digest.partition(":")[0])

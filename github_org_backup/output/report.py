@@ -187,10 +187,18 @@ class RunReport:
     history: HistoryOutcome | None = None
     prune: Prune | None = None
     history_error: str | None = None
+    no_access: int = 0  # images failed on credentials or an unreachable registry (not written)
 
     @property
     def any_failed(self) -> bool:
         return self.counts.images_failed > 0
+
+    @property
+    def doomed(self) -> bool:
+        """Every image failed, each for want of access: the run as a whole could not go on."""
+        counts = self.counts
+        done = counts.images_copied + counts.images_skipped
+        return done == 0 and counts.images_failed > 0 and self.no_access == counts.images_failed
 
     def with_refused(self, refused: tuple[ImageResult, ...]) -> RunReport:
         """The report with images that failed before the engine saw them, after its own."""

@@ -34,7 +34,14 @@ from github_org_backup.base.retry import (
     retryable_status,
     retrying,
 )
-from github_org_backup.errors import RegistryError, RetryLater, TransientError, UnsafeRedirect
+from github_org_backup.errors import (
+    RegistryError,
+    RetryLater,
+    TLSFailed,
+    TransientError,
+    Unreachable,
+    UnsafeRedirect,
+)
 from github_org_backup.model.reference import Registry
 from github_org_backup.stores.registry.answers import error_body, retry_after_hint
 from github_org_backup.stores.registry.auth import Authenticator
@@ -149,7 +156,7 @@ class Transport:
             except RETRYABLE_EXCEPTIONS as exc:
                 if may_retry(number) and exchange.idempotent:
                     raise
-                raise TransientError(
+                raise Unreachable(
                     self._failure(exchange, exc, number), operation=operation
                 ) from None
             except RegistryError as exc:  # TLS, a redirect refused, a challenge, a token
@@ -287,7 +294,7 @@ class Transport:
         try:
             return await self._follow(exchange, headers)
         except aiohttp.ClientSSLError as exc:  # not transient: retrying will not fix trust
-            raise RegistryError(tls_failure(exc, self._trust.ca_file)) from None
+            raise TLSFailed(tls_failure(exc, self._trust.ca_file)) from None
         except RETRYABLE_EXCEPTIONS:
             raise
         except aiohttp.ClientError as exc:
