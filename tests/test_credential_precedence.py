@@ -403,7 +403,7 @@ def test_dest_credentials_never_go_to_a_source(
         ],
         env,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # its one image failed for want of access
     (failed,) = json.loads(report.read_text())["images"]
     assert f"{ENVIRONMENT}: not given for {destination.host}" in failed["error"], failed
     assert f"docker login {destination.host}" in failed["error"]
@@ -476,7 +476,37 @@ def test_a_refused_dest_password_is_named_in_a_copys_image_error(
         ],
         env,
     )
-    assert result.returncode == 1, result.stderr
+    assert result.returncode == 2, result.stderr  # its one image failed for want of access
     (failed,) = json.loads(report.read_text())["images"]
     assert ENVIRONMENT in failed["error"] and "config.json" not in failed["error"], failed["error"]
     assert env["DEST_PASSWORD"] not in result.stderr + report.read_text()
+
+
+@integration
+def test_a_failing_helper_runs_once_and_ends_the_run_with_2(
+    tmp_path: Path, image: Corpus, source: LiveRegistry, destination: LiveRegistry, namespace: str
+) -> None:
+    """A credential helper that fails is not run again for every image: the first failure is
+    every image's, and the run, which could not go on, ends with 2."""
+    calls = tmp_path / "calls"
+    script = tmp_path / "bin" / "docker-credential-broken"
+    script.parent.mkdir()
+    script.write_text(f"#!/bin/sh\necho called >> {calls}\nexit 3\n")
+    script.chmod(script.stat().st_mode | stat.S_IEXEC)
+    config = {"auths": {source.host: _auth(source)}, "credHelpers": {destination.host: "broken"}}
+    env = {
+        "DOCKER_CONFIG": _docker_dir(tmp_path, config),
+        "PATH": f"{script.parent}{os.pathsep}{os.environ['PATH']}",
+    }
+    specs = [
+        {
+            "src": f"http://{source.host}/{shot.repository}:{shot.tag}",
+            "dst": f"http://{destination.host}/{namespace}/helped{n}:{shot.tag}",
+        }
+        for n, shot in enumerate(image.images[:3])
+    ]
+    (tmp_path / "specs.json").write_text(json.dumps(specs))
+    result = run_in_process(["copy", "--specs", str(tmp_path / "specs.json")], env)
+    assert result.returncode == 2, result.stderr
+    assert calls.read_text().count("called") == 1
+    assert result.stderr.count('"image_failed"') == len(specs)

@@ -19,7 +19,7 @@ import yarl
 
 from github_org_backup.base import jsonio
 from github_org_backup.base.limits import MAX_TOKEN_BODY, Limits, paced
-from github_org_backup.errors import AuthError, TooSlow
+from github_org_backup.errors import AuthError, TooSlow, UsageError
 from github_org_backup.model.reference import Registry
 from github_org_backup.stores.registry.answers import error_body
 from github_org_backup.stores.registry.credentials import (
@@ -84,6 +84,7 @@ class Authenticator:
         self._lookup = None if isinstance(credentials, Credentials | None) else credentials
         self._credentials = credentials if isinstance(credentials, Credentials) else nothing_found()
         self._lookup_lock = asyncio.Lock()
+        self._lookup_failed: UsageError | None = None
         self._session = session
         self._scheme: str | None = None
         self._bearer: Mapping[str, str] = {}
@@ -98,8 +99,14 @@ class Authenticator:
         when none were found, their ``source`` says where the lookup looked."""
         if self._lookup is not None:
             async with self._lookup_lock:
+                if self._lookup_failed is not None:
+                    raise self._lookup_failed  # a helper that failed is not run again
                 if self._lookup is not None:
-                    self._credentials = await self._lookup() or nothing_found()
+                    try:
+                        self._credentials = await self._lookup() or nothing_found()
+                    except UsageError as exc:
+                        self._lookup_failed = exc
+                        raise
                     self._lookup = None
         return self._credentials
 
