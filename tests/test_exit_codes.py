@@ -46,6 +46,12 @@ def _catalog(registry: LiveRegistry) -> list[str]:
         return list(json.load(answer)["repositories"])
 
 
+def _snapshot_count(env: dict[str, str], config: Path, layout: str) -> int:
+    listed = _run(env, config, "snapshots", "--dest", layout, "--json", "--allow-empty")
+    assert listed.returncode == 0, listed.stderr[-2000:]
+    return len(json.loads(listed.stdout))
+
+
 def test_the_table_is_the_documented_one() -> None:
     """The codes a script may meet, in order; each command shares them."""
     assert [code for code, _ in EXIT_CODES] == [0, 1, 2, 3, 70, 130, 141, 143]
@@ -89,21 +95,29 @@ def test_a_selection_of_nothing_is_3_names_what_exists_and_records_no_snapshot(
     layout = f"oci:{tmp_path / 'layout'}"
     base = ["registry", "--org", org.name, "--dest", layout]
 
-    # The form verify and restore take: with the owner.
+    # A first run that selects nothing records one empty snapshot: it shadows nothing.
+    first = _run(env, config, *base, "--include-package", "nothing")
+    assert first.returncode == 3, first.stderr[-3000:]
+    assert _snapshot_count(env, config, layout) == 1
+
+    backed = _run(env, config, *base)
+    assert backed.returncode == 0, backed.stderr[-3000:]
+    assert _snapshot_count(env, config, layout) == 2
+
+    # The form verify and restore take, with the owner: nothing, so no snapshot shadows the
+    # real one, with or without --allow-empty.
     nothing = _run(env, config, *base, "--include-package", f"{org.name}/team/*")
     assert nothing.returncode == 3, nothing.stderr[-3000:]
     (warning,) = _events(nothing.stderr, "nothing_selected")
     assert "none of the 2 package(s)" in str(warning["reason"])
     assert "app, web" in str(warning["reason"])
     assert _events(nothing.stderr, "snapshot_skipped")
-    listed = _run(env, config, "snapshots", "--dest", layout)
-    assert listed.returncode == 3, listed.stderr[-2000:]  # no snapshot was written
-    assert _events(listed.stderr, "nothing_selected")
-
     allowed = _run(env, config, *base, "--include-package", "team/*", "--allow-empty")
     assert allowed.returncode == 0, allowed.stderr[-3000:]
     assert _events(allowed.stderr, "nothing_selected")  # still said
-    assert _run(env, config, "snapshots", "--dest", layout, "--allow-empty").returncode == 0
+    assert _snapshot_count(env, config, layout) == 2
+    latest = json.loads(_run(env, config, "snapshots", "--dest", layout, "--json").stdout)[-1]
+    assert latest["tags"] > 0  # the latest is still the real backup
 
     # A shard that holds no package: app is shard 3 of 4 and web shard 1; 0 and 2 are empty.
     dry = _run(env, config, *base, "--shard", "0/4", "--dry-run")

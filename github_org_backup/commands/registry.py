@@ -96,7 +96,7 @@ async def _back_up(options: RegistryOptions, clients: Clients, github: GitHubPac
         raise fatal
     failed = not discovery.complete or discovery.failed_packages > 0
     empty = _empty(options, discovery)
-    if not report.interrupted and not (empty and not options.allow_empty):
+    if not report.interrupted and (not empty or await _first_of_series(snapshots)):
         images = tagged_images(report.images, config.destination)
         unvouched = unvouched_tags(report.images, config.destination, images)
         report, history_failed = await _record_history(
@@ -108,6 +108,15 @@ async def _back_up(options: RegistryOptions, clients: Clients, github: GitHubPac
     return finish(
         options.output, options.run, report, failed, empty=bool(empty) and not options.allow_empty
     )
+
+
+async def _first_of_series(snapshots: Snapshots) -> bool:
+    """Whether the series has no snapshot yet: then an empty run records one, which shadows
+    nothing and tells restore and verify that this shard (or owner) held nothing."""
+    try:
+        return not await snapshots.ids()
+    except BackupError:
+        return False
 
 
 def _empty(options: RegistryOptions, discovery: Discovery) -> str | None:
@@ -157,7 +166,7 @@ async def _plan_only(options: RegistryOptions, clients: Clients, github: GitHubP
         raise fatal
     empty = _empty(options, discovery)
     failed = False
-    if options.prune and options.dry_run:
+    if options.prune and options.dry_run and not empty:
         config = options.config
         snapshots = _snapshots(clients(config.destination.registry), config)
         planned = planned_images((s for p in discovery.plans for s in p.specs), config.destination)
@@ -186,8 +195,8 @@ def _prune_decision(
     options: RegistryOptions, discovery: Discovery
 ) -> Literal["off", "refused", "nothing", "prune"]:
     """What ``--prune`` may do after this run's discovery."""
-    if not options.prune:
-        return "off"
+    if not options.prune or discovery.emptiness() is not None:
+        return "off"  # nothing selected: nothing is pruned on an empty run's word
     if not discovery.complete or not discovery.plans:
         return "refused"
     return "prune" if options.retention.forgets else "nothing"

@@ -42,13 +42,17 @@ class Discovery:
         self.error: BackupError | None = None  # what ended discovery early
         self.stopped = False  # by a signal
         self._paths: dict[str, str] = {}  # lower-cased package name -> the first listed
-        self.passed_over: list[str] = []  # listed, but outside the filter or the shard
+        self._passed_over: dict[str, None] = {}  # listed, but outside the filter or the shard
 
     def _wanted(self, package: str) -> bool:
         if self.config.wants(package):
             return True
-        self.passed_over.append(package)
+        self._passed_over[package] = None  # asked again when the cache is revalidated
         return False
+
+    @property
+    def passed_over(self) -> list[str]:
+        return list(self._passed_over)
 
     async def found(self) -> AsyncIterator[tuple[PackageResult, PackagePlan | None]]:
         """Each package as discovery reaches it; a package that failed comes without a plan."""
