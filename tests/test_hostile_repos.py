@@ -460,13 +460,14 @@ def test_an_oversized_listing_page_fails_the_listing_within_bounded_memory(
     hostile: Hostile,
 ) -> None:
     """A 24 MiB page is refused (GITHUB_API_MAX_PAGE_BYTES, 10 MiB by default): the listing
-    fails (exit 1, named), RSS stays bounded and nothing is fetched."""
+    fails (exit 2: nothing could be mirrored; named), RSS stays bounded and nothing is
+    fetched."""
     hostile.add("app")
     hostile.github.padding_bytes = 24 * 2**20
 
     result = hostile.repos()
 
-    assert result.returncode == 1, result
+    assert result.returncode == 2, result
     hostile.assert_contained(result, wall_s=30)
     error = hostile.report()["summary"]["discovery_error"]
     assert "GITHUB_API_MAX_PAGE_BYTES" in error and "127.0.0.1" in error
@@ -484,7 +485,7 @@ def test_endless_listing_pages_stop_at_the_page_cap(hostile: Hostile) -> None:
         hostile.env() | {"GITHUB_API_MAX_PAGES": "5"},
         timeout=60,
     )
-    assert result.returncode == 1, result
+    assert result.returncode == 2, result  # the listing failed: nothing could be mirrored
     hostile.assert_contained(result, wall_s=20)
     assert "more than 5 pages" in hostile.report()["summary"]["discovery_error"]
     assert len(hostile.github.requests) == 5

@@ -152,7 +152,7 @@ def _outputs(night: Night) -> dict[str, Any]:
     found["unchanged"] = night.run("unchanged", code=0)
 
     night.github.endless = True
-    found["listing_failed"] = night.run("listing_failed", code=1, env={"GITHUB_API_MAX_PAGES": "2"})
+    found["listing_failed"] = night.run("listing_failed", code=2, env={"GITHUB_API_MAX_PAGES": "2"})
     return found
 
 

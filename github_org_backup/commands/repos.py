@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
-from github_org_backup.commands.run import EXIT_EMPTY, EXIT_FAILED, EXIT_OK, Lifecycle
+from github_org_backup.commands.run import CUT_SHORT, EXIT_EMPTY, EXIT_FAILED, EXIT_OK, Lifecycle
 from github_org_backup.errors import BackupError, UsageError
 from github_org_backup.output.progress import live_display
 from github_org_backup.output.report import write_report
@@ -79,7 +79,7 @@ async def run_repos(options: ReposOptions) -> int:
         except BackupError as exc:
             log.error("discovery_failed", error=str(exc))
             report = ReposReport(stats.freeze(), dest, owner, discovery_error=str(exc))
-            return _finish(life, report)
+            return _finish(life, report, doomed=True)  # nothing could be mirrored: exit 2
         wanted = [r for r in listed if config.repo_filter.allows(r)]
         empty = None if wanted else _nothing_selected(listed, str(config.owner))
         refused, wanted = screened(wanted, config)
@@ -99,7 +99,7 @@ async def run_repos(options: ReposOptions) -> int:
         stop=mirrorer.stop,
         abort=mirrorer.abort,
         progress=lambda: _show_progress(stats, options.output, options.run),
-        cut=lambda: mirrorer.abort("abandoned: a second signal cut the grace period short"),
+        cut=lambda: mirrorer.abort(CUT_SHORT),
     )
     listing = Listing(
         listed=len(listed),
@@ -132,7 +132,9 @@ def _nothing_selected(listed: list[Repo], owner: str) -> str:
     )
 
 
-def _finish(life: Lifecycle, report: ReposReport, *, empty: bool = False) -> int:
+def _finish(
+    life: Lifecycle, report: ReposReport, *, empty: bool = False, doomed: bool = False
+) -> int:
     """Log, write and publish the run's report; its exit code."""
 
     def publish(targets: MetricsTargets, succeeded: bool) -> None:
@@ -148,6 +150,7 @@ def _finish(life: Lifecycle, report: ReposReport, *, empty: bool = False) -> int
         outcome=outcome(report),
         publish=publish,
         empty=empty,
+        doomed=doomed,
     )
 
 

@@ -135,7 +135,7 @@ def print_summary_table(command: str, report: Shown, exit_code: int) -> None:
 
     shown = outcome(report)
     console = _console()
-    status = "succeeded" if exit_code == 0 else f"exit {exit_code}"
+    status = {0: "succeeded", 3: "matched nothing (exit 3)"}.get(exit_code, f"exit {exit_code}")
     table = Table(title=f"github-org-backup {command}: {status}", show_header=False)
     table.add_column("what")
     table.add_column("count", justify="right")

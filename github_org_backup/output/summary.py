@@ -145,10 +145,13 @@ def _table(header: tuple[str, ...], rows: Sequence[tuple[str, ...]]) -> Iterator
 def markdown(command: str, report: Shown, exit_code: int) -> str:
     """A job-summary section: the outcome, the counts, failures and moved tags."""
     shown = outcome(report)
-    result = {0: "succeeded", 1: "finished with failures", 143: "was interrupted"}.get(
-        exit_code, f"failed (exit {exit_code})"
-    )
-    icon = ":white_check_mark:" if exit_code == 0 else ":x:"
+    result = {
+        0: "succeeded",
+        1: "finished with failures",
+        3: "matched nothing (exit 3)",
+        143: "was interrupted",
+    }.get(exit_code, f"failed (exit {exit_code})")
+    icon = {0: ":white_check_mark:", 3: ":warning:"}.get(exit_code, ":x:")
     lines = [f"## {icon} github-org-backup {command} {result}", ""]
     lines += _table(("", "count"), shown.counts)
     broken = shown.failures
