@@ -510,3 +510,18 @@ def test_a_failing_helper_runs_once_and_ends_the_run_with_2(
     assert result.returncode == 2, result.stderr
     assert calls.read_text().count("called") == 1
     assert result.stderr.count('"image_failed"') == len(specs)
+
+
+@integration
+async def test_a_helper_is_asked_for_docker_hub_under_its_index_url(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """docker stores (and asks a helper for) Docker Hub's credentials under
+    https://index.docker.io/v1/; a helper keyed that way must answer for every Hub name."""
+    log = helper(tmp_path / "bin", "hub", {"https://index.docker.io/v1/": ("hub-user", "pw")})
+    monkeypatch.setenv("PATH", f"{tmp_path / 'bin'}{os.pathsep}{os.environ['PATH']}")
+    store = CredentialStore.from_docker_config(_write(tmp_path, {"credsStore": "hub"}))
+    for name in ("registry-1.docker.io", "docker.io"):
+        found = await store.lookup(name)
+        assert found is not None and found.username == "hub-user", name
+    assert set(log.read_text().split()) == {"https://index.docker.io/v1/"}

@@ -122,7 +122,9 @@ class CredentialStore:
         helper, how = self._helper(key)
         if helper:
             source = f"credential helper docker-credential-{helper} ({how} in {self._where})"
-            found = await _from_helper(helper, key, source)
+            # docker asks a helper for Docker Hub under its old index URL, as it stored it.
+            asked = "https://index.docker.io/v1/" if key == "index.docker.io" else key
+            found = await _from_helper(helper, asked, source)
             # docker's native store replaces only the user, password and identity token of
             # the auths entry: a registrytoken there still goes first.
             if entry and (token := entry.get("registrytoken")):
