@@ -552,6 +552,14 @@ def test_verify_repos_runs_fsck_and_compares_with_the_source(world: World) -> No
     assert broken.returncode == 1
     assert broken.stdout.startswith("acme/lib.git: git fsck")
 
+    # A mirror that lost its HEAD is still checked, and is a problem, never passed over.
+    (lib / "HEAD").unlink()
+    headless = run_cli(
+        [*verify, "--include-package", "acme/lib"], world.tmp, env=world.env(GITHUB_TOKEN="")
+    )
+    assert headless.returncode == 1, headless.stderr
+    assert headless.stdout.startswith("acme/lib.git: ")
+
 
 def test_verify_repos_with_nothing_to_check_fails(world: World) -> None:
     """An empty directory is not a successful verification (3, nothing matched); a missing

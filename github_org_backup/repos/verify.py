@@ -30,11 +30,13 @@ class MirrorCheck:
 
 
 def mirrors_below(check: MirrorCheck) -> list[Path]:
-    """The bare mirrors (DIR/OWNER/REPO.git) the check covers, sorted."""
+    """The bare mirrors (DIR/OWNER/REPO.git) the check covers, sorted; one that lost its HEAD
+    is still a mirror, and git fsck says what is wrong with it."""
     return [
         path
         for path in sorted(check.root.glob("*/*.git"))
-        if (path / "HEAD").is_file()
+        if path.is_dir()
+        and not path.name.startswith(".")
         and check.mirrors.allows(str(path.relative_to(check.root)).removesuffix(".git"))
     ]
 
