@@ -144,6 +144,11 @@ class Discovery:
         if not self.complete or self.failed_packages or self.planned:
             return None
         owner = str(self.config.owner)
+        if skipped := [plan for plan in self.plans if plan.error]:
+            return (
+                f"every selected package of {owner} was skipped: {skipped[0].package.name}: "
+                f"{skipped[0].error}" + (f"; and {len(skipped) - 1} more" if skipped[1:] else "")
+            )
         if self.plans:
             names = _listing([plan.package.name for plan in self.plans])
             return (

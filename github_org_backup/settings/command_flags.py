@@ -226,8 +226,8 @@ AS_OF = Option(
 
 RESTORE_DRY_RUN = Option(
     ("--dry-run",),
-    "print each REPOSITORY:TAG the restore would write, with its digest and source, and write "
-    "nothing",
+    "print each REPOSITORY:TAG the restore would write and where from (by digest when a "
+    "snapshot names it), then a summary line, and write nothing",
     RESTORE,
     WHAT,
     action="store_true",

@@ -23,7 +23,8 @@ EXIT_CODES = (
     (
         3,
         "nothing matched: the organisation, filter, shard or snapshot selected nothing to back "
-        "up, check, list or restore (a warning names what exists); --allow-empty makes it 0",
+        "up, check, list or restore (a warning names what exists); --allow-empty, in the "
+        "commands that have it, makes it 0",
     ),
     (70, "a bug: one run_crashed event with the traceback (please report it)"),
     (130, "interrupted by SIGINT before a run could stop in order"),
