@@ -110,7 +110,7 @@ def test_credentials_never_go_to_a_token_realm_on_another_host(
 
     run, dest, report = _copy(sandbox, registry, "acme/app:1.0")
 
-    assert run.returncode == 1, run
+    assert run.returncode == 2, run  # no access: the run could not go on
     assert thief.received == [], [r.path_qs for r in thief.received]
     assert realm_host in _errors(report) and "--allow-token-realm" in _errors(report)
     assert PASSWORD not in run.stderr + run.stdout
@@ -153,7 +153,7 @@ def test_a_token_request_follows_no_redirect(
 
     run, dest, report = _copy(sandbox, registry, "acme/app:1.0")
 
-    assert run.returncode == 1, run
+    assert run.returncode == 2, run  # no access: the run could not go on
     assert thief.received == []
     assert "redirect" in _errors(report)
     assert IDENTITY_TOKEN not in run.stderr + run.stdout and PASSWORD not in run.stderr
@@ -170,7 +170,7 @@ def test_an_endless_token_answer_is_cut_off(tmp_path: Path, loop: BackgroundLoop
 
     run, dest, report = _copy(sandbox, registry, "acme/app:1.0")
 
-    assert run.returncode == 1, run
+    assert run.returncode == 2, run  # no access: the run could not go on
     assert "bytes" in _errors(report) and "token" in _errors(report)
     _bounded(run, sandbox, dest, sandbox.root / "report.json", 30)
 
