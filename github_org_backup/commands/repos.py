@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from github_org_backup.base.listing import listing
 from github_org_backup.commands.run import CUT_SHORT, EXIT_EMPTY, EXIT_FAILED, EXIT_OK, Lifecycle
 from github_org_backup.errors import BackupError, UsageError
 from github_org_backup.output.progress import live_display
@@ -124,8 +125,8 @@ def _nothing_selected(listed: list[Repo], owner: str) -> str:
     """Why no repository was selected, naming those that exist."""
     if not listed:
         return f"{owner} has no repository this token can see: check --org/--user and the token"
-    names = sorted(r.full_name for r in listed)
-    shown = ", ".join(names[:10]) + (f", and {len(names) - 10} more" if len(names) > 10 else "")
+    names = [r.full_name for r in listed]
+    shown = listing(names)
     return (
         f"the selection matched none of the {len(names)} repositories of {owner} ({shown}): "
         "check --include-repo, --exclude-repo and --include-forks"

@@ -8,6 +8,7 @@ from dataclasses import replace
 
 import structlog
 
+from github_org_backup.base.listing import listing
 from github_org_backup.commands.run import EXIT_EMPTY, EXIT_OK, execute, finish
 from github_org_backup.commands.tags import backup_tags, nothing_found
 from github_org_backup.errors import BackupError, UsageError
@@ -73,7 +74,7 @@ async def _nothing_to_restore(
     ids = ", ".join(s.id for s in chosen.values())
     if not names:
         return f"snapshot {ids} of {options.source} names no tag"
-    shown = ", ".join(names[:10]) + (f", and {len(names) - 10} more" if len(names) > 10 else "")
+    shown = listing(names)
     return (
         f"--include-package and --include-tag matched no tag of snapshot {ids}, which names "
         f"{len(names)} repositories ({shown})"

@@ -9,6 +9,7 @@ from pathlib import Path
 import structlog
 
 from github_org_backup.base import jsonio
+from github_org_backup.base.listing import listing
 from github_org_backup.errors import (
     BackupError,
     InvalidReference,
@@ -147,9 +148,7 @@ async def nothing_found(store: Store, prefix: Repository, packages: PackageFilte
             below.append(relative or "(unnamed)")
     if not below:
         return f"{prefix} holds no image: check --dest (or --from) and that a backup ran there"
-    shown = ", ".join(sorted(below)[:10]) + (
-        f", and {len(below) - 10} more" if len(below) > 10 else ""
-    )
+    shown = listing(below)
     if packages.include:
         return (
             f"--include-package {' '.join(packages.include)} matched none of the "

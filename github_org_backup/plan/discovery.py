@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING, Protocol
 
 import structlog
 
+from github_org_backup.base.listing import listing
 from github_org_backup.errors import BackupError, DiscoveryStopped, UsageError
 from github_org_backup.model.packages import FailedPackage
 from github_org_backup.model.results import PackageResult
@@ -150,7 +151,7 @@ class Discovery:
                 f"{skipped[0].error}" + (f"; and {len(skipped) - 1} more" if skipped[1:] else "")
             )
         if self.plans:
-            names = _listing([plan.package.name for plan in self.plans])
+            names = listing([plan.package.name for plan in self.plans])
             return (
                 f"the tag policy keeps no tag of the {len(self.plans)} selected package(s) of "
                 f"{owner} ({names}): see --all-patches, --keep-prereleases and --include-tag"
@@ -162,7 +163,7 @@ class Discovery:
             )
         return (
             f"the selection matched none of the {len(self.passed_over)} package(s) of {owner} "
-            f"({_listing(self.passed_over)}): check --include-package, --exclude-package and "
+            f"({listing(self.passed_over)}): check --include-package, --exclude-package and "
             "--shard"
         )
 
@@ -218,9 +219,3 @@ class Discovery:
     def _failed_repositories(self) -> set[str]:
         owner = self.config.owner.name.lower()
         return {f"{owner}/{r.package}".lower() for r in self.results if r.status == "failed"}
-
-
-def _listing(names: list[str], shown: int = 10) -> str:
-    """Up to ``shown`` names, and how many more."""
-    text = ", ".join(sorted(names)[:shown])
-    return text + (f", and {len(names) - shown} more" if len(names) > shown else "")
