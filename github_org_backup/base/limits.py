@@ -36,6 +36,7 @@ SPEED_WINDOW_S = 20.0
 DEFAULT_MAX_BLOB_BYTES = 16 * GiB  # GHCR stores layers of up to 10 GB
 DEFAULT_MIN_BYTES_PER_S = 10 * KiB
 DEFAULT_IMAGE_TIMEOUT_S = 3600.0  # a 10 GB layer at 25 Mbit/s takes 53 minutes
+DEFAULT_CONCURRENCY = 16  # images, blob transfers and manifest reads in flight, each
 
 
 @dataclass(frozen=True)

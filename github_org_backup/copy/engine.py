@@ -22,7 +22,12 @@ from typing import Any
 import structlog
 
 from github_org_backup.base.fanout import ByteBudget, bounded, shared
-from github_org_backup.base.limits import DescriptorBudget, Limits, check_count
+from github_org_backup.base.limits import (
+    DEFAULT_CONCURRENCY,
+    DescriptorBudget,
+    Limits,
+    check_count,
+)
 from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.presence import PRESENT, Probe, check_blob, check_present_size
@@ -39,8 +44,6 @@ from github_org_backup.output.report import Stats
 from github_org_backup.stores.protocol import Store, UploadSession
 
 log = structlog.get_logger("github_org_backup.copy.engine")
-
-DEFAULT_CONCURRENCY = 16
 
 
 @dataclass(frozen=True)

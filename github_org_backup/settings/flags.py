@@ -8,11 +8,11 @@ from __future__ import annotations
 from pathlib import Path
 
 from github_org_backup.base.limits import (
+    DEFAULT_CONCURRENCY,
     DEFAULT_IMAGE_TIMEOUT_S,
     DEFAULT_MAX_BLOB_BYTES,
     DEFAULT_MIN_BYTES_PER_S,
 )
-from github_org_backup.copy.engine import DEFAULT_CONCURRENCY
 from github_org_backup.settings import values
 from github_org_backup.settings.declare import Option
 
