@@ -33,26 +33,19 @@ from urllib3 import HTTPConnectionPool, HTTPSConnectionPool, Retry
 from urllib3.exceptions import HTTPError as Urllib3Error
 
 from github_org_backup.base import jsonio
+
+# The defaults live below settings (base.github_limits); the clients read them from here.
+from github_org_backup.base.github_limits import DEFAULT_MAX_PAGE_BYTES as DEFAULT_MAX_PAGE_BYTES
+from github_org_backup.base.github_limits import DEFAULT_MAX_PAGES as DEFAULT_MAX_PAGES
+from github_org_backup.base.github_limits import DEFAULT_RETRIES as DEFAULT_RETRIES
 from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
 ACCEPT = "application/vnd.github+json"
 PAGE_SIZE = 100  # the most items GitHub answers in a page, which every listing asks for
 
-MiB = 2**20
-# A real page of 100 packages (each with its repository) is under 1 MiB, of 100 versions far less.
-DEFAULT_MAX_PAGE_BYTES = 10 * MiB
 # A JSON value costs Python about 100 bytes beyond its text; a real page has under 20,000.
 DEFAULT_MAX_PAGE_VALUES = 100_000
-# Pages of one listing: 100,000 versions. A package's own listing stops sooner, after the
-# pages its listed version_count fills (see GitHubPackages).
-DEFAULT_MAX_PAGES = 1_000
-# What GITHUB_API_MAX_PAGE_BYTES and GITHUB_API_MAX_PAGES may be set to (settings.variables).
-PAGE_BYTES_RANGE = (1024, 1024 * MiB)
-PAGES_RANGE = (1, 1_000_000)
-# Retries of a failing request (GITHUB_API_RETRIES): 5xx, 429, rate-limit 403s, connection errors.
-DEFAULT_RETRIES = 6
-RETRIES_RANGE = (0, 20)
 # GitHub ends any REST request that takes it over 10 s, so a page still arriving after 25 s
 # is being trickled.
 DEFAULT_READ_DEADLINE_S = 25.0

@@ -14,6 +14,8 @@ from typing import TYPE_CHECKING, Literal
 
 import structlog
 
+# The default lives below settings (base.github_limits), which declare --repo-timeout with it.
+from github_org_backup.base.github_limits import DEFAULT_REPO_TIMEOUT_S as DEFAULT_REPO_TIMEOUT_S
 from github_org_backup.errors import GitError, GitTimeout, RepositoryNotFound, UsageError
 from github_org_backup.model.packages import Owner
 from github_org_backup.output.repos_report import RefUpdate, RepoCounts, RepoOutcome
@@ -24,9 +26,6 @@ if TYPE_CHECKING:
     from github_org_backup.github.repos import Repo, RepoFilter
 
 log = structlog.get_logger("github_org_backup.github.repos")
-
-DEFAULT_REPOS_CONCURRENCY = 4
-DEFAULT_REPO_TIMEOUT_S = 3600.0
 
 
 @dataclass(frozen=True)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from github_org_backup.repos.mirror import DEFAULT_REPO_TIMEOUT_S, DEFAULT_REPOS_CONCURRENCY
+from github_org_backup.base.github_limits import DEFAULT_REPO_TIMEOUT_S, DEFAULT_REPOS_CONCURRENCY
 from github_org_backup.settings import values
 from github_org_backup.settings.declare import Option
 from github_org_backup.settings.flags import NETWORK, RUN

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from dataclasses import replace
 
-from github_org_backup.github.http import (
+from github_org_backup.base.github_limits import (
     DEFAULT_MAX_PAGE_BYTES,
     DEFAULT_MAX_PAGES,
     DEFAULT_RETRIES,
