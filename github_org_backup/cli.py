@@ -10,76 +10,96 @@ import asyncio
 import os
 import select
 import sys
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
-from typing import Any, TypeVar
+from collections.abc import Callable, Coroutine, Sequence
+from typing import TYPE_CHECKING, Any
 
-import structlog
-
-from github_org_backup.base.logs import configure_logging
-from github_org_backup.base.redact import redact_text
-from github_org_backup.commands import (
-    EXIT_FAILED,
-    EXIT_USAGE,
-    run_copy,
-    run_registry,
-    run_repos,
-    run_restore,
-    run_snapshots,
-    run_verify,
-    run_verify_repos,
-)
+from github_org_backup.base.exits import EXIT_FAILED, EXIT_USAGE
 from github_org_backup.errors import BackupError, OutputError, UsageError
-from github_org_backup.settings.images import (
-    copy_options,
-    registry_options,
-    restore_options,
-    snapshots_options,
-    verify_options,
-)
 from github_org_backup.settings.parser import build_parser
-from github_org_backup.settings.repos import repos_options, verify_repos_options
+
+if TYPE_CHECKING:
+    from structlog.typing import FilteringBoundLogger
 
 __all__ = ["COMMANDS", "EXIT_CRASHED", "EXIT_PIPE_CLOSED", "build_parser", "main"]
 
-log = structlog.get_logger("github_org_backup.cli")
-
 EXIT_CRASHED = 70  # EX_SOFTWARE: an internal error, not the input's fault
 EXIT_PIPE_CLOSED = 128 + 13  # 141, as `git log | head` ends when killed by SIGPIPE
-Options = TypeVar("Options")
 
 Command = Callable[[argparse.Namespace], Coroutine[Any, Any, int]]
 
+# Each command imports its options builder and its module when it is dispatched, not before:
+# --help and --version load neither aiohttp nor PyGithub, requests or rich.
 
-def _typed(
-    build: Callable[[argparse.Namespace], Options], run: Callable[[Options], Awaitable[int]]
-) -> Command:
-    """A command that gets its typed options, built from the flags and environment."""
 
-    async def command(args: argparse.Namespace) -> int:
-        return await run(build(args))
+async def _copy(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.copy import run_copy
+    from github_org_backup.settings.images import copy_options
 
-    return command
+    return await run_copy(copy_options(args))
+
+
+async def _registry(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.registry import run_registry
+    from github_org_backup.settings.images import registry_options
+
+    return await run_registry(registry_options(args))
 
 
 async def _verify(args: argparse.Namespace) -> int:
     """verify checks git mirrors with --repos, image backups otherwise."""
     if args.repos is not None:
+        from github_org_backup.commands.repos import run_verify_repos
+        from github_org_backup.settings.repos import verify_repos_options
+
         return await run_verify_repos(verify_repos_options(args))
+    from github_org_backup.commands.verify import run_verify
+    from github_org_backup.settings.images import verify_options
+
     return await run_verify(verify_options(args))
 
 
+async def _restore(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.restore import run_restore
+    from github_org_backup.settings.images import restore_options
+
+    return await run_restore(restore_options(args))
+
+
+async def _snapshots(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.snapshots import run_snapshots
+    from github_org_backup.settings.images import snapshots_options
+
+    return await run_snapshots(snapshots_options(args))
+
+
+async def _repos(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.repos import run_repos
+    from github_org_backup.settings.repos import repos_options
+
+    return await run_repos(repos_options(args))
+
+
 COMMANDS: dict[str, Command] = {
-    "copy": _typed(copy_options, run_copy),
-    "registry": _typed(registry_options, run_registry),
+    "copy": _copy,
+    "registry": _registry,
     "verify": _verify,
-    "restore": _typed(restore_options, run_restore),
-    "snapshots": _typed(snapshots_options, run_snapshots),
-    "repos": _typed(repos_options, run_repos),
+    "restore": _restore,
+    "snapshots": _snapshots,
+    "repos": _repos,
 }
 
 
+def _log() -> FilteringBoundLogger:
+    import structlog  # loaded with the logging set-up, after the command line is parsed
+
+    logger: FilteringBoundLogger = structlog.get_logger("github_org_backup.cli")
+    return logger
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    args = build_parser().parse_args(argv)
+    args = build_parser().parse_args(argv)  # --help and --version end here
+    from github_org_backup.base.logs import configure_logging
+
     configure_logging(args.log_format, args.log_level)
     command = COMMANDS[args.command]
     try:
@@ -94,10 +114,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"github-org-backup: error: {exc}", file=sys.stderr)
         return EXIT_USAGE
     except OutputError as exc:  # after the work: what was done stays done
-        log.error("run_failed", error=str(exc))
+        _log().error("run_failed", error=str(exc))
         return EXIT_FAILED
     except BackupError as exc:  # credentials refused, a registry unreachable: nothing can go on
-        log.error("run_failed", error=str(exc))
+        _log().error("run_failed", error=str(exc))
         return EXIT_USAGE
     except KeyboardInterrupt:
         return 130
@@ -108,8 +128,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 def _crashed() -> int:
     """A bug: one JSON event with the traceback of the exception being handled, never a bare
     traceback."""
+    from github_org_backup.base.redact import redact_text
+
     exc = sys.exc_info()[1]
-    log.critical(
+    _log().critical(
         "run_crashed",
         error=redact_text(f"{type(exc).__name__}: {exc}"),
         hint="this is a bug in github-org-backup: please report it with this event",

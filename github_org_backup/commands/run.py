@@ -30,6 +30,11 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import structlog
 
+# The codes live below the commands (base.exits); the commands read them here.
+from github_org_backup.base.exits import EXIT_EMPTY as EXIT_EMPTY
+from github_org_backup.base.exits import EXIT_FAILED as EXIT_FAILED
+from github_org_backup.base.exits import EXIT_OK as EXIT_OK
+from github_org_backup.base.exits import EXIT_USAGE as EXIT_USAGE
 from github_org_backup.copy.engine import CopyEngine
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.progress import print_summary_table, show_progress
@@ -41,7 +46,6 @@ from github_org_backup.stores.factory import Clients
 if TYPE_CHECKING:
     from github_org_backup.output.metrics import MetricsTargets
 
-EXIT_OK, EXIT_FAILED, EXIT_USAGE, EXIT_EMPTY = 0, 1, 2, 3
 EXIT_INTERRUPTED = 128 + signal.SIGTERM  # 143, as a process killed by SIGTERM reports
 
 log = structlog.get_logger("github_org_backup.commands")
