@@ -10,11 +10,15 @@ from __future__ import annotations
 import logging
 import re
 import sys
-from typing import Literal
+from typing import Literal, TextIO
 
-import structlog
-
+from github_org_backup.base.imports import without
 from github_org_backup.base.redact import redact_event
+
+# structlog.dev imports rich, only to draw tracebacks on the console: a run that logs JSON (any
+# run without a terminal) does not load it. _console_renderer loads rich when it is used.
+with without("rich"):
+    import structlog
 
 LogFormat = Literal["json", "console", "auto"]
 
@@ -69,11 +73,25 @@ def printable(
     return {k: _CONTROL.sub(_escaped, v) if isinstance(v, str) else v for k, v in event.items()}
 
 
+def _console_renderer(colors: bool) -> structlog.dev.ConsoleRenderer:
+    """structlog's console renderer, with rich drawing tracebacks as structlog's default does,
+    but without the frames' local variables: those would reach the terminal unredacted."""
+    from rich.console import Console
+    from rich.traceback import Traceback
+
+    def rich_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
+        sio.write("\n")
+        console = Console(file=sio, color_system="truecolor" if colors else None)
+        console.print(Traceback.from_exception(*exc_info, width=None, word_wrap=True))
+
+    return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=rich_traceback)
+
+
 def configure_logging(log_format: LogFormat = "auto", level: str = "info") -> None:
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
     renderer: structlog.typing.Processor = (
-        structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        _console_renderer(colors=sys.stderr.isatty())
         if log_format == "console"
         else structlog.processors.JSONRenderer()
     )
