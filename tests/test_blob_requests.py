@@ -78,7 +78,7 @@ def _copy(
         ) as clients:
             engine = CopyEngine(clients, Stats(), concurrency=1)
             if probe is not None:
-                engine._probes[parse_reference(pairs[0][1]).repository.registry] = probe
+                engine._blobs._probes[parse_reference(pairs[0][1]).repository.registry] = probe
             specs = [CopySpec(parse_reference(s), parse_reference(d)) for s, d in pairs]
             return [(r.status, r.error) for r in await engine.run(specs)]
 

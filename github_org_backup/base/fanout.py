@@ -65,3 +65,54 @@ class ByteBudget:
             async with self._changed:
                 self._free += size
                 self._changed.notify_all()
+
+
+A = TypeVar("A")
+B = TypeVar("B")
+
+
+async def both(first: Coroutine[Any, Any, A], second: Coroutine[Any, Any, B]) -> tuple[A, B]:
+    """Run two at once and return both results. If either fails, the other is cancelled and
+    the failure raised (the first one's, if both failed)."""
+    tasks = (asyncio.ensure_future(first), asyncio.ensure_future(second))
+    try:
+        await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
+    finally:
+        for task in tasks:
+            task.cancel()  # a no-op for a finished task
+        # Collected, so that no failure goes unretrieved and no task outlives the call.
+        await asyncio.gather(*tasks, return_exceptions=True)
+    for task in tasks:
+        if not task.cancelled() and (exc := task.exception()) is not None:
+            raise exc
+    return tasks[0].result(), tasks[1].result()
+
+
+class Place:
+    """A place held in a ``Window``; ``leave()`` gives it up before the holder is done."""
+
+    def __init__(self, slots: asyncio.Semaphore) -> None:
+        self._slots = slots
+        self._held = True
+
+    def leave(self) -> None:
+        if self._held:
+            self._held = False
+            self._slots.release()
+
+
+class Window:
+    """At most ``size`` holders at once, each of which may leave before it is done: work
+    that runs ahead of a scarcer resource, and gives its place up once it has that."""
+
+    def __init__(self, size: int) -> None:
+        self._slots = asyncio.Semaphore(size)
+
+    @contextlib.asynccontextmanager
+    async def hold(self) -> AsyncIterator[Place]:
+        await self._slots.acquire()
+        place = Place(self._slots)
+        try:
+            yield place
+        finally:
+            place.leave()

@@ -1,8 +1,9 @@
 """Execute a set of copy specs: blobs, then child manifests, then the tag, byte-exact.
 
-Across the run a blob crosses the network at most once per destination registry: the first
-repository that needs it streams it (source GET straight into destination PUT), every other
-repository mounts it. A tag is written only after everything it references is in place.
+Across the run a blob crosses the network at most once per destination registry (``blobs``).
+A tag is written only after everything it references is in place. Whether a tag is unchanged
+is checked ahead of the copy slots (``examine``), so that unchanged tags never wait behind
+copies.
 
 Shared work is keyed by (digest, size), never by digest alone: a descriptor whose size is
 wrong fails only the image that carries it, and content already at the destination counts
@@ -12,16 +13,14 @@ as present only when its size agrees with the descriptor.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
 
 import structlog
 
-from github_org_backup.base.fanout import ByteBudget, bounded, shared
+from github_org_backup.base.fanout import ByteBudget, Window, bounded, shared
 from github_org_backup.base.limits import (
     DEFAULT_CONCURRENCY,
     DescriptorBudget,
@@ -30,8 +29,9 @@ from github_org_backup.base.limits import (
 )
 from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
-from github_org_backup.copy.presence import PRESENT, Probe, check_blob, check_present_size
-from github_org_backup.copy.transfer import transfer_blob
+from github_org_backup.copy.blobs import Blobs, Placement
+from github_org_backup.copy.examine import Examined, examine
+from github_org_backup.copy.presence import ManifestProbe, check_present_size
 from github_org_backup.errors import (
     BackupError,
     lacks_access,
@@ -41,26 +41,21 @@ from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.model.results import ImageResult, Status
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.report import Stats
-from github_org_backup.stores.protocol import Store, UploadSession
+from github_org_backup.stores.protocol import Store
 
 log = structlog.get_logger("github_org_backup.copy.engine")
 
-
-@dataclass(frozen=True)
-class _Place:
-    """Content as one descriptor names it, at one repository."""
-
-    repository: Repository
-    digest: str
-    size: int
-
-    @classmethod
-    def of(cls, repository: Repository, descriptor: Descriptor) -> _Place:
-        return cls(repository, descriptor.digest, descriptor.size)
+T = TypeVar("T")
+# Images checked ahead of the copy slots, per slot: enough that a warm run of a few hundred
+# tags is one wave, few enough that the manifests they hold meanwhile stay small.
+LOOKAHEAD = 4
 
 
-_BlobKey = tuple[Registry, str, int]  # (registry, digest, size)
-_Needs = set[_Place]  # the child manifests and blobs one image (or child) needs
+_Needs = set[Placement]  # the child manifests and blobs one image (or child) needs
+
+
+class _Expired(Exception):
+    """An image's phase ran out of its time limit (not some other TimeoutError inside it)."""
 
 
 class CopyEngine:
@@ -76,25 +71,20 @@ class CopyEngine:
         limits: Limits | None = None,
     ) -> None:
         self._store_for = store_for
-        self._policy = policy or RetryPolicy()
         self._limits = limits or Limits()
         self.stats = stats
         self._images = asyncio.Semaphore(concurrency)
-        self._transfers = asyncio.Semaphore(concurrency)
+        self._window = Window(LOOKAHEAD * concurrency)
+        self._blobs = Blobs(store_for, stats, concurrency, policy or RetryPolicy())
         # Child manifests (and referrers) are read and checked at most this many at once,
         # whatever the number of children an index lists.
         self._manifest_reads = asyncio.Semaphore(concurrency)
         self._fan_out_limit = concurrency
         # Read, a manifest is briefly held twice over: 32 MiB of claimed sizes read at once.
         self._manifest_bytes = ByteBudget(32 * 2**20)
-        self._blob_tasks: dict[_Place, asyncio.Task[None]] = {}
-        self._manifest_tasks: dict[_Place, asyncio.Task[None]] = {}
-        self._blob_homes: dict[_BlobKey, list[str]] = {}
-        self._blob_leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
-        self._probes: dict[Registry, Probe] = {}
-        # Bytes streamed but not yet counted in bytes_copied: an image's count once it completes.
-        self._uncounted: dict[_BlobKey, int] = {}
-        self._child_needs: dict[_Place, _Needs] = {}
+        self._manifest_tasks: dict[Placement, asyncio.Task[None]] = {}
+        self._manifest_probes: dict[Registry, ManifestProbe] = {}
+        self._child_needs: dict[Placement, _Needs] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
         self._aborting = ""  # why the images in flight are abandoned, once they are
@@ -125,7 +115,7 @@ class CopyEngine:
         """Abandon what is still in flight, each image failing with ``reason``. Nothing
         half-done is tagged: tags are written last."""
         self._aborting = reason
-        for task in [*self._in_flight, *self._blob_tasks.values(), *self._manifest_tasks.values()]:
+        for task in [*self._in_flight, *self._blobs.tasks.values(), *self._manifest_tasks.values()]:
             task.cancel()
 
     # One image
@@ -133,20 +123,33 @@ class CopyEngine:
     async def _copy_image(self, spec: CopySpec) -> ImageResult:
         started = time.monotonic()
         bound = log.bind(src=str(spec.source), dst=str(spec.destination))
-        async with self._images:
+        task = asyncio.current_task()
+        assert task is not None
+        needs: _Needs = set()
+        status: Status
+        # The check runs in a window ahead of the copy slots, so that unchanged tags never
+        # wait behind copies; an image keeps its place in the window until a slot is free.
+        async with self._window.hold() as place:
             if self.stopping:
                 return self._failed(spec, bound, started, "not started: the run was stopped")
-            task = asyncio.current_task()
-            assert task is not None
             self._in_flight.add(task)
-            deadline = asyncio.timeout(self._limits.image_timeout_s)
-            needs: _Needs = set()
             try:
-                async with deadline:
-                    status, written = await self._copy_tagged(spec, bound, needs)
-            except TimeoutError:
-                if not deadline.expired():
-                    raise
+                examined = await self._bounded(self._examine(spec))
+                if examined.unchanged:
+                    assert examined.existing is not None
+                    status, written = "skipped", examined.existing
+                else:
+                    async with self._images:
+                        place.leave()
+                        if self.stopping:
+                            return self._failed(
+                                spec, bound, started, "not started: the run was stopped"
+                            )
+                        written = await self._bounded(
+                            self._copy_tagged(spec, examined, bound, needs)
+                        )
+                        status = "copied"
+            except _Expired:
                 limit = f"not finished within {self._limits.image_timeout_s:g} s (--image-timeout)"
                 return self._failed(spec, bound, started, limit)
             except BackupError as exc:
@@ -182,6 +185,18 @@ class CopyEngine:
             written.size,
         )
 
+    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
+        """``work`` within the image's time limit: each phase (check, copy) has its own, so
+        that waiting for a copy slot never counts against it."""
+        deadline = asyncio.timeout(self._limits.image_timeout_s)
+        try:
+            async with deadline:
+                return await work
+        except TimeoutError:
+            if deadline.expired():
+                raise _Expired from None
+            raise
+
     def _failed(
         self, spec: CopySpec, bound: structlog.BoundLogger, started: float, message: str
     ) -> ImageResult:
@@ -201,39 +216,37 @@ class CopyEngine:
             if (place := stack.pop()) in seen:
                 continue
             seen.add(place)
-            key = (place.repository.registry, place.digest, place.size)
-            self.stats.bytes_copied += self._uncounted.pop(key, 0)
+            self.stats.bytes_copied += self._blobs.take_uncounted(place.key)
             stack.extend(self._child_needs.get(place, ()))
 
+    async def _examine(self, spec: CopySpec) -> Examined:
+        target = self._store_for(spec.destination.repository.registry)
+        examined = await examine(spec, self._store_for(spec.source.repository.registry), target)
+        probe = self._manifest_probes.setdefault(
+            spec.destination.repository.registry, ManifestProbe()
+        )
+        probe.record(present=examined.unchanged)
+        return examined
+
     async def _copy_tagged(
-        self, spec: CopySpec, bound: structlog.BoundLogger, needs: _Needs
-    ) -> tuple[Status, Descriptor]:
+        self, spec: CopySpec, examined: Examined, bound: structlog.BoundLogger, needs: _Needs
+    ) -> Descriptor:
         """Copy one image and write its tag; what the destination's tag now points at."""
         src, dst = spec.source, spec.destination
         source = self._store_for(src.repository.registry)
         target = self._store_for(dst.repository.registry)
-        manifest: Manifest | None = None
-        digest = src.digest
-        if digest is None:
-            # One GET, hashed here, rather than a HEAD whose digest header we would have to trust.
-            manifest = await source.get_manifest(src.repository.name, src.identifier)
-            digest = manifest.digest
-        existing = await target.resolve_manifest(dst.repository.name, dst.identifier)
-        if existing is not None and existing.digest == digest and not spec.platforms:
-            return "skipped", existing
+        manifest = examined.manifest
         if manifest is None:
-            manifest = await source.get_manifest(src.repository.name, digest)
-        if spec.platforms:
-            manifest = manifest.limit_platforms(spec.platforms)
-            if existing is not None and existing.digest == manifest.digest:
-                return "skipped", existing
+            manifest = await source.get_manifest(src.repository.name, examined.digest)
         budget = DescriptorBudget()
         await self._place_content(manifest, src.repository, dst.repository, budget, needs)
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
         self.stats.manifests_written += 1
         bound.debug("tag_written", digest=manifest.digest)
-        await self._copy_referrers(source, digest, src.repository, dst.repository, bound, needs)
-        return "copied", manifest.descriptor()
+        await self._copy_referrers(
+            source, examined.source_digest, src.repository, dst.repository, bound, needs
+        )
+        return manifest.descriptor()
 
     async def _copy_referrers(
         self,
@@ -301,10 +314,10 @@ class CopyEngine:
         budget: DescriptorBudget,
         needs: _Needs,
     ) -> None:
-        needs.add(_Place.of(dst, child))
+        needs.add(Placement.of(dst, child))
         await shared(
             self._manifest_tasks,
-            _Place.of(dst, child),
+            Placement.of(dst, child),
             lambda: self._copy_child(child, src, dst, budget),
         )
 
@@ -312,80 +325,26 @@ class CopyEngine:
         self, child: Descriptor, src: Repository, dst: Repository, budget: DescriptorBudget
     ) -> None:
         target = self._store_for(dst.registry)
+        probe = self._manifest_probes.setdefault(dst.registry, ManifestProbe())
         async with self._manifest_reads:
             # A registry accepts a manifest only when all it references is present, so a child
             # that exists is complete: nothing below it needs checking (this is what resumes).
-            if (present := await target.resolve_manifest(dst.name, child.digest)) is not None:
-                check_present_size(child, present.size, f"manifest {child.digest}", dst)
-                return
+            if probe.ask():
+                present = await target.resolve_manifest(dst.name, child.digest)
+                probe.record(present=present is not None)
+                if present is not None:
+                    check_present_size(child, present.size, f"manifest {child.digest}", dst)
+                    return
             source = self._store_for(src.registry)
             async with self._manifest_bytes.hold(child.size):
                 manifest = await source.get_manifest(src.name, child.digest, child)
-        needs = self._child_needs.setdefault(_Place.of(dst, child), set())
+        needs = self._child_needs.setdefault(Placement.of(dst, child), set())
         await self._place_content(manifest, src, dst, budget, needs)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
 
-    # Blobs
-
     async def _ensure_blob(
         self, blob: Descriptor, src: Repository, dst: Repository, needs: _Needs
     ) -> None:
-        needs.add(_Place.of(dst, blob))
-        await shared(
-            self._blob_tasks, _Place.of(dst, blob), lambda: self._place_blob(blob, src, dst)
-        )
-
-    async def _place_blob(self, blob: Descriptor, src: Repository, dst: Repository) -> None:
-        # One leader per digest (whatever size is claimed), so that the bytes move once;
-        # where they went is recorded per (digest, size), so a wrong size never rides along.
-        while (leader := self._blob_leaders.get((dst.registry, blob.digest))) is not None:
-            with contextlib.suppress(Exception):
-                await asyncio.shield(leader)
-        key = (dst.registry, blob.digest, blob.size)
-        target = self._store_for(dst.registry)
-        if homes := self._blob_homes.get(key):
-            location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
-            if location is None:
-                self._probes.setdefault(dst.registry, Probe()).mounted = True
-                self.stats.blobs_mounted += 1
-                log.debug(
-                    "blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0]
-                )
-            else:
-                await self._stream_blob(blob, src, dst, location)
-            homes.append(dst.name)
-            return
-        # First need for this digest on this registry: every other repository waits for us.
-        leader = asyncio.get_running_loop().create_future()
-        self._blob_leaders[(dst.registry, blob.digest)] = leader
-        try:
-            probe = self._probes.setdefault(dst.registry, Probe())
-            session = await check_blob(target, blob, dst, probe)
-            if session == PRESENT:
-                self.stats.blobs_skipped += 1
-            else:
-                await self._stream_blob(blob, src, dst, session)
-            self._blob_homes[key] = [dst.name]
-        finally:
-            del self._blob_leaders[(dst.registry, blob.digest)]
-            leader.set_result(None)
-
-    async def _stream_blob(
-        self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
-    ) -> None:
-        async with self._transfers:
-            await transfer_blob(
-                self._store_for(src.registry),
-                src.name,
-                self._store_for(dst.registry),
-                dst.name,
-                blob,
-                self.stats,
-                session,
-                self._policy,
-            )
-        self.stats.blobs_copied += 1
-        key = (dst.registry, blob.digest, blob.size)
-        self._uncounted[key] = self._uncounted.get(key, 0) + blob.size
-        log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)
+        needs.add(Placement.of(dst, blob))
+        await self._blobs.ensure(blob, src, dst)

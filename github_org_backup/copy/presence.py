@@ -4,7 +4,7 @@ repository, on a registry that mounts), and the size check of what is found."""
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Final, Literal
+from typing import ClassVar, Final, Literal
 
 import structlog
 
@@ -36,6 +36,39 @@ class Probe:
             self.present += 1
         else:
             self.absent += 1
+
+
+@dataclass
+class ManifestProbe:
+    """What asking one destination registry for manifests found so far in this run.
+
+    A registry accepts a manifest only when all it references is present, so a child manifest
+    found there needs nothing below it checked; but on a fresh destination every such HEAD
+    answers 404. Once the first answers (the tags' HEADs among them) were mostly absent, child
+    manifests are copied without asking: their blobs are still checked one by one, and putting
+    a manifest that is there already changes nothing, so a wrong guess costs requests, never
+    bytes. One child in ``SAMPLE`` is still asked, so that a destination that holds them after
+    all is noticed.
+    """
+
+    LEARN: ClassVar[int] = 4
+    SAMPLE: ClassVar[int] = 8
+    present: int = 0
+    absent: int = 0
+    unasked: int = 0
+
+    def record(self, *, present: bool) -> None:
+        if present:
+            self.present += 1
+        else:
+            self.absent += 1
+
+    def ask(self) -> bool:
+        """Whether to HEAD the next child manifest before copying it."""
+        if self.absent < self.LEARN or self.absent <= 4 * self.present:
+            return True
+        self.unasked += 1
+        return self.unasked % self.SAMPLE == 0
 
 
 async def check_blob(

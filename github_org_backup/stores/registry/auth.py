@@ -167,6 +167,9 @@ class Authenticator:
             if "realm" not in bearer.params:
                 raise AuthError(f"{self._registry} sent a Bearer challenge without a realm")
             self._scheme, self._bearer = "bearer", bearer.params
+            # The realm is known: the requests waiting on the probe fetch their own scopes'
+            # tokens now, alongside the probe's, rather than after it.
+            self.settle()
             if creds.registry_token:
                 return  # sent again once; a second 401 is the registry's refusal
             wanted = set(scopes) | set(bearer.params.get("scope", "").split())
