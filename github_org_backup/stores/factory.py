@@ -9,6 +9,7 @@ from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import aiohttp
 
@@ -39,13 +40,40 @@ class HttpSettings:
 
 
 def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+    """The run's TLS context: the system's CAs (about 20 ms to load), and --ca-file's."""
     context = ssl.create_default_context()
     if ca_file is not None:
-        try:
-            context.load_verify_locations(cafile=str(ca_file))
-        except (OSError, ssl.SSLError) as exc:
-            raise UsageError(f"cannot load --ca-file {ca_file}: {exc}") from None
+        _load_ca_file(context, ca_file)
     return context
+
+
+def _load_ca_file(context: ssl.SSLContext, ca_file: Path) -> None:
+    try:
+        context.load_verify_locations(cafile=str(ca_file))
+    except (OSError, ssl.SSLError) as exc:
+        raise UsageError(f"cannot load --ca-file {ca_file}: {exc}") from None
+
+
+class _Connector(aiohttp.TCPConnector):
+    """The run's connection pool, whose TLS context is built at its first https connection,
+    once: a run whose registries all speak plain http (or that writes a layout) builds none.
+
+    A bad --ca-file is still refused before any request, checked on a context without the
+    system's CAs."""
+
+    def __init__(self, ca_file: Path | None, **kwargs: Any) -> None:
+        if ca_file is not None:
+            _load_ca_file(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ca_file)
+        super().__init__(**kwargs)
+        self._ca_file = ca_file
+        self._tls: ssl.SSLContext | None = None
+
+    def _get_ssl_context(self, req: aiohttp.ClientRequest) -> ssl.SSLContext | None:
+        if not req.is_ssl() or req.ssl is not True:  # plain http, or a request's own choice
+            return super()._get_ssl_context(req)
+        if self._tls is None:
+            self._tls = _ssl_context(self._ca_file)
+        return self._tls
 
 
 class Clients:
@@ -93,11 +121,7 @@ class Clients:
 async def open_clients(
     credentials: CredentialStore, settings: HttpSettings
 ) -> AsyncIterator[Clients]:
-    connector = aiohttp.TCPConnector(
-        limit=0,
-        limit_per_host=settings.connections_per_host,
-        ssl=_ssl_context(settings.ca_file),
-    )
+    connector = _Connector(settings.ca_file, limit=0, limit_per_host=settings.connections_per_host)
     timeout = aiohttp.ClientTimeout(
         total=None, sock_connect=settings.connect_timeout_s, sock_read=settings.read_timeout_s
     )
