@@ -6,12 +6,13 @@ import asyncio
 import base64
 import json
 import os
+import re
 import stat
 from pathlib import Path
 
 import aiohttp
 import pytest
-from aioresponses import aioresponses
+from aioresponses import CallbackResult, aioresponses
 
 from github_org_backup.errors import AuthError, UsageError
 from github_org_backup.model.reference import Registry
@@ -187,3 +188,32 @@ async def test_basic_challenge_without_credentials_says_how_to_log_in() -> None:
         auth = Authenticator(Registry("r.example.com"), Credentials("u", "p"), session)
         await auth.challenge('Basic realm="r"', [], None)
         assert await auth.header([]) == "Basic " + b64("u:p")
+
+
+async def test_waiters_fetch_their_tokens_while_the_probe_fetches_its_own() -> None:
+    """Once the probe's challenge names the realm, the requests that waited on it fetch their
+    own scopes' tokens at once, alongside the probe's: not one after the other."""
+    in_flight, peak = 0, 0
+
+    async def slow_token(url: object, **kwargs: object) -> CallbackResult:
+        nonlocal in_flight, peak
+        in_flight += 1
+        peak = max(peak, in_flight)
+        await asyncio.sleep(0.05)
+        in_flight -= 1
+        return CallbackResult(payload={"token": "T"})
+
+    async with aiohttp.ClientSession() as session:
+        auth = Authenticator(Registry("r.example.com"), None, session)
+        with aioresponses() as mocked:
+            mocked.get(re.compile(re.escape(REALM) + r"\?.*"), callback=slow_token, repeat=True)
+            assert auth.claim_probe()
+            waiters = [
+                asyncio.create_task(auth.header([f"repository:{name}:pull"])) for name in "bcd"
+            ]
+            await asyncio.sleep(0)
+            challenge = f'Bearer realm="{REALM}",service="r"'
+            await auth.challenge(challenge, ["repository:a:pull"], None)
+            assert await asyncio.gather(*waiters) == ["Bearer T"] * 3
+    assert auth.token_fetches == 4
+    assert peak == 4
