@@ -16,12 +16,12 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import structlog
 
 from github_org_backup.base.limits import DEFAULT_IMAGE_TIMEOUT_S, Limits
 from github_org_backup.errors import UsageError
-from github_org_backup.github.http import ApiLimits, GitHubSettings
 from github_org_backup.history.model import parse_duration
 from github_org_backup.history.retention import Retention
 from github_org_backup.model.reference import Registry, Repository
@@ -45,6 +45,9 @@ from github_org_backup.settings.declare import Option, from_env, resolve
 from github_org_backup.stores.factory import HttpSettings
 from github_org_backup.stores.registry.credentials import Credentials
 from github_org_backup.stores.registry.origins import Trust
+
+if TYPE_CHECKING:
+    from github_org_backup.github.http import GitHubSettings
 
 log = structlog.get_logger("github_org_backup.settings.options")
 
@@ -179,6 +182,8 @@ def http_settings(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
 def github_settings(command: str, env: Mapping[str, str]) -> GitHubSettings:
     """The GITHUB_API_* variables ``command`` reads (GITHUB_API_RETRIES only registry's), the
     one place they are read: a bad value is a usage error naming its variable."""
+    from github_org_backup.github.http import ApiLimits, GitHubSettings  # requests: not for copy
+
     retries = variables.GITHUB_API_RETRIES
     return GitHubSettings(
         ApiLimits(
