@@ -6,12 +6,14 @@ import argparse
 import datetime
 import os
 import platform
-import sys
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from bench.discovery import DiscoveryMeasure
+from bench.figures import goal, med
+from bench.report_wan import link_lines, startup_lines, wan_lines
 from bench.rig import (
+    CURRENT,
     Measure,
 )
 from bench.rounds import (
@@ -19,15 +21,20 @@ from bench.rounds import (
     median,
     version,
 )
+from bench.startup import Startup
+from bench.wan import LinkCheck
 from tests.harness.images import (
     Corpus,
 )
 
-SECTIONS = ("corpus", "big", "scale", "wan", "warm1000", "discovery")
+SECTIONS = ("startup", "corpus", "big", "scale", "wan", "link", "warm1000", "discovery")
 
 
 @dataclass
 class Results:
+    builds: list[str] = field(default_factory=lambda: [CURRENT.name])  # then the baseline's
+    versions: dict[str, str] = field(default_factory=dict)  # build: its --version
+    startup: Startup | None = None
     corpus: Corpus | None = None
     rounds: list[dict[str, Measure]] = field(default_factory=list)
     big_rounds: list[dict[str, Measure]] = field(default_factory=list)
@@ -35,6 +42,8 @@ class Results:
     scale_rounds: list[Measure] = field(default_factory=list)
     wan_corpus: Corpus | None = None
     wan: dict[float, list[dict[str, Measure]]] = field(default_factory=dict)
+    link: list[dict[str, Measure]] = field(default_factory=list)
+    link_check: LinkCheck | None = None
     warm_corpus: Corpus | None = None
     warm_rounds: list[dict[str, Measure]] = field(default_factory=list)
     discovery: list[DiscoveryMeasure] = field(default_factory=list)
@@ -42,14 +51,6 @@ class Results:
 
 def _cpu_of(part: str) -> Callable[[Measure], float]:
     return lambda m: m.cpu_s[part]
-
-
-def med(rounds: list[dict[str, Measure]], key: str, pick: Callable[[Measure], float]) -> float:
-    return median([pick(r[key]) for r in rounds])
-
-
-def goal(name: str, met: bool, figure: str) -> str:
-    return f"| {name} | {'met' if met else '**not met**'} | {figure} |"
 
 
 def corpus_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], list[str]]:
@@ -168,60 +169,6 @@ def scale_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], list
     return lines, []
 
 
-def wan_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], list[str]]:
-    assert res.wan_corpus is not None
-    images = len(res.wan_corpus.images)
-    cap = f", capped at {args.bandwidth_mbit:g} Mbit/s" if args.bandwidth_mbit else ""
-    lines = [
-        f"## WAN: {images} multi-arch images over a link with a round-trip time",
-        "",
-        f"{args.wan_repos} repositories × {args.wan_tags} tags × {args.platforms} platforms, "
-        "copied cold then rerun warm, each tool into a fresh registry. A proxy in front of the "
-        "source registry, one in front of its token service and one in front of each "
-        "destination delay every request by half the round-trip time each way"
-        f"{cap}; the same proxies count the requests. Connection set-up is not delayed "
-        "(both tools keep connections alive). Requests per image are source (token service "
-        "included) + destination.",
-        "",
-        "| RTT ms | run | wall s | source requests/image | destination requests/image "
-        "| requests/image |",
-        "| --- | --- | --- | --- | --- | --- |",
-    ]
-    goals: list[str] = []
-    for rtt, rounds in sorted(res.wan.items()):
-        for key in rounds[0]:
-            src = med(rounds, key, lambda m: m.source.requests) / images
-            dst = med(rounds, key, lambda m: m.destination.requests) / images
-            lines.append(
-                f"| {rtt:g} | {key} | {med(rounds, key, lambda m: m.seconds):.2f} "
-                f"| {src:.1f} | {dst:.1f} | {src + dst:.1f} |"
-            )
-        ratios = {
-            phase: med(rounds, f"skopeo sync {phase}", lambda m: m.seconds)
-            / med(rounds, f"github-org-backup {phase}", lambda m: m.seconds)
-            for phase in ("cold", "warm")
-        }
-        lines.append(
-            f"| {rtt:g} | **ratio** (skopeo / ours) | cold {ratios['cold']:.1f}×, "
-            f"warm {ratios['warm']:.1f}× | | | |"
-        )
-        if rtt == 50:
-            goals += [
-                goal(
-                    "WAN 50 ms: cold ≥ 15× faster than skopeo sync",
-                    ratios["cold"] >= 15,
-                    f"{ratios['cold']:.1f}×",
-                ),
-                goal(
-                    "WAN 50 ms: warm ≥ 30× faster than skopeo sync",
-                    ratios["warm"] >= 30,
-                    f"{ratios['warm']:.1f}×",
-                ),
-            ]
-    lines.append("")
-    return lines, goals
-
-
 def warm_many_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], list[str]]:
     assert res.warm_corpus is not None
     tags = len(res.warm_corpus.images)
@@ -308,9 +255,9 @@ def write_results(args: argparse.Namespace, res: Results) -> None:
         "",
         f"- Date: {datetime.datetime.now(datetime.UTC):%Y-%m-%d %H:%M} UTC",
         f"- Machine: {machine()}",
-        "- Versions: github-org-backup "
-        f"{version([sys.executable, '-m', 'github_org_backup', '--version'])}"
-        f"; Python {platform.python_version()}; {version(['skopeo', '--version'])}; "
+        "- Versions: "
+        + "; ".join(f"{b} ({res.versions.get(b, 'unknown')})" for b in res.builds)
+        + f"; Python {platform.python_version()}; {version(['skopeo', '--version'])}; "
         f"{version(['docker-registry', '--version'])}; {version(['curl', '--version'])}",
         f"- Each figure is the median of {args.runs} run(s); the tools alternate within each "
         "run, so every ratio compares figures measured side by side. Source: token auth "
@@ -320,10 +267,12 @@ def write_results(args: argparse.Namespace, res: Results) -> None:
     ]
     goals: list[str] = []
     for present, section in (
+        (res.startup, startup_lines),
         (res.rounds, corpus_lines),
         (res.big_rounds, big_lines),
         (res.scale_rounds, scale_lines),
         (res.wan, wan_lines),
+        (res.link, link_lines),
         (res.warm_rounds, warm_many_lines),
         (res.discovery, discovery_lines),
     ):
@@ -332,6 +281,8 @@ def write_results(args: argparse.Namespace, res: Results) -> None:
             lines += more
             goals += more_goals
     only = "".join(f" --only {s}" for s in args.only or ())
+    if args.baseline:
+        only += f" --baseline {args.baseline}"
     lines += [
         "## Goals",
         "",

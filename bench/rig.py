@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from bench.countingproxy import CountingProxy, Counts
+from bench.trace import Trace
 from tests.harness.images import (
     Corpus,
     Image,
@@ -34,6 +35,20 @@ class Measure:
     destination: Counts
     rss_mib: float = 0.0
     cpu_s: dict[str, float] = field(default_factory=dict)  # tool, source and destination
+    started: float = 0.0  # time.monotonic() just before the tool's process started
+    trace: Trace | None = None  # the round trips of a run over a WAN
+
+
+@dataclass(frozen=True)
+class Build:
+    """A checkout of github-org-backup, run with PYTHONPATH (and the working directory,
+    which `python -m` puts first on sys.path) pointing at it."""
+
+    name: str
+    root: Path
+
+
+CURRENT = Build("github-org-backup", ROOT)
 
 
 @dataclass
@@ -96,7 +111,7 @@ def push_parallel(pusher: Pusher, images: list[Image], workers: int = 8) -> None
 
 
 def timed(
-    command: list[str], env: dict[str, str], stdin: str | None = None
+    command: list[str], env: dict[str, str], stdin: str | None = None, cwd: Path | None = None
 ) -> tuple[float, float, float]:
     """(wall seconds, peak RSS MiB, CPU seconds) of a command, which must succeed.
 
@@ -107,6 +122,7 @@ def timed(
     result = subprocess.run(
         ["/usr/bin/time", "-f", "%M %U %S", *command],
         env=env,
+        cwd=cwd,
         input=stdin,
         stdout=subprocess.DEVNULL,
         stderr=subprocess.PIPE,
@@ -120,9 +136,9 @@ def timed(
     return elapsed, int(rss) / 1024, float(user) + float(system)
 
 
-def tool_env(docker_config: Path) -> dict[str, str]:
+def tool_env(docker_config: Path, root: Path = ROOT) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("GITHUB_")}
-    return env | {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(ROOT)}
+    return env | {"DOCKER_CONFIG": str(docker_config), "PYTHONPATH": str(root)}
 
 
 # Corpus runs: cold then warm, each tool into its own fresh destination registry
@@ -141,13 +157,15 @@ def runner(
     stdin: str | None,
     src: CountingProxy | Direct,
     dst: CountingProxy | Direct,
+    root: Path = ROOT,
 ) -> Callable[[], Measure]:
     def run() -> Measure:
         before_src, before_dst = src.counts.snapshot(), dst.counts.snapshot()
         assert dst.registry is not None, "a measured destination names its registry"
         registries = (setup.source, dst.registry)
         cpu_before = [cpu_seconds(r) for r in registries]
-        seconds, rss, cpu = timed(command, tool_env(config), stdin)
+        started = time.monotonic()
+        seconds, rss, cpu = timed(command, tool_env(config, root), stdin, cwd=root)
         cpu_after = [cpu_seconds(r) for r in registries]
         return Measure(
             seconds,
@@ -159,6 +177,7 @@ def runner(
                 "source registry": cpu_after[0] - cpu_before[0],
                 "destination registry": cpu_after[1] - cpu_before[1],
             },
+            started,
         )
 
     return run
@@ -171,6 +190,7 @@ def ours(
     dst: CountingProxy | Direct,
     concurrency: int,
     pinned: bool = False,
+    build: Build = CURRENT,
 ) -> Callable[[], Measure]:
     """github-org-backup copy; ``pinned`` gives it the source digests, as `registry` does."""
     specs = "\n".join(
@@ -198,7 +218,7 @@ def ours(
         "--concurrency",
         str(concurrency),
     ]
-    return runner(setup, command, config, specs, src, dst)
+    return runner(setup, command, config, specs, src, dst, build.root)
 
 
 def skopeo(

@@ -11,7 +11,6 @@ import subprocess
 import sys
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
 
 from bench.countingproxy import CountingProxy, Counts
@@ -20,7 +19,6 @@ from bench.rig import (
     Measure,
     Setup,
     ours,
-    push_parallel,
     skopeo,
     timed,
     tool_env,
@@ -33,10 +31,8 @@ from tests.harness.images import (
     Corpus,
     Image,
     Manifest,
-    Pusher,
 )
-from tests.harness.registry import RegistryProcess, token_auth
-from tests.harness.tokens import ISSUER
+from tests.harness.registry import RegistryProcess
 
 
 def corpus_round(setup: Setup, corpus: Corpus, concurrency: int) -> dict[str, Measure]:
@@ -219,65 +215,6 @@ def scale_round(setup: Setup, corpus: Corpus, concurrency: int, count: bool) -> 
     return Measure(
         timing.seconds, counted.source, counted.destination, timing.rss_mib, timing.cpu_s
     )
-
-
-# WAN: the same copy over a link with a round-trip time, through latency-injecting proxies
-
-
-@dataclass
-class Wan:
-    """A source registry whose token realm, like the registry itself, sits behind the link."""
-
-    registry: RegistryProcess
-    proxy: CountingProxy  # in front of the source registry
-    realm: CountingProxy  # in front of the token service
-
-
-def start_wan_source(setup: Setup, corpus: Corpus, bandwidth: float | None) -> Wan:
-    realm = CountingProxy(setup.tokens.realm.rsplit("/", 1)[0], bandwidth=bandwidth).start()
-    path = setup.tokens.realm.rsplit("/", 1)[1]
-    registry = RegistryProcess(
-        setup.work / "wan-source",
-        token_auth(f"http://{realm.host}/{path}", "bench", setup.tokens.cert_path, ISSUER),
-    ).start()
-    proxy = CountingProxy(registry.url, registry, bandwidth=bandwidth).start()
-    pusher = Pusher(registry.url, lambda repo: "Bearer " + setup.tokens.admin_token([repo]))
-    push_parallel(pusher, corpus.images)
-    return Wan(registry, proxy, realm)
-
-
-def wan_round(
-    setup: Setup,
-    wan: Wan,
-    corpus: Corpus,
-    rtt_ms: float,
-    concurrency: int,
-    bandwidth: float | None,
-) -> dict[str, Measure]:
-    """Each tool cold then warm into a fresh registry, every request crossing the link."""
-    results: dict[str, Measure] = {}
-    for proxy in (wan.proxy, wan.realm):
-        proxy.rtt_s = rtt_ms / 1000
-    for name in ("github-org-backup", "skopeo sync"):
-        destination = setup.new_destination()
-        dst = CountingProxy(
-            destination.url, destination, rtt_s=rtt_ms / 1000, bandwidth=bandwidth
-        ).start()
-        src = wan.proxy
-        src.registry = wan.registry
-        run = (
-            ours(setup, corpus, src, dst, concurrency)
-            if name == "github-org-backup"
-            else skopeo(setup, corpus, src, dst)
-        )
-        for phase in ("cold", "warm"):
-            realm_before = wan.realm.counts.snapshot()
-            measure = run()
-            measure.source.requests += wan.realm.counts.since(realm_before).requests
-            results[f"{name} {phase}"] = measure
-        dst.stop()
-        destination.stop()
-    return results
 
 
 # A warm rerun over 1,000 tags: start-up no longer decides the figure

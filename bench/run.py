@@ -4,13 +4,17 @@
 Starts a token-auth source registry and Basic-auth destination registries (the Debian
 `docker-registry`), generates a corpus, measures, and writes bench/RESULTS.md. Not a test.
 
-Sections: corpus (cold and warm copy), big (one large blob), scale (10,000 tiny images),
-wan (the corpus over a latency-injecting proxy at each --rtt), warm1000 (a warm rerun over
-1,000 tags) and discovery (a 2,000-package organisation on the GitHub stand-in).
+Sections: startup (the interpreter and the CLI starting), corpus (cold and warm copy), big
+(one large blob), scale (10,000 tiny images), wan (the corpus over a latency-injecting proxy
+at each --rtt, and the warm path's round trips), link (the WAN corpus over a link of
+--bandwidth-mbit each way at --link-rtt), warm1000 (a warm rerun over 1,000 tags) and
+discovery (a 2,000-package organisation on the GitHub stand-in). With --baseline REV the
+startup, wan and link sections also run the build of REV, from a git worktree, in turn.
 
     python3 bench/run.py                      # the full default run
     python3 bench/run.py --runs 1 --skip-scale --big-blob-mib 256   # a quick look
     python3 bench/run.py --only wan --rtt 0 --rtt 50                # one section
+    python3 bench/run.py --only startup --only wan --only link --baseline HEAD~1
 """
 
 from __future__ import annotations
@@ -24,6 +28,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
+from bench.builds import add_baseline, build_version, remove_baseline, verify  # noqa: E402
+from bench.countingproxy import Link  # noqa: E402
 from bench.discovery import discovery_round  # noqa: E402
 from bench.report import (  # noqa: E402
     SECTIONS,
@@ -31,6 +37,8 @@ from bench.report import (  # noqa: E402
     write_results,
 )
 from bench.rig import (  # noqa: E402
+    CURRENT,
+    Build,
     Setup,
     push_parallel,
     start,
@@ -39,11 +47,11 @@ from bench.rounds import (  # noqa: E402
     big_blob_round,
     corpus_round,
     scale_round,
-    start_wan_source,
     tiny_corpus,
-    wan_round,
     warm_many_round,
 )
+from bench.startup import startup_round  # noqa: E402
+from bench.wan import link_check, start_wan_source, wan_round  # noqa: E402
 from tests.harness.bigblob import push_big_image  # noqa: E402
 from tests.harness.images import (  # noqa: E402
     generate_corpus,
@@ -75,7 +83,19 @@ def main() -> None:
         help="WAN round-trip times in ms (repeatable; default 0 and 50)",
     )
     parser.add_argument(
-        "--bandwidth-mbit", type=float, help="WAN: cap the link at this many Mbit/s each proxy"
+        "--baseline",
+        metavar="REV",
+        help="also run the build of this git revision (startup, wan and link sections)",
+    )
+    parser.add_argument("--startup-runs", type=int, default=7)
+    parser.add_argument(
+        "--bandwidth-mbit",
+        type=float,
+        default=100.0,
+        help="link section: the link's rate each way, in Mbit/s (default 100)",
+    )
+    parser.add_argument(
+        "--link-rtt", type=float, default=50.0, metavar="MS", help="link section: its RTT"
     )
     parser.add_argument("--wan-repos", type=int, default=3)
     parser.add_argument("--wan-tags", type=int, default=12)
@@ -94,10 +114,29 @@ def main() -> None:
             raise SystemExit(f"{binary} is missing: apt-get install -y docker-registry skopeo curl")
 
     work = Path(tempfile.mkdtemp(prefix="gob-bench-"))
+    print(f"{CURRENT.name} runs from {verify(CURRENT)}", flush=True)
+    builds = [CURRENT]
+    try:
+        if args.baseline:
+            builds.append(add_baseline(work, args.baseline))
+        measure(args, work, builds, sections)
+    finally:
+        for build in builds[1:]:
+            remove_baseline(build)
+        shutil.rmtree(work, ignore_errors=True)
+
+
+def measure(args: argparse.Namespace, work: Path, builds: list[Build], sections: set[str]) -> None:
     setup = start(work)
-    results = Results()
+    results = Results(
+        builds=[b.name for b in builds], versions={b.name: build_version(b) for b in builds}
+    )
     platforms = ("linux/amd64", "linux/arm64", "linux/s390x")[: args.platforms]
     try:
+        if "startup" in sections:
+            results.startup = startup_round(builds, args.startup_runs)
+            for (name, label), seconds in results.startup.seconds.items():
+                print(f"startup {name or 'python'} {label}: {min(seconds) * 1000:.0f} ms min")
         if "corpus" in sections:
             corpus_section(args, setup, results, platforms)
         if "big" in sections:
@@ -111,8 +150,8 @@ def main() -> None:
                     scale_round(setup, results.scale, args.concurrency, count=n == 0)
                 )
                 print(f"scale run {n + 1}: {results.scale_rounds[-1].seconds:.2f}s", flush=True)
-        if "wan" in sections:
-            wan_section(args, setup, results, platforms)
+        if "wan" in sections or "link" in sections:
+            wan_section(args, setup, results, platforms, builds, sections)
         if "warm1000" in sections:
             results.warm_corpus = tiny_corpus(args.warm_repos, args.warm_tags, "warm")
             push_parallel(setup.admin_pusher(), results.warm_corpus.images, workers=16)
@@ -140,7 +179,6 @@ def main() -> None:
         write_results(args, results)
     finally:
         setup.stop()
-        shutil.rmtree(work, ignore_errors=True)
 
 
 def corpus_section(
@@ -189,7 +227,12 @@ def big_section(args: argparse.Namespace, setup: Setup, results: Results) -> Non
 
 
 def wan_section(
-    args: argparse.Namespace, setup: Setup, results: Results, platforms: tuple[str, ...]
+    args: argparse.Namespace,
+    setup: Setup,
+    results: Results,
+    platforms: tuple[str, ...],
+    builds: list[Build],
+    sections: set[str],
 ) -> None:
     results.wan_corpus = generate_corpus(
         repositories=args.wan_repos,
@@ -201,13 +244,12 @@ def wan_section(
         prefix="wan",
         artifacts=False,
     )
-    bandwidth = args.bandwidth_mbit * 1e6 / 8 if args.bandwidth_mbit else None
-    wan = start_wan_source(setup, results.wan_corpus, bandwidth)
+    wan = start_wan_source(setup, results.wan_corpus)
     try:
-        for n in range(args.runs):
+        for n in range(args.runs if "wan" in sections else 0):
             for rtt in args.rtt:
                 measured = wan_round(
-                    setup, wan, results.wan_corpus, rtt, args.concurrency, bandwidth
+                    setup, wan, results.wan_corpus, rtt, args.concurrency, builds, turn=n
                 )
                 results.wan.setdefault(rtt, []).append(measured)
                 print(
@@ -215,10 +257,38 @@ def wan_section(
                     + ", ".join(f"{k} {v.seconds:.2f}s" for k, v in measured.items()),
                     flush=True,
                 )
+        if "link" not in sections:
+            return
+        link = Link(args.bandwidth_mbit * 1e6 / 8)
+        results.link_check = link_check(setup, wan, link, args.link_rtt)
+        print(
+            f"link check: {results.link_check.down_mbit:.1f} Mbit/s down, "
+            f"{results.link_check.up_mbit:.1f} Mbit/s up",
+            flush=True,
+        )
+        for n in range(args.runs):
+            measured = wan_round(
+                setup,
+                wan,
+                results.wan_corpus,
+                args.link_rtt,
+                args.concurrency,
+                builds,
+                link=link,
+                phases=("cold",),
+                turn=n,
+            )
+            results.link.append(measured)
+            print(
+                f"link run {n + 1}: "
+                + ", ".join(
+                    f"{k} {v.seconds:.2f}s {v.destination.bytes_in / 1e6:.1f} MB"
+                    for k, v in measured.items()
+                ),
+                flush=True,
+            )
     finally:
-        wan.proxy.stop()
-        wan.realm.stop()
-        wan.registry.stop()
+        wan.stop()
 
 
 if __name__ == "__main__":
