@@ -68,6 +68,8 @@ class _Connector(aiohttp.TCPConnector):
         self._ca_file = ca_file
         self._tls: ssl.SSLContext | None = None
 
+    # aiohttp's hook for the TLS context of each new connection (tests/test_startup.py and
+    # tests/test_tls.py fail if a new aiohttp stops calling it).
     def _get_ssl_context(self, req: aiohttp.ClientRequest) -> ssl.SSLContext | None:
         if not req.is_ssl() or req.ssl is not True:  # plain http, or a request's own choice
             return super()._get_ssl_context(req)
@@ -109,6 +111,10 @@ class Clients:
     @property
     def limits(self) -> Limits:
         return self._settings.limits
+
+    @property
+    def connections_per_host(self) -> int:
+        return self._settings.connections_per_host
 
     @property
     def requests(self) -> dict[str, int]:
