@@ -182,7 +182,13 @@ async def execute(
     """
     stats = Stats()
     before = clients.requests
-    engine = CopyEngine(clients, stats, concurrency=run.concurrency, limits=clients.limits)
+    engine = CopyEngine(
+        clients,
+        stats,
+        concurrency=run.concurrency,
+        limits=clients.limits,
+        ceiling=clients.connections_per_host,  # the link may ask for more copies in flight
+    )
 
     def stop() -> None:
         engine.stop()

@@ -16,6 +16,7 @@ import structlog
 
 from github_org_backup.base.fanout import shared
 from github_org_backup.base.retry import RetryPolicy
+from github_org_backup.copy.pace import Paced
 from github_org_backup.copy.presence import PRESENT, Probe, check_blob
 from github_org_backup.copy.transfer import transfer_blob
 from github_org_backup.model.oci import Descriptor
@@ -52,13 +53,13 @@ class Blobs:
         self,
         store_for: Callable[[Registry], Store],
         stats: Stats,
-        transfers: int,
+        paced: Paced,
         policy: RetryPolicy,
     ) -> None:
         self._store_for = store_for
         self._stats = stats
         self._policy = policy
-        self._transfers = asyncio.Semaphore(transfers)
+        self._paced = paced
         self.tasks: dict[Placement, asyncio.Task[None]] = {}
         self._homes: dict[BlobKey, list[str]] = {}
         self._leaders: dict[tuple[Registry, str], asyncio.Future[None]] = {}
@@ -110,8 +111,8 @@ class Blobs:
     async def _stream(
         self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
     ) -> None:
-        async with self._transfers:
-            await transfer_blob(
+        async with self._paced.transfers:
+            setup_s = await transfer_blob(
                 self._store_for(src.registry),
                 src.name,
                 self._store_for(dst.registry),
@@ -121,6 +122,7 @@ class Blobs:
                 session,
                 self._policy,
             )
+        await self._paced.transferred(blob.size, setup_s)
         self._stats.blobs_copied += 1
         key = (dst.registry, blob.digest, blob.size)
         self._uncounted[key] = self._uncounted.get(key, 0) + blob.size

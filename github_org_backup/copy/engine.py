@@ -31,6 +31,7 @@ from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.blobs import Blobs, Placement
 from github_org_backup.copy.examine import Examined, examine
+from github_org_backup.copy.pace import Pace, Paced
 from github_org_backup.copy.presence import ManifestProbe, check_present_size
 from github_org_backup.errors import (
     BackupError,
@@ -69,13 +70,17 @@ class CopyEngine:
         concurrency: int = DEFAULT_CONCURRENCY,
         policy: RetryPolicy | None = None,
         limits: Limits | None = None,
+        ceiling: int | None = None,
     ) -> None:
+        """``concurrency`` images and blob transfers in flight at first, raised as the link's
+        bandwidth-delay product asks (``pace``) up to ``ceiling`` (default: no higher)."""
         self._store_for = store_for
         self._limits = limits or Limits()
         self.stats = stats
-        self._images = asyncio.Semaphore(concurrency)
-        self._window = Window(LOOKAHEAD * concurrency)
-        self._blobs = Blobs(store_for, stats, concurrency, policy or RetryPolicy())
+        self._paced = Paced(Pace(concurrency, ceiling or concurrency))
+        ceiling = self._paced.pace.ceiling
+        self._window = Window(LOOKAHEAD * ceiling)
+        self._blobs = Blobs(store_for, stats, self._paced, policy or RetryPolicy())
         # Child manifests (and referrers) are read and checked at most this many at once,
         # whatever the number of children an index lists.
         self._manifest_reads = asyncio.Semaphore(concurrency)
@@ -139,7 +144,7 @@ class CopyEngine:
                     assert examined.existing is not None
                     status, written = "skipped", examined.existing
                 else:
-                    async with self._images:
+                    async with self._paced.images:
                         place.leave()
                         if self.stopping:
                             return self._failed(

@@ -11,6 +11,7 @@ local OCI layout, the same wrong bytes would come back every time, so the error 
 from __future__ import annotations
 
 import hashlib
+import time
 from collections.abc import AsyncIterator
 
 import structlog
@@ -45,6 +46,8 @@ class _SourceStream:
         self._stats = stats
         self._hash = hashlib.new(blob.digest.partition(":")[0])
         self.received = 0
+        self.started = time.monotonic()
+        self.first_byte_at: float | None = None
         self.error: Exception | None = None
 
     async def chunks(self) -> AsyncIterator[bytes]:
@@ -76,6 +79,8 @@ class _SourceStream:
             raise
 
     def _take(self, chunk: bytes) -> None:
+        if self.first_byte_at is None:
+            self.first_byte_at = time.monotonic()
         self.received += len(chunk)
         if self.received > self._blob.size:
             raise SizeMismatch(
@@ -105,8 +110,12 @@ async def transfer_blob(
     stats: Stats,
     session: UploadSession | None = None,
     policy: RetryPolicy | None = None,
-) -> None:
-    """Copy one blob, using ``session`` (e.g. from a failed mount) for the first attempt."""
+) -> float:
+    """Copy one blob, using ``session`` (e.g. from a failed mount) for the first attempt.
+
+    Returns the set-up time of the attempt that succeeded: from its start to its first byte.
+    """
+    setup: list[float] = []
 
     async def attempt(number: int) -> None:
         stream = _SourceStream(source, source_name, blob, stats)
@@ -120,6 +129,7 @@ async def transfer_blob(
                     raise stream.error from None
                 raise
             stream.check()
+            setup.append((stream.first_byte_at or time.monotonic()) - stream.started)
         except ContentError as exc:
             if source.registry.layout and exc is stream.error:
                 raise _Final(
@@ -157,6 +167,7 @@ async def transfer_blob(
         )
     except _Final as final:
         raise final.error from None
+    return setup[-1]
 
 
 class _Final(Exception):

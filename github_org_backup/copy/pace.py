@@ -1,0 +1,121 @@
+"""How much copying to keep in flight: enough to fill the link, within the connection budget.
+
+A blob transfer spends round trips with nothing on the wire: the upload session's POST, the
+source GET's first byte, the destination's answer to the PUT. To keep a link busy, the bytes
+of other transfers must cover those gaps: at rate C, with idle time I per transfer and blobs
+of S bytes on average, about ``C x I / S + 1`` transfers at once (the bandwidth-delay product
+over the blob size). The run starts at ``--concurrency``, measures C (the best rate over a
+window), I and S from the transfers that finish, and raises the number of copies in flight
+when the product asks for more, never above the connections allowed per host.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import deque
+from collections.abc import Callable
+from types import TracebackType
+
+import structlog
+
+log = structlog.get_logger("github_org_backup.copy.engine")
+
+RATE_WINDOW_S = 1.0  # the rate is measured over windows at least this long
+IDLE_ROUND_TRIPS = 2.0  # the set-up measured (POST, first byte) and the PUT's answer after it
+
+
+class Limit:
+    """A semaphore whose size can grow while it is in use."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        self._used = 0
+        self._changed = asyncio.Condition()
+
+    async def __aenter__(self) -> None:
+        async with self._changed:
+            await self._changed.wait_for(lambda: self._used < self.size)
+            self._used += 1
+
+    async def __aexit__(
+        self,
+        kind: type[BaseException] | None,
+        error: BaseException | None,
+        trace: TracebackType | None,
+    ) -> None:
+        async with self._changed:
+            self._used -= 1
+            self._changed.notify()
+
+    async def grow(self, size: int) -> None:
+        if size > self.size:
+            async with self._changed:
+                self.size = size
+                self._changed.notify_all()
+
+
+class Pace:
+    """The number of copies to keep in flight, from the transfers the run has seen."""
+
+    def __init__(
+        self, floor: int, ceiling: int, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self.floor = floor
+        self.ceiling = max(floor, ceiling)
+        self._clock = clock
+        self._done: deque[tuple[float, int]] = deque()  # (when, bytes) of finished transfers
+        self._window_bytes = 0
+        self.rate = 0.0  # bytes/s: the best seen over a window
+        self.idle_s = math.inf  # the shortest set-up seen, times the idle round trips
+        self._bytes = 0
+        self._count = 0
+        self._first: float | None = None
+
+    def transferred(self, size: int, setup_s: float) -> None:
+        """One blob finished: ``size`` bytes, ``setup_s`` from its start to its first byte."""
+        now = self._clock()
+        self._first = now if self._first is None else self._first
+        self._count += 1
+        self._bytes += size
+        self.idle_s = min(self.idle_s, IDLE_ROUND_TRIPS * max(setup_s, 0.0))
+        self._done.append((now, size))
+        self._window_bytes += size
+        while len(self._done) > 1 and now - self._done[1][0] >= RATE_WINDOW_S:
+            self._window_bytes -= self._done.popleft()[1]
+        span = now - self._done[0][0]
+        if span >= RATE_WINDOW_S:
+            # The first transfer of the window finished at its start: its bytes belong before.
+            self.rate = max(self.rate, (self._window_bytes - self._done[0][1]) / span)
+
+    @property
+    def target(self) -> int:
+        if not self._count or not self.rate or math.isinf(self.idle_s):
+            return self.floor
+        mean = self._bytes / self._count
+        wanted = math.ceil(self.rate * self.idle_s / max(mean, 1.0)) + 1
+        return min(max(wanted, self.floor), self.ceiling)
+
+
+class Paced:
+    """Copy slots and transfer slots that grow together as ``Pace`` asks."""
+
+    def __init__(self, pace: Pace) -> None:
+        self.pace = pace
+        self.images = Limit(pace.floor)
+        self.transfers = Limit(pace.floor)
+
+    async def transferred(self, size: int, setup_s: float) -> None:
+        self.pace.transferred(size, setup_s)
+        target = self.pace.target
+        if target > self.transfers.size:
+            log.info(
+                "concurrency_raised",
+                images=target,
+                was=self.transfers.size,
+                rate_mbit_s=round(self.pace.rate * 8 / 1e6, 1),
+                idle_ms=round(self.pace.idle_s * 1000),
+            )
+            await self.images.grow(target)
+            await self.transfers.grow(target)
