@@ -199,3 +199,25 @@ async def test_a_window_place_left_early_lets_the_next_holder_in() -> None:
     release.set()
     await asyncio.gather(*tasks)
     assert window._slots._value == 1
+
+
+async def test_on_a_fresh_destination_the_upload_opens_with_the_blob_head() -> None:
+    """Once absent answers dominate (and no mount has proved the self-mount check), a blob's
+    HEAD and the POST of its upload go together; a blob found there after all has its session
+    cancelled and no byte sent."""
+    src, dst = MemStore("src.test"), MemStore("dst.test")
+    dst.mounts = False
+    tags = [str(n) for n in range(12)]
+    for tag in tags:
+        src.add_image("acme/app", tag, image(f"layer {tag}".encode(), config=tag.encode()))
+    present = image(b"already there", config=b"present config")
+    src.add_image("acme/app", "present", present)
+    for digest, data in present.blob_data.items():
+        dst.blobs.setdefault("backup/acme/app", {})[digest] = data
+    engine = engine_for(src, dst, concurrency=1)
+    results = await engine.run([spec(src, "acme/app", t, dst) for t in [*tags, "present"]])
+    assert statuses(results) == ["copied"] * 13
+    opened = [session for _, _, session in dst.writes if session is not None]
+    assert dst.calls["start_upload"] >= 8 and len(opened) == dst.calls["start_upload"] - 2
+    assert dst.calls["cancel_upload"] == 2  # the present image's config and layer
+    assert not [w for w in dst.writes if w[1] in present.blob_data]

@@ -8,6 +8,7 @@ from typing import ClassVar, Final, Literal
 
 import structlog
 
+from github_org_backup.base.fanout import both
 from github_org_backup.errors import AuthError, RegistryError, SizeMismatch, TransientError
 from github_org_backup.model.oci import Descriptor
 from github_org_backup.model.reference import Repository
@@ -30,6 +31,11 @@ class Probe:
     @property
     def by_mount(self) -> bool:
         return self.mounted and not self.mount_refused and self.absent > self.present
+
+    @property
+    def eager(self) -> bool:
+        """Absent answers dominate (a fresh destination): open the upload with the HEAD."""
+        return self.absent >= ManifestProbe.LEARN and self.absent > 4 * self.present
 
     def record(self, *, present: bool) -> None:
         if present:
@@ -81,6 +87,9 @@ async def check_blob(
     blob in this run (``probe``), it is a mount of the blob from ``dst`` into itself instead:
     201 if the blob is there, else 202 with the upload session that the POST after a 404
     would have opened. A new blob then costs POST and PUT instead of HEAD, POST and PUT.
+    Before any mount, while most blobs are absent, the HEAD and the POST that opens the
+    upload go together: the bytes start a round trip sooner, and a blob that is there after
+    all costs its session's DELETE.
     """
     if probe.by_mount:
         try:
@@ -95,12 +104,20 @@ async def check_blob(
             if session is not None:
                 return session
             # Mounted, so present: its size is checked as after a HEAD.
-    size = await target.blob_size(dst.name, blob.digest)
-    if size is None:
-        probe.record(present=False)
-        return None
+    if probe.eager and not target.registry.layout:
+        size, opened = await both(
+            target.blob_size(dst.name, blob.digest), target.start_upload(dst.name)
+        )
+        probe.record(present=size is not None)
+        if size is None:
+            return opened
+        await target.cancel_upload(opened)  # guessed wrong: a request lost, never bytes
+    else:
+        size = await target.blob_size(dst.name, blob.digest)
+        probe.record(present=size is not None)
+        if size is None:
+            return None
     check_present_size(blob, size, f"blob {blob.digest}", dst)
-    probe.record(present=True)
     return PRESENT
 
 

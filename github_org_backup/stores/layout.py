@@ -337,6 +337,12 @@ class LayoutStore:
         """Blobs are shared by digest: present is mounted; else an upload (that needs nothing)."""
         return None if await self.blob_size(name, digest) is not None else UploadSession(name)
 
+    async def start_upload(self, name: str) -> UploadSession:
+        return UploadSession(name)  # a layout's upload needs no session
+
+    async def cancel_upload(self, session: UploadSession) -> None:
+        pass
+
     @contextlib.asynccontextmanager
     async def read_blob(
         self, name: str, digest: str, offset: int = 0

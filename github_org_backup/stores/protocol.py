@@ -19,9 +19,9 @@ READ_CHUNK = 1024 * 1024
 
 @dataclass(frozen=True)
 class UploadSession:
-    """An upload opened in repository ``name`` by a mount that did not mount; ``write_blob``
-    sends the bytes there. ``location`` is what the store needs to go on with it (a registry's
-    session URL; a layout needs nothing)."""
+    """An upload opened in repository ``name`` (by ``start_upload``, or by a mount that did
+    not mount); ``write_blob`` sends the bytes there. ``location`` is what the store needs to
+    go on with it (a registry's session URL; a layout needs nothing)."""
 
     name: str
     location: str = ""
@@ -47,6 +47,12 @@ class Store(Protocol):
     async def mount_blob(self, name: str, digest: str, from_name: str) -> UploadSession | None:
         """Make a blob of ``from_name`` visible in ``name``. None if done; else an upload session
         to hand to ``write_blob``."""
+
+    async def start_upload(self, name: str) -> UploadSession:
+        """Open an upload session in ``name`` for ``write_blob``."""
+
+    async def cancel_upload(self, session: UploadSession) -> None:
+        """Best effort: end a session that will never be written to."""
 
     def read_blob(
         self, name: str, digest: str, offset: int = 0

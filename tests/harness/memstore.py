@@ -228,6 +228,14 @@ class MemStore:
         self._sessions += 1
         return UploadSession(name, str(self._sessions))
 
+    async def start_upload(self, name: str) -> UploadSession:
+        self.calls["start_upload"] += 1
+        self._sessions += 1
+        return UploadSession(name, str(self._sessions))
+
+    async def cancel_upload(self, session: UploadSession) -> None:
+        self.calls["cancel_upload"] += 1
+
     @contextlib.asynccontextmanager
     async def read_blob(
         self, name: str, digest: str, offset: int = 0

@@ -345,6 +345,12 @@ class RegistryClient:
 
     # Blobs: uploading
 
+    async def start_upload(self, name: str) -> UploadSession:
+        return UploadSession(name, str(await self._uploads.start_upload(name)))
+
+    async def cancel_upload(self, session: UploadSession) -> None:
+        await self._uploads.cancel(session.name, yarl.URL(session.location, encoded=True))
+
     async def write_blob(
         self,
         name: str,
