@@ -101,6 +101,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     from github_org_backup.base.logs import configure_logging
 
     configure_logging(args.log_format, args.log_level)
+    from github_org_backup.base.imports import aiohttp_without_tls_defaults
+
+    aiohttp_without_tls_defaults()
     command = COMMANDS[args.command]
     try:
         code = asyncio.run(command(args))

@@ -85,6 +85,45 @@ def test_a_dispatched_command_loads_its_machinery(tmp_path: Path) -> None:
     assert loaded == ["aiohttp"]
 
 
+_TLS_PROBE = """
+import json, ssl, sys
+from github_org_backup.cli import main
+code = main(sys.argv[1:])
+import aiohttp.connector as connector
+print(json.dumps({
+    "code": code,
+    "aiohttp_default_cas": connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
+    "aiohttp_default_verifies": connector._SSL_CONTEXT_VERIFIED.verify_mode == ssl.CERT_REQUIRED,
+    "restored": ssl.create_default_context.__module__ == "ssl",
+}))
+"""
+
+
+@pytest.mark.integration
+def test_a_run_loads_no_ca_store_for_aiohttps_unused_default_contexts(tmp_path: Path) -> None:
+    """aiohttp builds two TLS contexts at import, each loading the CA store: a run imports it
+    with those left empty (and still verifying, so they could only fail closed), and
+    ``ssl`` is as it was afterwards for the run's own context."""
+    process = _probe(
+        tmp_path,
+        _TLS_PROBE,
+        "copy",
+        f"oci:{tmp_path}/absent:1",
+        f"oci:{tmp_path}/backup:1",
+        stderr=subprocess.DEVNULL,
+    )
+    stdout, _ = process.communicate(timeout=120)
+    result = json.loads(stdout.splitlines()[-1])
+    assert result == {
+        "code": 1,
+        "aiohttp_default_cas": 0,
+        "aiohttp_default_verifies": True,
+        "restored": True,
+    }
+    system = ssl.create_default_context().cert_store_stats()["x509_ca"]
+    assert system > 0, "this machine has no CA store: the check above proves nothing"
+
+
 def _logging_probe(log_format: str) -> str:
     """Logging set up with ``log_format``, an error logged from a frame holding a secret, and
     whether rich was loaded (stdout)."""
