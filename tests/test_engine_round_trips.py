@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 import pytest
 
 from github_org_backup.base.fanout import Window, both
-from github_org_backup.copy.presence import ManifestProbe
+from github_org_backup.copy.presence import LEARN, ManifestProbe, Probe
 from github_org_backup.model.oci import Descriptor, Manifest
 from tests.harness.memstore import MemStore, image, index
 from tests.test_engine_inprocess import engine_for, spec, statuses
@@ -143,11 +143,11 @@ async def test_children_already_at_the_destination_cost_requests_never_bytes() -
 def test_the_probe_asks_until_absent_answers_dominate_then_samples() -> None:
     probe = ManifestProbe()
     assert [probe.ask() for _ in range(3)] == [True] * 3
-    for _ in range(ManifestProbe.LEARN):
+    for _ in range(LEARN):
         probe.record(present=False)
     asked = [probe.ask() for _ in range(4 * ManifestProbe.SAMPLE)]
     assert asked.count(True) == 4
-    for _ in range(ManifestProbe.LEARN):
+    for _ in range(LEARN):
         probe.record(present=True)
     assert all(probe.ask() for _ in range(10)), "present answers bring the HEADs back"
 
@@ -221,3 +221,16 @@ async def test_on_a_fresh_destination_the_upload_opens_with_the_blob_head() -> N
     assert dst.calls["start_upload"] >= 8 and len(opened) == dst.calls["start_upload"] - 2
     assert dst.calls["cancel_upload"] == 2  # the present image's config and layer
     assert not [w for w in dst.writes if w[1] in present.blob_data]
+
+
+def test_until_blobs_answer_the_manifests_say_whether_a_destination_is_fresh() -> None:
+    """The tags' HEADs answer first: when they were all absent, the first blob checks open
+    their uploads at once; blobs that then turn out present switch that off."""
+    probe = Probe()
+    assert not probe.eager
+    for _ in range(LEARN):
+        probe.manifests.record(present=False)
+    assert probe.eager
+    for _ in range(LEARN):
+        probe.record(present=True)
+    assert not probe.eager

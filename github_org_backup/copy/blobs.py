@@ -67,6 +67,10 @@ class Blobs:
         # Bytes streamed but not yet counted in bytes_copied: an image's count once it completes.
         self._uncounted: dict[BlobKey, int] = {}
 
+    def probe(self, registry: Registry) -> Probe:
+        """What this run found at ``registry`` so far."""
+        return self._probes.setdefault(registry, Probe())
+
     def take_uncounted(self, key: BlobKey) -> int:
         """The bytes streamed for this blob and not yet counted; counted from now on."""
         return self._uncounted.pop(key, 0)
@@ -84,7 +88,7 @@ class Blobs:
         if homes := self._homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
             if location is None:
-                self._probes.setdefault(dst.registry, Probe()).mounted = True
+                self.probe(dst.registry).mounted = True
                 self._stats.blobs_mounted += 1
                 log.debug(
                     "blob_mounted", digest=blob.digest, dst=str(dst), from_repository=homes[0]
@@ -97,7 +101,7 @@ class Blobs:
         leader = asyncio.get_running_loop().create_future()
         self._leaders[(dst.registry, blob.digest)] = leader
         try:
-            probe = self._probes.setdefault(dst.registry, Probe())
+            probe = self.probe(dst.registry)
             session = await check_blob(target, blob, dst, probe)
             if session == PRESENT:
                 self._stats.blobs_skipped += 1

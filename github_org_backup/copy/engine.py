@@ -32,7 +32,7 @@ from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.blobs import Blobs, Placement
 from github_org_backup.copy.examine import Examined, examine
 from github_org_backup.copy.pace import Pace, Paced
-from github_org_backup.copy.presence import ManifestProbe, check_present_size
+from github_org_backup.copy.presence import check_present_size
 from github_org_backup.errors import (
     BackupError,
     lacks_access,
@@ -88,7 +88,6 @@ class CopyEngine:
         # Read, a manifest is briefly held twice over: 32 MiB of claimed sizes read at once.
         self._manifest_bytes = ByteBudget(32 * 2**20)
         self._manifest_tasks: dict[Placement, asyncio.Task[None]] = {}
-        self._manifest_probes: dict[Registry, ManifestProbe] = {}
         self._child_needs: dict[Placement, _Needs] = {}
         self._in_flight: set[asyncio.Task[ImageResult]] = set()
         self.stopping = False
@@ -227,9 +226,7 @@ class CopyEngine:
     async def _examine(self, spec: CopySpec) -> Examined:
         target = self._store_for(spec.destination.repository.registry)
         examined = await examine(spec, self._store_for(spec.source.repository.registry), target)
-        probe = self._manifest_probes.setdefault(
-            spec.destination.repository.registry, ManifestProbe()
-        )
+        probe = self._blobs.probe(spec.destination.repository.registry).manifests
         probe.record(present=examined.unchanged)
         return examined
 
@@ -330,7 +327,7 @@ class CopyEngine:
         self, child: Descriptor, src: Repository, dst: Repository, budget: DescriptorBudget
     ) -> None:
         target = self._store_for(dst.registry)
-        probe = self._manifest_probes.setdefault(dst.registry, ManifestProbe())
+        probe = self._blobs.probe(dst.registry).manifests
         async with self._manifest_reads:
             # A registry accepts a manifest only when all it references is present, so a child
             # that exists is complete: nothing below it needs checking (this is what resumes).

@@ -3,7 +3,7 @@ repository, on a registry that mounts), and the size check of what is found."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import ClassVar, Final, Literal
 
 import structlog
@@ -19,23 +19,13 @@ log = structlog.get_logger("github_org_backup.copy.engine")
 PRESENT: Final = "present"  # the blob is at the destination already
 
 
-@dataclass
-class Probe:
-    """What checking new blobs at one destination registry found so far in this run."""
+LEARN: Final = 4  # answers before a destination counts as fresh
 
-    mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
-    mount_refused: bool = False
+
+@dataclass
+class _Tally:
     present: int = 0
     absent: int = 0
-
-    @property
-    def by_mount(self) -> bool:
-        return self.mounted and not self.mount_refused and self.absent > self.present
-
-    @property
-    def eager(self) -> bool:
-        """Absent answers dominate (a fresh destination): open the upload with the HEAD."""
-        return self.absent >= ManifestProbe.LEARN and self.absent > 4 * self.present
 
     def record(self, *, present: bool) -> None:
         if present:
@@ -43,9 +33,14 @@ class Probe:
         else:
             self.absent += 1
 
+    @property
+    def fresh(self) -> bool:
+        """Absent answers dominate: a destination that holds little of what is copied."""
+        return self.absent >= LEARN and self.absent > 4 * self.present
+
 
 @dataclass
-class ManifestProbe:
+class ManifestProbe(_Tally):
     """What asking one destination registry for manifests found so far in this run.
 
     A registry accepts a manifest only when all it references is present, so a child manifest
@@ -57,24 +52,37 @@ class ManifestProbe:
     all is noticed.
     """
 
-    LEARN: ClassVar[int] = 4
     SAMPLE: ClassVar[int] = 8
-    present: int = 0
-    absent: int = 0
     unasked: int = 0
-
-    def record(self, *, present: bool) -> None:
-        if present:
-            self.present += 1
-        else:
-            self.absent += 1
 
     def ask(self) -> bool:
         """Whether to HEAD the next child manifest before copying it."""
-        if self.absent < self.LEARN or self.absent <= 4 * self.present:
+        if not self.fresh:
             return True
         self.unasked += 1
         return self.unasked % self.SAMPLE == 0
+
+
+@dataclass
+class Probe(_Tally):
+    """What checking new blobs (and, in ``manifests``, manifests) at one destination registry
+    found so far in this run."""
+
+    mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
+    mount_refused: bool = False
+    manifests: ManifestProbe = field(default_factory=ManifestProbe)
+
+    @property
+    def by_mount(self) -> bool:
+        return self.mounted and not self.mount_refused and self.absent > self.present
+
+    @property
+    def eager(self) -> bool:
+        """A fresh destination: open the upload with the HEAD. Until blobs have answered, the
+        manifests' answers (the tags' HEADs come first) say whether it is fresh."""
+        if self.present + self.absent < LEARN:
+            return self.manifests.fresh
+        return self.fresh
 
 
 async def check_blob(
