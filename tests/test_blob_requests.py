@@ -51,9 +51,13 @@ def test_a_cold_copy_sends_most_new_blobs_with_post_and_put_only(
         and e.uri.split("/v2/")[1].split("/blobs/")[0] == e.uri.split("from=")[1].split("&")[0]
     ]
     assert self_mounts, "no blob was probed with a mount into its own repository"
-    assert all(e.status == 202 for e in self_mounts)
+    # One asks, after the first upload, whether the registry mounts (201); the rest are checks.
+    learned = [e for e in self_mounts if e.status == 201]
+    assert len(learned) <= 1
+    assert all(e.status == 202 for e in self_mounts if e not in learned)
     assert len(heads) < len(puts)
-    assert len(heads) + len(self_mounts) == len(puts) + sum(e.status == 200 for e in heads)
+    checks = len(self_mounts) - len(learned)
+    assert len(heads) + checks == len(puts) + sum(e.status == 200 for e in heads)
     walker = destination.walker()
     for image in corpus.images:
         walked = walker.walk(image.repository, image.tag)

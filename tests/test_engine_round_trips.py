@@ -219,7 +219,9 @@ async def test_on_a_fresh_destination_the_upload_opens_with_the_blob_head() -> N
     assert statuses(results) == ["copied"] * 13
     opened = [session for _, _, session in dst.writes if session is not None]
     assert dst.calls["start_upload"] >= 8 and len(opened) == dst.calls["start_upload"] - 2
-    assert dst.calls["cancel_upload"] == 2  # the present image's config and layer
+    # The present image's config and layer, and the session of the one question whether
+    # the destination mounts (it does not).
+    assert dst.calls["cancel_upload"] == 3
     assert not [w for w in dst.writes if w[1] in present.blob_data]
 
 
@@ -234,3 +236,27 @@ def test_until_blobs_answer_the_manifests_say_whether_a_destination_is_fresh() -
     for _ in range(LEARN):
         probe.record(present=True)
     assert not probe.eager
+
+
+async def test_a_fresh_destination_is_asked_once_whether_it_mounts() -> None:
+    """After its first upload a fresh destination is asked to mount that blob into its own
+    repository: where it does, later blobs are checked by that one POST instead of HEAD and
+    POST; where it does not, the session it opened is cancelled and the HEADs go on."""
+    for mounts in (True, False):
+        src, dst = MemStore("src.test"), MemStore("dst.test")
+        dst.mounts = mounts
+        tags = [str(n) for n in range(16)]
+        for tag in tags:
+            src.add_image("acme/app", tag, image(f"layer {tag}".encode(), config=tag.encode()))
+        engine = engine_for(src, dst, concurrency=1)
+        results = await engine.run([spec(src, "acme/app", t, dst) for t in tags])
+        assert statuses(results) == ["copied"] * 16
+        probe = engine._blobs.probe(dst.registry)
+        assert probe.mount_asked and probe.mounted is mounts and probe.mount_refused is not mounts
+        blobs = 2 * len(tags)
+        if mounts:
+            assert dst.calls["blob_size"] < blobs // 4, dst.calls
+            assert dst.calls["mount_blob"] > blobs // 2, dst.calls
+        else:
+            assert dst.calls["mount_blob"] == 1 and dst.calls["cancel_upload"] == 1
+            assert dst.calls["blob_size"] == blobs

@@ -17,7 +17,7 @@ import structlog
 from github_org_backup.base.fanout import shared
 from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.pace import Paced
-from github_org_backup.copy.presence import PRESENT, Probe, check_blob
+from github_org_backup.copy.presence import PRESENT, Probe, check_blob, learn_mounts
 from github_org_backup.copy.transfer import transfer_blob
 from github_org_backup.model.oci import Descriptor
 from github_org_backup.model.reference import Registry, Repository
@@ -107,6 +107,8 @@ class Blobs:
                 self._stats.blobs_skipped += 1
             else:
                 await self._stream(blob, src, dst, session)
+                if not target.registry.layout:
+                    await learn_mounts(target, dst, blob.digest, probe)
             self._homes[key] = [dst.name]
         finally:
             del self._leaders[(dst.registry, blob.digest)]

@@ -70,6 +70,7 @@ class Probe(_Tally):
 
     mounted: bool = False  # a cross-repository mount answered 201: the registry mounts
     mount_refused: bool = False
+    mount_asked: bool = False  # learn_mounts has asked
     manifests: ManifestProbe = field(default_factory=ManifestProbe)
 
     @property
@@ -83,6 +84,26 @@ class Probe(_Tally):
         if self.present + self.absent < LEARN:
             return self.manifests.fresh
         return self.fresh
+
+
+async def learn_mounts(target: Store, dst: Repository, digest: str, probe: Probe) -> None:
+    """On a fresh destination, find out at once whether it mounts, rather than at the first
+    blob two repositories share: mount a blob just uploaded to ``dst`` into ``dst`` itself.
+    201 means it mounts, and each new blob's check becomes one POST instead of HEAD and POST;
+    202 means it does not, and the session opened is cancelled. Asked once per registry."""
+    if probe.mounted or probe.mount_refused or probe.mount_asked or not probe.eager:
+        return
+    probe.mount_asked = True
+    try:
+        session = await target.mount_blob(dst.name, digest, from_name=dst.name)
+    except RegistryError as exc:  # transient or refused: the HEADs go on, as before
+        log.info("blob_self_mount_refused", registry=str(dst.registry), error=str(exc))
+        return
+    if session is None:
+        probe.mounted = True
+    else:
+        probe.mount_refused = True
+        await target.cancel_upload(session)
 
 
 async def check_blob(
