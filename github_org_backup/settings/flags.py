@@ -55,7 +55,8 @@ LOG_LEVEL = Option(
 
 CONCURRENCY = Option(
     ("--concurrency",),
-    "images, and blob transfers, in flight at once",
+    "images, and blob transfers, in flight at first; a copy raises both, up to 32 per "
+    "registry, when the link's bandwidth-delay product asks for more",
     IMAGES - {"snapshots"},
     NETWORK,
     asides=(("verify", "with --repos: mirrors checked at once"),),
