@@ -14,9 +14,14 @@ from tests.test_engine_inprocess import engine_for, spec, statuses
 class _Clock:
     def __init__(self) -> None:
         self.now = 100.0
+        self.received = 0  # the bytes read so far, as the run's stats count them
 
     def __call__(self) -> float:
         return self.now
+
+
+def _pace(floor: int, ceiling: int, clock: _Clock) -> Pace:
+    return Pace(floor, ceiling, lambda: clock.received, clock)
 
 
 def _fed(pace: Pace, clock: _Clock, *, rate: float, size: int, setup_s: float) -> Pace:
@@ -24,6 +29,7 @@ def _fed(pace: Pace, clock: _Clock, *, rate: float, size: int, setup_s: float) -
     gap = size / rate
     for _ in range(int(3 * RATE_WINDOW_S / gap) + 2):
         clock.now += gap
+        clock.received += size
         pace.transferred(size, setup_s)
     return pace
 
@@ -31,7 +37,7 @@ def _fed(pace: Pace, clock: _Clock, *, rate: float, size: int, setup_s: float) -
 def test_a_link_that_the_floor_fills_keeps_the_floor() -> None:
     """100 Mbit/s, 50 ms round trips, 1.3 MB blobs: 16 transfers cover the product."""
     clock = _Clock()
-    pace = _fed(Pace(16, 32, clock), clock, rate=12.5e6, size=1_300_000, setup_s=0.1)
+    pace = _fed(_pace(16, 32, clock), clock, rate=12.5e6, size=1_300_000, setup_s=0.1)
     assert abs(pace.rate - 12.5e6) / 12.5e6 < 0.05
     assert pace.target == 16
 
@@ -42,17 +48,30 @@ def test_a_long_fat_link_raises_the_copies_in_flight_to_its_product() -> None:
     17 + 1 = 18."""
     for rate, expected in ((125e6, 32), (50e6, 16), (62.5e6, 18)):
         clock = _Clock()
-        pace = _fed(Pace(16, 32, clock), clock, rate=rate, size=750_000, setup_s=0.1)
+        pace = _fed(_pace(16, 32, clock), clock, rate=rate, size=750_000, setup_s=0.1)
         assert pace.target == expected, rate
 
 
 def test_nothing_measured_yet_is_the_floor() -> None:
     clock = _Clock()
-    pace = Pace(16, 32, clock)
+    pace = _pace(16, 32, clock)
     assert pace.target == 16
     pace.transferred(10**9, 1.0)  # one transfer is no rate
     assert pace.target == 16
-    assert Pace(40, 32).ceiling == 40, "--concurrency above the budget is kept"
+    assert _pace(40, 32, clock).ceiling == 40, "--concurrency above the budget is kept"
+
+
+def test_a_large_blob_counts_in_the_windows_its_bytes_crossed() -> None:
+    """A 2 GB layer read at 12.5 MB/s over 160 s, finishing beside small blobs: the rate is
+    the link's, not 2 GB in the window where it finished."""
+    clock = _Clock()
+    pace = _pace(16, 32, clock)
+    for _ in range(160):  # the big layer's bytes arrive, a second at a time
+        clock.now += 1.0
+        clock.received += 12_500_000
+        pace.transferred(1000, 0.1)  # small blobs finish meanwhile
+    pace.transferred(2_000_000_000, 0.1)
+    assert pace.rate < 13e6
 
 
 async def test_a_limit_lets_waiters_in_when_it_grows() -> None:
@@ -68,7 +87,7 @@ async def test_a_limit_lets_waiters_in_when_it_grows() -> None:
     tasks = [asyncio.create_task(hold(n)) for n in range(3)]
     await asyncio.sleep(0.01)
     assert entered == [0]
-    await limit.grow(3)
+    limit.grow(3)
     await asyncio.sleep(0.01)
     assert sorted(entered) == [0, 1, 2]
     release.set()

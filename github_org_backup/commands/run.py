@@ -187,7 +187,8 @@ async def execute(
         stats,
         concurrency=run.concurrency,
         limits=clients.limits,
-        ceiling=clients.connections_per_host,  # the link may ask for more copies in flight
+        # Unless the operator fixed it, the link may ask for more copies in flight.
+        ceiling=None if run.fixed else clients.connections_per_host,
     )
 
     def stop() -> None:

@@ -102,14 +102,22 @@ class Blobs:
         self._leaders[(dst.registry, blob.digest)] = leader
         try:
             probe = self.probe(dst.registry)
-            session = await check_blob(target, blob, dst, probe)
+            if probe.eager and not probe.by_mount and not target.registry.layout:
+                # The upload opens with the HEAD, within the slot its bytes will use: sessions
+                # are never opened faster than transfers can fill them.
+                async with self._paced.transfers:
+                    session = await check_blob(target, blob, dst, probe, open_upload=True)
+                    if session != PRESENT:
+                        await self._transfer(blob, src, dst, session)
+            else:
+                session = await check_blob(target, blob, dst, probe)
+                if session != PRESENT:
+                    await self._stream(blob, src, dst, session)
+            self._homes[key] = [dst.name]
             if session == PRESENT:
                 self._stats.blobs_skipped += 1
-            else:
-                await self._stream(blob, src, dst, session)
-                if not target.registry.layout:
-                    await learn_mounts(target, dst, blob.digest, probe)
-            self._homes[key] = [dst.name]
+            elif not target.registry.layout:
+                await learn_mounts(target, dst, blob.digest, probe)
         finally:
             del self._leaders[(dst.registry, blob.digest)]
             leader.set_result(None)
@@ -118,17 +126,23 @@ class Blobs:
         self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
     ) -> None:
         async with self._paced.transfers:
-            setup_s = await transfer_blob(
-                self._store_for(src.registry),
-                src.name,
-                self._store_for(dst.registry),
-                dst.name,
-                blob,
-                self._stats,
-                session,
-                self._policy,
-            )
-        await self._paced.transferred(blob.size, setup_s)
+            await self._transfer(blob, src, dst, session)
+
+    async def _transfer(
+        self, blob: Descriptor, src: Repository, dst: Repository, session: UploadSession | None
+    ) -> None:
+        """Stream one blob, in a transfer slot the caller holds."""
+        setup_s = await transfer_blob(
+            self._store_for(src.registry),
+            src.name,
+            self._store_for(dst.registry),
+            dst.name,
+            blob,
+            self._stats,
+            session,
+            self._policy,
+        )
+        self._paced.transferred(blob.size, setup_s)
         self._stats.blobs_copied += 1
         key = (dst.registry, blob.digest, blob.size)
         self._uncounted[key] = self._uncounted.get(key, 0) + blob.size

@@ -30,13 +30,10 @@ from github_org_backup.base.limits import (
 from github_org_backup.base.redact import redact_text
 from github_org_backup.base.retry import RetryPolicy
 from github_org_backup.copy.blobs import Blobs, Placement
-from github_org_backup.copy.examine import Examined, examine
+from github_org_backup.copy.examine import Examined, examine, tagged_manifest
 from github_org_backup.copy.pace import Pace, Paced
-from github_org_backup.copy.presence import check_present_size
-from github_org_backup.errors import (
-    BackupError,
-    lacks_access,
-)
+from github_org_backup.copy.presence import ManifestProbe, check_present_size
+from github_org_backup.errors import BackupError, ContentError, NotFound, lacks_access
 from github_org_backup.model.oci import Descriptor, Manifest
 from github_org_backup.model.reference import Registry, Repository
 from github_org_backup.model.results import ImageResult, Status
@@ -53,10 +50,6 @@ LOOKAHEAD = 4
 
 
 _Needs = set[Placement]  # the child manifests and blobs one image (or child) needs
-
-
-class _Expired(Exception):
-    """An image's phase ran out of its time limit (not some other TimeoutError inside it)."""
 
 
 class CopyEngine:
@@ -77,9 +70,10 @@ class CopyEngine:
         self._store_for = store_for
         self._limits = limits or Limits()
         self.stats = stats
-        self._paced = Paced(Pace(concurrency, ceiling or concurrency))
-        ceiling = self._paced.pace.ceiling
-        self._window = Window(LOOKAHEAD * ceiling)
+        self._paced = Paced(
+            Pace(concurrency, ceiling or concurrency, lambda: stats.bytes_transferred)
+        )
+        self._window = Window(LOOKAHEAD * concurrency)
         self._blobs = Blobs(store_for, stats, self._paced, policy or RetryPolicy())
         # Child manifests (and referrers) are read and checked at most this many at once,
         # whatever the number of children an index lists.
@@ -131,29 +125,37 @@ class CopyEngine:
         assert task is not None
         needs: _Needs = set()
         status: Status
-        # The check runs in a window ahead of the copy slots, so that unchanged tags never
+        copying = False
+        not_started = "not started: the run was stopped"
+        # One deadline for the image, paused while it waits for a copy slot.
+        deadline = asyncio.timeout(self._limits.image_timeout_s)
+        # The check runs in a window ahead of the copy slots, so that unchanged tags do not
         # wait behind copies; an image keeps its place in the window until a slot is free.
         async with self._window.hold() as place:
             if self.stopping:
-                return self._failed(spec, bound, started, "not started: the run was stopped")
+                return self._failed(spec, bound, started, not_started)
             self._in_flight.add(task)
             try:
-                examined = await self._bounded(self._examine(spec))
-                if examined.unchanged:
-                    assert examined.existing is not None
-                    status, written = "skipped", examined.existing
-                else:
-                    async with self._paced.images:
-                        place.leave()
-                        if self.stopping:
-                            return self._failed(
-                                spec, bound, started, "not started: the run was stopped"
-                            )
-                        written = await self._bounded(
-                            self._copy_tagged(spec, examined, bound, needs)
-                        )
-                        status = "copied"
-            except _Expired:
+                async with deadline:
+                    examined = await self._examine(spec)
+                    if examined.unchanged:
+                        assert examined.existing is not None
+                        status, written = "skipped", examined.existing
+                    else:
+                        loop = asyncio.get_running_loop()
+                        left = (deadline.when() or loop.time()) - loop.time()
+                        deadline.reschedule(None)
+                        async with self._paced.images:
+                            deadline.reschedule(loop.time() + left)
+                            place.leave()
+                            if self.stopping:
+                                return self._failed(spec, bound, started, not_started)
+                            copying = True
+                            written = await self._copy_tagged(spec, examined, bound, needs)
+                            status = "copied"
+            except TimeoutError:
+                if not deadline.expired():
+                    raise
                 limit = f"not finished within {self._limits.image_timeout_s:g} s (--image-timeout)"
                 return self._failed(spec, bound, started, limit)
             except BackupError as exc:
@@ -164,7 +166,9 @@ class CopyEngine:
             except asyncio.CancelledError:
                 if not self._aborting:
                     raise
-                return self._failed(spec, bound, started, self._aborting)
+                return self._failed(
+                    spec, bound, started, self._aborting if copying else not_started
+                )
             except Exception as exc:  # a bug or an input nobody foresaw: fail this image only
                 bound.debug("image_failed_unexpectedly", exc_info=True)
                 message = f"unexpected {type(exc).__name__}: {exc} (please report this)"
@@ -188,18 +192,6 @@ class CopyEngine:
             written.media_type,
             written.size,
         )
-
-    async def _bounded(self, work: Coroutine[Any, Any, T]) -> T:
-        """``work`` within the image's time limit: each phase (check, copy) has its own, so
-        that waiting for a copy slot never counts against it."""
-        deadline = asyncio.timeout(self._limits.image_timeout_s)
-        try:
-            async with deadline:
-                return await work
-        except TimeoutError:
-            if deadline.expired():
-                raise _Expired from None
-            raise
 
     def _failed(
         self, spec: CopySpec, bound: structlog.BoundLogger, started: float, message: str
@@ -225,9 +217,11 @@ class CopyEngine:
 
     async def _examine(self, spec: CopySpec) -> Examined:
         target = self._store_for(spec.destination.repository.registry)
-        examined = await examine(spec, self._store_for(spec.source.repository.registry), target)
+        source = self._store_for(spec.source.repository.registry)
+        examined = await examine(spec, source, target, self._manifest_reads)
+        # A tag there at all, moved or not, says the destination holds this kind of content.
         probe = self._blobs.probe(spec.destination.repository.registry).manifests
-        probe.record(present=examined.unchanged)
+        probe.record(present=examined.existing is not None)
         return examined
 
     async def _copy_tagged(
@@ -237,9 +231,12 @@ class CopyEngine:
         src, dst = spec.source, spec.destination
         source = self._store_for(src.repository.registry)
         target = self._store_for(dst.repository.registry)
-        manifest = examined.manifest
-        if manifest is None:
-            manifest = await source.get_manifest(src.repository.name, examined.digest)
+        manifest = await tagged_manifest(spec, examined, source)
+        if manifest.digest != examined.digest:  # the source changed since the check
+            raise ContentError(
+                f"{src} changed while the copy waited: {examined.digest} is now "
+                f"{manifest.digest}; the next run copies what it then holds"
+            )
         budget = DescriptorBudget()
         await self._place_content(manifest, src.repository, dst.repository, budget, needs)
         await target.put_manifest(dst.repository.name, dst.tag or manifest.digest, manifest)
@@ -331,19 +328,31 @@ class CopyEngine:
         async with self._manifest_reads:
             # A registry accepts a manifest only when all it references is present, so a child
             # that exists is complete: nothing below it needs checking (this is what resumes).
-            if probe.ask():
-                present = await target.resolve_manifest(dst.name, child.digest)
-                probe.record(present=present is not None)
-                if present is not None:
-                    check_present_size(child, present.size, f"manifest {child.digest}", dst)
-                    return
+            asked = target.registry.layout or probe.ask()  # a layout's answer is a file's
+            if asked and await self._child_present(child, dst, probe):
+                return
             source = self._store_for(src.registry)
-            async with self._manifest_bytes.hold(child.size):
-                manifest = await source.get_manifest(src.name, child.digest, child)
+            try:
+                async with self._manifest_bytes.hold(child.size):
+                    manifest = await source.get_manifest(src.name, child.digest, child)
+            except NotFound:
+                # Deleted at the source (an untagged version), yet perhaps kept here.
+                if not asked and await self._child_present(child, dst, probe):
+                    return
+                raise
         needs = self._child_needs.setdefault(Placement.of(dst, child), set())
         await self._place_content(manifest, src, dst, budget, needs)
         await target.put_manifest(dst.name, manifest.digest, manifest)
         self.stats.manifests_written += 1
+
+    async def _child_present(
+        self, child: Descriptor, dst: Repository, probe: ManifestProbe
+    ) -> bool:
+        present = await self._store_for(dst.registry).resolve_manifest(dst.name, child.digest)
+        probe.record(present=present is not None)
+        if present is not None:
+            check_present_size(child, present.size, f"manifest {child.digest}", dst)
+        return present is not None
 
     async def _ensure_blob(
         self, blob: Descriptor, src: Repository, dst: Repository, needs: _Needs

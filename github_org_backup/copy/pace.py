@@ -31,13 +31,10 @@ class Limit:
 
     def __init__(self, size: int) -> None:
         self.size = size
-        self._used = 0
-        self._changed = asyncio.Condition()
+        self._slots = asyncio.Semaphore(size)
 
     async def __aenter__(self) -> None:
-        async with self._changed:
-            await self._changed.wait_for(lambda: self._used < self.size)
-            self._used += 1
+        await self._slots.acquire()
 
     async def __aexit__(
         self,
@@ -45,49 +42,50 @@ class Limit:
         error: BaseException | None,
         trace: TracebackType | None,
     ) -> None:
-        async with self._changed:
-            self._used -= 1
-            self._changed.notify()
+        self._slots.release()
 
-    async def grow(self, size: int) -> None:
-        if size > self.size:
-            async with self._changed:
-                self.size = size
-                self._changed.notify_all()
+    def grow(self, size: int) -> None:
+        for _ in range(size - self.size):
+            self._slots.release()  # one more place, taken by the first in line
+        self.size = max(self.size, size)
 
 
 class Pace:
-    """The number of copies to keep in flight, from the transfers the run has seen."""
+    """The number of copies to keep in flight, from the transfers the run has seen.
+
+    The rate is sampled from ``received`` (every blob byte read so far, counted as it
+    arrives), so a large blob's bytes spread over the windows they crossed in.
+    """
 
     def __init__(
-        self, floor: int, ceiling: int, clock: Callable[[], float] = time.monotonic
+        self,
+        floor: int,
+        ceiling: int,
+        received: Callable[[], int],
+        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self.floor = floor
         self.ceiling = max(floor, ceiling)
+        self._received = received
         self._clock = clock
-        self._done: deque[tuple[float, int]] = deque()  # (when, bytes) of finished transfers
-        self._window_bytes = 0
+        self._samples: deque[tuple[float, int]] = deque()  # (when, bytes received by then)
         self.rate = 0.0  # bytes/s: the best seen over a window
         self.idle_s = math.inf  # the shortest set-up seen, times the idle round trips
         self._bytes = 0
         self._count = 0
-        self._first: float | None = None
 
     def transferred(self, size: int, setup_s: float) -> None:
         """One blob finished: ``size`` bytes, ``setup_s`` from its start to its first byte."""
-        now = self._clock()
-        self._first = now if self._first is None else self._first
+        now, received = self._clock(), self._received()
         self._count += 1
         self._bytes += size
         self.idle_s = min(self.idle_s, IDLE_ROUND_TRIPS * max(setup_s, 0.0))
-        self._done.append((now, size))
-        self._window_bytes += size
-        while len(self._done) > 1 and now - self._done[1][0] >= RATE_WINDOW_S:
-            self._window_bytes -= self._done.popleft()[1]
-        span = now - self._done[0][0]
-        if span >= RATE_WINDOW_S:
-            # The first transfer of the window finished at its start: its bytes belong before.
-            self.rate = max(self.rate, (self._window_bytes - self._done[0][1]) / span)
+        self._samples.append((now, received))
+        while len(self._samples) > 2 and now - self._samples[1][0] >= RATE_WINDOW_S:
+            self._samples.popleft()
+        since, before = self._samples[0]
+        if now - since >= RATE_WINDOW_S:
+            self.rate = max(self.rate, (received - before) / (now - since))
 
     @property
     def target(self) -> int:
@@ -106,7 +104,7 @@ class Paced:
         self.images = Limit(pace.floor)
         self.transfers = Limit(pace.floor)
 
-    async def transferred(self, size: int, setup_s: float) -> None:
+    def transferred(self, size: int, setup_s: float) -> None:
         self.pace.transferred(size, setup_s)
         target = self.pace.target
         if target > self.transfers.size:
@@ -117,5 +115,5 @@ class Paced:
                 rate_mbit_s=round(self.pace.rate * 8 / 1e6, 1),
                 idle_ms=round(self.pace.idle_s * 1000),
             )
-            await self.images.grow(target)
-            await self.transfers.grow(target)
+            self.images.grow(target)
+            self.transfers.grow(target)

@@ -107,7 +107,7 @@ async def learn_mounts(target: Store, dst: Repository, digest: str, probe: Probe
 
 
 async def check_blob(
-    target: Store, blob: Descriptor, dst: Repository, probe: Probe
+    target: Store, blob: Descriptor, dst: Repository, probe: Probe, *, open_upload: bool = False
 ) -> UploadSession | Literal["present"] | None:
     """Whether ``dst`` holds the blob already (``PRESENT``, its size checked); else the
     upload session to send it in, or None to start one.
@@ -116,9 +116,9 @@ async def check_blob(
     blob in this run (``probe``), it is a mount of the blob from ``dst`` into itself instead:
     201 if the blob is there, else 202 with the upload session that the POST after a 404
     would have opened. A new blob then costs POST and PUT instead of HEAD, POST and PUT.
-    Before any mount, while most blobs are absent, the HEAD and the POST that opens the
-    upload go together: the bytes start a round trip sooner, and a blob that is there after
-    all costs its session's DELETE.
+    With ``open_upload`` (a fresh destination, a transfer slot held for the blob), the HEAD
+    and the POST that opens the upload go together: the bytes start a round trip sooner, and
+    a blob that is there after all costs its session's DELETE.
     """
     if probe.by_mount:
         try:
@@ -133,7 +133,9 @@ async def check_blob(
             if session is not None:
                 return session
             # Mounted, so present: its size is checked as after a HEAD.
-    if probe.eager and not target.registry.layout:
+            size = await target.blob_size(dst.name, blob.digest)
+            return None if size is None else _present(blob, size, dst)
+    if open_upload and not target.registry.layout:
         size, opened = await both(
             target.blob_size(dst.name, blob.digest), target.start_upload(dst.name)
         )
@@ -141,11 +143,13 @@ async def check_blob(
         if size is None:
             return opened
         await target.cancel_upload(opened)  # guessed wrong: a request lost, never bytes
-    else:
-        size = await target.blob_size(dst.name, blob.digest)
-        probe.record(present=size is not None)
-        if size is None:
-            return None
+        return _present(blob, size, dst)
+    size = await target.blob_size(dst.name, blob.digest)
+    probe.record(present=size is not None)
+    return None if size is None else _present(blob, size, dst)
+
+
+def _present(blob: Descriptor, size: int, dst: Repository) -> Literal["present"]:
     check_present_size(blob, size, f"blob {blob.digest}", dst)
     return PRESENT
 

@@ -163,9 +163,11 @@ def resolve(option: Option, args: argparse.Namespace | None, env: Mapping[str, s
 
 
 def given(option: Option, args: argparse.Namespace, env: Mapping[str, str]) -> bool:
-    """Whether the flag or its variable sets the option (its default does not)."""
+    """Whether the flag or its variable sets the option (its default does not). An option
+    with a variable has no parser default, so its flag given with the default's value counts
+    as given."""
     value = getattr(args, option.name, None) if option.flags else None
-    if value not in (None, "", [], False) and value != option.default:
+    if value not in (None, "", [], False) and (option.env or value != option.default):
         return True
     return bool(option.env and env.get(option.env, "").strip())
 

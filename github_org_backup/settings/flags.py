@@ -55,10 +55,11 @@ LOG_LEVEL = Option(
 
 CONCURRENCY = Option(
     ("--concurrency",),
-    "images, and blob transfers, in flight at first; a copy raises both, up to 32 per "
-    "registry, when the link's bandwidth-delay product asks for more",
+    "images, and blob transfers, in flight at once; unset, a copy starts at 16 and raises "
+    "both, up to 32, when the link's bandwidth-delay product asks for more",
     IMAGES - {"snapshots"},
     NETWORK,
+    env="BACKUP_CONCURRENCY",
     asides=(("verify", "with --repos: mirrors checked at once"),),
     parse=values.positive_int,
     default=DEFAULT_CONCURRENCY,
@@ -156,7 +157,8 @@ READ_TIMEOUT = Option(
 
 IMAGE_TIMEOUT = Option(
     ("--image-timeout",),
-    "fail an image that is not copied within this time; the rest of the run goes on",
+    "fail an image that is not copied within this time (its wait for a copy slot not counted); "
+    "the rest of the run goes on",
     COPYING,
     RUN,
     parse=values.timeout_seconds,

@@ -41,7 +41,7 @@ from github_org_backup.settings.config import (
     shard_from,
     shard_texts,
 )
-from github_org_backup.settings.declare import Option, from_env, resolve
+from github_org_backup.settings.declare import Option, from_env, given, resolve
 from github_org_backup.stores.factory import HttpSettings
 from github_org_backup.stores.registry.credentials import Credentials
 from github_org_backup.stores.registry.origins import Trust
@@ -69,6 +69,7 @@ class RunControl:
     grace_period_s: float
     progress_interval_s: float
     metrics: MetricsTargets
+    fixed: bool = True  # False: --concurrency unset, so a copy may raise it as the link asks
 
 
 @dataclass(frozen=True)
@@ -212,6 +213,7 @@ def run_control_from(
         resolve(flags.GRACE_PERIOD, args, env),
         resolve(flags.PROGRESS_INTERVAL, args, env),
         metrics,
+        fixed=given(concurrency, args, env),
     )
 
 
