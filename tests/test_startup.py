@@ -94,7 +94,8 @@ print(json.dumps({
     "code": code,
     "aiohttp_default_cas": connector._SSL_CONTEXT_VERIFIED.cert_store_stats()["x509_ca"],
     "aiohttp_default_verifies": connector._SSL_CONTEXT_VERIFIED.verify_mode == ssl.CERT_REQUIRED,
-    "restored": ssl.create_default_context.__module__ == "ssl",
+    "restored": ssl.create_default_context.__module__ == "ssl"
+    and ssl.create_default_context().cert_store_stats()["x509_ca"] > 0,
 }))
 """
 
@@ -229,22 +230,25 @@ async def test_the_tls_context_is_built_once_and_only_for_https(
 ) -> None:
     ca, plain, secure = servers
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
-    built: list[Path | None] = []
+    built: list[str | None] = []
     real = factory._ssl_context
 
-    def counted(ca_file: Path | None) -> ssl.SSLContext:
-        built.append(ca_file)
-        return real(ca_file)
+    def counted(ca_pem: str | None) -> ssl.SSLContext:
+        built.append(ca_pem)
+        return real(ca_pem)
 
     monkeypatch.setattr(factory, "_ssl_context", counted)
     digest = "sha256:" + "0" * 64
+    pem = ca.read_text()
     async with open_clients(CredentialStore.from_docker_config(), HttpSettings(ca_file=ca)) as get:
         for _ in range(2):
             assert await get(Registry(plain, "http")).blob_size("a/b", digest) is None
         assert built == []  # plain http, --ca-file or not: no TLS context
+        ca.write_text("rotated away mid-run\n")  # read once, at the start: nothing changes
         for host in secure:  # two https registries, trusted through --ca-file
             assert await get(Registry(host)).blob_size("a/b", digest) is None
-        assert built == [ca]
+        assert built == [pem]
+    ca.write_text(pem)
 
 
 async def test_a_run_with_only_plain_http_registries_builds_no_tls_context(
@@ -253,7 +257,7 @@ async def test_a_run_with_only_plain_http_registries_builds_no_tls_context(
     _ca, plain, _secure = servers
     monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
 
-    def refused(ca_file: Path | None) -> ssl.SSLContext:
+    def refused(ca_pem: str | None) -> ssl.SSLContext:
         raise AssertionError("a TLS context was built for plain http")
 
     monkeypatch.setattr(factory, "_ssl_context", refused)

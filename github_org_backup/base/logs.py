@@ -13,7 +13,7 @@ import sys
 from typing import Literal, TextIO
 
 from github_org_backup.base.imports import without
-from github_org_backup.base.redact import redact_event
+from github_org_backup.base.redact import redact_event, redact_text
 
 # structlog.dev imports rich, only to draw tracebacks on the console: a run that logs JSON (any
 # run without a terminal) does not load it. _console_renderer loads rich when it is used.
@@ -77,12 +77,25 @@ def _console_renderer(colors: bool) -> structlog.dev.ConsoleRenderer:
     """structlog's console renderer, with rich drawing tracebacks as structlog's default does,
     but without the frames' local variables: those would reach the terminal unredacted."""
     from rich.console import Console
-    from rich.traceback import Traceback
+    from rich.traceback import Stack, Traceback
+
+    def clean(stacks: list[Stack]) -> None:
+        # The exceptions' messages may quote a registry's words: redacted and escaped, as
+        # every other field is. The code lines shown come from this package's own files.
+        for stack in stacks:
+            stack.exc_value = _CONTROL.sub(_escaped, redact_text(stack.exc_value))
+            stack.notes = [_CONTROL.sub(_escaped, redact_text(note)) for note in stack.notes]
+            for group in stack.exceptions:
+                clean(group.stacks)
 
     def rich_traceback(sio: TextIO, exc_info: structlog.typing.ExcInfo) -> None:
         sio.write("\n")
         console = Console(file=sio, color_system="truecolor" if colors else None)
-        console.print(Traceback.from_exception(*exc_info, width=None, word_wrap=True))
+        kind, value, trace = exc_info
+        assert kind is not None and value is not None
+        extracted = Traceback.extract(kind, value, trace)
+        clean(extracted.stacks)
+        console.print(Traceback(extracted, width=None, word_wrap=True))
 
     return structlog.dev.ConsoleRenderer(colors=colors, exception_formatter=rich_traceback)
 

@@ -39,33 +39,33 @@ class HttpSettings:
     trust: Trust = field(default_factory=Trust)
 
 
-def _ssl_context(ca_file: Path | None) -> ssl.SSLContext:
+def _ssl_context(ca_pem: str | None) -> ssl.SSLContext:
     """The run's TLS context: the system's CAs (about 20 ms to load), and --ca-file's."""
     context = ssl.create_default_context()
-    if ca_file is not None:
-        _load_ca_file(context, ca_file)
+    if ca_pem is not None:
+        context.load_verify_locations(cadata=ca_pem)
     return context
 
 
-def _load_ca_file(context: ssl.SSLContext, ca_file: Path) -> None:
+def _read_ca_file(ca_file: Path) -> str:
+    """--ca-file's certificates, read once and checked on a context without the system's
+    CAs: a bad file is refused before any request, and a file replaced during the run (a
+    rotated secret) changes nothing."""
     try:
-        context.load_verify_locations(cafile=str(ca_file))
-    except (OSError, ssl.SSLError) as exc:
+        pem = ca_file.read_text(encoding="ascii")
+        ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT).load_verify_locations(cadata=pem)
+    except (OSError, UnicodeDecodeError, ssl.SSLError, ValueError) as exc:
         raise UsageError(f"cannot load --ca-file {ca_file}: {exc}") from None
+    return pem
 
 
 class _Connector(aiohttp.TCPConnector):
     """The run's connection pool, whose TLS context is built at its first https connection,
-    once: a run whose registries all speak plain http (or that writes a layout) builds none.
-
-    A bad --ca-file is still refused before any request, checked on a context without the
-    system's CAs."""
+    once: a run whose registries all speak plain http (or that writes a layout) builds none."""
 
     def __init__(self, ca_file: Path | None, **kwargs: Any) -> None:
-        if ca_file is not None:
-            _load_ca_file(ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT), ca_file)
+        self._ca_pem = _read_ca_file(ca_file) if ca_file is not None else None
         super().__init__(**kwargs)
-        self._ca_file = ca_file
         self._tls: ssl.SSLContext | None = None
 
     # aiohttp's hook for the TLS context of each new connection (tests/test_startup.py and
@@ -74,7 +74,7 @@ class _Connector(aiohttp.TCPConnector):
         if not req.is_ssl() or req.ssl is not True:  # plain http, or a request's own choice
             return super()._get_ssl_context(req)
         if self._tls is None:
-            self._tls = _ssl_context(self._ca_file)
+            self._tls = _ssl_context(self._ca_pem)
         return self._tls
 
 
