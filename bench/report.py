@@ -43,6 +43,7 @@ class Results:
     wan_corpus: Corpus | None = None
     wan: dict[float, list[dict[str, Measure]]] = field(default_factory=dict)
     link: list[dict[str, Measure]] = field(default_factory=list)
+    link_corpus: Corpus | None = None  # the link's own, when its layers differ from the WAN's
     link_check: LinkCheck | None = None
     warm_corpus: Corpus | None = None
     warm_rounds: list[dict[str, Measure]] = field(default_factory=list)

@@ -207,14 +207,18 @@ def link_lines(args: argparse.Namespace, res: Results) -> tuple[list[str], list[
     assert res.wan_corpus is not None and res.link_check is not None
     check, rounds = res.link_check, res.link
     rate = args.bandwidth_mbit * 1e6  # bit/s
-    images = len(res.wan_corpus.images)
+    corpus = res.link_corpus or res.wan_corpus
+    images = len(corpus.images)
+    what = "The WAN section's" if res.link_corpus is None else "The WAN section's layout of"
     lines = [
         f"## Link: {args.bandwidth_mbit:g} Mbit/s each way at {args.link_rtt:g} ms RTT",
         "",
-        f"The WAN section's {images} images copied cold, each tool into a fresh registry, the "
-        "tools in turn. The link is modelled as the copying machine's own full-duplex access "
-        f"link: besides the delay of half the RTT each way, every answer body (from the source, "
-        f"its token service and the destination) crosses one shared budget of "
+        f"{what} {images} images ({corpus.unique_blob_bytes / 1e6:.1f} MB of unique blob "
+        f"bytes, unique layers of {args.link_unique_layer_bytes:,} bytes) copied cold, each "
+        "tool into a fresh registry, the tools in turn. The link is modelled as the copying "
+        "machine's own full-duplex access link: besides the delay of half the RTT each way, "
+        "every answer body (from the source, its token service and the destination) crosses "
+        "one shared budget of "
         f"{args.bandwidth_mbit:g} Mbit/s down, and every request body (the blobs written to the "
         f"destination) another of {args.bandwidth_mbit:g} Mbit/s up; a body waits, chunk by "
         "chunk, until its bytes would have crossed, and an idle link earns no credit. TCP's "

@@ -26,6 +26,7 @@ from tests.harness.registry import RegistryProcess, htpasswd_auth, token_auth
 from tests.harness.tokens import ISSUER, TokenService, read_only, read_write
 
 ROOT = Path(__file__).resolve().parent.parent
+DEFAULT_CONCURRENCY = 16  # the tool's own default: unset, a copy may raise it
 
 
 @dataclass
@@ -215,9 +216,9 @@ def ours(
         "-",
         "--log-level",
         "warning",
-        "--concurrency",
-        str(concurrency),
     ]
+    if concurrency != DEFAULT_CONCURRENCY:  # given, it is a fixed limit: as a user runs it
+        command += ["--concurrency", str(concurrency)]
     return runner(setup, command, config, specs, src, dst, build.root)
 
 

@@ -95,6 +95,13 @@ def main() -> None:
         help="link section: the link's rate each way, in Mbit/s (default 100)",
     )
     parser.add_argument(
+        "--link-unique-layer-bytes",
+        type=int,
+        default=1_300_000,
+        help="link section: the unique layer of each platform image (default: about 110 MB "
+        "in all, the size of the issue's lab)",
+    )
+    parser.add_argument(
         "--link-rtt", type=float, default=50.0, metavar="MS", help="link section: its RTT"
     )
     parser.add_argument("--wan-repos", type=int, default=3)
@@ -259,6 +266,19 @@ def wan_section(
                 )
         if "link" not in sections:
             return
+        if args.link_unique_layer_bytes != args.unique_layer_bytes:
+            wan.stop()
+            results.link_corpus = generate_corpus(
+                repositories=args.wan_repos,
+                tags=args.wan_tags,
+                platforms=platforms,
+                shared_layers=args.shared_layers,
+                shared_layer_size=args.shared_layer_bytes,
+                unique_layer_size=args.link_unique_layer_bytes,
+                prefix="link",
+                artifacts=False,
+            )
+            wan = start_wan_source(setup, results.link_corpus)
         link = Link(args.bandwidth_mbit * 1e6 / 8)
         results.link_check = link_check(setup, wan, link, args.link_rtt)
         print(
@@ -270,7 +290,7 @@ def wan_section(
             measured = wan_round(
                 setup,
                 wan,
-                results.wan_corpus,
+                results.link_corpus or results.wan_corpus,
                 args.link_rtt,
                 args.concurrency,
                 builds,
