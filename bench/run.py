@@ -53,9 +53,7 @@ from bench.rounds import (  # noqa: E402
 from bench.startup import startup_round  # noqa: E402
 from bench.wan import link_check, start_wan_source, wan_round  # noqa: E402
 from tests.harness.bigblob import push_big_image  # noqa: E402
-from tests.harness.images import (  # noqa: E402
-    generate_corpus,
-)
+from tests.harness.images import Corpus, generate_corpus  # noqa: E402
 
 
 def main() -> None:
@@ -233,6 +231,23 @@ def big_section(args: argparse.Namespace, setup: Setup, results: Results) -> Non
         )
 
 
+def _wan_corpus(
+    args: argparse.Namespace, platforms: tuple[str, ...], prefix: str, unique_layer_bytes: int
+) -> Corpus:
+    """The WAN section's layout of images (--wan-repos x --wan-tags), with unique layers of
+    the given size."""
+    return generate_corpus(
+        repositories=args.wan_repos,
+        tags=args.wan_tags,
+        platforms=platforms,
+        shared_layers=args.shared_layers,
+        shared_layer_size=args.shared_layer_bytes,
+        unique_layer_size=unique_layer_bytes,
+        prefix=prefix,
+        artifacts=False,
+    )
+
+
 def wan_section(
     args: argparse.Namespace,
     setup: Setup,
@@ -241,16 +256,7 @@ def wan_section(
     builds: list[Build],
     sections: set[str],
 ) -> None:
-    results.wan_corpus = generate_corpus(
-        repositories=args.wan_repos,
-        tags=args.wan_tags,
-        platforms=platforms,
-        shared_layers=args.shared_layers,
-        shared_layer_size=args.shared_layer_bytes,
-        unique_layer_size=args.unique_layer_bytes,
-        prefix="wan",
-        artifacts=False,
-    )
+    results.wan_corpus = _wan_corpus(args, platforms, "wan", args.unique_layer_bytes)
     wan = start_wan_source(setup, results.wan_corpus)
     try:
         for n in range(args.runs if "wan" in sections else 0):
@@ -268,16 +274,7 @@ def wan_section(
             return
         if args.link_unique_layer_bytes != args.unique_layer_bytes:
             wan.stop()
-            results.link_corpus = generate_corpus(
-                repositories=args.wan_repos,
-                tags=args.wan_tags,
-                platforms=platforms,
-                shared_layers=args.shared_layers,
-                shared_layer_size=args.shared_layer_bytes,
-                unique_layer_size=args.link_unique_layer_bytes,
-                prefix="link",
-                artifacts=False,
-            )
+            results.link_corpus = _wan_corpus(args, platforms, "link", args.link_unique_layer_bytes)
             wan = start_wan_source(setup, results.link_corpus)
         link = Link(args.bandwidth_mbit * 1e6 / 8)
         results.link_check = link_check(setup, wan, link, args.link_rtt)

@@ -9,7 +9,7 @@ import json
 from github_org_backup.base.limits import Limits
 from github_org_backup.copy.engine import CopyEngine
 from github_org_backup.copy.examine import KEEP_MANIFEST_BYTES
-from github_org_backup.model.oci import Platform
+from github_org_backup.model.oci import Descriptor, Manifest, Platform
 from github_org_backup.model.specs import CopySpec
 from github_org_backup.output.report import Stats
 from tests.harness.memstore import FAST_POLICY, Image, MemStore, image, index
@@ -102,3 +102,35 @@ async def test_abort_says_not_started_for_images_that_never_had_a_copy_slot() ->
     assert results[0].error == "abandoned at the end of the grace period"
     assert [r.error for r in results[1:]] == ["not started: the run was stopped"] * 2
     assert "backup/acme/app" not in dst.tags
+
+
+class _CountingSource(MemStore):
+    """Counts the manifest reads in flight at once (each waits a moment, as over a network)."""
+
+    reading: int = 0
+    peak: int = 0
+
+    async def get_manifest(
+        self, name: str, identifier: str, expected: Descriptor | None = None
+    ) -> Manifest:
+        self.reading += 1
+        self.peak = max(self.peak, self.reading)
+        try:
+            await asyncio.sleep(0.01)
+            return await super().get_manifest(name, identifier, expected)
+        finally:
+            self.reading -= 1
+
+
+async def test_the_window_reads_at_most_concurrency_source_manifests_at_once() -> None:
+    """A hostile source may serve 4 MiB manifests: however many tags are checked ahead of the
+    copy slots, their source reads go --concurrency at a time."""
+    src, dst = _CountingSource("src.test"), MemStore("dst.test")
+    tags = [str(n) for n in range(40)]
+    for tag in tags:
+        src.add_image("acme/app", tag, image(f"layer {tag}".encode()))
+    results = await engine_for(src, dst, concurrency=3).run(
+        [spec(src, "acme/app", t, dst) for t in tags]
+    )
+    assert statuses(results) == ["copied"] * 40
+    assert src.peak == 3

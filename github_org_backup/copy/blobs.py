@@ -83,7 +83,7 @@ class Blobs:
         while (leader := self._leaders.get((dst.registry, blob.digest))) is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(leader)
-        key = (dst.registry, blob.digest, blob.size)
+        key = Placement.of(dst, blob).key
         target = self._store_for(dst.registry)
         if homes := self._homes.get(key):
             location = await target.mount_blob(dst.name, blob.digest, from_name=homes[0])
@@ -144,6 +144,6 @@ class Blobs:
         )
         self._paced.transferred(blob.size, setup_s)
         self._stats.blobs_copied += 1
-        key = (dst.registry, blob.digest, blob.size)
+        key = Placement.of(dst, blob).key
         self._uncounted[key] = self._uncounted.get(key, 0) + blob.size
         log.debug("blob_copied", digest=blob.digest, dst=str(dst), size=blob.size)

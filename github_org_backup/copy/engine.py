@@ -2,7 +2,7 @@
 
 Across the run a blob crosses the network at most once per destination registry (``blobs``).
 A tag is written only after everything it references is in place. Whether a tag is unchanged
-is checked ahead of the copy slots (``examine``), so that unchanged tags never wait behind
+is checked ahead of the copy slots (``examine``), so that unchanged tags do not wait behind
 copies.
 
 Shared work is keyed by (digest, size), never by digest alone: a descriptor whose size is
@@ -16,7 +16,7 @@ import asyncio
 import functools
 import time
 from collections.abc import AsyncIterable, Callable, Coroutine, Iterable
-from typing import Any, TypeVar
+from typing import Any
 
 import structlog
 
@@ -43,7 +43,6 @@ from github_org_backup.stores.protocol import Store
 
 log = structlog.get_logger("github_org_backup.copy.engine")
 
-T = TypeVar("T")
 # Images checked ahead of the copy slots, per slot: enough that a warm run of a few hundred
 # tags is one wave, few enough that the manifests they hold meanwhile stay small.
 LOOKAHEAD = 4

@@ -135,7 +135,7 @@ async def check_blob(
             # Mounted, so present: its size is checked as after a HEAD.
             size = await target.blob_size(dst.name, blob.digest)
             return None if size is None else _present(blob, size, dst)
-    if open_upload and not target.registry.layout:
+    if open_upload:  # a registry's: a layout's upload needs no session
         size, opened = await both(
             target.blob_size(dst.name, blob.digest), target.start_upload(dst.name)
         )
