@@ -16,6 +16,7 @@
     ├── GitError              a git command failed
     │   ├── RepositoryNotFound    the server has no such repository, or hides it
     │   └── GitTimeout            a git command outlived its deadline and was killed
+    ├── MetadataStoreError    the metadata store (its git repository or files) refused a write
     ├── RegistryError         an exchange with a registry failed; keeps its status,
     │   │                     operation and the error body's codes (RegistryDiagnostic)
     │   ├── AuthError         credentials missing or refused
@@ -36,6 +37,7 @@
     │   ├── DigestMismatch
     │   ├── SizeMismatch
     │   ├── InvalidManifest
+    │   ├── AssetMismatch     a release asset's bytes differ from its size or digest
     │   └── NoMatchingPlatform
     ├── LayoutWriteError      an OCI layout's file system refused a write (full, quota, file
     │                         size limit, read-only, permission); fails the image, never retried
@@ -181,6 +183,10 @@ class InvalidManifest(ContentError):
     """A manifest is malformed, too large, ambiguous or of an unknown media type."""
 
 
+class AssetMismatch(ContentError):
+    """A release asset's bytes are not what its ``size`` and ``digest`` say: not kept."""
+
+
 class NoMatchingPlatform(ContentError):
     """A limitPlatforms transform selected none of an index's platforms."""
 
@@ -261,6 +267,10 @@ class RepositoryNotFound(GitError):
 
 class GitTimeout(GitError):
     """A git command against the network did not end within its deadline; it was killed."""
+
+
+class MetadataStoreError(BackupError):
+    """The metadata store could not be read or written: its git, a path, the disk."""
 
 
 class JSONTooLarge(ValueError):

@@ -39,6 +39,7 @@ from github_org_backup.github.http import (
     PAGE_SIZE,
     ApiLimits,
     BoundedConnection,
+    next_link,
     parse_page,
 )
 from github_org_backup.github.refusals import (
@@ -105,6 +106,18 @@ def _settle(future: asyncio.Future[Any], outcome: tuple[bool, Any]) -> None:
 
 
 @dataclass(frozen=True)
+class Answer:
+    """One GET's answer: ``data`` is None on 304 Not Modified; ``next_path`` is the path (with
+    its query) of the page GitHub's ``Link`` names next, checked to stay on the same API."""
+
+    status: int
+    data: Any
+    etag: str | None
+    next_path: str | None = None
+    location: str | None = None  # a redirect's target, when not followed
+
+
+@dataclass(frozen=True)
 class Page:
     """One answer of a paginated list; ``items`` is None when GitHub said 304 Not Modified."""
 
@@ -128,7 +141,11 @@ class GitHubClient:
         request_interval_s: float,
         timeout_s: float,
         limits: ApiLimits,
+        auth: Auth.Auth | None = None,
+        secrets: Callable[[], tuple[str, ...]] | None = None,
     ) -> None:
+        """``auth`` replaces ``token`` for PyGithub (a GitHub App's installation); ``secrets``
+        then names every credential it has used, kept out of GitHub's echoed messages."""
         adopt_library_logs()  # importing PyGithub gave its logger a plain handler of its own
         self.owner = owner
         self.api_url = api_url.rstrip("/")
@@ -145,8 +162,9 @@ class GitHubClient:
             status_forcelist=list(RETRY_STATUSES),
             max_rate_limit_wait=max_rate_limit_wait_s,
         )
+        self._secrets = secrets or (lambda: (token,) if token else ())
         self._github = Github(
-            auth=Auth.Token(token),
+            auth=auth or Auth.Token(token),
             base_url=self.api_url,
             per_page=PAGE_SIZE,
             timeout=int(timeout_s),
@@ -243,7 +261,10 @@ class GitHubClient:
 
     def _clean(self, text: str) -> str:
         """Source-supplied text without the token, should the source echo it back."""
-        return text.replace(self._token, "***") if self._token else text
+        for secret in self._secrets():
+            if secret:
+                text = text.replace(secret, "***")
+        return text
 
     def get_page(self, path: str, params: dict[str, str], etag: str | None) -> Page:
         """One page, conditional on ``etag`` when given."""
@@ -279,3 +300,61 @@ class GitHubClient:
             what = f"JSON {_JSON_NAMES.get(type(data), 'value')}" if json_text else "no JSON"
             raise GitHubAnswerInvalid(f"GitHub answered {url} with {what} where its API has a list")
         return Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
+
+    def get_json(
+        self,
+        path: str,
+        params: dict[str, str] | None,
+        etag: str | None = None,
+    ) -> Answer:
+        """One GET of any JSON answer, conditional on ``etag`` when given; a refusal (4xx,
+        5xx after retries) raises ``GitHubRefused`` with its status."""
+        url = self.api_url + path.partition("?")[0]
+        self._pace()
+        self.pages_requested += 1
+        headers = {"Accept": ACCEPT} | ({"If-None-Match": etag} if etag else {})
+        self._connection.begin()
+        with self._translated(url):
+            status, raw, body = self._requester.requestJson(
+                "GET", path, params, headers, cnx=cast(Any, self._connection)
+            )
+            answered = lower_headers(raw)
+            if status == 304 and etag:
+                self.pages_not_modified += 1
+                return Answer(304, None, answered.get("etag") or etag)
+            try:
+                data = parse_page(body, self.limits, url) if body else None
+            except ValueError:
+                data = {"data": body[:200]}
+            if status >= 400:
+                error = data if isinstance(data, dict) else {"data": data}
+                raise self._requester.createException(status, answered, error)
+        if status != 200:
+            raise GitHubRefused(status, f"GitHub answered HTTP {status} on {url}")
+        return Answer(status, data, answered.get("etag"), next_link(answered, self.api_url))
+
+    def get_redirect(self, path: str, accept: str) -> str:
+        """Where GitHub redirects a GET of ``path`` (a release asset's bytes): the target URL,
+        which the caller fetches without credentials."""
+        url = self.api_url + path
+        self._pace()
+        self.pages_requested += 1
+        self._connection.begin(follow_redirects=False)
+        with self._translated(url):
+            status, raw, body = self._requester.requestJson(
+                "GET", path, None, {"Accept": accept}, cnx=cast(Any, self._connection)
+            )
+            answered = lower_headers(raw)
+            if status >= 400:
+                try:
+                    data = parse_page(body, self.limits, url) if body else None
+                except ValueError:
+                    data = {"data": body[:200]}
+                error = data if isinstance(data, dict) else {"data": data}
+                raise self._requester.createException(status, answered, error)
+        location = answered.get("location")
+        if status not in (301, 302, 303, 307, 308) or not location:
+            raise GitHubAnswerInvalid(
+                f"GitHub answered {url} with HTTP {status}, not the redirect to its storage"
+            )
+        return location

@@ -18,13 +18,14 @@ parsing it: ten MiB of ``[{},{},...]`` would otherwise become 300 MiB of Python 
 from __future__ import annotations
 
 import contextlib
+import re
 import socket
 import threading
 import time
-from collections.abc import Callable, ItemsView
+from collections.abc import Callable, ItemsView, Mapping
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -38,7 +39,7 @@ from github_org_backup.base import jsonio
 from github_org_backup.base.github_limits import DEFAULT_MAX_PAGE_BYTES as DEFAULT_MAX_PAGE_BYTES
 from github_org_backup.base.github_limits import DEFAULT_MAX_PAGES as DEFAULT_MAX_PAGES
 from github_org_backup.base.github_limits import DEFAULT_RETRIES as DEFAULT_RETRIES
-from github_org_backup.errors import GitHubAnswerInvalid, JSONTooLarge
+from github_org_backup.errors import ApiHostMismatch, GitHubAnswerInvalid, JSONTooLarge
 
 API_VERSION = "2022-11-28"  # pinned: later versions change the shapes this tool reads
 ACCEPT = "application/vnd.github+json"
@@ -95,6 +96,48 @@ def parse_page(text: str, limits: ApiLimits, url: str) -> Any:
             f"GitHub's answer to {url} holds up to {exc.values} JSON values, more than the "
             f"{limits.max_page_values} a page of 100 items can: refused unread"
         ) from None
+
+
+def next_link(headers: Mapping[str, str], api_url: str) -> str | None:
+    """The path (and query) below ``api_url`` of the page a ``Link`` header names next, or
+    None; a next page on another scheme, host, port or path prefix is refused."""
+    link = str(headers.get("link") or "")
+    for part in link.split(","):
+        target, _, rel = part.partition(";")
+        if re.search(r'rel="?next"?', rel):
+            return same_api(target.strip().removeprefix("<").removesuffix(">"), api_url)
+    return None
+
+
+def same_api(url: str, api_url: str) -> str:
+    """The path below ``api_url`` of a next-page ``url``; refused if it leaves the API."""
+    api = urlsplit(api_url)
+    try:
+        page = urlsplit(url)
+        same = (
+            page.scheme == api.scheme
+            and page.hostname == api.hostname
+            and _port(page) == _port(api)
+            and (page.path + "/").startswith(api.path.rstrip("/") + "/")
+        )
+    except ValueError:
+        raise ApiHostMismatch(
+            f"the GitHub API at {api_url} links its next page at {url[:100]!r}, which is not "
+            "a URL: stopped"
+        ) from None
+    if not same:
+        raise ApiHostMismatch(
+            f"the GitHub API at {api_url} (host {api.hostname}) links its next page on "
+            f"{page.scheme}://{page.hostname or '?'}: if that is the same GitHub Enterprise "
+            "Server under another name, set --github-api-url / GITHUB_API_URL to it; the token "
+            f"is sent only to {api.hostname}"
+        )
+    rest = page.path[len(api.path.rstrip("/")) :]
+    return rest + (f"?{page.query}" if page.query else "")
+
+
+def _port(url: SplitResult) -> int | None:
+    return url.port or {"http": 80, "https": 443}.get(url.scheme)
 
 
 class BoundedResponse:
@@ -169,6 +212,7 @@ class BoundedConnection:
         self.limits = limits
         self._pending: tuple[str, str, Any, dict[str, str]] | None = None
         self._hops = 0
+        self._follow = True
         self.session = requests.Session()
         self.session.auth = _no_auth
         adapter = _WatchedAdapter(
@@ -179,9 +223,11 @@ class BoundedConnection:
         )
         self.session.mount(f"{parts.scheme}://", adapter)
 
-    def begin(self) -> None:
-        """A new request starts: its redirects and 202s are counted from here."""
+    def begin(self, *, follow_redirects: bool = True) -> None:
+        """A new request starts: its redirects and 202s are counted from here. Without
+        ``follow_redirects`` a redirect comes back as the answer, its body unread."""
         self._hops = 0
+        self._follow = follow_redirects
 
     def request(
         self, verb: str, url: str, input: Any, headers: dict[str, str], stream: bool = False
@@ -215,6 +261,9 @@ class BoundedConnection:
                     f"GitHub answered {url.partition('?')[0]} with a redirect that is not a "
                     f"valid URL ({type(exc).__name__}): stopped"
                 ) from None
+            if not self._follow and response.status_code in (301, 302, 303, 307, 308):
+                response.close()
+                return BoundedResponse(response.status_code, response.headers, b"")
             try:
                 target = self._redirect(response, url)
                 if target is None:

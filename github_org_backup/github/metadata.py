@@ -1,0 +1,211 @@
+"""Read GitHub's metadata lists cheaply: conditional on what the last run saw, and only what
+changed since.
+
+Two shapes of list:
+
+- **lists read whole** (labels, milestones, releases, members, teams, hooks, ...): every page
+  is asked for with the ETag it had, and all 304 means unchanged (a 304 on an authorized
+  request does not count against the rate limit). If any page changed the list is read again,
+  page by page through ``Link``.
+- **lists sorted by update** (issues, comments, pulls, review comments): the newest page is
+  the probe. A 304 means nothing in the list changed; otherwise only what changed since the
+  last run's high-water mark is read: from the probe page if it reaches back that far, else
+  through ``since`` where GitHub has it, else page by page until older items begin.
+
+Every function here runs on the client's worker thread (``GitHubClient.call``). Pages follow
+``Link`` and may never leave the API the user named (``github.http.next_link``); a listing
+still linking a next page after GITHUB_API_MAX_PAGES is refused.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+from urllib.parse import urlencode
+
+from github_org_backup.errors import GitHubAnswerInvalid, TooManyPages
+from github_org_backup.github.client import Answer, GitHubClient
+from github_org_backup.github.http import PAGE_SIZE
+
+_ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
+# `since` is compared at the second; a change in the same second as the last read must not be
+# missed, so the next run asks from one second before the newest item it saw.
+_SINCE_OVERLAP = timedelta(seconds=1)
+
+
+@dataclass(frozen=True)
+class PageTag:
+    """One page as last read: its path with query, and its ETag."""
+
+    path: str
+    etag: str | None
+
+    def to_json(self) -> list[str | None]:
+        return [self.path, self.etag]
+
+
+@dataclass(frozen=True)
+class Listing:
+    """A list read whole; ``items`` is None when every page was unchanged."""
+
+    items: list[Any] | None
+    pages: tuple[PageTag, ...]
+    last_page_items: int
+
+
+@dataclass(frozen=True)
+class Changes:
+    """What changed in a list sorted by update; ``items`` is None when nothing did."""
+
+    items: list[Any] | None
+    etag: str | None
+    high_water: str | None  # the newest updated_at now held
+
+
+def with_query(path: str, params: dict[str, str]) -> str:
+    return f"{path}?{urlencode(params)}" if params else path
+
+
+def updated_at(item: Any) -> str:
+    value = item.get("updated_at") if isinstance(item, dict) else None
+    return value if isinstance(value, str) and _ISO.fullmatch(value) else ""
+
+
+def newest(items: list[Any], high_water: str | None) -> str | None:
+    stamps = [s for s in (updated_at(i) for i in items) if s]
+    if high_water:
+        stamps.append(high_water)
+    return max(stamps) if stamps else None
+
+
+def _since(high_water: str) -> str:
+    moment = datetime.strptime(high_water, "%Y-%m-%dT%H:%M:%SZ") - _SINCE_OVERLAP
+    return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+class MetadataReader:
+    """Conditional, bounded reads of one API's metadata lists."""
+
+    def __init__(self, client: GitHubClient) -> None:
+        self.client = client
+        self.api_url = client.api_url
+        self._max_pages = client.limits.max_pages
+
+    def _items(self, answer: Answer, path: str, key: str | None) -> list[Any]:
+        data = answer.data
+        if key is not None and isinstance(data, dict):
+            data = data.get(key)
+        if not isinstance(data, list):
+            shape = f"an object with a {key!r} list" if key else "a list"
+            raise GitHubAnswerInvalid(
+                f"GitHub answered {self.api_url}{path.partition('?')[0]} without {shape}"
+            )
+        return data
+
+    def get_object(self, path: str, etag: str | None) -> tuple[Any, str | None]:
+        """One object; None for the data when it is unchanged since ``etag``."""
+        answer = self.client.get_json(path, None, etag)
+        if answer.status == 304:
+            return None, answer.etag
+        if not isinstance(answer.data, dict):
+            raise GitHubAnswerInvalid(f"GitHub answered {self.api_url}{path} without an object")
+        return answer.data, answer.etag
+
+    def _pages_from(self, first: Answer, path: str, key: str | None) -> tuple[list[Any], int]:
+        """The items of ``first`` and of every page linked after it."""
+        items = self._items(first, path, key)
+        last, pages, answer = len(items), 1, first
+        while answer.next_path is not None:
+            if pages >= self._max_pages:
+                raise TooManyPages(pages, len(items))
+            next_path = answer.next_path
+            answer = self.client.get_json(next_path, None)
+            page = self._items(answer, next_path, key)
+            items += page
+            last, pages = len(page), pages + 1
+        return items, last
+
+    def read_list(
+        self,
+        path: str,
+        params: dict[str, str],
+        known: tuple[PageTag, ...] = (),
+        last_page_items: int = 0,
+        key: str | None = None,
+    ) -> Listing:
+        """A list read whole, or None for its items when every page of ``known`` is unchanged
+        (and the last was not full, so no page can have been added after it)."""
+        if known and last_page_items < PAGE_SIZE:
+            for tag in known:
+                if tag.etag is None or self.client.get_json(tag.path, None, tag.etag).status != 304:
+                    break
+            else:
+                return Listing(None, known, last_page_items)
+        first_path = with_query(path, params | {"per_page": str(PAGE_SIZE)})
+        tags: list[PageTag] = []
+        answer = self.client.get_json(first_path, None)
+        items = self._items(answer, first_path, key)
+        tags.append(PageTag(first_path, answer.etag))
+        last = len(items)
+        while answer.next_path is not None:
+            if len(tags) >= self._max_pages:
+                raise TooManyPages(len(tags), len(items))
+            next_path = answer.next_path
+            answer = self.client.get_json(next_path, None)
+            page = self._items(answer, next_path, key)
+            tags.append(PageTag(next_path, answer.etag))
+            items += page
+            last = len(page)
+        return Listing(items, tuple(tags), last)
+
+    def read_changes(
+        self,
+        path: str,
+        params: dict[str, str],
+        etag: str | None,
+        high_water: str | None,
+        *,
+        has_since: bool,
+    ) -> Changes:
+        """What changed in a list sorted newest-updated first (``params`` sort it so), since
+        ``high_water``; everything when there is none."""
+        probe = with_query(path, params | {"per_page": str(PAGE_SIZE)})
+        answer = self.client.get_json(probe, None, etag if high_water else None)
+        if answer.status == 304:
+            return Changes(None, answer.etag, high_water)
+        first = self._items(answer, probe, None)
+        if high_water is None:
+            items, _ = self._pages_from(answer, probe, None)
+            return Changes(items, answer.etag, newest(items, None))
+        since = _since(high_water)
+        oldest = updated_at(first[-1]) if first else ""
+        reaches_back = bool(oldest) and oldest < since
+        if answer.next_path is None or reaches_back:
+            changed = [i for i in first if updated_at(i) >= since or not updated_at(i)]
+        elif has_since:
+            ascending = params | {"direction": "asc", "since": since, "per_page": str(PAGE_SIZE)}
+            since_path = with_query(path, ascending)
+            changed, _ = self._pages_from(self.client.get_json(since_path, None), since_path, None)
+        else:
+            changed = self._until(answer, probe, since)
+        return Changes(changed, answer.etag, newest(changed, high_water))
+
+    def _until(self, first: Answer, path: str, since: str) -> list[Any]:
+        """Pages of a newest-first list, up to the first item older than ``since``."""
+        changed: list[Any] = []
+        answer, pages = first, 1
+        while True:
+            page = self._items(answer, path, None)
+            for item in page:
+                stamp = updated_at(item)
+                if stamp and stamp < since:
+                    return changed
+                changed.append(item)
+            if answer.next_path is None:
+                return changed
+            if pages >= self._max_pages:
+                raise TooManyPages(pages, len(changed))
+            path = answer.next_path
+            answer, pages = self.client.get_json(path, None), pages + 1

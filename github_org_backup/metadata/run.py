@@ -1,0 +1,148 @@
+"""The metadata part of a `repos --metadata` run:
+
+    mirrored repositories -> RepositoryBackup each (one at a time, on the API's worker thread)
+                          -> OrganisationBackup once -> one commit in the store -> report
+
+Requests go one at a time through ``github.client`` (paced, bounded, retried, rate limits
+waited out), conditional on what the last run saw (``github.metadata``). The state that makes
+a run incremental is saved only after the run's commit, so a crash costs a fuller next run,
+never a change missed.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import structlog
+
+from github_org_backup.errors import BackupError, DiscoveryStopped
+from github_org_backup.github.client import GitHubClient
+from github_org_backup.github.http import GitHubSettings
+from github_org_backup.github.metadata import MetadataReader
+from github_org_backup.github.retry import DEFAULT_MAX_RATE_LIMIT_WAIT_S
+from github_org_backup.metadata.assets import Downloader
+from github_org_backup.metadata.kinds import Kind, Selection
+from github_org_backup.metadata.organisation import OrganisationBackup
+from github_org_backup.metadata.parts import PartRunner
+from github_org_backup.metadata.repository import RepositoryBackup
+from github_org_backup.metadata.store import MetadataStore
+from github_org_backup.model.packages import Owner
+from github_org_backup.output.metadata_report import MetadataReport, MetadataTally
+
+if TYPE_CHECKING:
+    from github import Auth
+
+log = structlog.get_logger("github_org_backup.metadata")
+
+# GitHub allows 900 points a minute of GET requests per endpoint; paced a little under it.
+REQUEST_INTERVAL_S = 60 / 850
+STATE_VERSION = 1
+
+
+@dataclass(frozen=True)
+class MetadataJob:
+    """What to back up, where, and how to reach GitHub."""
+
+    selection: Selection
+    dest: Path
+    owner: Owner
+    api_url: str
+    token: str = field(repr=False)
+    github: GitHubSettings = field(default_factory=GitHubSettings)
+    auth: Auth.Auth | None = field(default=None, repr=False)  # a GitHub App's installation
+    secrets: Callable[[], tuple[str, ...]] | None = field(default=None, repr=False)
+    request_interval_s: float = REQUEST_INTERVAL_S
+
+
+class MetadataBackup:
+    """Backs up the metadata of the repositories it is given, and the organisation's."""
+
+    def __init__(self, job: MetadataJob, tally: MetadataTally | None = None) -> None:
+        self.job = job
+        self.tally = tally or MetadataTally()
+        self.store = MetadataStore(job.dest / job.owner.name)
+        self._client = GitHubClient(
+            job.owner,
+            job.token,
+            job.api_url,
+            retries=job.github.retries,
+            max_rate_limit_wait_s=DEFAULT_MAX_RATE_LIMIT_WAIT_S,
+            request_interval_s=job.request_interval_s,
+            timeout_s=30,
+            limits=job.github.limits,
+            auth=job.auth,
+            secrets=job.secrets,
+        )
+        self._downloader = Downloader(job.api_url)
+        self.runner = PartRunner(MetadataReader(self._client), self.store, self.tally)
+        self.stopping = False
+
+    def stop(self) -> None:
+        self.stopping = True
+        self._client.stop()
+
+    def close(self) -> None:
+        self._client.close()
+        self._downloader.close()
+
+    async def run(self, repositories: list[str]) -> MetadataReport:
+        """Back up ``repositories`` (names of the owner's repositories) and, for an
+        organisation, its configuration; commit; the report."""
+        job = self.job
+        await asyncio.to_thread(self.store.open)
+        state = await asyncio.to_thread(self.store.load_state)
+        if state.get("version") != STATE_VERSION:
+            state = {"version": STATE_VERSION}
+        repos_state = _section(state, "repos")
+        held = _section(state, "assets")
+        kinds = job.selection.repository_kinds
+        self.tally.repositories_total = len(repositories)
+        try:
+            for name in repositories:
+                if kinds:
+                    backup = RepositoryBackup(self.runner, self._downloader, job.owner.name, name)
+                    await self._client.call(backup.run, kinds, _section(repos_state, name), held)
+                self.tally.repositories_done += 1
+            if Kind.ORG in job.selection and job.owner.kind == "orgs":
+                org = OrganisationBackup(self.runner, job.owner.name)
+                await self._client.call(org.run, _section(state, "org"))
+        except DiscoveryStopped:
+            log.warning("metadata_stopped", repositories_done=self.tally.repositories_done)
+        commit = await asyncio.to_thread(self._commit)
+        if not self.stopping:
+            await asyncio.to_thread(self.store.save_state, state)
+        counts = self.tally.freeze(
+            self._client.pages_requested,
+            self._client.pages_not_modified,
+            commit,
+            str(self.store.root),
+        )
+        log.info("metadata_finished", **counts.to_json())
+        return MetadataReport(counts, tuple(self.runner.outcomes))
+
+    def _commit(self) -> str | None:
+        stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+        done = self.tally
+        message = (
+            f"github-org-backup {stamp}\n\n"
+            f"{done.repositories_done} of {done.repositories_total} repositories, "
+            f"{sum(done.documents.values())} documents written, {done.failed} parts failed"
+        )
+        try:
+            return self.store.commit(message)
+        except BackupError as exc:
+            log.error("metadata_commit_failed", error=str(exc))
+            self.tally.failed += 1
+            return None
+
+
+def _section(state: dict[str, Any], key: str) -> dict[str, Any]:
+    value = state.get(key)
+    if not isinstance(value, dict):
+        value = state[key] = {}
+    return value
