@@ -23,7 +23,7 @@ from github_org_backup.output.report import write_report
 from github_org_backup.output.repos_report import Listing, RepoOutcome, ReposReport
 from github_org_backup.output.summary import outcome
 from github_org_backup.repos.git import Git
-from github_org_backup.repos.mirror import RepoMirrorer, RepoStats, check_tools
+from github_org_backup.repos.mirror import RepoMirrorer, RepoStats, Target, check_tools
 from github_org_backup.repos.screen import one_per_folder, screened
 from github_org_backup.repos.verify import check_mirrors, mirrors_below
 from github_org_backup.settings.options import Output, RunControl
@@ -31,30 +31,43 @@ from github_org_backup.settings.repos import ReposOptions, VerifyReposOptions
 
 if TYPE_CHECKING:
     from github_org_backup.github.repos import Repo
+    from github_org_backup.metadata.run import MetadataBackup
+    from github_org_backup.output.metadata_report import MetadataReport, MetadataTally
     from github_org_backup.output.metrics import MetricsTargets
 
 log = structlog.get_logger("github_org_backup.github.repos")
 
 
-async def _progress(stats: RepoStats, interval_s: float) -> None:
+async def _progress(stats: RepoStats, interval_s: float, metadata: MetadataTally | None) -> None:
     progress = structlog.get_logger("github_org_backup.output.progress")
     while True:
         await asyncio.sleep(interval_s)
+        more = {}
+        if metadata is not None:
+            more = {
+                "metadata_repositories_done": metadata.repositories_done,
+                "metadata_documents_written": sum(metadata.documents.values()),
+                "metadata_assets_downloaded": metadata.assets,
+                "metadata_failed": metadata.failed,
+            }
         progress.info(
             "progress",
             repositories_done=stats.done,
             repositories_total=stats.total,
             repositories_failed=stats.failed,
             refs_updated=stats.refs_updated,
+            **more,
         )
 
 
-async def _show_progress(stats: RepoStats, output: Output, run: RunControl) -> None:
+async def _show_progress(
+    stats: RepoStats, output: Output, run: RunControl, metadata: MetadataTally | None
+) -> None:
     """Until cancelled: the live display on a terminal, else a `progress` event per interval."""
     if output.terminal:
         await live_display(lambda: (stats.done, stats.total, 0, stats.failed), "repositories")
     else:
-        await _progress(stats, run.progress_interval_s)
+        await _progress(stats, run.progress_interval_s, metadata)
 
 
 async def run_repos(options: ReposOptions) -> int:
@@ -67,7 +80,7 @@ async def run_repos(options: ReposOptions) -> int:
     await check_tools(git, config.lfs)
     api = options.github
     github = GitHubRepos(
-        config.owner, config.token, config.api_url, retries=api.retries, limits=api.limits
+        config.owner, config.identity, config.api_url, retries=api.retries, limits=api.limits
     )
     stats = RepoStats()
     life = Lifecycle(options.output, options.run)
@@ -95,13 +108,33 @@ async def run_repos(options: ReposOptions) -> int:
         log.error("repository_failed", repository=early.repository, error=early.error)
         stats.count(early)
     stats.total = len(targets) + len(failed_early)
-    results = await life.supervise(
-        mirrorer.run(targets),
-        stop=mirrorer.stop,
-        abort=mirrorer.abort,
-        progress=lambda: _show_progress(stats, options.output, options.run),
-        cut=lambda: mirrorer.abort(CUT_SHORT),
-    )
+    metadata = _metadata_backup(options) if options.metadata else None
+    tally = metadata.tally if metadata is not None else None
+
+    def stop() -> None:
+        mirrorer.stop()
+        if metadata is not None:
+            metadata.stop()
+
+    def abort(reason: str | None = None) -> None:
+        if reason is None:
+            mirrorer.abort()
+        else:
+            mirrorer.abort(reason)
+        if metadata is not None:
+            metadata.stop()
+
+    try:
+        results, metadata_report = await life.supervise(
+            _mirror_and_back_up(mirrorer, targets, metadata, [r.name for r in wanted]),
+            stop=stop,
+            abort=abort,
+            progress=lambda: _show_progress(stats, options.output, options.run, tally),
+            cut=lambda: abort(CUT_SHORT),
+        )
+    finally:
+        if metadata is not None:
+            metadata.close()
     listing = Listing(
         listed=len(listed),
         filtered_out=len(listed) - len(wanted) - len(refused),
@@ -115,10 +148,42 @@ async def run_repos(options: ReposOptions) -> int:
         (*failed_early, *results),
         listing=listing,
         interrupted=mirrorer.stopping,
+        metadata=metadata_report,
     )
     if empty is not None:
         log.warning("nothing_selected", reason=empty, allow_empty=options.allow_empty)
     return _finish(life, report, empty=empty is not None and not options.allow_empty)
+
+
+def _metadata_backup(options: ReposOptions) -> MetadataBackup:
+    from github_org_backup.metadata.run import MetadataBackup, MetadataJob
+
+    config = options.config
+    identity = config.identity  # a token, or a GitHub App's installation tokens, renewed
+    job = MetadataJob(
+        options.metadata,
+        config.dest,
+        config.owner,
+        config.api_url,
+        "",
+        options.github,
+        auth=identity.auth(),
+        secrets=identity.secrets,
+    )
+    return MetadataBackup(job)
+
+
+async def _mirror_and_back_up(
+    mirrorer: RepoMirrorer,
+    targets: list[Target],
+    metadata: MetadataBackup | None,
+    names: list[str],
+) -> tuple[list[RepoOutcome], MetadataReport | None]:
+    """The mirrors, and beside them the metadata: git and the API's requests overlap."""
+    if metadata is None:
+        return await mirrorer.run(targets), None
+    mirrored, backed_up = await asyncio.gather(mirrorer.run(targets), metadata.run(names))
+    return mirrored, backed_up
 
 
 def _nothing_selected(listed: list[Repo], owner: str) -> str:

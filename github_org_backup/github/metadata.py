@@ -172,11 +172,11 @@ class MetadataReader:
         """What changed in a list sorted newest-updated first (``params`` sort it so), since
         ``high_water``; everything when there is none."""
         probe = with_query(path, params | {"per_page": str(PAGE_SIZE)})
-        answer = self.client.get_json(probe, None, etag if high_water else None)
+        answer = self.client.get_json(probe, None, etag)
         if answer.status == 304:
             return Changes(None, answer.etag, high_water)
         first = self._items(answer, probe, None)
-        if high_water is None:
+        if high_water is None:  # the first read, or the list was empty then
             items, _ = self._pages_from(answer, probe, None)
             return Changes(items, answer.etag, newest(items, None))
         since = _since(high_water)

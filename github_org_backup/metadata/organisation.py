@@ -56,8 +56,7 @@ class OrganisationBackup:
         )
         part.new = {"etag": new_etag}
         if data is not None and self.store.write(data, "org", "organization.json"):
-            part.documents += 1
-            part.changed = True
+            part.wrote("org", "organization.json")
 
     def _teams(self, part: Part) -> None:
         teams = self.runner.list_document(
@@ -99,14 +98,12 @@ class OrganisationBackup:
                 else repositories.items,
             }
             if self.store.write(new, "org", "teams", f"{ident}.json"):
-                part.documents += 1
-                part.changed = True
+                part.wrote("org", "teams", f"{ident}.json")
         if teams is not None:
             for name in self.store.names("org", "teams"):
                 if name not in each:
                     self.store.remove("org", "teams", f"{name}.json")
-                    part.documents += 1
-                    part.changed = True
+                    part.wrote("org", "teams", f"{name}.json")
         part.new["each"] = each
 
     def _list(self, path: str, state: Any, fresh: bool) -> Any:
@@ -127,8 +124,8 @@ class OrganisationBackup:
             kept.add(str(ident))
             full, _ = self.reader.get_object(f"{self.api_path}/rulesets/{ident}", None)
             if self.store.write(full, "org", "rulesets", f"{ident}.json"):
-                part.documents += 1
+                part.wrote("org", "rulesets", f"{ident}.json")
         for name in self.store.names("org", "rulesets"):
             if name not in kept:
                 self.store.remove("org", "rulesets", f"{name}.json")
-                part.documents += 1
+                part.wrote("org", "rulesets", f"{name}.json")

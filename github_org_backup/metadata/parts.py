@@ -57,8 +57,17 @@ class Part:
     kind: str
     old: dict[str, Any]
     new: dict[str, Any] = field(default_factory=dict)
-    documents: int = 0
+    written: set[tuple[str, ...]] = field(default_factory=set)
     changed: bool = False
+
+    @property
+    def documents(self) -> int:
+        """Documents this part wrote or removed."""
+        return len(self.written)
+
+    def wrote(self, *where: str) -> None:
+        self.written.add(where)
+        self.changed = True
 
 
 class PartRunner:
@@ -117,15 +126,14 @@ class PartRunner:
         """Read a list whole into the document at ``where`` (or, without ``write``, for the
         documents in the folder ``where``); None when it is unchanged."""
         tags, last = known_pages(part.old)
-        if not self.store.path(*where).exists():
+        if write and not self.store.path(*where).exists():
             tags = ()  # the document is gone: read the list again
         listing = self.reader.read_list(path, params, tags, last, key)
         part.new = list_state(listing)
         if listing.items is None:
             return None
         if write and self.store.write(listing.items, *where):
-            part.documents += 1
-            part.changed = True
+            part.wrote(*where)
         return listing.items
 
     def failed(self, scope: str, kind: str, error: str) -> None:

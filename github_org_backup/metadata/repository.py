@@ -90,7 +90,7 @@ class RepositoryBackup:
 
     def _put(self, part: Part, folder: str, n: int, doc: dict[str, Any]) -> None:
         if self.store.write(doc, "repos", self.name, folder, f"{n}.json"):
-            part.documents += 1
+            part.wrote("repos", self.name, folder, f"{n}.json")
 
     # issues and their comments
 
@@ -197,10 +197,9 @@ class RepositoryBackup:
         for name in self.store.names("repos", self.name, "releases"):
             if name not in kept:
                 self.store.remove("repos", self.name, "releases", f"{name}.json")
-                part.documents += 1
-                part.changed = True
+                part.wrote("repos", self.name, "releases", f"{name}.json")
         if self.store.write(assets, "repos", self.name, "assets.json"):
-            part.documents += 1
+            part.wrote("repos", self.name, "assets.json")
         if failures:
             part.new = {}  # read the list again next run, so the failed assets are retried
 

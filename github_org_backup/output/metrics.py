@@ -17,6 +17,7 @@ import structlog
 from prometheus_client import CollectorRegistry, Gauge, pushadd_to_gateway, write_to_textfile
 
 from github_org_backup.base.redact import redact_url
+from github_org_backup.output.metadata_report import COUNTED_KINDS, MetadataCounts
 from github_org_backup.output.report import RunReport
 from github_org_backup.output.repos_report import ReposReport
 
@@ -106,6 +107,41 @@ def _repos_gauges(registry: CollectorRegistry, prefix: str, report: ReposReport)
     Gauge(
         f"{prefix}_refs_kept", "Rewound or deleted tips kept under refs/backup/", registry=registry
     ).set(figures.refs_kept)
+    if report.metadata is not None:
+        _metadata_gauges(registry, prefix, report.metadata.counts)
+
+
+def _metadata_gauges(registry: CollectorRegistry, prefix: str, counts: MetadataCounts) -> None:
+    written = Gauge(
+        f"{prefix}_metadata_documents_written",
+        "Metadata documents written in the last run, by kind",
+        ["kind"],
+        registry=registry,
+    )
+    for kind in COUNTED_KINDS:
+        written.labels(kind).set(counts.written(kind))
+    assets = Gauge(
+        f"{prefix}_metadata_assets",
+        "Release assets in the last run, by outcome",
+        ["outcome"],
+        registry=registry,
+    )
+    assets.labels("downloaded").set(counts.assets_downloaded)
+    assets.labels("held").set(counts.assets_held)
+    assets.labels("failed").set(counts.assets_failed)
+    Gauge(
+        f"{prefix}_metadata_asset_bytes",
+        "Release asset bytes downloaded in the last run",
+        registry=registry,
+    ).set(counts.asset_bytes)
+    Gauge(
+        f"{prefix}_metadata_failed", "Metadata parts that failed in the last run", registry=registry
+    ).set(counts.failed)
+    Gauge(
+        f"{prefix}_metadata_github_requests_counted",
+        "GitHub requests of the last run that count against the rate limit (not 304)",
+        registry=registry,
+    ).set(counts.requests_counted)
 
 
 IMAGES: Job[RunReport] = Job(JOB, PREFIX, _image_gauges, lambda r: r.counts.duration_s)

@@ -8,6 +8,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from github_org_backup.output.metadata_report import MetadataReport
+
 RepoStatus = Literal["copied", "unchanged", "failed", "absent"]
 RepoKind = Literal["repository", "wiki"]
 RefChangeKind = Literal["created", "fast-forward", "forced", "deleted"]
@@ -128,10 +130,12 @@ class ReposReport:
     listing: Listing | None = None
     discovery_error: str | None = None
     interrupted: bool = False
+    metadata: MetadataReport | None = None  # with --metadata
 
     @property
     def any_failed(self) -> bool:
-        return self.listing is None or self.counts.failed > 0
+        failed_metadata = self.metadata is not None and self.metadata.any_failed
+        return self.listing is None or self.counts.failed > 0 or failed_metadata
 
     def summary(self) -> dict[str, Any]:
         """The report's ``summary``, which the run's last log event (run_finished) repeats."""
@@ -141,10 +145,15 @@ class ReposReport:
         else:
             found |= self.listing.to_json()
             found["interrupted"] = self.interrupted
+        if self.metadata is not None:
+            found["metadata"] = self.metadata.counts.to_json()
         return found
 
     def to_json(self) -> dict[str, Any]:
-        return {
+        document = {
             "summary": self.summary(),
             "repositories": [outcome.to_json() for outcome in self.repositories],
         }
+        if self.metadata is not None:
+            document["metadata"] = self.metadata.to_json()["parts"]
+        return document

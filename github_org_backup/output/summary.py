@@ -65,6 +65,7 @@ class Outcome:
 
 
 Shown = Outcome | RunReport | ReposReport
+_META_ROWS = ("issues", "pulls", "releases", "org")
 
 
 def outcome(report: Shown) -> Outcome:
@@ -119,9 +120,24 @@ def _repos_outcome(report: ReposReport) -> Outcome:
         ("repositories unchanged", str(figures.unchanged)),
         ("repositories failed", str(figures.failed)),
         ("refs updated", str(figures.refs_updated)),
-        ("duration", f"{figures.duration_s:.1f} s"),
     ]
+    if report.metadata is not None:
+        meta = report.metadata.counts
+        rows += [(f"{kind} documents written", str(meta.written(kind))) for kind in _META_ROWS]
+        rows += [
+            ("assets downloaded", str(meta.assets_downloaded)),
+            ("asset bytes", human_bytes(meta.asset_bytes)),
+            ("metadata parts failed", str(meta.failed + meta.assets_failed)),
+            ("GitHub requests counted", str(meta.requests_counted)),
+        ]
+    rows.append(("duration", f"{figures.duration_s:.1f} s"))
     broken = [(r.repository, r.error or "") for r in report.repositories if r.status == "failed"]
+    if report.metadata is not None:
+        broken += [
+            (f"{p.scope} {p.kind}", p.error or "")
+            for p in report.metadata.parts
+            if p.status == "failed"
+        ]
     if report.discovery_error:
         broken.insert(0, ("discovery", report.discovery_error))
     moved = tuple(

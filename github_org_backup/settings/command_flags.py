@@ -288,6 +288,18 @@ WIKIS = Option(
 LFS = Option(
     ("--lfs",), "also fetch Git LFS objects (needs git-lfs)", REPOS, SELECTION, action="store_true"
 )
+METADATA = Option(
+    ("--metadata",),
+    "also back up what lives only in GitHub's database into DEST/OWNER/metadata, a git "
+    "repository of JSON with one commit a run: issues with comments, pull requests with reviews, "
+    "releases with their assets' bytes, labels, milestones, and the organisation's "
+    "configuration; KINDS picks some of issues,pulls,releases,labels,milestones,org",
+    REPOS,
+    SELECTION,
+    env="BACKUP_METADATA",
+    const="all",
+    metavar="KINDS",
+)
 REPOS_CONCURRENCY = Option(
     ("--concurrency",),
     "repositories fetched at once",
@@ -360,6 +372,7 @@ OWN = (
     PULL_REFS,
     WIKIS,
     LFS,
+    METADATA,
     REPOS_CONCURRENCY,
     REPOS_CA_FILE,
     REPOS_READ_TIMEOUT,

@@ -44,6 +44,7 @@ class Option:
     exclusive: str | None = None  # options naming one same group exclude each other
     required: bool = False
     nargs: str | None = None
+    const: str | None = None  # the value of a flag given without one (--metadata)
     env_adds: bool = False  # append: the variable's comma-separated entries join the flag's
     asides: tuple[tuple[str, str], ...] = ()  # (command, what the option does there besides)
 
@@ -112,6 +113,8 @@ class Option:
                 kwargs["type"] = self.parse
             if self.choices:
                 kwargs["choices"] = self.choices
+            if self.const is not None:
+                kwargs["nargs"], kwargs["const"] = "?", self.const
         if self.action == "append":
             kwargs["default"] = []
         elif self.action == "store":

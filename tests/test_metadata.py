@@ -1,0 +1,271 @@
+"""`repos --metadata` against a GitHub stand-in in GitHub's shapes and a real git server: the
+first run, a run after edits and deletions (each old state recovered from the store's
+history), a run with nothing changed (its counted requests measured), assets checked and never
+fetched twice, 410 for disabled issues, one repository's failure its own, and token canaries."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import subprocess
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from tests.harness.clirun import run_cli
+from tests.harness.github_meta import GitHubOrgStandIn
+from tests.harness.gitserver import GitServer
+
+pytestmark = pytest.mark.integration  # git, and the CLI as a subprocess
+
+ORG = "acme"
+
+
+@dataclass
+class World:
+    server: GitServer
+    github: GitHubOrgStandIn
+    token: str
+    tmp: Path
+
+    @property
+    def dest(self) -> Path:
+        return self.tmp / "backup"
+
+    @property
+    def store(self) -> Path:
+        return self.dest / ORG / "metadata"
+
+    @property
+    def report_path(self) -> Path:
+        return self.tmp / "report.json"
+
+    def repo(self, name: str, **kw: Any) -> None:
+        self.server.create(ORG, name)
+        self.github.add_repo_metadata(f"{ORG}/{name}", **kw)
+
+    def run(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+        args = [
+            "repos",
+            "--org",
+            ORG,
+            "--dest",
+            str(self.dest),
+            "--report",
+            str(self.report_path),
+            "--log-format",
+            "json",
+            *extra,
+        ]
+        environment = {"GITHUB_TOKEN": self.token, "GITHUB_API_URL": self.github.url}
+        return run_cli(args, self.tmp, env=environment | (env or {}), timeout=240)
+
+    def report(self) -> dict[str, Any]:
+        return json.loads(self.report_path.read_text())
+
+    def doc(self, *parts: str) -> Any:
+        return json.loads(self.store.joinpath(*parts).read_text())
+
+    def git(self, *args: str) -> str:
+        return subprocess.run(
+            ["git", "-C", str(self.store), *args], capture_output=True, text=True, check=True
+        ).stdout
+
+    def at(self, rev: str, path: str) -> Any:
+        return json.loads(self.git("show", f"{rev}:{path}"))
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[World]:
+    token = "ghp_" + secrets.token_hex(18)
+    server = GitServer(tmp_path / "server", tokens={token}).start()
+    github = GitHubOrgStandIn(server.url, tokens={token: "backup-bot"}).start()
+    github.org(ORG, name="Acme Corp")
+    yield World(server, github, token, tmp_path)
+    github.stop()
+    server.stop()
+
+
+def _small_org(world: World) -> None:
+    gh = world.github
+    world.repo("app")
+    world.repo("lib")
+    gh.populate(f"{ORG}/app", issues=120, comments_per_issue=1, pulls=3, releases=2)
+    gh.populate(f"{ORG}/lib", issues=5, pulls=1, releases=0)
+    gh.milestone(f"{ORG}/app", "v2")
+    gh.add_members(ORG, "alice", "bob", "carol")
+    gh.team(ORG, "platform", members=("alice", "bob"), repos={f"{ORG}/app": "push"})
+    gh.hook(ORG, "https://hooks.example.com/ci", secret="hook-secret-value")
+    gh.variable(ORG, "REGION", "eu-west-1")
+    gh.secret(ORG, "DEPLOY_KEY")
+    gh.ruleset(ORG, "protect-main")
+
+
+def test_first_run_stores_every_kind_as_github_returned_it(world: World) -> None:
+    """Issues past the first page, pulls with reviews, releases with their assets' bytes,
+    labels, milestones and the organisation's configuration land as JSON in one commit."""
+    _small_org(world)
+    result = world.run("--metadata")
+    assert result.returncode == 0, result.stderr[-3000:]
+
+    issue = world.doc("repos", "app", "issues", "1.json")
+    assert issue["issue"]["title"] == "Issue 1 of acme/app"
+    assert [c["body"] for c in issue["comments"]] == ["Comment 1 on #1."]
+    assert len(list((world.store / "repos" / "app" / "issues").glob("*.json"))) == 123
+    pull_numbers = sorted(int(p.stem) for p in (world.store / "repos/app/pulls").glob("*.json"))
+    assert len(pull_numbers) == 3
+    pull = world.doc("repos", "app", "pulls", f"{pull_numbers[0]}.json")
+    assert pull["pull"]["number"] == pull_numbers[0]
+    assert len(pull["reviews"]) == 1 and len(pull["review_comments"]) == 1
+    labels = world.doc("repos", "app", "labels.json")
+    assert {label["name"] for label in labels} >= {"bug", "enhancement"}
+    assert [m["title"] for m in world.doc("repos", "app", "milestones.json")] == ["v2"]
+
+    assets = world.doc("repos", "app", "assets.json")
+    assert len(assets) == 2
+    for entry in assets:
+        kept = world.dest / ORG / "assets" / "sha256" / entry["sha256"]
+        assert hashlib.sha256(kept.read_bytes()).hexdigest() == entry["sha256"]
+    assert all("Authorization" not in h for _, h in world.github.storage_received)
+    assert world.github.storage_received, "the assets came from the storage host"
+
+    team = next((world.store / "org" / "teams").glob("*.json"))
+    team_doc = json.loads(team.read_text())
+    assert [m["login"] for m in team_doc["members"]] == ["alice", "bob"]
+    assert team_doc["repositories"][0]["permissions"]["push"] is True
+    assert world.doc("org", "organization.json")["login"] == ORG
+    assert [s["name"] for s in world.doc("org", "actions-secrets.json")] == ["DEPLOY_KEY"]
+    assert [v["value"] for v in world.doc("org", "actions-variables.json")] == ["eu-west-1"]
+    assert "hook-secret-value" not in world.doc("org", "hooks.json").__repr__()
+
+    summary = world.report()["summary"]["metadata"]
+    assert summary["commit"] == world.git("rev-parse", "HEAD").strip()
+    assert summary["assets_downloaded"] == 2
+    assert summary["documents_written"]["issues"] == 123 + 6  # pulls are issues too
+    assert world.git("status", "--porcelain") == ""
+
+
+def test_a_run_with_nothing_changed_costs_no_counted_request(world: World) -> None:
+    """Every list asked with its ETag answers 304, which GitHub does not count: the warm run
+    spends no counted request on metadata, downloads no asset and makes no commit."""
+    _small_org(world)
+    assert world.run("--metadata").returncode == 0
+    cold = world.report()["summary"]["metadata"]["github_requests_counted"]
+    head = world.git("rev-parse", "HEAD")
+    world.github.reset_counts()
+
+    result = world.run("--metadata")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    warm = world.report()["summary"]["metadata"]
+    assert warm["github_requests_counted"] == 0, [
+        (path, status) for path, status in world.github.answered if status != 304
+    ]
+    assert warm["assets_downloaded"] == 0
+    assert warm["commit"] is None
+    assert world.git("rev-parse", "HEAD") == head
+    assert not world.github.storage_received
+    assert cold > 10
+
+
+def test_edits_and_deletions_keep_every_old_state_in_the_history(world: World) -> None:
+    """An edited issue body, a deleted comment, a deleted release, a renamed label and a
+    removed team member: the next run follows the source, and the first run's commit still
+    holds each earlier state."""
+    _small_org(world)
+    gh = world.github
+    assert world.run("--metadata").returncode == 0
+    first = world.git("rev-parse", "HEAD").strip()
+    app = f"{ORG}/app"
+    comment_id = world.doc("repos", "app", "issues", "2.json")["comments"][0]["id"]
+    release_id = world.doc("repos", "app", "assets.json")[0]["release_id"]
+
+    gh.edit_issue(app, 1, body="Rewritten by someone else.")
+    gh.delete_comment(app, comment_id)
+    gh.delete_release(app, release_id)
+    gh.rename_label(app, "bug", "defect")
+    gh.remove_team_member("platform", "bob")
+    result = world.run("--metadata")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert world.doc("repos", "app", "issues", "1.json")["issue"]["body"] == (
+        "Rewritten by someone else."
+    )
+    assert world.at(first, "repos/app/issues/1.json")["issue"]["body"] == "What happened in issue 1."
+    assert world.at(first, "repos/app/issues/2.json")["comments"][0]["id"] == comment_id
+    assert not (world.store / "repos" / "app" / "releases" / f"{release_id}.json").exists()
+    assert world.at(first, f"repos/app/releases/{release_id}.json")["id"] == release_id
+    names = {label["name"] for label in world.doc("repos", "app", "labels.json")}
+    assert "defect" in names and "bug" not in names
+    assert "bug" in {label["name"] for label in world.at(first, "repos/app/labels.json")}
+    team = next((world.store / "org" / "teams").glob("*.json")).name
+    assert [m["login"] for m in world.doc("org", "teams", team)["members"]] == ["alice"]
+    old_team = world.at(first, f"org/teams/{team}")
+    assert [m["login"] for m in old_team["members"]] == ["alice", "bob"]
+    # The deleted release's asset bytes stay under assets/.
+    for entry in world.at(first, "repos/app/assets.json"):
+        assert (world.dest / ORG / "assets" / "sha256" / entry["sha256"]).is_file()
+    assert len(world.git("log", "--format=%H").split()) == 2
+
+
+def test_disabled_issues_are_absent_not_failed(world: World) -> None:
+    """GitHub answers 410 "Issues are disabled for this repo": the repository has no issues,
+    and the run succeeds."""
+    world.repo("quiet")
+    world.github.populate(f"{ORG}/quiet", releases=1)
+    world.github.add_repo_metadata(f"{ORG}/quiet", issues_enabled=False)
+    result = world.run("--metadata=issues,releases")
+    assert result.returncode == 0, result.stderr[-3000:]
+    parts = world.report()["metadata"]
+    assert {"scope": f"{ORG}/quiet", "kind": "issues", "status": "absent"}.items() <= next(
+        p for p in parts if p["kind"] == "issues"
+    ).items()
+    assert not (world.store / "repos" / "quiet" / "issues").exists()
+    assert not (world.store / "org").exists()
+
+
+def test_an_asset_whose_bytes_differ_fails_alone_and_is_not_kept(world: World) -> None:
+    """Storage serving other bytes than the asset's digest: that asset fails (exit 1), its
+    bytes are not kept, the rest of the run is backed up, and the next run tries it again."""
+    world.repo("app")
+    world.repo("lib")
+    gh = world.github
+    release = gh.add_release(f"{ORG}/app", "v1.0.0", assets={"tool.tgz": b"real bytes" * 100})
+    gh.populate(f"{ORG}/lib", issues=3)
+    asset = release.assets[0]
+    gh.tamper_asset(asset.id)
+
+    result = world.run("--metadata")
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    parts = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert len(parts) == 1 and parts[0]["kind"] == "assets", parts
+    assert "digest" in parts[0]["error"]
+    held = list((world.dest / ORG / "assets" / "sha256").iterdir())
+    assert held == []
+    assert len(list((world.store / "repos" / "lib" / "issues").glob("*.json"))) == 3
+
+    gh.tampered.clear()
+    assert world.run("--metadata").returncode == 0
+    assert [p.name for p in (world.dest / ORG / "assets" / "sha256").iterdir()] == [
+        hashlib.sha256(b"real bytes" * 100).hexdigest()
+    ]
+
+
+def test_the_token_appears_in_no_file_log_or_report(world: World) -> None:
+    """The token is never in the run's output, the report, the store (tree and .git) or the
+    asset files; the storage host never received it."""
+    _small_org(world)
+    result = world.run("--metadata")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert world.token not in result.stdout + result.stderr
+    assert world.token not in world.report_path.read_text()
+    for path in world.dest.rglob("*"):
+        if path.is_file():
+            assert world.token.encode() not in path.read_bytes(), path
+    for _, headers in world.github.storage_received:
+        assert world.token not in json.dumps(headers)
