@@ -48,7 +48,9 @@ class World:
         self.server.create(ORG, name)
         self.github.add_repo_metadata(f"{ORG}/{name}", **kw)
 
-    def run(self, *extra: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    def run(
+        self, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         args = [
             "repos",
             "--org",
@@ -195,7 +197,9 @@ def test_edits_and_deletions_keep_every_old_state_in_the_history(world: World) -
     assert world.doc("repos", "app", "issues", "1.json")["issue"]["body"] == (
         "Rewritten by someone else."
     )
-    assert world.at(first, "repos/app/issues/1.json")["issue"]["body"] == "What happened in issue 1."
+    assert (
+        world.at(first, "repos/app/issues/1.json")["issue"]["body"] == "What happened in issue 1."
+    )
     assert world.at(first, "repos/app/issues/2.json")["comments"][0]["id"] == comment_id
     assert not (world.store / "repos" / "app" / "releases" / f"{release_id}.json").exists()
     assert world.at(first, f"repos/app/releases/{release_id}.json")["id"] == release_id
@@ -269,3 +273,86 @@ def test_the_token_appears_in_no_file_log_or_report(world: World) -> None:
             assert world.token.encode() not in path.read_bytes(), path
     for _, headers in world.github.storage_received:
         assert world.token not in json.dumps(headers)
+
+
+def test_shapes_github_really_sends(world: World) -> None:
+    """An archived repository, a pull request without reviews and a draft release are backed
+    up like any other, and pages past the first come through Link."""
+    world.repo("old")
+    world.github.owners[ORG][-1].archived = True
+    gh = world.github
+    gh.populate(f"{ORG}/old", issues=150)
+    pull = gh.pull(f"{ORG}/old", "No review yet")
+    draft = gh.add_release(f"{ORG}/old", "v9.0.0", draft=True, assets={"draft.bin": b"d" * 10})
+
+    result = world.run("--metadata=issues,pulls,releases")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert world.doc("repos", "old", "pulls", f"{pull.number}.json")["reviews"] == []
+    assert world.doc("repos", "old", "releases", f"{draft.id}.json")["draft"] is True
+    assert len(list((world.store / "repos" / "old" / "issues").glob("*.json"))) == 151
+    assert any("page=2" in path for path in gh.requests), gh.requests
+
+
+def test_a_secondary_rate_limit_is_waited_out(world: World) -> None:
+    """GitHub's 403 with Retry-After for the secondary limit: the run waits and goes on."""
+    world.repo("app")
+    world.github.populate(f"{ORG}/app", issues=10)
+    world.github.secondary_after = 4
+    result = world.run("--metadata=issues,labels")
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert "github_rate_limit_wait" in result.stdout + result.stderr
+    assert len(list((world.store / "repos" / "app" / "issues").glob("*.json"))) == 10
+
+
+def test_one_repository_failing_is_that_repository_alone(world: World) -> None:
+    """A repository whose pull list is not a list fails its pulls, named in the report (exit
+    1); its issues and every other repository are backed up and committed."""
+    world.repo("app")
+    world.repo("broken")
+    gh = world.github
+    gh.populate(f"{ORG}/app", issues=3, pulls=1)
+    gh.populate(f"{ORG}/broken", issues=2, pulls=1)
+    route = gh._meta_route
+
+    def hostile(method: str, path: str, *args: Any) -> Any:
+        if path == f"/repos/{ORG}/broken/pulls":
+            return 200, {"message": "not a list"}, {}
+        return route(method, path, *args)
+
+    gh._meta_route = hostile  # type: ignore[method-assign]
+    result = world.run("--metadata=issues,pulls")
+
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert [(p["scope"], p["kind"]) for p in failed] == [(f"{ORG}/broken", "pulls")]
+    assert len(list((world.store / "repos" / "broken" / "issues").glob("*.json"))) == 3
+    assert (world.store / "repos" / "app" / "pulls").is_dir()
+    assert world.git("status", "--porcelain") == ""
+
+
+def test_verify_repos_checks_the_metadata_store(world: World) -> None:
+    """verify --repos passes on a fresh store, then names an asset whose bytes changed
+    (--deep) and a committed document that is no longer JSON."""
+    world.repo("app")
+    world.github.populate(f"{ORG}/app", issues=2, releases=1)
+    assert world.run("--metadata").returncode == 0
+    verify = ["verify", "--repos", str(world.dest), "--report", str(world.tmp / "v.json")]
+    env = {"GITHUB_API_URL": world.github.url}
+    ok = run_cli(verify, world.tmp, env=env, timeout=120)
+    assert ok.returncode == 0, ok.stdout + ok.stderr
+    assert json.loads((world.tmp / "v.json").read_text())["summary"]["metadata_stores"] == 1
+
+    sha = world.doc("repos", "app", "assets.json")[0]["sha256"]
+    held = world.dest / ORG / "assets" / "sha256" / sha
+    held.write_bytes(bytes([held.read_bytes()[0] ^ 1]) + held.read_bytes()[1:])
+    broken = run_cli([*verify, "--deep"], world.tmp, env=env, timeout=120)
+    assert broken.returncode == 1
+    assert f"{ORG}/metadata: asset" in broken.stdout and "sha256" in broken.stdout
+
+    (world.store / "repos" / "app" / "labels.json").write_text("{not json")
+    world.git("-c", "user.name=t", "-c", "user.email=t@localhost", "commit", "-qam", "broken")
+    corrupt = run_cli(verify, world.tmp, env=env, timeout=120)
+    assert corrupt.returncode == 1
+    assert f"{ORG}/metadata: repos/app/labels.json is not JSON" in corrupt.stdout

@@ -225,13 +225,21 @@ def _finish(
 
 async def run_verify_repos(options: VerifyReposOptions) -> int:
     """`git fsck` every mirror below --repos; with a token, compare its refs with the source."""
+    from github_org_backup.metadata.verify import check_store, stores_below
+
     check = options.check
     mirrors = mirrors_below(check)
     problems = await check_mirrors(check, mirrors)
+    stores = [
+        s for s in stores_below(check.root) if check.mirrors.allows(str(s.relative_to(check.root)))
+    ]
+    for store in stores:
+        problems += await asyncio.to_thread(check_store, store, check.root, deep=check.deep)
     for problem in problems:
         print(problem, flush=True)
     summary = {
         "mirrors": len(mirrors),
+        "metadata_stores": len(stores),
         "problems": len(problems),
         "deep": check.deep,
         "compared_with_source": check.compares,
@@ -239,7 +247,7 @@ async def run_verify_repos(options: VerifyReposOptions) -> int:
     log.info("verify_finished", backup=str(check.root), **summary)
     if options.output.report:
         write_report(options.output.report, {"summary": summary, "problems": problems})
-    if not mirrors:
+    if not mirrors and not stores:
         log.warning(
             "nothing_selected",
             reason=f"no git mirror (OWNER/REPO.git) below {check.root} matches: check --repos "

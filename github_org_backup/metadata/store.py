@@ -72,10 +72,11 @@ class MetadataStore:
 
     # git
 
-    def _run(self, *args: str, check: bool = True) -> str:
+    def git(self, *args: str) -> subprocess.CompletedProcess[str]:
+        """git in the store, without the user's system config, hooks or signing."""
         env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
         env |= {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
-        done = subprocess.run(
+        return subprocess.run(
             [self._git, "-C", str(self.root), *_SAFE, *args],
             env=env,
             capture_output=True,
@@ -83,7 +84,10 @@ class MetadataStore:
             timeout=600,
             check=False,
         )
-        if check and done.returncode != 0:
+
+    def _run(self, *args: str) -> str:
+        done = self.git(*args)
+        if done.returncode != 0:
             said = " ".join(done.stderr.split())[:300]
             raise MetadataStoreError(f"git {args[0]} in {self.root} failed: {said}")
         return done.stdout
