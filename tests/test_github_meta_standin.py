@@ -449,3 +449,29 @@ def test_populate_builds_fifty_repositories_quickly(github: GitHubOrgStandIn) ->
     assert time.perf_counter() - started < 3
     assert len(github.repo_meta["acme/r7"].issues) == 210
     assert len(get(github, "/orgs/acme/repos?per_page=100").json()) == 50
+
+
+def test_pygithub_reads_it_as_an_app_installation(
+    github: GitHubOrgStandIn, keys: tuple[bytes, bytes]
+) -> None:
+    from github import Auth, Github, GithubIntegration
+
+    private, public = keys
+    github.app_id = 77
+    github.app_public_key_pem = public
+    github.org("acme")
+    github.populate("acme/app", issues=120, comments_per_issue=1, pulls=3, releases=1)
+    auth = Auth.AppAuth(77, private.decode())
+    installation = GithubIntegration(auth=auth, base_url=github.url).get_org_installation("acme")
+    assert installation.id == github.installation_id
+    client = Github(auth=auth.get_installation_auth(installation.id), base_url=github.url)
+    repo = client.get_repo("acme/app")
+    issues = list(repo.get_issues(state="all"))
+    # Only fields of the list: .pull_request or .raw_data of a plain issue makes PyGithub GET
+    # that issue again, one request each.
+    assert sorted(i.number for i in issues) == list(range(1, 124))
+    assert len(github.calls) == 3 + 5  # installation, token, repo; five pages of 30
+    assert [p.number for p in repo.get_pulls(state="all")] == [123, 122, 121]
+    asset = repo.get_releases()[0].assets[0]
+    assert asset.size == 64 and str(asset.digest).startswith("sha256:")
+    assert github.minted and github.received[-1][1]["Authorization"].startswith("token ghs_")

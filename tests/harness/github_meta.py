@@ -49,7 +49,7 @@ from collections import Counter
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
-from http.server import BaseHTTPRequestHandler
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from operator import attrgetter
 from typing import TYPE_CHECKING, Any, Self
 from urllib.parse import parse_qs, quote, unquote, urlencode, urlsplit
@@ -355,11 +355,24 @@ class ExpiringTokens(set[str]):
         return True
 
 
+def _serve(server: ThreadedHTTPServer) -> None:
+    """Start ``server`` as ThreadedHTTPServer does, polling for shutdown every 50 ms."""
+    server._server = ThreadingHTTPServer((LOOPBACK, 0), server._handler())
+    server._server.daemon_threads = True
+    threading.Thread(
+        target=server._server.serve_forever, kwargs={"poll_interval": 0.05}, daemon=True
+    ).start()
+
+
 @dataclass
 class AssetStorage(ThreadedHTTPServer):
     """The storage host release assets redirect to: S3-style signed URLs, no Authorization."""
 
     github: GitHubOrgStandIn
+
+    def start(self) -> Self:
+        _serve(self)
+        return self
 
     @property
     def url(self) -> str:
@@ -455,7 +468,8 @@ class GitHubOrgStandIn(GitHubReposStandIn):
 
     def start(self) -> Self:
         self.storage.start()
-        return super().start()
+        _serve(self)
+        return self
 
     def stop(self) -> None:
         super().stop()
