@@ -5,8 +5,10 @@ fetched twice, 410 for disabled issues, one repository's failure its own, and to
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import json
+import os
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -16,7 +18,7 @@ from typing import Any
 
 import pytest
 
-from tests.harness.clirun import run_cli
+from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_meta import GitHubOrgStandIn
 from tests.harness.gitserver import GitServer
 
@@ -48,10 +50,8 @@ class World:
         self.server.create(ORG, name)
         self.github.add_repo_metadata(f"{ORG}/{name}", **kw)
 
-    def run(
-        self, *extra: str, env: dict[str, str] | None = None
-    ) -> subprocess.CompletedProcess[str]:
-        args = [
+    def args(self, *extra: str) -> list[str]:
+        return [
             "repos",
             "--org",
             ORG,
@@ -63,8 +63,12 @@ class World:
             "json",
             *extra,
         ]
+
+    def run(
+        self, *extra: str, env: dict[str, str] | None = None
+    ) -> subprocess.CompletedProcess[str]:
         environment = {"GITHUB_TOKEN": self.token, "GITHUB_API_URL": self.github.url}
-        return run_cli(args, self.tmp, env=environment | (env or {}), timeout=240)
+        return run_cli(self.args(*extra), self.tmp, env=environment | (env or {}), timeout=240)
 
     def report(self) -> dict[str, Any]:
         return json.loads(self.report_path.read_text())
@@ -260,17 +264,43 @@ def test_an_asset_whose_bytes_differ_fails_alone_and_is_not_kept(world: World) -
     ]
 
 
-def test_the_token_appears_in_no_file_log_or_report(world: World) -> None:
-    """The token is never in the run's output, the report, the store (tree and .git) or the
-    asset files; the storage host never received it."""
+def test_the_token_appears_in_no_argv_file_log_or_report(world: World) -> None:
+    """While a --metadata run goes, no process's command line holds the token; afterwards the
+    run's output, the report, the store (tree and .git), the assets, HOME and TMPDIR do not;
+    the storage host never received it."""
     _small_org(world)
-    result = world.run("--metadata")
-    assert result.returncode == 0, result.stderr[-3000:]
-    assert world.token not in result.stdout + result.stderr
-    assert world.token not in world.report_path.read_text()
-    for path in world.dest.rglob("*"):
+    world.github.delay_s = 0.01
+    home, tmpdir = world.tmp / "home", world.tmp / "tmpdir"
+    home.mkdir()
+    tmpdir.mkdir()
+    forms = [world.token.encode(), base64.b64encode(world.token.encode())]
+    forms.append(base64.b64encode(f"github-org-backup:{world.token}".encode()))
+    env = {"GITHUB_TOKEN": world.token, "GITHUB_API_URL": world.github.url}
+    env |= {"HOME": str(home), "TMPDIR": str(tmpdir)}
+    process = subprocess.Popen(
+        [*COMMAND, *world.args("--metadata")],
+        env=cli_env(world.tmp, env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    scans = 0
+    while process.poll() is None:
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path("/proc", pid, "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert not any(form in argv for form in forms), argv
+        scans += 1
+    out, err = process.communicate()
+    assert process.returncode == 0, err[-3000:]
+    assert scans > 1, "the scan never ran while the run did"
+    assert not any(form in out + err for form in forms)
+    for path in [*world.dest.rglob("*"), *home.rglob("*"), *tmpdir.rglob("*"), world.report_path]:
         if path.is_file():
-            assert world.token.encode() not in path.read_bytes(), path
+            assert not any(form in path.read_bytes() for form in forms), path
+    assert world.github.storage_received
     for _, headers in world.github.storage_received:
         assert world.token not in json.dumps(headers)
 
