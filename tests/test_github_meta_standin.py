@@ -108,6 +108,7 @@ def test_weak_etag_304_is_not_counted_and_moves_with_a_change(github: GitHubOrgS
     assert again.content == b""
     assert github.counted == 1
     assert again.headers["X-RateLimit-Remaining"] == first.headers["X-RateLimit-Remaining"]
+    assert [status for _, status in github.answered] == [200, 304]
     github.comment("acme/app", 2, "A new word.")
     changed = get(github, "/repos/acme/app/issues?state=all", **{"If-None-Match": etag})
     assert changed.status_code == 200
@@ -122,7 +123,7 @@ def test_weak_etag_304_is_not_counted_and_moves_with_a_change(github: GitHubOrgS
     assert refused.json()["message"] == "Bad credentials"
     assert github.counted == 2
     github.reset_counts()
-    assert (github.counted, github.requests, github.received) == (0, [], [])
+    assert (github.counted, github.requests, github.answered) == (0, [], [])
 
 
 def test_since_follows_the_logical_clock_and_parent_bumps(github: GitHubOrgStandIn) -> None:

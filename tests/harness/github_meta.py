@@ -422,6 +422,7 @@ class GitHubOrgStandIn(GitHubReposStandIn):
     counted: int = 0  # authorized answers other than 304: what GitHub's primary limit counts
     not_modified: int = 0
     calls: list[str] = field(default_factory=list)  # "METHOD path?query"
+    answered: list[tuple[str, int]] = field(default_factory=list)  # path?query, status
     secondary_after: int | None = None  # the N-th counted request hits the secondary limit
     delay_s: float = 0.0
     count_downloads: bool = False  # storage downloads raise the asset's download_count
@@ -482,6 +483,7 @@ class GitHubOrgStandIn(GitHubReposStandIn):
             self.requests.clear()
             self.received.clear()
             self.calls.clear()
+            self.answered.clear()
             self.storage_received.clear()
 
     # The logical clock and ids
@@ -2086,6 +2088,13 @@ class GitHubOrgStandIn(GitHubReposStandIn):
             return self._finish(method, answer, headers, counts=authorized)
 
     def _finish(
+        self, method: str, answer: Answer, headers: dict[str, str], counts: bool
+    ) -> tuple[int, bytes, dict[str, str]]:
+        status, data, out = self._finish_answer(method, answer, headers, counts)
+        self.answered.append((self.requests[-1], status))
+        return status, data, out
+
+    def _finish_answer(
         self, method: str, answer: Answer, headers: dict[str, str], counts: bool
     ) -> tuple[int, bytes, dict[str, str]]:
         status, body, extra = answer
