@@ -386,3 +386,42 @@ def test_verify_repos_checks_the_metadata_store(world: World) -> None:
     corrupt = run_cli(verify, world.tmp, env=env, timeout=120)
     assert corrupt.returncode == 1
     assert f"{ORG}/metadata: repos/app/labels.json is not JSON" in corrupt.stdout
+
+
+def test_more_changes_than_a_page_are_read_with_since(world: World) -> None:
+    """After more new comments than the newest page holds, the run asks for the comments
+    changed since the last run (``since``), and stores each of them."""
+    world.repo("app")
+    gh = world.github
+    gh.populate(f"{ORG}/app", issues=3, comments_per_issue=1)
+    assert world.run("--metadata=issues").returncode == 0
+    for k in range(130):
+        gh.comment(f"{ORG}/app", 1 + k % 3, f"Later comment {k}.")
+    gh.reset_counts()
+
+    assert world.run("--metadata=issues").returncode == 0
+
+    asked = [p for p in gh.requests if p.startswith(f"/repos/{ORG}/app/issues/comments")]
+    assert any("since=" in p for p in asked), asked
+    bodies = {
+        c["body"]
+        for n in (1, 2, 3)
+        for c in world.doc("repos", "app", "issues", f"{n}.json")["comments"]
+    }
+    assert {f"Later comment {k}." for k in range(130)} <= bodies
+
+
+def test_a_store_path_taken_by_something_else_fails_the_metadata_not_the_mirrors(
+    world: World,
+) -> None:
+    """DEST/OWNER/metadata that is not a store: the metadata fails with what to do, exit 1,
+    and the mirrors are made."""
+    world.repo("app")
+    (world.store).mkdir(parents=True)
+    (world.store / "notes.txt").write_text("mine")
+    result = world.run("--metadata")
+    assert result.returncode == 1, result.stderr[-3000:]
+    failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert failed and "not a metadata store" in failed[0]["error"]
+    assert (world.dest / ORG / "app.git").is_dir()
+    assert (world.store / "notes.txt").read_text() == "mine"

@@ -94,7 +94,12 @@ class MetadataBackup:
         """Back up ``repositories`` (names of the owner's repositories) and, for an
         organisation, its configuration; commit; the report."""
         job = self.job
-        await asyncio.to_thread(self.store.open)
+        try:
+            await asyncio.to_thread(self.store.open)
+        except (BackupError, OSError) as exc:
+            self.runner.failed(job.owner.name, "store", f"cannot open {self.store.root}: {exc}")
+            counts = self.tally.freeze(0, 0, None, str(self.store.root))
+            return MetadataReport(counts, tuple(self.runner.outcomes))
         state = await asyncio.to_thread(self.store.load_state)
         if state.get("version") != STATE_VERSION:
             state = {"version": STATE_VERSION}
