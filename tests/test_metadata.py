@@ -9,6 +9,7 @@ import base64
 import hashlib
 import json
 import os
+import re
 import secrets
 import subprocess
 from collections.abc import Iterator
@@ -425,3 +426,36 @@ def test_a_store_path_taken_by_something_else_fails_the_metadata_not_the_mirrors
     assert failed and "not a metadata store" in failed[0]["error"]
     assert (world.dest / ORG / "app.git").is_dir()
     assert (world.store / "notes.txt").read_text() == "mine"
+
+
+def test_counts_reach_the_metrics_the_job_summary_and_the_progress_lines(world: World) -> None:
+    """The metrics file, the job summary and the progress events carry the metadata counts
+    per kind; a failed asset is named in the summary."""
+    _small_org(world)
+    world.github.delay_s = 0.02
+    release = world.github.add_release(f"{ORG}/lib", "v0.1.0", assets={"bad.bin": b"b" * 50})
+    world.github.tamper_asset(release.assets[0].id)
+    metrics, summary = world.tmp / "metrics.prom", world.tmp / "summary.md"
+    result = world.run(
+        "--metadata",
+        "--metrics-file",
+        str(metrics),
+        "--progress-interval",
+        "1",
+        env={"GITHUB_STEP_SUMMARY": str(summary)},
+    )
+    assert result.returncode == 1, result.stderr[-3000:]
+    text = metrics.read_text()
+    assert re.search(r'_repos_metadata_documents_written\{kind="issues"\} 129\.0', text), text
+    assert re.search(r'_repos_metadata_assets\{outcome="failed"\} 1\.0', text)
+    assert re.search(r'_repos_metadata_assets\{outcome="downloaded"\} 2\.0', text)
+    assert "_repos_metadata_github_requests_counted" in text
+    shown = summary.read_text()
+    assert "issues documents written" in shown and "| 129 |" in shown
+    assert "bad\\.bin" in shown
+    progress = [
+        json.loads(line)
+        for line in (result.stdout + result.stderr).splitlines()
+        if '"progress"' in line
+    ]
+    assert progress and "metadata_documents_written" in progress[-1], progress
