@@ -20,6 +20,7 @@ STAGES = (
     "copy",
     "history",
     "repos",
+    "metadata",
     "settings",
     "commands",
     "cli",
