@@ -2,7 +2,10 @@
 
 An organisation's list (``type=all``) holds its public, private, internal and archived
 repositories. A user's own private repositories are listed only by ``/user/repos``, so when the
-token belongs to that user the authenticated listing is used. PyGithub is not thread-safe: every
+token belongs to that user the authenticated listing is used; a GitHub App installed on a user
+lists what it was granted with ``/installation/repositories``. The credential is an
+``Identity`` (github.identity): a token, or an App whose installation token every request asks
+for anew, so a listing outlives the token it started with. PyGithub is not thread-safe: every
 call runs on one worker thread.
 
 The listing is read as raw JSON, page by page, never through PyGithub's lazy objects: a missing
@@ -23,13 +26,13 @@ import fnmatch
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Protocol, cast
+from typing import TYPE_CHECKING, Any, Protocol, cast
 from urllib.parse import quote, urlsplit
 
 import requests
 import structlog
 import urllib3
-from github import Auth, Github, GithubException, GithubRetry
+from github import Github, GithubException, GithubRetry
 
 from github_org_backup.base.logs import adopt_library_logs
 from github_org_backup.errors import (
@@ -48,8 +51,12 @@ from github_org_backup.github.http import (
     BoundedConnection,
     parse_page,
 )
+from github_org_backup.github.identity import TokenIdentity
 from github_org_backup.github.retry import RETRY_STATUSES
 from github_org_backup.model.packages import Owner
+
+if TYPE_CHECKING:
+    from github_org_backup.github.identity import Identity
 
 log = structlog.get_logger("github_org_backup.github.repos")
 
@@ -124,7 +131,7 @@ class GitHubRepos:
     def __init__(
         self,
         owner: Owner,
-        token: str,
+        identity: Identity | str,
         api_url: str,
         *,
         retries: int = DEFAULT_RETRIES,
@@ -133,6 +140,7 @@ class GitHubRepos:
     ) -> None:
         adopt_library_logs()  # importing PyGithub gave its logger a plain handler of its own
         self.owner = owner
+        self.identity = TokenIdentity(identity) if isinstance(identity, str) else identity
         self._api_url = api_url.rstrip("/")
         self._limits = limits or ApiLimits()
         retry = GithubRetry(
@@ -143,7 +151,7 @@ class GitHubRepos:
             max_rate_limit_wait=900,
         )
         self._github = Github(
-            auth=Auth.Token(token),
+            auth=self.identity.auth(),  # for an App, the current installation token each time
             base_url=self._api_url,
             per_page=PAGE_SIZE,
             timeout=30,
@@ -180,7 +188,7 @@ class GitHubRepos:
         try:
             return [_repo(item, index) for index, item in enumerate(self._listing())]
         except GithubException as exc:
-            raise _access_error(exc, self.owner) from None
+            raise _access_error(exc, self.owner, self.identity.kind) from None
         except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise GitHubUnavailable(
                 f"cannot reach the GitHub API at {self._api_url}: {type(exc).__name__}"
@@ -246,7 +254,9 @@ class GitHubRepos:
         rest = page.path[len(api.path.rstrip("/")) :]
         return rest + (f"?{page.query}" if page.query else "")
 
-    def _pages(self, path: str, parameters: dict[str, Any]) -> list[Any]:
+    def _pages(self, path: str, parameters: dict[str, Any], key: str | None = None) -> list[Any]:
+        """Every item of a paginated list; with ``key``, each page is an object whose ``key``
+        holds the page's items (``/installation/repositories``)."""
         items: list[Any] = []
         next_path: str | None = path
         params: dict[str, Any] | None = {"per_page": PAGE_SIZE} | parameters
@@ -255,6 +265,8 @@ class GitHubRepos:
                 return items
             data, next_path = self._get(next_path, params)
             params = None  # a next link carries its own query
+            if key is not None and isinstance(data, dict):
+                data = data.get(key)
             if not isinstance(data, list):
                 raise GitHubAnswerInvalid(
                     f"the GitHub API at {self._api_url} answered {path} with "
@@ -272,6 +284,9 @@ class GitHubRepos:
         name = quote(self.owner.name, safe="")
         if self.owner.kind == "orgs":
             return self._pages(f"/orgs/{name}/repos", {"type": "all"})
+        if self.identity.kind == "app":
+            # An installation token has no /user; the installation lists what it may read.
+            return self._pages("/installation/repositories", {}, key="repositories")
         me, _ = self._get("/user")
         if isinstance(me, dict) and str(me.get("login", "")).lower() == self.owner.name.lower():
             # Only the authenticated listing includes the user's private repositories.
@@ -319,9 +334,11 @@ def _repo(item: Any, index: int) -> Repo:
     )
 
 
-def _access_error(exc: GithubException, owner: Owner) -> BackupError:
+def _access_error(exc: GithubException, owner: Owner, kind: str = "token") -> BackupError:
     status = exc.status
     said = _their_words(exc)
+    if kind == "app" and status in (401, 403, 404):
+        return _app_access_error(status, said, owner)
     if status == 401:
         return GitHubAccessError(
             "GitHub rejected the token (HTTP 401): check that GITHUB_TOKEN or "
@@ -340,6 +357,25 @@ def _access_error(exc: GithubException, owner: Owner) -> BackupError:
         )
     return GitHubUnavailable(
         f"GitHub API answered HTTP {status} listing repositories of {owner}{said}"
+    )
+
+
+def _app_access_error(status: int, said: str, owner: Owner) -> BackupError:
+    what = "organisation" if owner.kind == "orgs" else "user"
+    if status == 401:
+        return GitHubAccessError(
+            f"GitHub rejected the GitHub App's installation token (HTTP 401){said}: the "
+            "installation may have been removed or suspended during the run; run again"
+        )
+    if status == 403:
+        return GitHubAccessError(
+            f"GitHub refused the GitHub App the repositories of {owner} (HTTP 403){said}: "
+            "give the App the repository permissions Metadata: read and Contents: read, and "
+            "accept the new permissions on the installation"
+        )
+    return GitHubAccessError(
+        f"{what} {owner.name!r} not found, or not visible to the GitHub App's installation "
+        "(HTTP 404): check --org/--user and that the App is installed there"
     )
 
 

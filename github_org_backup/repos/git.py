@@ -7,6 +7,10 @@ token-free clone URL). git-lfs reads the same setting. The header is added only 
 the git host that belongs to the GitHub API the user named (``GitHost``), and git follows no
 redirect, so a hostile listing or server cannot send the token elsewhere.
 
+A token that expires (a GitHub App's installation token) comes from ``GitSettings.token_source``,
+asked before each git run, so every run sends the current one; what git prints is redacted of
+every token issued so far.
+
 Bounds: curl's low-speed limit (``http.lowSpeedLimit`` bytes/s for ``http.lowSpeedTime``,
 which is --read-timeout) ends each HTTP transfer that trickles, and a deadline per repository
 (--repo-timeout) ends a fetch that keeps moving but never finishes.
@@ -21,7 +25,7 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -29,6 +33,7 @@ from urllib.parse import urlsplit
 import structlog
 
 from github_org_backup.errors import (
+    BackupError,
     GitError,
     GitMissing,
     GitTimeout,
@@ -60,7 +65,12 @@ LOW_SPEED_LIMIT_BPS = 1024
 
 @dataclass(frozen=True)
 class GitSettings:
-    """How git reaches the server: Basic credentials (token as password), CA, stall limit."""
+    """How git reaches the server: Basic credentials (token as password), CA, stall limit.
+
+    The token is ``token``, or what ``token_source`` answers at each git run (a token that is
+    renewed as it nears expiry; it may block while a new one is bought, and raise a
+    ``BackupError`` when none can be). ``secrets_source`` names every secret its owner has
+    issued so far, for redaction beside the tokens git was given."""
 
     username: str = "github-org-backup"
     token: str | None = field(default=None, repr=False)
@@ -68,6 +78,14 @@ class GitSettings:
     stall_timeout_s: float | None = None
     token_host: GitHost | None = None  # where the token may go; None: the URL's own origin
     repo_timeout_s: float | None = None  # the deadline of one repository's fetches
+    token_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
+    secrets_source: Callable[[], Iterable[str]] | None = field(
+        default=None, repr=False, compare=False
+    )
+
+    @property
+    def has_token(self) -> bool:
+        return bool(self.token) or self.token_source is not None
 
 
 @dataclass(frozen=True)
@@ -89,20 +107,41 @@ class Git:
         self.executable = found
         self.settings = settings
         self._running: set[asyncio.subprocess.Process] = set()
-        self._secrets = self._secret_strings()
+        self._given: list[str] = [settings.token] if settings.token else []  # tokens git got
+
+    def current_token(self) -> str | None:
+        """The token for the next git run: ``token_source``'s answer (which may block while
+        a new token is bought), else ``token``. A failure to get one is a ``GitError``."""
+        source = self.settings.token_source
+        if source is None:
+            return self.settings.token
+        try:
+            token = source()
+        except BackupError as exc:
+            raise GitError(f"no GitHub token for git: {exc}") from None
+        if token and token not in self._given:
+            self._given.append(token)
+        return token or None
 
     def _secret_strings(self) -> list[str]:
-        token = self.settings.token
-        if not token:
-            return []
-        return [token, self._basic(), base64.b64encode(token.encode()).decode()]
+        """Every form in which a secret could show in git's output; computed at each use, as
+        a renewed token joins the list."""
+        tokens = list(self._given)
+        if self.settings.secrets_source is not None:
+            tokens += [t for t in self.settings.secrets_source() if t and t not in tokens]
+        found = []
+        for token in tokens:
+            found += [token, self._basic(token), base64.b64encode(token.encode()).decode()]
+        # Longest first: a token inside a longer secret (the key) never leaves a piece behind.
+        return sorted(set(found), key=len, reverse=True)
 
-    def _basic(self) -> str:
-        pair = f"{self.settings.username}:{self.settings.token}".encode()
+    def _basic(self, token: str) -> str:
+        pair = f"{self.settings.username}:{token}".encode()
         return base64.b64encode(pair).decode()
 
-    def environment(self, url: str | None) -> dict[str, str]:
-        """The environment of a git run against ``url``: config entries, no prompts."""
+    def environment(self, url: str | None, token: str | None = None) -> dict[str, str]:
+        """The environment of a git run against ``url``: config entries, no prompts. The
+        token is ``token`` if given, else the current one (``current_token``)."""
         env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
         config: list[tuple[str, str]] = [
             ("credential.helper", ""),  # never ask, never store: the header is the credential
@@ -119,14 +158,18 @@ class Git:
         if self.settings.ca_file is not None:
             config.append(("http.sslCAInfo", str(self.settings.ca_file)))
         host = self.settings.token_host
-        if url and self.settings.token and (host is None or host.allows(url)):
+        if url and self.settings.has_token and (host is None or host.allows(url)):
+            token = token or self.current_token()
+        else:
+            token = None
+        if url and token:
             origin = urlsplit(url)
             # Scoped to the clone URL's origin: a redirect elsewhere, or an LFS object store on
             # another host, never receives it.
             config.append(
                 (
                     f"http.{origin.scheme}://{origin.netloc}/.extraHeader",
-                    f"Authorization: Basic {self._basic()}",
+                    f"Authorization: Basic {self._basic(token)}",
                 )
             )
         env |= {
@@ -140,9 +183,19 @@ class Git:
         return env
 
     def redact(self, text: str) -> str:
-        for secret in self._secrets:
+        for secret in self._secret_strings():
             text = text.replace(secret, "<redacted>")
         return text
+
+    async def _token_for(self, url: str | None) -> str | None:
+        """The token a run against ``url`` sends, asked off the event loop when it may have to
+        be bought (the other runs go on meanwhile)."""
+        host = self.settings.token_host
+        if not url or not self.settings.has_token or (host is not None and not host.allows(url)):
+            return None
+        if self.settings.token_source is None:
+            return self.settings.token
+        return await asyncio.to_thread(self.current_token)
 
     async def run(
         self,
@@ -155,12 +208,13 @@ class Git:
     ) -> tuple[int, str]:
         """Run ``git ARGS``; (exit status, stdout). Raises GitError outside ``ok``."""
         argv = [self.executable, *(["--git-dir", str(git_dir)] if git_dir else []), *args]
+        env = self.environment(url, await self._token_for(url))
         process = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE if stdin is not None else asyncio.subprocess.DEVNULL,
             stdout=asyncio.subprocess.PIPE,
             stderr=asyncio.subprocess.PIPE,
-            env=self.environment(url),
+            env=env,
             start_new_session=True,  # its own process group: abort() reaches git's helpers too
         )
         self._running.add(process)
@@ -373,7 +427,10 @@ def _failure(command: str, stderr: str, code: int) -> GitError:
     if command != "lfs" and "not found" in message and "epository" in message:
         return RepositoryNotFound(f"git {command}: {message}")
     if "could not read Username" in message or "Authentication failed" in message:
-        message += " (the server refused the token: check GITHUB_TOKEN and its repo scope)"
+        message += (
+            " (the server refused the token: check GITHUB_TOKEN and its repo scope, or the "
+            "GitHub App's Contents: read permission and its access to this repository)"
+        )
     return GitError(f"git {command}: {message}")
 
 

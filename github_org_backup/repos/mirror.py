@@ -23,6 +23,7 @@ from github_org_backup.repos.git import Git, GitSettings
 from github_org_backup.repos.host import GitHost
 
 if TYPE_CHECKING:
+    from github_org_backup.github.identity import Identity
     from github_org_backup.github.repos import Repo, RepoFilter
 
 log = structlog.get_logger("github_org_backup.github.repos")
@@ -31,7 +32,7 @@ log = structlog.get_logger("github_org_backup.github.repos")
 @dataclass(frozen=True)
 class ReposConfig:
     owner: Owner
-    token: str = field(repr=False)
+    identity: Identity = field(repr=False)  # a token, or a GitHub App's renewed tokens
     username: str
     api_url: str
     dest: Path
@@ -41,6 +42,12 @@ class ReposConfig:
     lfs: bool
     concurrency: int
     git: GitSettings = field(repr=False)
+
+    @property
+    def token(self) -> str:
+        """The current token: for a GitHub App, the installation token now (renewed when near
+        expiry). Code that outlives one token asks ``identity`` at each use instead."""
+        return self.identity.git_token()
 
     @property
     def git_host(self) -> GitHost:

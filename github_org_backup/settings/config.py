@@ -12,6 +12,7 @@ import os
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from github_org_backup.errors import InvalidReference, UsageError
@@ -23,6 +24,9 @@ from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags, variables
 from github_org_backup.settings.declare import from_env, resolve
 from github_org_backup.stores.registry.credentials import ENVIRONMENT, Credentials
+
+if TYPE_CHECKING:
+    from github_org_backup.github.identity import Identity
 
 
 @dataclass(frozen=True)
@@ -155,9 +159,20 @@ TOKEN_FOR_REPOS = (  # words for messages, not a token
 )
 
 
-def read_token(path: str | None, env: Mapping[str, str], *, kind: str) -> str:
+APP_VARIABLES = (
+    variables.GITHUB_APP_ID,
+    variables.GITHUB_APP_PRIVATE_KEY_FILE,
+    variables.GITHUB_APP_INSTALLATION_ID,
+)
+_MAX_KEY_BYTES = 64 * 1024  # a 4096-bit RSA key in PEM is about 3.3 KiB
+
+
+def read_token(
+    path: str | None, env: Mapping[str, str], *, kind: str, app_instead: bool = False
+) -> str:
     """The GitHub token: from the file at ``path`` if given, else GITHUB_TOKEN. ``kind`` says,
-    in a usage error, which token the command needs (TOKEN_FOR_PACKAGES, TOKEN_FOR_REPOS)."""
+    in a usage error, which token the command needs (TOKEN_FOR_PACKAGES, TOKEN_FOR_REPOS);
+    ``app_instead``, that a GitHub App would do as well."""
     if path:
         try:
             token = Path(path).read_text().strip()
@@ -173,11 +188,108 @@ def read_token(path: str | None, env: Mapping[str, str], *, kind: str) -> str:
             )
     else:
         token = from_env(variables.GITHUB_TOKEN, env) or ""
-    if not token:
+    if token:
+        return str(token)
+    if app_instead:
         raise UsageError(
-            f"no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH ({kind})"
+            f"no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH ({kind}), "
+            "or use a GitHub App: GITHUB_APP_ID and GITHUB_APP_PRIVATE_KEY_FILE"
         )
-    return str(token)
+    set_for_app = _app_variables_set(env)
+    if set_for_app:
+        raise UsageError(
+            f"no GitHub token: {' and '.join(set_for_app)} "
+            f"{'is' if len(set_for_app) == 1 else 'are'} set, but GitHub's packages API does "
+            "not accept a GitHub App's tokens: this command needs GITHUB_TOKEN or "
+            f"--github-token-file PATH ({kind}); the App serves the repos command"
+        )
+    raise UsageError(f"no GitHub token: set GITHUB_TOKEN or pass --github-token-file PATH ({kind})")
+
+
+def _app_variables_set(env: Mapping[str, str]) -> list[str]:
+    return [o.env for o in APP_VARIABLES if o.env and env.get(o.env, "").strip()]
+
+
+def identity_from(args: argparse.Namespace, env: Mapping[str, str] = os.environ) -> Identity:
+    """Who `repos` is to GitHub: a token (GITHUB_TOKEN or --github-token-file) or a GitHub
+    App (GITHUB_APP_ID, GITHUB_APP_PRIVATE_KEY_FILE, GITHUB_APP_INSTALLATION_ID), never both.
+    The key is read and checked here; the installation is asked for at the first request."""
+    from github_org_backup.github.identity import AppIdentity, TokenIdentity
+
+    token_file = getattr(args, "github_token_file", None)
+    set_for_app = _app_variables_set(env)
+    if not set_for_app:
+        return TokenIdentity(read_token(token_file, env, kind=TOKEN_FOR_REPOS, app_instead=True))
+    given_by = "--github-token-file" if token_file else None
+    if given_by is None and from_env(variables.GITHUB_TOKEN, env):
+        given_by = "GITHUB_TOKEN"
+    if given_by:
+        raise UsageError(
+            f"both {given_by} and a GitHub App ({', '.join(set_for_app)}) are set: set "
+            "one, a token or the App (GITHUB_APP_ID with GITHUB_APP_PRIVATE_KEY_FILE)"
+        )
+    app_id = from_env(variables.GITHUB_APP_ID, env)
+    key_file = from_env(variables.GITHUB_APP_PRIVATE_KEY_FILE, env)
+    if app_id is None or key_file is None:
+        missing = "GITHUB_APP_ID" if app_id is None else "GITHUB_APP_PRIVATE_KEY_FILE"
+        raise UsageError(
+            f"{', '.join(set_for_app)} set without {missing}: a GitHub App needs its App ID "
+            "(GITHUB_APP_ID) and one of its private keys (GITHUB_APP_PRIVATE_KEY_FILE)"
+        )
+    return AppIdentity(
+        app_id,
+        read_private_key(str(key_file)),
+        from_env(variables.GITHUB_APP_INSTALLATION_ID, env),
+        api_url_from(args, env),
+        owner_from(args, env),
+    )
+
+
+def read_private_key(path: str) -> str:
+    """The PEM text of the RSA private key in the file at ``path``. A usage error says what
+    is wrong with the file and never shows what it holds."""
+    what = f"GITHUB_APP_PRIVATE_KEY_FILE {path}"
+    try:
+        with Path(path).open("rb") as file:
+            data = file.read(_MAX_KEY_BYTES + 1)
+    except FileNotFoundError:
+        raise UsageError(
+            f"{what}: no such file: save there the private key (.pem) generated on the App's "
+            "settings page"
+        ) from None
+    except IsADirectoryError:
+        raise UsageError(f"{what} is a directory: name the .pem file of the App's key") from None
+    except OSError as exc:
+        raise UsageError(f"cannot read {what}: {exc.strerror}") from None
+    if not data.strip():
+        raise UsageError(f"{what} is empty: save the App's private key (.pem) into it")
+    if len(data) > _MAX_KEY_BYTES or b"-----BEGIN " not in data:
+        raise UsageError(
+            f"{what} is not a PEM file: it should hold the App's private key as GitHub gives "
+            "it, from -----BEGIN RSA PRIVATE KEY----- to the END line"
+        )
+    from cryptography.exceptions import UnsupportedAlgorithm
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.hazmat.primitives.serialization import load_pem_private_key
+
+    try:
+        key = load_pem_private_key(data, password=None)
+    except TypeError:  # it asks for a password
+        raise UsageError(
+            f"{what} holds an encrypted key: give the key as GitHub generated it, unencrypted "
+            "(and keep the file readable only by the job)"
+        ) from None
+    except (ValueError, UnsupportedAlgorithm):
+        raise UsageError(
+            f"{what} holds no readable PEM private key: save the .pem file GitHub gave when the "
+            "key was generated, unchanged"
+        ) from None
+    if not isinstance(key, rsa.RSAPrivateKey):
+        raise UsageError(
+            f"{what} holds a private key that is not RSA: a GitHub App's keys are RSA (the "
+            ".pem file generated on the App's settings page)"
+        )
+    return data.decode("ascii", errors="replace").strip() + "\n"
 
 
 def shard_texts(args: argparse.Namespace, env: Mapping[str, str]) -> tuple[str | None, str | None]:

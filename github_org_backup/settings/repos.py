@@ -20,10 +20,9 @@ from github_org_backup.settings import command_flags as own
 from github_org_backup.settings import flags, variables
 from github_org_backup.settings.command_flags import DEFAULT_REPOS_DEST
 from github_org_backup.settings.config import (
-    TOKEN_FOR_REPOS,
     api_url_from,
+    identity_from,
     owner_from,
-    read_token,
     username_from,
 )
 from github_org_backup.settings.declare import Option, from_env, given, resolve
@@ -71,12 +70,13 @@ def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.envi
     from github_org_backup.github.repos import RepoFilter  # PyGithub is heavy: only repos needs it
 
     owner = owner_from(args, env)
-    token = read_token(args.github_token_file, env, kind=TOKEN_FOR_REPOS)
-    username = username_from(env)
+    identity = identity_from(args, env)  # a token, or a GitHub App (never both)
+    username = identity.git_username(username_from(env))
     api_url = api_url_from(args, env)
+    renewed = identity.kind == "app"  # an App's token expires: each git run asks for it
     return ReposConfig(
         owner=owner,
-        token=token,
+        identity=identity,
         username=username,
         api_url=api_url,
         dest=_dest(resolve(own.REPOS_DEST, args, env)),
@@ -91,11 +91,13 @@ def load_repos_config(args: argparse.Namespace, env: Mapping[str, str] = os.envi
         concurrency=resolve(own.REPOS_CONCURRENCY, args, env),
         git=GitSettings(
             username,
-            token,
+            None if renewed else identity.git_token(),
             resolve(own.REPOS_CA_FILE, args, env),
             resolve(own.REPOS_READ_TIMEOUT, args, env),
             token_host=GitHost.for_api(api_url),
             repo_timeout_s=resolve(own.REPO_TIMEOUT, args, env),
+            token_source=identity.git_token if renewed else None,
+            secrets_source=identity.secrets,
         ),
     )
 

@@ -43,11 +43,46 @@ GITHUB_TOKEN = Option(
         ("registry", "unless --github-token-file: a classic PAT with read:packages"),
         (
             "repos",
-            "unless --github-token-file: a classic PAT with the repo scope, or a fine-grained "
-            "token with Contents: read; git gets it in its environment only",
+            "unless --github-token-file or a GitHub App (GITHUB_APP_ID): a classic PAT with the "
+            "repo scope, or a fine-grained token with Contents: read; git gets it in its "
+            "environment only",
         ),
         ("verify", "with --repos, each mirror's refs are compared with the source's when set"),
     ),
+)
+
+# A GitHub App, for repos only: GitHub's packages API takes no App token, so registry keeps
+# GITHUB_TOKEN (a classic PAT) and ignores these.
+APP_ID_RANGE = (1, 2**63 - 1)
+
+GITHUB_APP_ID = Option(
+    (),
+    "the App ID of a GitHub App installed on the owner, instead of GITHUB_TOKEN: with "
+    "GITHUB_APP_PRIVATE_KEY_FILE, the run buys installation tokens and renews them as they "
+    "expire (docs/github-app.md)",
+    frozenset({"repos"}),
+    ENVIRONMENT,
+    env="GITHUB_APP_ID",
+    parse=values.whole_number(*APP_ID_RANGE),
+)
+
+GITHUB_APP_PRIVATE_KEY_FILE = Option(
+    (),
+    "with GITHUB_APP_ID: the file holding one of the App's private keys (PEM, RSA), read at "
+    "the start; the path is no secret, the file is",
+    frozenset({"repos"}),
+    ENVIRONMENT,
+    env="GITHUB_APP_PRIVATE_KEY_FILE",
+)
+
+GITHUB_APP_INSTALLATION_ID = Option(
+    (),
+    "with GITHUB_APP_ID: the App's installation on the owner; unset, it is found with the "
+    "App's JWT (GET /orgs/ORG/installation, or /users/USER/installation)",
+    frozenset({"repos"}),
+    ENVIRONMENT,
+    env="GITHUB_APP_INSTALLATION_ID",
+    parse=values.whole_number(*APP_ID_RANGE),
 )
 
 GITHUB_USERNAME = Option(
@@ -55,6 +90,7 @@ GITHUB_USERNAME = Option(
     "username sent with the token to the source registry or the git server",
     GITHUB | {"verify"},
     ENVIRONMENT,
+    asides=(("repos", "not used with a GitHub App: git then sends x-access-token"),),
     env="GITHUB_USERNAME",
     default="github-org-backup",
 )
@@ -136,6 +172,9 @@ VARIABLES = (
     STEP_SUMMARY,
     GITHUB_API_URL_VARIABLE,
     GITHUB_TOKEN,
+    GITHUB_APP_ID,
+    GITHUB_APP_PRIVATE_KEY_FILE,
+    GITHUB_APP_INSTALLATION_ID,
     GITHUB_USERNAME,
     GITHUB_API_RETRIES,
     GITHUB_API_MAX_PAGE_BYTES,
