@@ -11,7 +11,9 @@ import json
 import os
 import re
 import secrets
+import signal
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -459,3 +461,37 @@ def test_counts_reach_the_metrics_the_job_summary_and_the_progress_lines(world: 
         if '"progress"' in line
     ]
     assert progress and "metadata_documents_written" in progress[-1], progress
+
+
+def test_sigterm_mid_metadata_commits_what_was_read_and_the_next_run_completes(
+    world: World,
+) -> None:
+    """SIGTERM while the metadata is being read: exit 143 with the report written, what was
+    read is committed (no half-written tree), and the next run backs up the rest."""
+    for name in ("a", "b", "c"):
+        world.repo(name)
+        world.github.populate(f"{ORG}/{name}", issues=30, comments_per_issue=1, pulls=5)
+    world.github.delay_s = 0.05
+    env = {"GITHUB_TOKEN": world.token, "GITHUB_API_URL": world.github.url}
+    process = subprocess.Popen(
+        [*COMMAND, *world.args("--metadata")],
+        env=cli_env(world.tmp, env),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and not list(world.store.glob("repos/a/issues/*.json")):
+        time.sleep(0.05)
+    process.send_signal(signal.SIGTERM)
+    _, err = process.communicate(timeout=60)
+    assert process.returncode == 143, err[-3000:]
+    assert b"Traceback" not in err
+    assert world.report()["summary"]["interrupted"] is True
+    assert world.git("status", "--porcelain") == ""
+    assert not (world.store / ".git" / "github-org-backup" / "state.json").exists()
+
+    world.github.delay_s = 0
+    assert world.run("--metadata").returncode == 0
+    for name in ("a", "b", "c"):
+        assert len(list((world.store / "repos" / name / "issues").glob("*.json"))) == 35

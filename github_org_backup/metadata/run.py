@@ -12,6 +12,8 @@ never a change missed.
 from __future__ import annotations
 
 import asyncio
+import functools
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -42,6 +44,7 @@ log = structlog.get_logger("github_org_backup.metadata")
 # GitHub allows 900 points a minute of GET requests per endpoint; paced a little under it.
 REQUEST_INTERVAL_S = 60 / 850
 STATE_VERSION = 1
+_WRITER_WAIT_S = 90.0  # a request's longest life: its timeout, and a page read's deadline
 
 
 @dataclass(frozen=True)
@@ -81,6 +84,9 @@ class MetadataBackup:
         self._downloader = Downloader(job.api_url)
         self.runner = PartRunner(MetadataReader(self._client), self.store, self.tally)
         self.stopping = False
+        # Held by the worker thread while it writes documents: a stop abandons the call, and
+        # the commit must wait until the thread reaches its next request and ends there.
+        self._writing = threading.Lock()
 
     def stop(self) -> None:
         self.stopping = True
@@ -111,11 +117,14 @@ class MetadataBackup:
             for name in repositories:
                 if kinds:
                     backup = RepositoryBackup(self.runner, self._downloader, job.owner.name, name)
-                    await self._client.call(backup.run, kinds, _section(repos_state, name), held)
+                    part = functools.partial(backup.run, kinds, _section(repos_state, name), held)
+                    await self._client.call(self._locked, part)
                 self.tally.repositories_done += 1
             if Kind.ORG in job.selection and job.owner.kind == "orgs":
                 org = OrganisationBackup(self.runner, job.owner.name)
-                await self._client.call(org.run, _section(state, "org"))
+                await self._client.call(
+                    self._locked, functools.partial(org.run, _section(state, "org"))
+                )
         except DiscoveryStopped:
             log.warning("metadata_stopped", repositories_done=self.tally.repositories_done)
         commit = await asyncio.to_thread(self._commit)
@@ -130,7 +139,20 @@ class MetadataBackup:
         log.info("metadata_finished", **counts.to_json())
         return MetadataReport(counts, tuple(self.runner.outcomes))
 
+    def _locked(self, work: Callable[[], None]) -> None:
+        with self._writing:
+            work()
+
     def _commit(self) -> str | None:
+        if not self._writing.acquire(timeout=_WRITER_WAIT_S):
+            log.error("metadata_not_committed", reason="a request outlived the stop")
+            return None
+        try:
+            return self._commit_now()
+        finally:
+            self._writing.release()
+
+    def _commit_now(self) -> str | None:
         stamp = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
         done = self.tally
         message = (
