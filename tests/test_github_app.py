@@ -488,6 +488,70 @@ def test_pygithub_debug_log_never_shows_a_minted_token(
     assert not [r for r in records for jwt in _sent(stand_in, "bearer") if jwt in r]
 
 
+@dataclass
+class UserInstallStandIn(GitHubOrgStandIn):
+    """The stand-in with the App installed on a user: ``/users/{user}/installation`` (JWT)
+    and ``/installation/repositories`` (installation token), in GitHub's shapes."""
+
+    def _answer(
+        self, method: str, raw: str, headers: dict[str, str], body: bytes
+    ) -> tuple[int, bytes, dict[str, str]]:
+        path = raw.partition("?")[0].strip("/").split("/")
+        scheme, _, credential = headers.get("Authorization", "").partition(" ")
+        if len(path) == 3 and path[0] == "users" and path[2] == "installation":
+            with self._lock:
+                self.calls.append(f"{method} {raw}")
+                if scheme.lower() != "bearer" or self._check_jwt(credential):
+                    return 401, b'{"message": "A JSON web token could not be decoded"}', {}
+                if path[1] not in self.users:
+                    return 404, b'{"message": "Not Found"}', {}
+                found = self._installation_json(None) | {"target_type": "User"}
+                return 200, json.dumps(found).encode(), {}
+        if path == ["installation", "repositories"]:
+            with self._lock:
+                self.calls.append(f"{method} {raw}")
+                self.received.append((raw, headers))
+                if not self._token_valid(credential):
+                    return 401, b'{"message": "Bad credentials"}', {}
+                repos = [self._json(o, r) for o in self.users for r in self.owners.get(o, [])]
+                page = {"total_count": len(repos), "repositories": repos}
+                return 200, json.dumps(page).encode(), {}
+        return super()._answer(method, raw, headers, body)
+
+
+def test_an_app_installed_on_a_user_lists_what_the_installation_may_read(
+    keys: tuple[bytes, bytes],
+) -> None:
+    """--user with an App: the installation is found at /users/USER/installation and the
+    repositories, private ones too, come from /installation/repositories (an installation
+    token has no /user)."""
+    from tests.harness.github_repos import StandInRepo
+
+    with UserInstallStandIn(
+        "http://127.0.0.1:9", app_id=APP_ID, app_public_key_pem=keys[1], users={"alice"}
+    ) as stand_in:
+        stand_in.owners["alice"] = [StandInRepo("notes"), StandInRepo("site", visibility="public")]
+        identity = AppIdentity(
+            APP_ID, keys[0].decode(), None, stand_in.url, Owner("users", "alice"), retries=0
+        )
+        github = GitHubRepos(Owner("users", "alice"), identity, stand_in.url, retries=0)
+        try:
+            listed = asyncio.run(github.repositories())
+        finally:
+            github.close()
+            identity.close()
+    assert [(r.full_name, r.visibility) for r in listed] == [
+        ("alice/notes", "private"),
+        ("alice/site", "public"),
+    ]
+    paths = [c.split("?")[0] for c in stand_in.calls]
+    assert paths == [
+        "GET /users/alice/installation",
+        f"POST /app/installations/{INSTALLATION}/access_tokens",
+        "GET /installation/repositories",
+    ]
+
+
 def test_the_identity_protocol_is_met_by_both_kinds(key_file: Path) -> None:
     identities: list[Identity] = [
         TokenIdentity("ghp_x"),
