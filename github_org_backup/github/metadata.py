@@ -115,7 +115,7 @@ class MetadataReader:
 
     def _pages_from(self, first: Answer, path: str, key: str | None) -> tuple[list[Any], int]:
         """The items of ``first`` and of every page linked after it."""
-        items = self._items(first, path, key)
+        items = list(self._items(first, path, key))
         last, pages, answer = len(items), 1, first
         while answer.next_path is not None:
             if pages >= self._max_pages:
@@ -146,7 +146,7 @@ class MetadataReader:
         first_path = with_query(path, params | {"per_page": str(PAGE_SIZE)})
         tags: list[PageTag] = []
         answer = self.client.get_json(first_path, None)
-        items = self._items(answer, first_path, key)
+        items = list(self._items(answer, first_path, key))
         tags.append(PageTag(first_path, answer.etag))
         last = len(items)
         while answer.next_path is not None:

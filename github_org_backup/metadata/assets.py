@@ -28,6 +28,8 @@ from github_org_backup.errors import AssetMismatch, GitHubAnswerInvalid, GitHubU
 OCTET_STREAM = "application/octet-stream"
 _CHUNK = 1024 * 1024
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
+# GitHub keeps release assets under 2 GiB each: a larger size is not GitHub's to give.
+MAX_ASSET_BYTES = 2 * 1024**3
 # A download slower than this on average, after its first minute, is abandoned.
 _MIN_AVERAGE_BPS = 64 * 1024
 
@@ -52,6 +54,8 @@ class Asset:
             return "an asset has no numeric id"
         if not isinstance(size, int) or isinstance(size, bool) or size < 0:
             return f"asset {ident} has no size"
+        if size > MAX_ASSET_BYTES:
+            return f"asset {ident} says it has {size} bytes, more than GitHub keeps (2 GiB)"
         digest = item.get("digest")
         found = _DIGEST.fullmatch(digest) if isinstance(digest, str) else None
         if digest is not None and found is None:

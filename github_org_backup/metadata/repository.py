@@ -175,7 +175,12 @@ class RepositoryBackup:
                 continue
             kept.add(str(ident))
             self._put(part, "releases", ident, release)
-            for entry in release.get("assets") or []:
+            entries = release.get("assets") or []
+            if not isinstance(entries, list):
+                self.runner.failed(self.full_name, "assets", f"release {ident}: assets not a list")
+                failures += 1
+                continue
+            for entry in entries:
                 asset = Asset.from_api(entry)
                 if isinstance(asset, str):
                     self.runner.failed(self.full_name, "assets", f"release {ident}: {asset}")

@@ -46,7 +46,8 @@ _MAX_STATE_VALUES = 50_000_000
 
 def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
     for part in parts:
-        if not _PART.fullmatch(part) or part in (".", "..") or part.startswith(".git"):
+        # git ignores any folder named .git in a work tree (.github is a common repository).
+        if not _PART.fullmatch(part) or part in (".", "..") or part.lower() == ".git":
             raise MetadataStoreError(f"refused to write {'/'.join(parts)!r}: not a store path")
     return parts
 
