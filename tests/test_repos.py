@@ -535,7 +535,13 @@ def test_verify_repos_runs_fsck_and_compares_with_the_source(world: World) -> No
     ok = run_cli(verify, world.tmp, env=world.env())
     assert ok.returncode == 0, ok.stdout + ok.stderr
     summary = json.loads((world.tmp / "v.json").read_text())["summary"]
-    assert summary == {"mirrors": 2, "problems": 0, "deep": False, "compared_with_source": True}
+    assert summary == {
+        "mirrors": 2,
+        "metadata_stores": 0,
+        "problems": 0,
+        "deep": False,
+        "compared_with_source": True,
+    }
 
     ahead = world.server.commit(ORG, "app", "main", {"n": "n"}, "newer")
     stale = run_cli(verify, world.tmp, env=world.env())
