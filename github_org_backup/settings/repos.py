@@ -11,6 +11,7 @@ from pathlib import Path
 
 from github_org_backup.errors import UsageError
 from github_org_backup.github.http import GitHubSettings
+from github_org_backup.metadata.kinds import Selection
 from github_org_backup.plan.policy import PackageFilter
 from github_org_backup.repos.git import GitSettings
 from github_org_backup.repos.host import GitHost
@@ -41,8 +42,9 @@ class ReposOptions:
     output: Output
     run: RunControl
     config: ReposConfig
-    github: GitHubSettings  # for the repository listing
+    github: GitHubSettings  # for the repository listing and the metadata
     allow_empty: bool = False
+    metadata: Selection = Selection()  # what of GitHub's metadata to back up (--metadata)
 
 
 @dataclass(frozen=True)
@@ -109,6 +111,7 @@ def repos_options(args: argparse.Namespace, env: Mapping[str, str] = os.environ)
         load_repos_config(args, env),
         github_settings(args.command, env),
         allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
+        metadata=Selection.parse(resolve(own.METADATA, args, env)),
     )
 
 
