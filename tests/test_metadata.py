@@ -224,18 +224,33 @@ def test_edits_and_deletions_keep_every_old_state_in_the_history(world: World) -
 
 
 def test_disabled_issues_are_absent_not_failed(world: World) -> None:
-    """GitHub answers 410 "Issues are disabled for this repo": the repository has no issues,
-    and the run succeeds."""
+    """A repository listed with has_issues false is not asked for its issues; one whose
+    listing says nothing gets GitHub's 410 "Issues are disabled for this repo". Both are
+    absent, not failed, and the run succeeds."""
     world.repo("quiet")
-    world.github.populate(f"{ORG}/quiet", releases=1)
-    world.github.add_repo_metadata(f"{ORG}/quiet", issues_enabled=False)
+    world.repo("mute")
+    for name in ("quiet", "mute"):
+        world.github.populate(f"{ORG}/{name}", releases=1)
+        world.github.add_repo_metadata(f"{ORG}/{name}", issues_enabled=False)
+    listing = world.github._json
+
+    def unsaid(owner: str, repo: Any) -> dict[str, object]:
+        answer = listing(owner, repo)
+        if repo.name == "mute":
+            del answer["has_issues"]
+        return answer
+
+    world.github._json = unsaid  # type: ignore[method-assign]
     result = world.run("--metadata=issues,releases")
+
     assert result.returncode == 0, result.stderr[-3000:]
-    parts = world.report()["metadata"]
-    assert {"scope": f"{ORG}/quiet", "kind": "issues", "status": "absent"}.items() <= next(
-        p for p in parts if p["kind"] == "issues"
-    ).items()
+    parts = {(p["scope"], p["kind"]): p["status"] for p in world.report()["metadata"]}
+    assert parts[(f"{ORG}/quiet", "issues")] == "absent"
+    assert parts[(f"{ORG}/mute", "issues")] == "absent"
+    assert not any(p.startswith(f"/repos/{ORG}/quiet/issues") for p in world.github.requests)
+    assert any(p.startswith(f"/repos/{ORG}/mute/issues") for p in world.github.requests)
     assert not (world.store / "repos" / "quiet" / "issues").exists()
+    assert (world.store / "repos" / "quiet" / "releases").is_dir()
     assert not (world.store / "org").exists()
 
 

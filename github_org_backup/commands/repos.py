@@ -126,7 +126,7 @@ async def run_repos(options: ReposOptions) -> int:
 
     try:
         results, metadata_report = await life.supervise(
-            _mirror_and_back_up(mirrorer, targets, metadata, [r.name for r in wanted]),
+            _mirror_and_back_up(mirrorer, targets, metadata, wanted),
             stop=stop,
             abort=abort,
             progress=lambda: _show_progress(stats, options.output, options.run, tally),
@@ -177,12 +177,12 @@ async def _mirror_and_back_up(
     mirrorer: RepoMirrorer,
     targets: list[Target],
     metadata: MetadataBackup | None,
-    names: list[str],
+    repositories: list[Repo],
 ) -> tuple[list[RepoOutcome], MetadataReport | None]:
     """The mirrors, and beside them the metadata: git and the API's requests overlap."""
     if metadata is None:
         return await mirrorer.run(targets), None
-    mirrored, backed_up = await asyncio.gather(mirrorer.run(targets), metadata.run(names))
+    mirrored, backed_up = await asyncio.gather(mirrorer.run(targets), metadata.run(repositories))
     return mirrored, backed_up
 
 

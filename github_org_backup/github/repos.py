@@ -82,6 +82,7 @@ class Repo:
     archived: bool = False
     visibility: str = "private"
     has_wiki: bool = False
+    has_issues: bool = True  # GitHub answers 410 for the issues of one that has none
     default_branch: str | None = None
     unusable: str | None = None  # why the listing's entry cannot be mirrored at all
 
@@ -330,6 +331,7 @@ def _repo(item: Any, index: int) -> Repo:
         archived=item.get("archived") is True,
         visibility=visibility,
         has_wiki=item.get("has_wiki") is True,
+        has_issues=item.get("has_issues") is not False,
         default_branch=branch if isinstance(branch, str) and branch else None,
     )
 

@@ -136,6 +136,13 @@ class PartRunner:
             part.wrote(*where)
         return listing.items
 
+    def absent(self, scope: str, kind: str, state: dict[str, Any]) -> None:
+        """A kind the repository does not have (its issues disabled)."""
+        state[kind] = {}
+        outcome = PartOutcome(scope, kind, "absent")
+        self.tally.add(outcome)
+        self.outcomes.append(outcome)
+
     def failed(self, scope: str, kind: str, error: str) -> None:
         log.error("metadata_failed", scope=scope, kind=kind, error=error)
         outcome = PartOutcome(scope, kind, "failed", 0, error)

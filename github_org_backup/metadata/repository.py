@@ -15,7 +15,7 @@ in the tree, and an edited one keeps its earlier text in the store's history.
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import structlog
@@ -25,6 +25,9 @@ from github_org_backup.github.metadata import Changes
 from github_org_backup.metadata.assets import OCTET_STREAM, Asset, Downloader
 from github_org_backup.metadata.kinds import Kind
 from github_org_backup.metadata.parts import Part, PartRunner, number, number_in
+
+if TYPE_CHECKING:
+    from github_org_backup.github.repos import Repo
 
 log = structlog.get_logger("github_org_backup.metadata")
 
@@ -42,20 +45,23 @@ def _by_id(old: list[Any], changed: list[Any]) -> list[Any]:
 class RepositoryBackup:
     """The metadata of one repository, read with the run's reader into its store folder."""
 
-    def __init__(self, runner: PartRunner, downloader: Downloader, owner: str, name: str) -> None:
+    def __init__(self, runner: PartRunner, downloader: Downloader, repo: Repo) -> None:
         self.runner = runner
         self.reader = runner.reader
         self.store = runner.store
         self.downloader = downloader
-        self.full_name = f"{owner}/{name}"
-        self.name = name
-        self.api_path = f"/repos/{quote(owner, safe='')}/{quote(name, safe='')}"
+        self.full_name = repo.full_name
+        self.name = repo.name
+        self.has_issues = repo.has_issues
+        self.api_path = f"/repos/{quote(repo.owner, safe='')}/{quote(repo.name, safe='')}"
 
     def run(self, kinds: tuple[Kind, ...], state: dict[str, Any], held: dict[str, Any]) -> None:
         run = self.runner.run
         scope = self.full_name
         for kind in kinds:
-            if kind is Kind.ISSUES:
+            if kind is Kind.ISSUES and not self.has_issues:
+                self.runner.absent(scope, "issues", state)  # asked, GitHub would answer 410
+            elif kind is Kind.ISSUES:
                 run(scope, "issues", state, self._issues, absent_on=(_GONE,))
             elif kind is Kind.PULLS:
                 run(scope, "pulls", state, self._pulls)

@@ -39,6 +39,8 @@ from github_org_backup.output.metadata_report import MetadataReport, MetadataTal
 if TYPE_CHECKING:
     from github import Auth
 
+    from github_org_backup.github.repos import Repo
+
 log = structlog.get_logger("github_org_backup.metadata")
 
 # GitHub allows 900 points a minute of GET requests per endpoint; paced a little under it.
@@ -96,9 +98,9 @@ class MetadataBackup:
         self._client.close()
         self._downloader.close()
 
-    async def run(self, repositories: list[str]) -> MetadataReport:
-        """Back up ``repositories`` (names of the owner's repositories) and, for an
-        organisation, its configuration; commit; the report."""
+    async def run(self, repositories: list[Repo]) -> MetadataReport:
+        """Back up ``repositories`` (the owner's, as listed) and, for an organisation, its
+        configuration; commit; the report."""
         job = self.job
         try:
             await asyncio.to_thread(self.store.open)
@@ -114,10 +116,11 @@ class MetadataBackup:
         kinds = job.selection.repository_kinds
         self.tally.repositories_total = len(repositories)
         try:
-            for name in repositories:
+            for repo in repositories:
                 if kinds:
-                    backup = RepositoryBackup(self.runner, self._downloader, job.owner.name, name)
-                    part = functools.partial(backup.run, kinds, _section(repos_state, name), held)
+                    backup = RepositoryBackup(self.runner, self._downloader, repo)
+                    state_of = _section(repos_state, repo.name)
+                    part = functools.partial(backup.run, kinds, state_of, held)
                     await self._client.call(self._locked, part)
                 self.tally.repositories_done += 1
             if Kind.ORG in job.selection and job.owner.kind == "orgs":

@@ -6,7 +6,7 @@ from __future__ import annotations
 import argparse
 import os
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from github_org_backup.errors import UsageError
@@ -44,7 +44,7 @@ class ReposOptions:
     config: ReposConfig
     github: GitHubSettings  # for the repository listing and the metadata
     allow_empty: bool = False
-    metadata: Selection = Selection()  # what of GitHub's metadata to back up (--metadata)
+    metadata: Selection = field(default_factory=Selection)  # the kinds --metadata backs up
 
 
 @dataclass(frozen=True)
