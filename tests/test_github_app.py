@@ -885,3 +885,54 @@ def test_the_app_workflow_lints_clean_and_keeps_the_key_in_a_private_file() -> N
     assert steps.index(write) < steps.index(backup) < steps.index(remove)
     for step in steps:
         assert "${{" not in step.get("run", ""), step
+
+
+@pytest.mark.integration
+def test_metadata_with_only_an_app_backs_up_and_shows_no_secret(world: AppWorld) -> None:
+    """repos --metadata as the App: issues, releases with their assets and the org's teams
+    are read with installation tokens; the storage host gets none; no secret is anywhere."""
+    world.add("app")
+    world.github.populate(f"{ORG}/app", issues=5, pulls=1, releases=1)
+    world.github.team(ORG, "ops", members=("alice",), repos={f"{ORG}/app": "maintain"})
+
+    result = world.run("--metadata", "--log-level", "debug")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    store = world.dest / ORG / "metadata"
+    assert len(list((store / "repos" / "app" / "issues").glob("*.json"))) == 6
+    assert list((world.dest / ORG / "assets" / "sha256").iterdir())
+    assert list((store / "org" / "teams").glob("*.json"))
+    metadata = [h for p, h in world.github.received if p.startswith(f"/repos/{ORG}/app/")]
+    assert metadata and all(h["Authorization"].startswith("token ghs_") for h in metadata)
+    assert world.github.storage_received
+    assert all("Authorization" not in h for _, h in world.github.storage_received)
+    assert world.leaks(result) == []
+
+
+@pytest.mark.integration
+def test_a_metadata_run_that_outlives_its_first_token_renews_it_for_the_api(
+    world: AppWorld,
+) -> None:
+    """A 22 s token and a --metadata run of about 30 s, each API answer slowed: the API's
+    requests after the first token's end carry a later one, and none is refused."""
+    world.github.token_life_s = 22
+    world.github.delay_s = 0.15
+    names = [f"repo{i}" for i in range(8)]
+    world.add(*names)
+    for name in names:
+        world.github.populate(f"{ORG}/{name}", issues=3, pulls=12, reviews_per_pull=1)
+
+    result = world.run("--metadata=issues,pulls")
+
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert len(world.github.minted) > 1, world.github.minted
+    first = world.github.minted[0]
+    used = [h.get("Authorization", "") for p, h in world.github.received if "/pulls" in p]
+    late = used[used.index(next(u for u in used if first not in u)) :]
+    assert late and all(first not in u for u in late)
+    statuses = [status for path, status in world.github.answered if path.startswith("/repos/")]
+    assert 401 not in statuses
+    for name in names:
+        pulls = list((world.dest / ORG / "metadata" / "repos" / name / "pulls").glob("*.json"))
+        assert len(pulls) == 12
+    assert world.leaks(result) == []
