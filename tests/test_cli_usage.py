@@ -144,7 +144,7 @@ def test_every_variable_the_code_reads_is_declared() -> None:
 
 # Below settings, the modules that still touch the process environment, and why.
 ENVIRONMENT_READERS = {
-    "repos/git.py": "hands git the process environment (PATH, HOME, proxies), minus git's own",
+    "repos/gitenv.py": "hands git the process environment (PATH, HOME, proxies), minus git's own",
     "metadata/store.py": "hands the store's git the process environment, minus git's own",
     "stores/registry/credentials.py": "DOCKER_CONFIG, where docker's config.json is",
     "output/summary.py": "GITHUB_STEP_SUMMARY, a default the caller may replace",

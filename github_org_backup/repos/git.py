@@ -25,10 +25,9 @@ import os
 import shutil
 import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from urllib.parse import urlsplit
 
 import structlog
 
@@ -39,7 +38,9 @@ from github_org_backup.errors import (
     GitTimeout,
     RepositoryNotFound,
 )
-from github_org_backup.repos.host import GitHost
+from github_org_backup.repos.gitenv import LOW_SPEED_LIMIT_BPS as LOW_SPEED_LIMIT_BPS
+from github_org_backup.repos.gitenv import GitSettings as GitSettings
+from github_org_backup.repos.gitenv import git_environment
 from github_org_backup.repos.refs import (
     BACKUP,
     INCOMING,
@@ -52,40 +53,6 @@ from github_org_backup.repos.refs import (
 )
 
 log = structlog.get_logger("github_org_backup.repos.git")
-
-# Environment variables the user's shell may carry that would change what git does, or make
-# it print headers (GIT_TRACE_CURL): none of them reach our git.
-_DROPPED_ENV_PREFIXES = ("GIT_", "SSH_ASKPASS")
-
-# A transfer slower than this for --read-timeout seconds is abandoned. It must exceed what a
-# stalled server can send for nothing: git's keep-alive (5 bytes every 5 s) and a 2 bytes/s
-# trickle both stay under it, where the old limit of 1 byte/s let a 2 bytes/s trickle run forever.
-LOW_SPEED_LIMIT_BPS = 1024
-
-
-@dataclass(frozen=True)
-class GitSettings:
-    """How git reaches the server: Basic credentials (token as password), CA, stall limit.
-
-    The token is ``token``, or what ``token_source`` answers at each git run (a token that is
-    renewed as it nears expiry; it may block while a new one is bought, and raise a
-    ``BackupError`` when none can be). ``secrets_source`` names every secret its owner has
-    issued so far, for redaction beside the tokens git was given."""
-
-    username: str = "github-org-backup"
-    token: str | None = field(default=None, repr=False)
-    ca_file: Path | None = None
-    stall_timeout_s: float | None = None
-    token_host: GitHost | None = None  # where the token may go; None: the URL's own origin
-    repo_timeout_s: float | None = None  # the deadline of one repository's fetches
-    token_source: Callable[[], str] | None = field(default=None, repr=False, compare=False)
-    secrets_source: Callable[[], Iterable[str]] | None = field(
-        default=None, repr=False, compare=False
-    )
-
-    @property
-    def has_token(self) -> bool:
-        return bool(self.token) or self.token_source is not None
 
 
 @dataclass(frozen=True)
@@ -142,45 +109,13 @@ class Git:
     def environment(self, url: str | None, token: str | None = None) -> dict[str, str]:
         """The environment of a git run against ``url``: config entries, no prompts. The
         token is ``token`` if given, else the current one (``current_token``)."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith(_DROPPED_ENV_PREFIXES)}
-        config: list[tuple[str, str]] = [
-            ("credential.helper", ""),  # never ask, never store: the header is the credential
-            ("core.askPass", ""),
-            ("http.lowSpeedLimit", str(LOW_SPEED_LIMIT_BPS)),
-            # A redirect would take the next requests, and the header, to another host.
-            ("http.followRedirects", "false"),
-            ("gc.autoDetach", "false"),  # a gc must finish inside the run, not after it
-        ]
-        if self.settings.stall_timeout_s:
-            stall = str(max(1, round(self.settings.stall_timeout_s)))
-            config.append(("http.lowSpeedTime", stall))
-            config.append(("lfs.activitytimeout", stall))  # git-lfs has no low-speed limit
-        if self.settings.ca_file is not None:
-            config.append(("http.sslCAInfo", str(self.settings.ca_file)))
         host = self.settings.token_host
         if url and self.settings.has_token and (host is None or host.allows(url)):
             token = token or self.current_token()
         else:
             token = None
-        if url and token:
-            origin = urlsplit(url)
-            # Scoped to the clone URL's origin: a redirect elsewhere, or an LFS object store on
-            # another host, never receives it.
-            config.append(
-                (
-                    f"http.{origin.scheme}://{origin.netloc}/.extraHeader",
-                    f"Authorization: Basic {self._basic(token)}",
-                )
-            )
-        env |= {
-            "GIT_TERMINAL_PROMPT": "0",
-            "GIT_ALLOW_PROTOCOL": "http:https",
-            "GIT_CONFIG_COUNT": str(len(config)),
-        }
-        for index, (key, value) in enumerate(config):
-            env[f"GIT_CONFIG_KEY_{index}"] = key
-            env[f"GIT_CONFIG_VALUE_{index}"] = value
-        return env
+        basic = self._basic(token) if url and token else None
+        return git_environment(self.settings, url, basic)
 
     def redact(self, text: str) -> str:
         for secret in self._secret_strings():
