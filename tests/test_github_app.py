@@ -9,6 +9,7 @@ import asyncio
 import base64
 import json
 import logging
+import os
 import shutil
 import subprocess
 import threading
@@ -36,7 +37,7 @@ from github_org_backup.repos.git import Git, GitSettings
 from github_org_backup.settings.config import identity_from, load_registry_config
 from github_org_backup.settings.parser import build_parser
 from github_org_backup.settings.repos import load_repos_config
-from tests.harness.clirun import ROOT, run_cli
+from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_meta import BOT_LOGIN, GitHubOrgStandIn, app_key_pair
 from tests.harness.gitserver import GitServer, git
 from tests.test_deploy import (
@@ -936,3 +937,40 @@ def test_a_metadata_run_that_outlives_its_first_token_renews_it_for_the_api(
         pulls = list((world.dest / ORG / "metadata" / "repos" / name / "pulls").glob("*.json"))
         assert len(pulls) == 12
     assert world.leaks(result) == []
+
+
+@pytest.mark.integration
+def test_no_command_line_holds_an_app_secret_while_metadata_and_git_run(
+    world: AppWorld,
+) -> None:
+    """While repos --metadata runs as the App (git fetching, the API read, tokens renewed),
+    no process's command line holds a minted token, a JWT or a line of the key."""
+    world.github.token_life_s = 21  # renewed about every second
+    world.github.delay_s = 0.03
+    world.server.delay_s = 0.2
+    world.add("app", "lib", "web")
+    for name in ("app", "lib", "web"):
+        world.github.populate(f"{ORG}/{name}", issues=20, pulls=4)
+    args = ["repos", "--org", ORG, "--dest", str(world.dest), "--metadata"]
+    process = subprocess.Popen(
+        [*COMMAND, *args],
+        env=cli_env(world.tmp, world.env()),
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+    )
+    seen_git = 0
+    while process.poll() is None:
+        secrets = [s.encode() for s in world.secrets()]
+        for pid in filter(str.isdigit, os.listdir("/proc")):
+            try:
+                argv = Path("/proc", pid, "cmdline").read_bytes()
+            except OSError:
+                continue
+            assert not any(secret in argv for secret in secrets), argv[:200]
+            seen_git += b"git" in argv.split(b"\0")[0] and b"fetch" in argv
+    out, err = process.communicate()
+    assert process.returncode == 0, err[-3000:]
+    assert seen_git > 0, "the scan never saw a git fetch running"
+    assert len(world.github.minted) > 1
+    assert not any(secret.encode() in out + err for secret in world.secrets())
