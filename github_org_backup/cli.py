@@ -79,6 +79,13 @@ async def _repos(args: argparse.Namespace) -> int:
     return await run_repos(repos_options(args))
 
 
+async def _restore_metadata(args: argparse.Namespace) -> int:
+    from github_org_backup.commands.restore_metadata import run_restore_metadata
+    from github_org_backup.settings.restore_metadata import restore_metadata_options
+
+    return await run_restore_metadata(restore_metadata_options(args))
+
+
 COMMANDS: dict[str, Command] = {
     "copy": _copy,
     "registry": _registry,
@@ -86,6 +93,7 @@ COMMANDS: dict[str, Command] = {
     "restore": _restore,
     "snapshots": _snapshots,
     "repos": _repos,
+    "restore-metadata": _restore_metadata,
 }
 
 

@@ -1,23 +1,11 @@
-"""A restore's view of the metadata store: one repository as one run left it, and what goes
-back to GitHub from it.
+"""A restore's view of the metadata store: one repository as one run left it, and its releases.
 
     --from DIR -> the store (DEST/OWNER/metadata) -> one commit: HEAD, or --as-of REV or TIME
               -> repos/REPO as that commit holds it (git archive, into a temporary folder)
               -> release plans: each release's fields, its assets' files, checked by sha256
-              -> issues in the replay form: title, body under a header, labels, state, comments
+              -> issues in the replay form (metadata.replay)
 
-The replay form is what --export-issues writes, one JSON object a line, and what --issues-from
-reads back::
-
-    {"original": {"repository", "number", "author", "created_at", "closed_at", "state",
-                  "pull_request", "url"},
-     "title", "body", "labels": [names], "state": "open"|"closed", "state_reason",
-     "comments": [{"original": {"id", "author", "created_at", "kind"}, "body"}]}
-
-GitHub keeps neither authors nor times nor numbers of what is created through its API: each
-body starts with a quoted header that records them. Its logins and ``OWNER/REPO#N`` are code
-spans, so that GitHub neither notifies those users again nor links the old number to the new
-repository's issue of that number. Nothing here talks to GitHub.
+Nothing here talks to GitHub: commands.restore_metadata sends what these build.
 """
 
 from __future__ import annotations
@@ -26,7 +14,7 @@ import hashlib
 import json
 import re
 import tarfile
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -86,7 +74,7 @@ def revision(store: MetadataStore, as_of: str | None) -> Revision:
             raise UsageError(f"the store {store.root} has no run committed yet")
         raise UsageError(f"--as-of {as_of}: no such commit in the store {store.root}: {log}")
     shown = _git(store, "show", "-s", "--format=%H%n%cI%n%s", commit.strip()) or ""
-    full, committed, subject = (shown.splitlines() + ["", "", ""])[:3]
+    full, committed, subject = [*shown.splitlines(), "", "", ""][:3]
     return Revision(full or commit.strip(), _utc(committed), subject)
 
 
@@ -204,19 +192,19 @@ def _asset(item: Any, held: dict[int, dict[str, Any]], assets_dir: Path) -> Asse
     if not isinstance(item, dict) or not isinstance(item.get("id"), int):
         return None
     ident, size = item["id"], item.get("size")
-    name = item.get("name") if isinstance(item.get("name"), str) else str(ident)
+    name = item.get("name")
     entry = held.get(ident) or {}
-    sha = entry.get("sha256")
-    known = isinstance(sha, str) and _SHA256.fullmatch(sha) is not None
+    found = entry.get("sha256")
+    sha = found if isinstance(found, str) and _SHA256.fullmatch(found) else None
     label, kind = item.get("label"), item.get("content_type")
     return AssetFile(
         ident,
-        name,
+        name if isinstance(name, str) and name else str(ident),
         label if isinstance(label, str) and label else None,
         kind if isinstance(kind, str) and kind else "application/octet-stream",
         size if isinstance(size, int) else int(entry.get("size") or 0),
-        sha if known else None,
-        assets_dir / sha if known else None,
+        sha,
+        None if sha is None else assets_dir / sha,
     )
 
 
@@ -244,178 +232,4 @@ def asset_problem(asset: AssetFile) -> str | None:
             f"asset {asset.name!r}: {asset.path} has sha256 {digest.hexdigest()}, not the "
             "sha256 it was backed up with: the file has changed since"
         )
-    return None
-
-
-# Issues, in the replay form
-
-
-def _login(user: Any) -> str:
-    login = user.get("login") if isinstance(user, dict) else None
-    return login if isinstance(login, str) and login else "ghost"
-
-
-def _quoted(lines: Iterable[str]) -> str:
-    return "\n".join(f"> {line}" if line else ">" for line in lines)
-
-
-def _with_header(header: list[str], body: Any) -> str:
-    text = body if isinstance(body, str) else ""
-    return _quoted(header) + ("\n\n" + text if text.strip() else "")
-
-
-def replay_records(tree: RepoTree) -> Iterator[dict[str, Any]]:
-    """Every issue of the tree (pull requests too), by number, in the replay form."""
-    for n, doc in tree.documents("issues"):
-        issue = doc.get("issue") if isinstance(doc, dict) else None
-        if not isinstance(issue, dict) or not isinstance(issue.get("title"), str):
-            tree.unreadable.append(f"issues/{n}.json")
-            continue
-        comments = doc.get("comments")
-        pull = tree.read("pulls", f"{n}.json")
-        yield replay_form(
-            tree.repository,
-            issue,
-            comments if isinstance(comments, list) else [],
-            pull if isinstance(pull, dict) else None,
-        )
-
-
-def replay_form(
-    repository: str, issue: dict[str, Any], comments: list[Any], pull: dict[str, Any] | None
-) -> dict[str, Any]:
-    number = issue.get("number")
-    author, created = _login(issue.get("user")), issue.get("created_at") or "?"
-    closed = issue.get("state") == "closed"
-    closed_at = issue.get("closed_at")
-    is_pull = "pull_request" in issue or pull is not None
-    where = f"`{repository}#{number}`"
-    detail = pull.get("pull") if pull is not None else None
-    detail = detail if isinstance(detail, dict) else {}
-    merged_at = detail.get("merged_at") or (issue.get("pull_request") or {}).get("merged_at")
-    line = f"Originally {'pull request ' if is_pull else ''}{where} by `@{author}` on {created}"
-    if merged_at:
-        line += f", merged on {merged_at}"
-    elif closed:
-        line += f", closed on {closed_at}" if closed_at else ", closed"
-    header = [line + "."]
-    if is_pull:
-        head, base = (detail.get(k) for k in ("head", "base"))
-        refs = [r.get("ref") for r in (head, base) if isinstance(r, dict)]
-        branches = f" (`{refs[0]}` into `{refs[1]}`)" if len(refs) == 2 else ""
-        header += [
-            "",
-            f"A pull request{branches} cannot be re-created without its branches: it is kept "
-            f"here as an issue. Its code is in the git mirror (refs/pull/{number}/head, when "
-            "the mirror was made with --pull-refs).",
-        ]
-    reason = issue.get("state_reason")
-    if reason not in ("completed", "not_planned"):
-        reason = "not_planned" if is_pull and not merged_at else "completed"
-    labels = [x.get("name") if isinstance(x, dict) else x for x in issue.get("labels") or []]
-    return {
-        "original": {
-            "repository": repository,
-            "number": number,
-            "author": author,
-            "created_at": issue.get("created_at"),
-            "closed_at": closed_at,
-            "state": issue.get("state"),
-            "pull_request": is_pull,
-            "url": issue.get("html_url"),
-        },
-        "title": issue["title"],
-        "body": _with_header(header, issue.get("body")),
-        "labels": [x for x in labels if isinstance(x, str) and x],
-        "state": "closed" if closed else "open",
-        "state_reason": reason if closed else None,
-        "comments": _comments(comments, pull),
-    }
-
-
-def _comments(comments: list[Any], pull: dict[str, Any] | None) -> list[dict[str, Any]]:
-    """The issue's comments, and a pull request's reviews and review comments, by time."""
-    found: list[tuple[str, int, dict[str, Any]]] = []
-
-    def add(item: Any, kind: str, stamp_key: str, header: str) -> None:
-        if not isinstance(item, dict):
-            return
-        stamp = item.get(stamp_key) if isinstance(item.get(stamp_key), str) else ""
-        ident = item.get("id") if isinstance(item.get("id"), int) else 0
-        author = _login(item.get("user"))
-        text = header.format(author=f"`@{author}`", when=stamp or "?")
-        found.append(
-            (
-                stamp,
-                ident,
-                {
-                    "original": {"id": ident, "author": author, "created_at": stamp, "kind": kind},
-                    "body": _with_header([text], item.get("body")),
-                },
-            )
-        )
-
-    for item in comments:
-        add(item, "comment", "created_at", "Originally by {author} on {when}.")
-    if pull is not None:
-        for review in pull.get("reviews") or []:
-            state = str(review.get("state", "")).lower().replace("_", " ") if review else ""
-            add(review, "review", "submitted_at", f"Originally a review by {{author}} on {{when}}: {state}.")
-        for item in pull.get("review_comments") or []:
-            where = ""
-            if isinstance(item, dict) and isinstance(item.get("path"), str):
-                line = item.get("line") or item.get("original_line")
-                where = f", on `{item['path']}`" + (f" line {line}" if line else "")
-            add(item, "review_comment", "created_at", f"Originally a review comment by {{author}} on {{when}}{where}.")
-    return [entry for _, _, entry in sorted(found, key=lambda f: (f[0], f[1]))]
-
-
-def write_export(records: Iterable[dict[str, Any]], out: Any) -> int:
-    """The records as JSON lines on the text stream ``out``: how many."""
-    count = 0
-    for record in records:
-        out.write(json.dumps(record, ensure_ascii=False) + "\n")
-        count += 1
-    return count
-
-
-def read_export(path: Path) -> list[dict[str, Any]]:
-    """The records of an export, every line checked before any is replayed."""
-    try:
-        lines = path.read_text(encoding="utf-8").splitlines()
-    except (OSError, UnicodeDecodeError) as exc:
-        raise UsageError(f"--issues-from {path}: cannot read it ({exc})") from None
-    records = []
-    for n, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except ValueError:
-            raise UsageError(f"--issues-from {path} line {n}: not JSON") from None
-        problem = _shape_problem(record)
-        if problem:
-            raise UsageError(f"--issues-from {path} line {n}: {problem} (see --export-issues)")
-        records.append(record)
-    return records
-
-
-def _shape_problem(record: Any) -> str | None:
-    if not isinstance(record, dict):
-        return "not a JSON object"
-    if not isinstance(record.get("title"), str) or not record["title"].strip():
-        return "no title"
-    if not isinstance(record.get("body", ""), str):
-        return "a body that is not text"
-    labels = record.get("labels", [])
-    if not isinstance(labels, list) or not all(isinstance(x, str) for x in labels):
-        return "labels that are not a list of names"
-    if record.get("state", "open") not in ("open", "closed"):
-        return "a state other than open or closed"
-    comments = record.get("comments", [])
-    if not isinstance(comments, list) or not all(
-        isinstance(c, dict) and isinstance(c.get("body"), str) and c["body"].strip()
-        for c in comments
-    ):
-        return "comments that are not a list of objects with a body"
     return None

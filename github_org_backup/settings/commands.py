@@ -5,6 +5,7 @@ from __future__ import annotations
 from github_org_backup.settings.command_flags import OWN
 from github_org_backup.settings.declare import Command, Option
 from github_org_backup.settings.flags import SHARED
+from github_org_backup.settings.restore_metadata import OPTIONS as RESTORE_METADATA
 from github_org_backup.settings.variables import VARIABLES
 
 EXIT_CODES = (
@@ -84,9 +85,19 @@ COMMANDS = (
         "what changed; a tip the source force-pushed away or deleted stays under "
         "refs/backup/<UTC time>/.",
     ),
+    Command(
+        "restore-metadata",
+        "put back one repository's releases and issues from the metadata store",
+        "Read one repository's metadata from the store repos --metadata keeps (as the last run "
+        "left it, or as of an earlier run with --as-of) and create its releases, with every "
+        "asset's bytes checked and uploaded, and its issues with their comments in another "
+        "repository (--to); or write the issues as JSON lines to review or edit first "
+        "(--export-issues). Everything is created by the token's identity: each issue and "
+        "comment starts with a quoted header naming its original number, author and time.",
+    ),
 )
 
-OPTIONS: tuple[Option, ...] = OWN + SHARED + VARIABLES
+OPTIONS: tuple[Option, ...] = OWN + SHARED + VARIABLES + RESTORE_METADATA
 
 
 def command(name: str) -> Command:
