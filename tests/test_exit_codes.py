@@ -62,6 +62,7 @@ def test_the_table_is_the_documented_one() -> None:
         "restore",
         "snapshots",
         "repos",
+        "restore-metadata",
     }
 
 
