@@ -19,8 +19,9 @@ from github_org_backup.settings.declare import Option
 IMAGES = frozenset({"copy", "registry", "verify", "restore", "snapshots"})
 COPYING = frozenset({"copy", "registry", "restore"})  # the commands that copy images
 RUNS = COPYING | {"repos"}  # the commands with a run to stop, time and publish
-EVERY = IMAGES | {"repos"}
+EVERY = IMAGES | {"repos", "restore-metadata"}
 GITHUB = frozenset({"registry", "repos"})
+WRITES_TO_GITHUB = frozenset({"restore-metadata"})  # reads a backup, creates on GitHub
 SHARDED = frozenset({"registry", "verify", "restore", "snapshots"})
 
 OUTPUT, NETWORK, RUN, RETENTION = "output", "network", "run", "retention"
@@ -246,18 +247,25 @@ USER = Option(
 GITHUB_TOKEN_FILE = Option(
     ("--github-token-file",),
     "read the GitHub token from PATH instead of GITHUB_TOKEN",
-    GITHUB,
+    GITHUB | WRITES_TO_GITHUB,
     GITHUB_API,
     metavar="PATH",
 )
 GITHUB_API_URL = Option(
     ("--github-api-url",),
     "REST API base (GHES: https://HOST/api/v3); repos sends the token only to its git host",
-    GITHUB,
+    GITHUB | WRITES_TO_GITHUB,
     GITHUB_API,
     env="GITHUB_API_URL",
     default="https://api.github.com",
     metavar="URL",
+    asides=(
+        (
+            "restore-metadata",
+            "the token goes only to its host, and to a release's upload host only when it is "
+            "that host or, for api.github.com, uploads.github.com",
+        ),
+    ),
 )
 
 
@@ -292,6 +300,7 @@ ALLOW_EMPTY = Option(
     EVERY - {"copy"},
     RUN,
     action="store_true",
+    asides=(("restore-metadata", "here: the store holds no release and no issue for --repo"),),
 )
 
 SHARED = (

@@ -12,12 +12,12 @@ import argparse
 import os
 import re
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING
 
 from github_org_backup.errors import UsageError
-from github_org_backup.settings import flags, values, variables
+from github_org_backup.settings import flags, values
 from github_org_backup.settings.declare import Option, resolve
 
 if TYPE_CHECKING:
@@ -115,30 +115,6 @@ WRITE_INTERVAL = Option(
     metavar="SECONDS",
 )
 
-SHARED = tuple(
-    replace(option, commands=THIS) for option in (flags.REPORT, flags.LOG_FORMAT, flags.LOG_LEVEL)
-)
-ALLOW_EMPTY = replace(
-    flags.ALLOW_EMPTY,
-    commands=THIS,
-    help="end with 0, not 3, when the store holds nothing of what was asked (no release, no "
-    "issue) for --repo",
-)
-GITHUB_TOKEN_FILE = replace(flags.GITHUB_TOKEN_FILE, commands=THIS)
-GITHUB_API_URL = replace(
-    flags.GITHUB_API_URL,
-    commands=THIS,
-    help="REST API base (GHES: https://HOST/api/v3): the token goes only to its host, and to "
-    "the upload host of a release only when it is that host or, for api.github.com, "
-    "uploads.github.com",
-)
-GITHUB_TOKEN = replace(
-    variables.GITHUB_TOKEN,
-    commands=THIS,
-    asides=(),
-    help=f"the GitHub token, with --to and unless --github-token-file: {TOKEN_FOR_RESTORE}",
-)
-
 OPTIONS: tuple[Option, ...] = (
     STORE,
     REPO,
@@ -149,11 +125,6 @@ OPTIONS: tuple[Option, ...] = (
     EXPORT_ISSUES,
     AS_OF,
     WRITE_INTERVAL,
-    *SHARED,
-    ALLOW_EMPTY,
-    GITHUB_TOKEN_FILE,
-    GITHUB_API_URL,
-    GITHUB_TOKEN,
 )
 
 _REPO_NAME = re.compile(r"[A-Za-z0-9_.-]{1,100}")
@@ -225,7 +196,7 @@ def restore_metadata_options(
         check_output_path(export, "--export-issues")
     token, api_url = "", ""
     if target is not None:  # an export alone sends nothing anywhere
-        token = read_token(resolve(GITHUB_TOKEN_FILE, args, env), env, kind=TOKEN_FOR_RESTORE)
+        token = read_token(resolve(flags.GITHUB_TOKEN_FILE, args, env), env, kind=TOKEN_FOR_RESTORE)
         api_url = api_url_from(args, env)
     return RestoreMetadataOptions(
         output=output,
@@ -240,5 +211,5 @@ def restore_metadata_options(
         api_url=api_url,
         token=token,
         write_interval_s=resolve(WRITE_INTERVAL, args, env),
-        allow_empty=resolve(ALLOW_EMPTY, args, env),
+        allow_empty=resolve(flags.ALLOW_EMPTY, args, env),
     )

@@ -36,7 +36,7 @@ GITHUB_API_URL_VARIABLE = replace(
 GITHUB_TOKEN = Option(
     (),
     "the GitHub token",
-    GITHUB | {"verify"},
+    GITHUB | {"verify", "restore-metadata"},
     ENVIRONMENT,
     env="GITHUB_TOKEN",
     asides=(
@@ -48,6 +48,11 @@ GITHUB_TOKEN = Option(
             "environment only",
         ),
         ("verify", "with --repos, each mirror's refs are compared with the source's when set"),
+        (
+            "restore-metadata",
+            "with --to and unless --github-token-file: one that may create releases and issues "
+            "in the target repository (Contents and Issues: write)",
+        ),
     ),
 )
 
