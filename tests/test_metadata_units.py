@@ -189,3 +189,17 @@ def test_a_list_read_whole_is_unchanged_only_when_every_page_is() -> None:
     again = reader.read_list("/r/labels", {}, cold.pages, cold.last_page_items)
     assert again.items == [1] * 100 + [2]
     assert again.pages == (PageTag(first, 'W/"100"'), PageTag(second, 'W/"changed"'))
+
+
+def test_a_changed_first_page_is_read_once() -> None:
+    """The conditional check of a one-page list answered 200: that answer is the list, not
+    asked again (a second counted request)."""
+    first = "/r/releases?per_page=100"
+    pages = Pages({first: ([1, 2], None)})
+    reader = _reader(pages)
+    cold = reader.read_list("/r/releases", {})
+    pages.answers[first] = ([1, 2, 3], None)
+    pages.asked.clear()
+    again = reader.read_list("/r/releases", {}, cold.pages, cold.last_page_items)
+    assert again.items == [1, 2, 3]
+    assert pages.asked == [(first, 'W/"2"')]

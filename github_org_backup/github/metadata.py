@@ -137,15 +137,21 @@ class MetadataReader:
     ) -> Listing:
         """A list read whole, or None for its items when every page of ``known`` is unchanged
         (and the last was not full, so no page can have been added after it)."""
+        first_path = with_query(path, params | {"per_page": str(PAGE_SIZE)})
+        answer: Answer | None = None
         if known and last_page_items < PAGE_SIZE:
-            for tag in known:
-                if tag.etag is None or self.client.get_json(tag.path, None, tag.etag).status != 304:
-                    break
+            for index, tag in enumerate(known):
+                checked = self.client.get_json(tag.path, None, tag.etag) if tag.etag else None
+                if checked is not None and checked.status == 304:
+                    continue
+                if index == 0 and checked is not None and tag.path == first_path:
+                    answer = checked  # the first page changed: its answer starts the read
+                break
             else:
                 return Listing(None, known, last_page_items)
-        first_path = with_query(path, params | {"per_page": str(PAGE_SIZE)})
         tags: list[PageTag] = []
-        answer = self.client.get_json(first_path, None)
+        if answer is None:
+            answer = self.client.get_json(first_path, None)
         items = list(self._items(answer, first_path, key))
         tags.append(PageTag(first_path, answer.etag))
         last = len(items)
