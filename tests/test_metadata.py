@@ -368,7 +368,7 @@ def test_one_repository_failing_is_that_repository_alone(world: World) -> None:
             return 200, {"message": "not a list"}, {}
         return route(method, path, *args)
 
-    gh._meta_route = hostile  # type: ignore[method-assign]
+    gh._meta_route = hostile  # type: ignore[method-assign,assignment]
     result = world.run("--metadata=issues,pulls")
 
     assert result.returncode == 1, result.stderr[-3000:]
