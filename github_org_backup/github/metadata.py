@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
@@ -33,6 +33,7 @@ _ISO = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ")
 # `since` is compared at the second; a change in the same second as the last read must not be
 # missed, so the next run asks from one second before the newest item it saw.
 _SINCE_OVERLAP = timedelta(seconds=1)
+_FUTURE_SLACK = timedelta(days=1)  # a far-future stamp would hide every later change
 
 
 @dataclass(frozen=True)
@@ -69,8 +70,15 @@ def with_query(path: str, params: dict[str, str]) -> str:
 
 
 def updated_at(item: Any) -> str:
+    """The item's ``updated_at`` if it is a real time not in the future, else ""."""
     value = item.get("updated_at") if isinstance(item, dict) else None
-    return value if isinstance(value, str) and _ISO.fullmatch(value) else ""
+    if not isinstance(value, str) or not _ISO.fullmatch(value):
+        return ""
+    try:
+        moment = datetime.strptime(value, "%Y-%m-%dT%H:%M:%SZ").replace(tzinfo=UTC)
+    except ValueError:  # 2099-02-30: the digits fit, the date does not
+        return ""
+    return value if moment <= datetime.now(UTC) + _FUTURE_SLACK else ""
 
 
 def newest(items: list[Any], high_water: str | None) -> str | None:

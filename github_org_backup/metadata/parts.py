@@ -10,7 +10,7 @@ from typing import Any
 
 import structlog
 
-from github_org_backup.errors import BackupError, GitHubRefused
+from github_org_backup.errors import BackupError, DiscoveryStopped, GitHubRefused
 from github_org_backup.github.metadata import Listing, MetadataReader, PageTag
 from github_org_backup.metadata.store import MetadataStore
 from github_org_backup.output.metadata_report import MetadataTally, PartOutcome, PartStatus
@@ -105,8 +105,12 @@ class PartRunner:
                 log.info("metadata_absent", scope=scope, kind=kind, status=exc.status)
             else:
                 status, error = "failed", str(exc)
+        except DiscoveryStopped:
+            raise  # a stop, not this part's failure
         except BackupError as exc:
             status, error = "failed", str(exc)
+        except (OSError, ValueError) as exc:  # a full disk; an answer off every shape
+            status, error = "failed", f"{type(exc).__name__}: {exc}"
         if error is not None:
             log.error("metadata_failed", scope=scope, kind=kind, error=error)
         outcome = PartOutcome(scope, kind, status, part.documents, error)

@@ -130,8 +130,10 @@ class MetadataBackup:
                 )
         except DiscoveryStopped:
             log.warning("metadata_stopped", repositories_done=self.tally.repositories_done)
+        failed_before = self.tally.failed
         commit = await asyncio.to_thread(self._commit)
-        if not self.stopping:
+        committed = self.tally.failed == failed_before  # a commit that failed counts one
+        if not self.stopping and committed:  # else the next run reads again what changed
             await asyncio.to_thread(self.store.save_state, state)
         counts = self.tally.freeze(
             self._client.pages_requested,
@@ -166,8 +168,7 @@ class MetadataBackup:
         try:
             return self.store.commit(message)
         except BackupError as exc:
-            log.error("metadata_commit_failed", error=str(exc))
-            self.tally.failed += 1
+            self.runner.failed(self.job.owner.name, "store", f"not committed: {exc}")
             return None
 
 

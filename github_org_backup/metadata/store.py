@@ -55,7 +55,8 @@ def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
 def document(data: Any) -> bytes:
     """A JSON document as the store keeps it: GitHub's keys in GitHub's order, indented, so
     that git's diffs show what changed."""
-    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode()
+    # surrogatepass: a lone surrogate (a cut emoji) is valid JSON text, kept as it came.
+    return (json.dumps(data, indent=2, ensure_ascii=False) + "\n").encode("utf-8", "surrogatepass")
 
 
 class MetadataStore:
