@@ -242,8 +242,9 @@ class GitHubRefused(BackupError):
 class TooManyPages(BackupError):
     """A listing still linked a next page after the most pages it may have."""
 
-    def __init__(self, pages: int, items: int) -> None:
-        super().__init__(f"still a next page after {pages} pages")
+    def __init__(self, pages: int, items: int, url: str = "") -> None:
+        where = f"{url} " if url else ""
+        super().__init__(f"{where}still linked a next page after {pages} pages")
         self.pages = pages
         self.items = items
 

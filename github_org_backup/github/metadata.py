@@ -12,6 +12,14 @@ Two shapes of list:
   last run's high-water mark is read: from the probe page if it reaches back that far, else
   through ``since`` where GitHub has it, else page by page until older items begin.
 
+Page numbers shift under a reader while the list changes. Newest first, an item updated
+mid-read moves to the front: a later page repeats an item, and the moved one's new state is
+newer than the high-water mark, so the next run reads it. Oldest first it would move to the
+back past a page not yet read and push an unread item onto a page already read. So ``since``
+reads go oldest first by a cursor instead of page numbers: each request asks ``since`` the
+newest stamp the last page held, and an item edited mid-read is met again at the end.
+Repeats are folded by id, the newest state kept.
+
 Every function here runs on the client's worker thread (``GitHubClient.call``). Pages follow
 ``Link`` and may never leave the API the user named (``github.http.next_link``); a listing
 still linking a next page after GITHUB_API_MAX_PAGES is refused.
@@ -88,6 +96,28 @@ def newest(items: list[Any], high_water: str | None) -> str | None:
     return max(stamps) if stamps else None
 
 
+def newest_per_id(items: list[Any]) -> list[Any]:
+    """``items`` with repeats of one id folded into its newest state, in first-seen order."""
+    keep: dict[Any, int] = {}
+    out: list[Any] = []
+    for item in items:
+        ident = item.get("id") if isinstance(item, dict) else None
+        if not isinstance(ident, int) or isinstance(ident, bool):
+            out.append(item)
+            continue
+        at = keep.get(ident)
+        if at is None:
+            keep[ident] = len(out)
+            out.append(item)
+        elif updated_at(item) >= updated_at(out[at]):
+            out[at] = item
+    return out
+
+
+def _ascending(since: str) -> dict[str, str]:
+    return {"direction": "asc", "since": since, "per_page": str(PAGE_SIZE)}
+
+
 def _since(high_water: str) -> str:
     moment = datetime.strptime(high_water, "%Y-%m-%dT%H:%M:%SZ") - _SINCE_OVERLAP
     return moment.strftime("%Y-%m-%dT%H:%M:%SZ")
@@ -127,7 +157,7 @@ class MetadataReader:
         last, pages, answer = len(items), 1, first
         while answer.next_path is not None:
             if pages >= self._max_pages:
-                raise TooManyPages(pages, len(items))
+                raise TooManyPages(pages, len(items), self.api_url + path)
             next_path = answer.next_path
             answer = self.client.get_json(next_path, None)
             page = self._items(answer, next_path, key)
@@ -165,7 +195,7 @@ class MetadataReader:
         last = len(items)
         while answer.next_path is not None:
             if len(tags) >= self._max_pages:
-                raise TooManyPages(len(tags), len(items))
+                raise TooManyPages(len(tags), len(items), self.api_url + path)
             next_path = answer.next_path
             answer = self.client.get_json(next_path, None)
             page = self._items(answer, next_path, key)
@@ -199,12 +229,32 @@ class MetadataReader:
         if answer.next_path is None or reaches_back:
             changed = [i for i in first if updated_at(i) >= since or not updated_at(i)]
         elif has_since:
-            ascending = params | {"direction": "asc", "since": since, "per_page": str(PAGE_SIZE)}
-            since_path = with_query(path, ascending)
-            changed, _ = self._pages_from(self.client.get_json(since_path, None), since_path, None)
+            changed = self._since_cursor(path, params, since)
         else:
             changed = self._until(answer, probe, since)
+        changed = newest_per_id(changed)
         return Changes(changed, answer.etag, newest(changed, high_water))
+
+    def _since_cursor(self, path: str, params: dict[str, str], since: str) -> list[Any]:
+        """Every item updated at or after ``since``, oldest first, each request starting
+        from the newest stamp the last page held. A second denser than a page is crossed
+        through ``Link`` instead, as the cursor cannot move past it."""
+        changed: list[Any] = []
+        cursor = since
+        next_path = with_query(path, params | _ascending(cursor))
+        for _ in range(self._max_pages):
+            answer = self.client.get_json(next_path, None)
+            page = self._items(answer, next_path, None)
+            changed += page
+            if answer.next_path is None:
+                return changed
+            stamp = updated_at(page[-1]) if page else ""
+            if stamp and _since(stamp) > cursor:
+                cursor = _since(stamp)
+                next_path = with_query(path, params | _ascending(cursor))
+            else:
+                next_path = answer.next_path
+        raise TooManyPages(self._max_pages, len(changed), self.api_url + path)
 
     def _until(self, first: Answer, path: str, since: str) -> list[Any]:
         """Pages of a newest-first list, up to the first item older than ``since``."""
@@ -220,6 +270,6 @@ class MetadataReader:
             if answer.next_path is None:
                 return changed
             if pages >= self._max_pages:
-                raise TooManyPages(pages, len(changed))
+                raise TooManyPages(pages, len(changed), self.api_url + path)
             path = answer.next_path
             answer, pages = self.client.get_json(path, None), pages + 1

@@ -235,7 +235,7 @@ class GitHubPackages:
             if not page.more:
                 return etags
             if number >= max_pages:
-                raise TooManyPages(number, items)
+                raise TooManyPages(number, items, self._client.api_url + path)
             number += 1
 
     def _unchanged(self, path: str, etags: tuple[str | None, ...]) -> bool:
