@@ -174,13 +174,26 @@ def test_since_follows_the_logical_clock_and_parent_bumps(github: GitHubOrgStand
 
 
 def test_issues_disabled_answers_410_but_pulls_answer(github: GitHubOrgStandIn) -> None:
+    """Issues disabled: the issue lists answer 410, but a pull request's conversation, which
+    GitHub keeps as issue comments, still answers."""
+    issue = github.issue("acme/quiet", "before issues were disabled")
+    github.comment("acme/quiet", issue.number, "on the issue")
+    pull = github.pull("acme/quiet", "a change")
+    github.comment("acme/quiet", pull.number, "on the pull")
     github.add_repo_metadata("acme/quiet", issues_enabled=False)
-    for path in ("/repos/acme/quiet/issues", "/repos/acme/quiet/issues/comments"):
+    for path in ("/repos/acme/quiet/issues", f"/repos/acme/quiet/issues/{issue.number}/comments"):
         answer = get(github, path)
         assert answer.status_code == 410
         assert answer.json()["message"] == "Issues are disabled for this repo"
         assert "documentation_url" in answer.json()
-    assert get(github, "/repos/acme/quiet/pulls?state=all").json() == []
+    for path in (
+        "/repos/acme/quiet/issues/comments",
+        f"/repos/acme/quiet/issues/{pull.number}/comments",
+    ):
+        assert [c["body"] for c in get(github, path).json()] == ["on the pull"]
+    assert [p["number"] for p in get(github, "/repos/acme/quiet/pulls?state=all").json()] == [
+        pull.number
+    ]
     assert get(github, "/repos/acme/quiet").json()["has_issues"] is False
     assert get(github, "/repos/acme/nowhere/issues").status_code == 404
 

@@ -226,12 +226,17 @@ def test_edits_and_deletions_keep_every_old_state_in_the_history(world: World) -
 def test_disabled_issues_are_absent_not_failed(world: World) -> None:
     """A repository listed with has_issues false is not asked for its issues; one whose
     listing says nothing gets GitHub's 410 "Issues are disabled for this repo". Both are
-    absent, not failed, and the run succeeds."""
+    absent, not failed, and the run succeeds. Their pull requests' conversations, which
+    GitHub keeps as issue comments, are still backed up."""
     world.repo("quiet")
     world.repo("mute")
+    said = {}
     for name in ("quiet", "mute"):
-        world.github.populate(f"{ORG}/{name}", releases=1)
-        world.github.add_repo_metadata(f"{ORG}/{name}", issues_enabled=False)
+        repo = f"{ORG}/{name}"
+        world.github.populate(repo, releases=1)
+        pull = world.github.pull(repo, "a change")
+        said[name] = (pull.number, world.github.comment(repo, pull.number, f"lgtm {name}").body)
+        world.github.add_repo_metadata(repo, issues_enabled=False)
     listing = world.github._json
 
     def unsaid(owner: str, repo: Any) -> dict[str, object]:
@@ -247,9 +252,14 @@ def test_disabled_issues_are_absent_not_failed(world: World) -> None:
     parts = {(p["scope"], p["kind"]): p["status"] for p in world.report()["metadata"]}
     assert parts[(f"{ORG}/quiet", "issues")] == "absent"
     assert parts[(f"{ORG}/mute", "issues")] == "absent"
-    assert not any(p.startswith(f"/repos/{ORG}/quiet/issues") for p in world.github.requests)
-    assert any(p.startswith(f"/repos/{ORG}/mute/issues") for p in world.github.requests)
-    assert not (world.store / "repos" / "quiet" / "issues").exists()
+    asked = [p.partition("?")[0] for p in world.github.requests]
+    assert f"/repos/{ORG}/quiet/issues" not in asked
+    assert f"/repos/{ORG}/mute/issues" in asked
+    for name, (number, body) in said.items():
+        assert parts[(f"{ORG}/{name}", "issues/comments")] == "updated"
+        doc = world.doc("repos", name, "issues", f"{number}.json")
+        assert doc["issue"] is None
+        assert [c["body"] for c in doc["comments"]] == [body]
     assert (world.store / "repos" / "quiet" / "releases").is_dir()
     assert not (world.store / "org").exists()
 

@@ -33,6 +33,9 @@ log = structlog.get_logger("github_org_backup.metadata")
 
 _NEWEST_FIRST = {"sort": "updated", "direction": "desc"}
 _GONE = 410  # "Issues are disabled for this repo"
+# With issues disabled GitHub still keeps pull requests' conversations as issue comments; with
+# pull requests disabled too it answers 404 or 410 for those as well.
+_NONE = (404, _GONE)
 
 
 def _by_id(old: list[Any], changed: list[Any]) -> list[Any]:
@@ -59,10 +62,13 @@ class RepositoryBackup:
         run = self.runner.run
         scope = self.full_name
         for kind in kinds:
-            if kind is Kind.ISSUES and not self.has_issues:
-                self.runner.absent(scope, "issues", state)  # asked, GitHub would answer 410
-            elif kind is Kind.ISSUES:
-                run(scope, "issues", state, self._issues, absent_on=(_GONE,))
+            if kind is Kind.ISSUES:
+                if self.has_issues:
+                    run(scope, "issues", state, self._issues, absent_on=(_GONE,))
+                else:
+                    self.runner.absent(scope, "issues", state)  # asked, GitHub would answer 410
+                if not self.has_issues or self.runner.outcomes[-1].status == "absent":
+                    run(scope, "issues/comments", state, self._conversations, absent_on=_NONE)
             elif kind is Kind.PULLS:
                 run(scope, "pulls", state, self._pulls)
             elif kind is Kind.RELEASES:
@@ -113,6 +119,10 @@ class RepositoryBackup:
                     n,
                     {"issue": item} | {"comments": self._doc("issues", n).get("comments", [])},
                 )
+        self._conversations(part)
+
+    def _conversations(self, part: Part) -> None:
+        """Every issue comment changed since the last run, a pull request's among them."""
         comments = self._changes(
             part, "comments", "/issues/comments", _NEWEST_FIRST, has_since=True
         )

@@ -414,6 +414,24 @@ def _s3_error(status: int, code: str, message: str, **extra: str) -> tuple[int, 
     return status, body, {"Content-Type": "application/xml"}
 
 
+def _is_pull(meta: RepoMeta, number: int) -> bool:
+    found = meta.issues.get(number)
+    return found is not None and found.pull is not None
+
+
+def _conversation(meta: RepoMeta, rest: list[str]) -> bool:
+    """Whether a path under /issues still answers with issues disabled: GitHub keeps a pull
+    request's conversation (``/issues/comments``, ``/issues/N/comments`` of a pull)."""
+    if rest == ["comments"]:
+        return True
+    return (
+        len(rest) == 2
+        and rest[1] == "comments"
+        and rest[0].isdigit()
+        and _is_pull(meta, int(rest[0]))
+    )
+
+
 @dataclass
 class GitHubOrgStandIn(GitHubReposStandIn):
     repo_meta: dict[str, RepoMeta] = field(default_factory=dict)  # "owner/name" -> model
@@ -1606,7 +1624,7 @@ class GitHubOrgStandIn(GitHubReposStandIn):
             return 200, self._repo_json(meta.full_name), {}
         head = rest[0]
         if head == "issues":
-            if not meta.issues_enabled:
+            if not meta.issues_enabled and not _conversation(meta, rest[1:]):
                 disabled = _message(410, "Issues are disabled for this repo", "/issues/issues")
                 return 410, disabled, {}
             return self._issues_route(meta, rest[1:], path, query)
@@ -1654,6 +1672,8 @@ class GitHubOrgStandIn(GitHubReposStandIn):
             return 200, [self._issue_json(meta, x, counts[x.number]) for x in page], link
         if rest == ["comments"]:
             comments = list(meta.comments.values())
+            if not meta.issues_enabled:  # what stays: the pull requests' conversations
+                comments = [c for c in comments if _is_pull(meta, c.issue)]
             if since is not None:
                 comments = [x for x in comments if x.updated >= since]
             comments = self._ordered(comments, query, None, "desc")
