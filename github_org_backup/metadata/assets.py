@@ -7,6 +7,10 @@ storage refuses one that carries ``Authorization``). The bytes stream into a tem
 beside the store's assets, hashed as they come, and are kept as ``sha256/HEX`` only if their
 length is the asset's ``size`` and their digest its ``digest``; otherwise the file is removed
 and the asset fails alone. The signed query never reaches a log line or an error.
+
+A storage host can trickle bytes just fast enough to beat the socket timeout. Each read takes
+only what one socket read brings, so the clock and a stop are checked between any two bytes'
+arrivals, and a download has a deadline from its size: a minute, plus a second per 64 KiB.
 """
 
 from __future__ import annotations
@@ -14,6 +18,7 @@ from __future__ import annotations
 import hashlib
 import os
 import re
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,16 +26,23 @@ from typing import Any
 from urllib.parse import urlsplit
 
 import requests
+import urllib3
 
 from github_org_backup.base.redact import redact_url
-from github_org_backup.errors import AssetMismatch, GitHubAnswerInvalid, GitHubUnavailable
+from github_org_backup.errors import (
+    AssetMismatch,
+    DiscoveryStopped,
+    GitHubAnswerInvalid,
+    GitHubUnavailable,
+)
 
 OCTET_STREAM = "application/octet-stream"
-_CHUNK = 1024 * 1024
+_READ = 64 * 1024  # at most this much per socket read
 _DIGEST = re.compile(r"sha256:([0-9a-f]{64})")
 # GitHub keeps release assets under 2 GiB each: a larger size is not GitHub's to give.
 MAX_ASSET_BYTES = 2 * 1024**3
-# A download slower than this on average, after its first minute, is abandoned.
+# A download gets this long, plus its size at this rate, then is abandoned.
+_GRACE_S = 60.0
 _MIN_AVERAGE_BPS = 64 * 1024
 
 
@@ -73,9 +85,19 @@ class Asset:
 class Downloader:
     """Fetches storage URLs without credentials, bounded by each asset's size and by time."""
 
-    def __init__(self, api_url: str, *, timeout_s: float = 30.0) -> None:
+    def __init__(
+        self,
+        api_url: str,
+        *,
+        timeout_s: float = 30.0,
+        grace_s: float = _GRACE_S,
+        min_average_bps: int = _MIN_AVERAGE_BPS,
+    ) -> None:
         self._api_scheme = urlsplit(api_url).scheme
         self._timeout = timeout_s
+        self._grace_s = grace_s
+        self._min_bps = min_average_bps
+        self._stop = threading.Event()
         self.session = requests.Session()
         self.session.auth = lambda request: request  # never ~/.netrc credentials
         self.session.headers.pop("Authorization", None)
@@ -83,6 +105,14 @@ class Downloader:
 
     def close(self) -> None:
         self.session.close()
+
+    def stop(self) -> None:
+        """Abandon the download under way at its next read, and refuse new ones."""
+        self._stop.set()
+
+    def deadline_s(self, size: int) -> float:
+        """How long a download of ``size`` bytes may take in all."""
+        return self._grace_s + size / self._min_bps
 
     def _checked(self, location: str) -> str:
         parts = urlsplit(location)
@@ -98,8 +128,8 @@ class Downloader:
         shown = redact_url(url)
         tmp = folder / f".incoming-{asset.id}-{os.getpid()}"
         digest = hashlib.sha256()
-        size = 0
-        started = time.monotonic()
+        if self._stop.is_set():
+            raise DiscoveryStopped("stopped before asset download")
         try:
             with self.session.get(
                 url,
@@ -114,21 +144,7 @@ class Downloader:
                         f"asset {asset.name!r}"
                     )
                 with tmp.open("wb") as out:
-                    for chunk in response.iter_content(_CHUNK):
-                        size += len(chunk)
-                        if size > asset.size:
-                            raise AssetMismatch(
-                                f"asset {asset.name!r} is larger than its size, {asset.size} "
-                                "bytes: not kept"
-                            )
-                        elapsed = time.monotonic() - started
-                        if elapsed > 60 and size / elapsed < _MIN_AVERAGE_BPS:
-                            raise GitHubUnavailable(
-                                f"asset {asset.name!r} from {shown} arrived at under "
-                                f"{_MIN_AVERAGE_BPS // 1024} KiB/s: abandoned"
-                            )
-                        digest.update(chunk)
-                        out.write(chunk)
+                    size = self._receive(response.raw, asset, shown, out, digest)
             self.bytes += size
             found = digest.hexdigest()
             if size != asset.size:
@@ -143,9 +159,33 @@ class Downloader:
                 )
             tmp.replace(folder / found)
             return found
-        except requests.RequestException as exc:
+        except (requests.RequestException, urllib3.exceptions.HTTPError) as exc:
             raise GitHubUnavailable(
                 f"cannot download asset {asset.name!r} from {shown}: {type(exc).__name__}"
             ) from None
         finally:
             tmp.unlink(missing_ok=True)
+
+    def _receive(self, raw: Any, asset: Asset, shown: str, out: Any, digest: Any) -> int:
+        """Copy the body into ``out`` as it arrives, bounded by the asset's size and deadline.
+        The bytes are taken as the host sent them, with no content decoding: GitHub's digest
+        is of the stored bytes."""
+        ends = time.monotonic() + self.deadline_s(asset.size)
+        size = 0
+        while chunk := raw.read1(_READ, decode_content=False):
+            if self._stop.is_set():
+                raise DiscoveryStopped(f"stopped while downloading asset {asset.name!r}")
+            size += len(chunk)
+            if size > asset.size:
+                raise AssetMismatch(
+                    f"asset {asset.name!r} is larger than its size, {asset.size} bytes: not kept"
+                )
+            if time.monotonic() > ends:
+                raise GitHubUnavailable(
+                    f"asset {asset.name!r} from {shown} was not whole after "
+                    f"{self.deadline_s(asset.size):.0f} s ({size} of {asset.size} bytes, under "
+                    f"{self._min_bps // 1024} KiB/s): abandoned"
+                )
+            digest.update(chunk)
+            out.write(chunk)
+        return size

@@ -20,7 +20,7 @@ from urllib.parse import quote
 
 import structlog
 
-from github_org_backup.errors import AssetMismatch, BackupError
+from github_org_backup.errors import AssetMismatch, BackupError, DiscoveryStopped
 from github_org_backup.github.metadata import Changes
 from github_org_backup.metadata.assets import OCTET_STREAM, Asset, Downloader
 from github_org_backup.metadata.kinds import Kind
@@ -252,6 +252,8 @@ class RepositoryBackup:
                 f"{self.api_path}/releases/assets/{asset.id}", OCTET_STREAM
             )
             sha = self.downloader.fetch(location, asset, self.store.assets)
+        except DiscoveryStopped:
+            raise  # a stop, not this asset's failure
         except (AssetMismatch, BackupError) as exc:
             tally.assets_failed += 1
             self.runner.failed(

@@ -93,6 +93,7 @@ class MetadataBackup:
     def stop(self) -> None:
         self.stopping = True
         self._client.stop()
+        self._downloader.stop()
 
     def close(self) -> None:
         self._client.close()
