@@ -390,6 +390,41 @@ def test_one_repository_failing_is_that_repository_alone(world: World) -> None:
     assert world.git("status", "--porcelain") == ""
 
 
+def test_an_item_without_a_number_fails_its_part_and_is_read_again(world: World) -> None:
+    """An issue listed without its number cannot be stored: the part fails naming it (exit 1),
+    the other issues are stored, and the high-water mark stays where it was, so the next run
+    reads the issue again and stores it."""
+    world.repo("app")
+    gh = world.github
+    gh.populate(f"{ORG}/app", issues=5)
+    odd = sorted(gh.repo_meta[f"{ORG}/app"].issues)[2]
+    route = gh._meta_route
+
+    def numberless(method: str, path: str, *args: Any) -> Any:
+        found = route(method, path, *args)
+        if found is None or path != f"/repos/{ORG}/app/issues" or not isinstance(found[1], list):
+            return found
+        status, data, headers = found
+        return status, [i | {"number": None} if i["number"] == odd else i for i in data], headers
+
+    gh._meta_route = numberless  # type: ignore[method-assign,assignment]
+    first = world.run("--metadata=issues")
+    assert first.returncode == 1, first.stderr[-3000:]
+    assert "Traceback" not in first.stderr
+    failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert [(p["scope"], p["kind"]) for p in failed] == [(f"{ORG}/app", "issues")]
+    assert "has no number" in failed[0]["error"]
+    issues = world.store / "repos" / "app" / "issues"
+    assert sorted(int(p.stem) for p in issues.glob("*.json")) == sorted(
+        n for n in gh.repo_meta[f"{ORG}/app"].issues if n != odd
+    )
+
+    gh._meta_route = route  # type: ignore[method-assign]
+    second = world.run("--metadata=issues")
+    assert second.returncode == 0, second.stderr[-3000:]
+    assert world.doc("repos", "app", "issues", f"{odd}.json")["issue"]["number"] == odd
+
+
 def test_verify_repos_checks_the_metadata_store(world: World) -> None:
     """verify --repos passes on a fresh store, then names an asset whose bytes changed
     (--deep) and a committed document that is no longer JSON."""

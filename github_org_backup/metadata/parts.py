@@ -59,6 +59,7 @@ class Part:
     new: dict[str, Any] = field(default_factory=dict)
     written: set[tuple[str, ...]] = field(default_factory=set)
     changed: bool = False
+    skipped: list[str] = field(default_factory=list)  # items off shape, not stored
 
     @property
     def documents(self) -> int:
@@ -68,6 +69,18 @@ class Part:
     def wrote(self, *where: str) -> None:
         self.written.add(where)
         self.changed = True
+
+    def skip(self, why: str) -> None:
+        """An item that cannot be stored: the part fails, so its state stays as it was and
+        the next run reads the item again."""
+        self.skipped.append(why)
+
+    def skipped_error(self) -> str | None:
+        if not self.skipped:
+            return None
+        shown = "; ".join(self.skipped[:3])
+        more = f" and {len(self.skipped) - 3} more" if len(self.skipped) > 3 else ""
+        return f"{len(self.skipped)} items off GitHub's shape not stored: {shown}{more}"
 
 
 class PartRunner:
@@ -96,8 +109,12 @@ class PartRunner:
         error = None
         try:
             work(part)
-            status = "updated" if part.changed else "unchanged"
-            state[kind] = part.new
+            error = part.skipped_error()
+            if error is None:
+                status = "updated" if part.changed else "unchanged"
+                state[kind] = part.new
+            else:
+                status = "failed"
         except GitHubRefused as exc:
             if exc.status in absent_on:
                 status, part.new = "absent", {}

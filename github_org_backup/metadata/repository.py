@@ -45,6 +45,10 @@ def _by_id(old: list[Any], changed: list[Any]) -> list[Any]:
     return [merged[k] for k in sorted(k for k in merged if k is not None)]
 
 
+def _at(path: str, index: int) -> str:
+    return f"entry {index} of {path}"
+
+
 class RepositoryBackup:
     """The metadata of one repository, read with the run's reader into its store folder."""
 
@@ -110,15 +114,17 @@ class RepositoryBackup:
         issues = self._changes(
             part, "list", "/issues", {"state": "all"} | _NEWEST_FIRST, has_since=True
         )
-        for item in issues.items or []:
+        for index, item in enumerate(issues.items or []):
             n = number(item)
-            if n is not None:
-                self._put(
-                    part,
-                    "issues",
-                    n,
-                    {"issue": item} | {"comments": self._doc("issues", n).get("comments", [])},
-                )
+            if n is None:
+                part.skip(f"{_at(self.api_path + '/issues', index)} has no number")
+                continue
+            self._put(
+                part,
+                "issues",
+                n,
+                {"issue": item} | {"comments": self._doc("issues", n).get("comments", [])},
+            )
         self._conversations(part)
 
     def _conversations(self, part: Part) -> None:
@@ -126,16 +132,34 @@ class RepositoryBackup:
         comments = self._changes(
             part, "comments", "/issues/comments", _NEWEST_FIRST, has_since=True
         )
-        self._merge(part, "issues", "comments", "issue_url", comments.items or [], "issue")
+        self._merge(
+            part,
+            "issues",
+            "comments",
+            "issue_url",
+            comments.items or [],
+            "issue",
+            "/issues/comments",
+        )
 
     def _merge(
-        self, part: Part, folder: str, field: str, url_key: str, items: list[Any], head: str
+        self,
+        part: Part,
+        folder: str,
+        field: str,
+        url_key: str,
+        items: list[Any],
+        head: str,
+        path: str,
     ) -> None:
+        """Merge changed comments into the documents of the items their ``url_key`` names."""
         grouped: dict[int, list[Any]] = {}
-        for item in items:
+        for index, item in enumerate(items):
             n = number_in(item, url_key)
-            if n is not None:
-                grouped.setdefault(n, []).append(item)
+            if n is None or number(item, "id") is None:
+                part.skip(f"{_at(self.api_path + path, index)} has no id or {url_key}")
+                continue
+            grouped.setdefault(n, []).append(item)
         for n, changed in sorted(grouped.items()):
             doc = self._doc(folder, n)
             old = doc.get(field)
@@ -152,9 +176,10 @@ class RepositoryBackup:
         pulls = self._changes(
             part, "list", "/pulls", {"state": "all"} | _NEWEST_FIRST, has_since=False
         )
-        for item in pulls.items or []:
+        for index, item in enumerate(pulls.items or []):
             n = number(item)
             if n is None:
+                part.skip(f"{_at(self.api_path + '/pulls', index)} has no number")
                 continue
             reviews = self.reader.read_list(f"{self.api_path}/pulls/{n}/reviews", {}).items or []
             doc = self._doc("pulls", n)
@@ -171,7 +196,13 @@ class RepositoryBackup:
             )
         comments = self._changes(part, "comments", "/pulls/comments", _NEWEST_FIRST, has_since=True)
         self._merge(
-            part, "pulls", "review_comments", "pull_request_url", comments.items or [], "pull"
+            part,
+            "pulls",
+            "review_comments",
+            "pull_request_url",
+            comments.items or [],
+            "pull",
+            "/pulls/comments",
         )
 
     # releases and their assets
@@ -185,9 +216,10 @@ class RepositoryBackup:
         kept: set[str] = set()
         assets: list[dict[str, Any]] = []
         failures = 0
-        for release in releases:
+        for index, release in enumerate(releases):
             ident = number(release, "id")
             if ident is None:
+                part.skip(f"{_at(self.api_path + '/releases', index)} has no id")
                 continue
             kept.add(str(ident))
             self._put(part, "releases", ident, release)
@@ -216,7 +248,7 @@ class RepositoryBackup:
                     }
                 )
         for name in self.store.names("repos", self.name, "releases"):
-            if name not in kept:
+            if name not in kept and not part.skipped:  # a release without an id may be it
                 self.store.remove("repos", self.name, "releases", f"{name}.json")
                 part.wrote("repos", self.name, "releases", f"{name}.json")
         if self.store.write(assets, "repos", self.name, "assets.json"):
