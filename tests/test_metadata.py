@@ -105,6 +105,9 @@ def _small_org(world: World) -> None:
     world.repo("lib")
     gh.populate(f"{ORG}/app", issues=120, comments_per_issue=1, pulls=3, releases=2)
     gh.populate(f"{ORG}/lib", issues=5, pulls=1, releases=0)
+    labels = gh.repo_meta[f"{ORG}/lib"].labels
+    for n in range(100 - len(labels)):  # exactly one full page
+        gh.label(f"{ORG}/lib", f"area/{n}")
     gh.milestone(f"{ORG}/app", "v2")
     gh.add_members(ORG, "alice", "bob", "carol")
     gh.team(ORG, "platform", members=("alice", "bob"), repos={f"{ORG}/app": "push"})
@@ -401,7 +404,7 @@ def test_an_item_without_a_number_fails_its_part_and_is_read_again(world: World)
     route = gh._meta_route
 
     def numberless(method: str, path: str, *args: Any) -> Any:
-        found = route(method, path, *args)
+        found: Any = route(method, path, *args)
         if found is None or path != f"/repos/{ORG}/app/issues" or not isinstance(found[1], list):
             return found
         status, data, headers = found

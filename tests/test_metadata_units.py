@@ -203,3 +203,35 @@ def test_a_changed_first_page_is_read_once() -> None:
     again = reader.read_list("/r/releases", {}, cold.pages, cold.last_page_items)
     assert again.items == [1, 2, 3]
     assert pages.asked == [(first, 'W/"2"')]
+
+
+def test_a_full_last_page_is_checked_through_the_empty_page_after_it() -> None:
+    """A list of exactly 100: the empty page 2 is asked once on the first read and its tag
+    kept, so the next run is two 304s, not a full read; a page added later is noticed."""
+    first, after = "/r/labels?per_page=100", "/r/labels?per_page=100&page=2"
+    pages = Pages({first: ([1] * 100, None), after: ([], None)})
+    reader = _reader(pages)
+    cold = reader.read_list("/r/labels", {})
+    assert cold.items == [1] * 100
+    assert [tag.path for tag in cold.pages] == [first, after]
+    pages.asked.clear()
+    warm = reader.read_list("/r/labels", {}, cold.pages, cold.last_page_items)
+    assert warm.items is None
+    assert pages.asked == [(first, 'W/"100"'), (after, 'W/"0"')]
+    pages.answers[first] = ([1] * 100, after)
+    pages.answers[after] = ([2], None)
+    grown = reader.read_list("/r/labels", {}, cold.pages, cold.last_page_items)
+    assert grown.items == [1] * 100 + [2]
+
+
+def test_a_full_last_page_whose_next_page_is_not_empty_is_read_again_next_run() -> None:
+    """An API that ignores ``page`` answers page 1 again: no tag is kept for it, and the
+    list is read whole next run rather than trusted."""
+    first, after = "/r/hooks?per_page=100", "/r/hooks?per_page=100&page=2"
+    pages = Pages({first: ([1] * 100, None), after: ([1] * 100, None)})
+    reader = _reader(pages)
+    cold = reader.read_list("/r/hooks", {})
+    assert cold.items == [1] * 100 and cold.last_page_items == 100
+    assert [tag.path for tag in cold.pages] == [first]
+    again = reader.read_list("/r/hooks", {}, cold.pages, cold.last_page_items)
+    assert again.items == [1] * 100

@@ -151,19 +151,23 @@ class MetadataReader:
             raise GitHubAnswerInvalid(f"GitHub answered {self.api_url}{path} without an object")
         return answer.data, answer.etag
 
-    def _pages_from(self, first: Answer, path: str, key: str | None) -> tuple[list[Any], int]:
-        """The items of ``first`` and of every page linked after it."""
+    def _pages_from(
+        self, first: Answer, path: str, key: str | None
+    ) -> tuple[list[Any], list[PageTag], int]:
+        """The items of ``first`` (the answer for ``path``) and of every page linked after
+        it; each page's tag; how many items the last page held."""
         items = list(self._items(first, path, key))
-        last, pages, answer = len(items), 1, first
+        tags, last, answer = [PageTag(path, first.etag)], len(items), first
         while answer.next_path is not None:
-            if pages >= self._max_pages:
-                raise TooManyPages(pages, len(items), self.api_url + path)
+            if len(tags) >= self._max_pages:
+                raise TooManyPages(len(tags), len(items), self.api_url + path)
             next_path = answer.next_path
             answer = self.client.get_json(next_path, None)
             page = self._items(answer, next_path, key)
+            tags.append(PageTag(next_path, answer.etag))
             items += page
-            last, pages = len(page), pages + 1
-        return items, last
+            last = len(page)
+        return items, tags, last
 
     def read_list(
         self,
@@ -187,22 +191,25 @@ class MetadataReader:
                 break
             else:
                 return Listing(None, known, last_page_items)
-        tags: list[PageTag] = []
         if answer is None:
             answer = self.client.get_json(first_path, None)
-        items = list(self._items(answer, first_path, key))
-        tags.append(PageTag(first_path, answer.etag))
-        last = len(items)
-        while answer.next_path is not None:
-            if len(tags) >= self._max_pages:
-                raise TooManyPages(len(tags), len(items), self.api_url + path)
-            next_path = answer.next_path
-            answer = self.client.get_json(next_path, None)
-            page = self._items(answer, next_path, key)
-            tags.append(PageTag(next_path, answer.etag))
-            items += page
-            last = len(page)
+        items, tags, last = self._pages_from(answer, first_path, key)
+        if last == PAGE_SIZE:
+            last = self._empty_page_after(path, params, key, tags, last)
         return Listing(items, tuple(tags), last)
+
+    def _empty_page_after(
+        self, path: str, params: dict[str, str], key: str | None, tags: list[PageTag], last: int
+    ) -> int:
+        """A full last page cannot say that no page was added after it, so the empty page
+        after it is asked once and its tag kept: the next run checks it with the others.
+        Anything but an empty last page keeps ``last`` full, and the next run reads again."""
+        after = with_query(path, params | {"per_page": str(PAGE_SIZE), "page": str(len(tags) + 1)})
+        answer = self.client.get_json(after, None)
+        if answer.next_path is None and answer.etag and not self._items(answer, after, key):
+            tags.append(PageTag(after, answer.etag))
+            return 0
+        return last
 
     def read_changes(
         self,
@@ -221,7 +228,7 @@ class MetadataReader:
             return Changes(None, answer.etag, high_water)
         first = self._items(answer, probe, None)
         if high_water is None:  # the first read, or the list was empty then
-            items, _ = self._pages_from(answer, probe, None)
+            items, _, _ = self._pages_from(answer, probe, None)
             return Changes(items, answer.etag, newest(items, None))
         since = _since(high_water)
         oldest = updated_at(first[-1]) if first else ""
