@@ -289,10 +289,18 @@ def test_an_asset_whose_bytes_differ_fails_alone_and_is_not_kept(world: World) -
     assert len(list((world.store / "repos" / "lib" / "issues").glob("*.json"))) == 3
 
     gh.tampered.clear()
+    world.github.reset_counts()
     assert world.run("--metadata").returncode == 0
     assert [p.name for p in (world.dest / ORG / "assets" / "sha256").iterdir()] == [
         hashlib.sha256(b"real bytes" * 100).hexdigest()
     ]
+    releases = [s for p, s in world.github.answered if p.startswith(f"/repos/{ORG}/app/releases?")]
+    assert releases == [304]  # the failed asset is retried without reading the list again
+    assert world.doc("repos", "app", "assets.json")[0]["id"] == asset.id
+
+    world.github.reset_counts()
+    assert world.run("--metadata").returncode == 0
+    assert world.report()["summary"]["metadata"]["github_requests_counted"] == 0
 
 
 def test_the_token_appears_in_no_argv_file_log_or_report(world: World) -> None:

@@ -212,7 +212,9 @@ class RepositoryBackup:
             part, f"{self.api_path}/releases", {}, ("repos", self.name, "releases"), write=False
         )
         if releases is None:
-            return
+            if part.old.get("retry") is not True:
+                return
+            releases = self._stored_releases()  # unchanged since they were stored; retry
         kept: set[str] = set()
         assets: list[dict[str, Any]] = []
         failures = 0
@@ -251,10 +253,18 @@ class RepositoryBackup:
             if name not in kept and not part.skipped:  # a release without an id may be it
                 self.store.remove("repos", self.name, "releases", f"{name}.json")
                 part.wrote("repos", self.name, "releases", f"{name}.json")
+        assets.sort(key=lambda a: (a["release_id"], a["id"]))
         if self.store.write(assets, "repos", self.name, "assets.json"):
             part.wrote("repos", self.name, "assets.json")
-        if failures:
-            part.new = {}  # read the list again next run, so the failed assets are retried
+        if failures:  # the next run retries the failed assets, even if the list is unchanged
+            part.new["retry"] = True
+
+    def _stored_releases(self) -> list[Any]:
+        found = (
+            self.store.read("repos", self.name, "releases", f"{name}.json")
+            for name in self.store.names("repos", self.name, "releases")
+        )
+        return [release for release in found if isinstance(release, dict)]
 
     def _asset(self, asset: Asset, held: dict[str, Any]) -> str | None:
         """The sha256 of the file holding ``asset``: already held, or downloaded now."""
