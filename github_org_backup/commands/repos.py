@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING
 
 import structlog
 
+from github_org_backup.base.fanout import both
 from github_org_backup.base.listing import listing
 from github_org_backup.commands.run import CUT_SHORT, EXIT_EMPTY, EXIT_FAILED, EXIT_OK, Lifecycle
 from github_org_backup.errors import BackupError, UsageError
@@ -71,6 +72,13 @@ async def _show_progress(
 
 
 async def run_repos(options: ReposOptions) -> int:
+    try:
+        return await _repos(options)
+    finally:
+        options.config.identity.close()  # an App's lookup connection and its log filter
+
+
+async def _repos(options: ReposOptions) -> int:
     from github_org_backup.github.repos import (
         GitHubRepos,  # PyGithub is heavy: only this command needs it
     )
@@ -182,8 +190,7 @@ async def _mirror_and_back_up(
     """The mirrors, and beside them the metadata: git and the API's requests overlap."""
     if metadata is None:
         return await mirrorer.run(targets), None
-    mirrored, backed_up = await asyncio.gather(mirrorer.run(targets), metadata.run(repositories))
-    return mirrored, backed_up
+    return await both(mirrorer.run(targets), metadata.run(repositories))
 
 
 def _nothing_selected(listed: list[Repo], owner: str) -> str:

@@ -68,6 +68,10 @@ class Identity(Protocol):
         """Every token and JWT issued so far, and the key: what must never be shown."""
         ...
 
+    def close(self) -> None:
+        """Release what the identity holds open: once the run is over."""
+        ...
+
 
 @dataclass(frozen=True)
 class TokenIdentity:
@@ -92,6 +96,9 @@ class TokenIdentity:
 
     def secrets(self) -> tuple[str, ...]:
         return (self.token,)
+
+    def close(self) -> None:
+        pass
 
 
 class AppIdentity:
