@@ -3,7 +3,9 @@ off GitHub's shape, and how lists sorted by update are read (probe, since, page 
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -14,7 +16,7 @@ from github_org_backup.github.http import ApiLimits
 from github_org_backup.github.metadata import MetadataReader, PageTag
 from github_org_backup.metadata.assets import Asset
 from github_org_backup.metadata.kinds import Kind, Selection
-from github_org_backup.metadata.store import _checked
+from github_org_backup.metadata.store import MetadataStore, _checked
 
 SHA = "ab" * 32
 
@@ -235,3 +237,20 @@ def test_a_full_last_page_whose_next_page_is_not_empty_is_read_again_next_run() 
     assert [tag.path for tag in cold.pages] == [first]
     again = reader.read_list("/r/hooks", {}, cold.pages, cold.last_page_items)
     assert again.items == [1] * 100
+
+
+@pytest.mark.integration
+def test_the_committed_documents_are_read_back_whole_by_one_git(tmp_path: Path) -> None:
+    """verify --repos reads every document of the last commit through one ``git cat-file``:
+    many small ones, one larger than a pipe's buffer, and text that is not ASCII."""
+    store = MetadataStore(tmp_path)
+    store.open()
+    written = {f"repos/app/issues/{n}.json": {"number": n, "body": "é" * n} for n in range(1, 400)}
+    written["repos/app/labels.json"] = [{"name": "x" * 200_000}]
+    for path, data in written.items():
+        store.write(data, *path.split("/"))
+    store.commit("run")
+    (store.root / "repos" / "app" / "labels.json").write_text("[]")  # not committed: not read
+
+    read = {path: json.loads(body) for path, body in store.committed()}
+    assert read == written

@@ -19,9 +19,10 @@ import os
 import re
 import shutil
 import subprocess
+import threading
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 from github_org_backup.base import jsonio
 from github_org_backup.base.files import atomic_write
@@ -52,6 +53,19 @@ def _checked(parts: tuple[str, ...]) -> tuple[str, ...]:
     return parts
 
 
+def _git_env() -> dict[str, str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
+    return env | {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
+
+
+def _feed(pipe: IO[bytes], data: bytes) -> None:
+    try:
+        pipe.write(data)
+        pipe.close()
+    except (BrokenPipeError, ValueError):  # git was stopped: nothing more to ask
+        pass
+
+
 def document(data: Any) -> bytes:
     """A JSON document as the store keeps it: GitHub's keys in GitHub's order, indented, so
     that git's diffs show what changed."""
@@ -76,16 +90,47 @@ class MetadataStore:
 
     def git(self, *args: str) -> subprocess.CompletedProcess[str]:
         """git in the store, without the user's system config, hooks or signing."""
-        env = {k: v for k, v in os.environ.items() if not k.startswith("GIT_")}
-        env |= {"GIT_CONFIG_NOSYSTEM": "1", "GIT_TERMINAL_PROMPT": "0"}
         return subprocess.run(
             [self._git, "-C", str(self.root), *_SAFE, *args],
-            env=env,
+            env=_git_env(),
             capture_output=True,
             text=True,
             timeout=600,
             check=False,
         )
+
+    def committed(self) -> Iterator[tuple[str, bytes]]:
+        """Every document of the last commit with its bytes, read by one ``git cat-file``."""
+        listed = self._run("ls-tree", "-r", "-z", "HEAD")
+        blobs = []
+        for line in filter(None, listed.split("\0")):
+            meta, _, path = line.partition("\t")
+            if meta.split()[1:2] == ["blob"]:
+                blobs.append((meta.split()[2], path))
+        with subprocess.Popen(
+            [self._git, "-C", str(self.root), *_SAFE, "cat-file", "--batch"],
+            env=_git_env(),
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            stderr=subprocess.DEVNULL,
+        ) as cat:
+            assert cat.stdin is not None and cat.stdout is not None
+            # Object ids only, written from a thread: a path never needs quoting, and git's
+            # answers are read while the questions are still being written.
+            asked = "".join(f"{oid}\n" for oid, _ in blobs).encode()
+            feeder = threading.Thread(target=_feed, args=(cat.stdin, asked), daemon=True)
+            feeder.start()
+            try:
+                for oid, path in blobs:
+                    header = cat.stdout.readline().split()
+                    if len(header) != 3 or header[0].decode() != oid or not header[2].isdigit():
+                        raise MetadataStoreError(f"git cat-file in {self.root} lost {path}")
+                    body = cat.stdout.read(int(header[2]))
+                    cat.stdout.read(1)  # the newline after each object
+                    yield path, body
+            finally:
+                cat.kill()
+                feeder.join(timeout=10)
 
     def _run(self, *args: str) -> str:
         done = self.git(*args)

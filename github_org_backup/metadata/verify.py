@@ -34,23 +34,24 @@ def check_store(path: Path, root: Path, *, deep: bool) -> list[str]:
     if fsck.returncode != 0:
         said = " ".join((fsck.stderr or fsck.stdout).split())[:300]
         return [f"{name}: git fsck failed: {said}"]
-    listed = git("ls-tree", "-r", "-z", "--name-only", "HEAD")
-    if listed.returncode != 0:
+    if git("rev-parse", "--verify", "--quiet", "HEAD").returncode != 0:
         return [f"{name}: no commit yet (HEAD missing): run repos --metadata"]
     if git("status", "--porcelain").stdout.strip():
         problems.append(
             f"{name}: changes not committed (a run stopped before its commit; the next "
             "run commits them)"
         )
-    for document in filter(None, listed.stdout.split("\0")):
-        shown = git("cat-file", "blob", f"HEAD:{document}")
-        try:
-            json.loads(shown.stdout)
-        except ValueError:
-            problems.append(f"{name}: {document} is not JSON")
-            continue
-        if document.endswith("/assets.json"):
-            problems += _assets(store, name, json.loads(shown.stdout), document, deep)
+    try:
+        for document, body in store.committed():
+            try:
+                parsed = json.loads(body)
+            except ValueError:
+                problems.append(f"{name}: {document} is not JSON")
+                continue
+            if document.endswith("/assets.json"):
+                problems += _assets(store, name, parsed, document, deep)
+    except MetadataStoreError as exc:
+        problems.append(f"{name}: {exc}")
     return problems
 
 
