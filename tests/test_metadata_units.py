@@ -245,7 +245,9 @@ def test_the_committed_documents_are_read_back_whole_by_one_git(tmp_path: Path) 
     many small ones, one larger than a pipe's buffer, and text that is not ASCII."""
     store = MetadataStore(tmp_path)
     store.open()
-    written = {f"repos/app/issues/{n}.json": {"number": n, "body": "é" * n} for n in range(1, 400)}
+    written: dict[str, Any] = {
+        f"repos/app/issues/{n}.json": {"number": n, "body": "é" * n} for n in range(1, 400)
+    }
     written["repos/app/labels.json"] = [{"name": "x" * 200_000}]
     for path, data in written.items():
         store.write(data, *path.split("/"))
