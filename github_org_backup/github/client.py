@@ -268,7 +268,39 @@ class GitHubClient:
 
     def get_page(self, path: str, params: dict[str, str], etag: str | None) -> Page:
         """One page, conditional on ``etag`` when given."""
-        url = self.api_url + path
+        status, data, answered, json_text = self._get(path, params, etag)
+        if status == 304 and etag:  # asked for: unchanged
+            return Page(None, answered.get("etag") or etag, False)
+        url = self.api_url + path.partition("?")[0]
+        if status != 200:
+            raise GitHubRefused(status, f"GitHub answered HTTP {status} without a list on {url}")
+        if not isinstance(data, list):
+            what = f"JSON {_JSON_NAMES.get(type(data), 'value')}" if json_text else "no JSON"
+            raise GitHubAnswerInvalid(f"GitHub answered {url} with {what} where its API has a list")
+        return Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
+
+    def get_json(
+        self,
+        path: str,
+        params: dict[str, str] | None,
+        etag: str | None = None,
+    ) -> Answer:
+        """One GET of any JSON answer, conditional on ``etag`` when given; a refusal (4xx,
+        5xx after retries) raises ``GitHubRefused`` with its status."""
+        status, data, answered, _ = self._get(path, params, etag)
+        if status == 304 and etag:  # asked for: unchanged
+            return Answer(304, None, answered.get("etag") or etag)
+        if status != 200:
+            url = self.api_url + path.partition("?")[0]
+            raise GitHubRefused(status, f"GitHub answered HTTP {status} on {url}")
+        return Answer(status, data, answered.get("etag"), next_link(answered, self.api_url))
+
+    def _get(
+        self, path: str, params: dict[str, str] | None, etag: str | None
+    ) -> tuple[int, Any, dict[str, str], bool]:
+        """One GET: its status, its parsed body, its headers, and whether the body was JSON.
+        An error status raises PyGithub's exception for it, which ``_translated`` names."""
+        url = self.api_url + path.partition("?")[0]
         self._pace()
         self.pages_requested += 1
         headers = {"Accept": ACCEPT} | ({"If-None-Match": etag} if etag else {})
@@ -285,7 +317,7 @@ class GitHubClient:
             answered = lower_headers(raw)
             if status == 304 and etag:
                 self.pages_not_modified += 1
-                return Page(None, answered.get("etag") or etag, False)
+                return 304, None, answered, True
             json_text = True
             try:
                 data = parse_page(body, self.limits, url) if body else None
@@ -294,44 +326,7 @@ class GitHubClient:
             if status >= 400:
                 error = data if isinstance(data, dict) else {"data": data}
                 raise self._requester.createException(status, answered, error)
-        if status != 200:
-            raise GitHubRefused(status, f"GitHub answered HTTP {status} without a list on {url}")
-        if not isinstance(data, list):
-            what = f"JSON {_JSON_NAMES.get(type(data), 'value')}" if json_text else "no JSON"
-            raise GitHubAnswerInvalid(f"GitHub answered {url} with {what} where its API has a list")
-        return Page(data, answered.get("etag"), 'rel="next"' in answered.get("link", ""))
-
-    def get_json(
-        self,
-        path: str,
-        params: dict[str, str] | None,
-        etag: str | None = None,
-    ) -> Answer:
-        """One GET of any JSON answer, conditional on ``etag`` when given; a refusal (4xx,
-        5xx after retries) raises ``GitHubRefused`` with its status."""
-        url = self.api_url + path.partition("?")[0]
-        self._pace()
-        self.pages_requested += 1
-        headers = {"Accept": ACCEPT} | ({"If-None-Match": etag} if etag else {})
-        self._connection.begin()
-        with self._translated(url):
-            status, raw, body = self._requester.requestJson(
-                "GET", path, params, headers, cnx=cast(Any, self._connection)
-            )
-            answered = lower_headers(raw)
-            if status == 304 and etag:
-                self.pages_not_modified += 1
-                return Answer(304, None, answered.get("etag") or etag)
-            try:
-                data = parse_page(body, self.limits, url) if body else None
-            except ValueError:
-                data = {"data": body[:200]}
-            if status >= 400:
-                error = data if isinstance(data, dict) else {"data": data}
-                raise self._requester.createException(status, answered, error)
-        if status != 200:
-            raise GitHubRefused(status, f"GitHub answered HTTP {status} on {url}")
-        return Answer(status, data, answered.get("etag"), next_link(answered, self.api_url))
+        return status, data, answered, json_text
 
     def get_redirect(self, path: str, accept: str) -> str:
         """Where GitHub redirects a GET of ``path`` (a release asset's bytes): the target URL,
