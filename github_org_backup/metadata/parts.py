@@ -128,11 +128,7 @@ class PartRunner:
             status, error = "failed", str(exc)
         except (OSError, ValueError) as exc:  # a full disk; an answer off every shape
             status, error = "failed", f"{type(exc).__name__}: {exc}"
-        if error is not None:
-            log.error("metadata_failed", scope=scope, kind=kind, error=error)
-        outcome = PartOutcome(scope, kind, status, part.documents, error)
-        self.tally.add(outcome)
-        self.outcomes.append(outcome)
+        self._record(PartOutcome(scope, kind, status, part.documents, error))
 
     def list_document(
         self,
@@ -160,12 +156,15 @@ class PartRunner:
     def absent(self, scope: str, kind: str, state: dict[str, Any]) -> None:
         """A kind the repository does not have (its issues disabled)."""
         state[kind] = {}
-        outcome = PartOutcome(scope, kind, "absent")
-        self.tally.add(outcome)
-        self.outcomes.append(outcome)
+        self._record(PartOutcome(scope, kind, "absent"))
 
     def failed(self, scope: str, kind: str, error: str) -> None:
-        log.error("metadata_failed", scope=scope, kind=kind, error=error)
-        outcome = PartOutcome(scope, kind, "failed", 0, error)
+        self._record(PartOutcome(scope, kind, "failed", 0, error))
+
+    def _record(self, outcome: PartOutcome) -> None:
+        if outcome.error is not None:
+            log.error(
+                "metadata_failed", scope=outcome.scope, kind=outcome.kind, error=outcome.error
+            )
         self.tally.add(outcome)
         self.outcomes.append(outcome)
