@@ -17,7 +17,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 import yaml
@@ -40,6 +40,7 @@ from github_org_backup.settings.repos import load_repos_config
 from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_meta import BOT_LOGIN, GitHubOrgStandIn, app_key_pair
 from tests.harness.gitserver import GitServer, git
+from tests.harness.repos_world import ReposPlaces
 from tests.test_deploy import (
     CREATES,
     kustomize,
@@ -577,20 +578,13 @@ class RecordingGitServer(GitServer):
 
 
 @dataclass
-class AppWorld:
+class AppWorld(ReposPlaces):
     server: RecordingGitServer
     github: GitHubOrgStandIn
     key_pem: bytes
     key_file: Path
     tmp: Path
-
-    @property
-    def dest(self) -> Path:
-        return self.tmp / "mirrors"
-
-    @property
-    def report_path(self) -> Path:
-        return self.tmp / "report.json"
+    dest_folder: ClassVar[str] = "mirrors"
 
     @property
     def home(self) -> Path:
@@ -617,22 +611,7 @@ class AppWorld:
         )
 
     def run(self, *extra: str, env: dict[str, str] | None = None) -> Any:
-        args = [
-            "repos",
-            "--org",
-            ORG,
-            "--dest",
-            str(self.dest),
-            "--report",
-            str(self.report_path),
-            "--log-format",
-            "json",
-            *extra,
-        ]
-        return run_cli(args, self.tmp, env=env or self.env(), timeout=120)
-
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.report_path.read_text())
+        return run_cli(self.args(*extra), self.tmp, env=env or self.env(), timeout=120)
 
     def secrets(self) -> list[str]:
         """Every minted token and JWT, in every form, and the key's body lines."""

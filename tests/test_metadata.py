@@ -24,6 +24,7 @@ import pytest
 from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_meta import GitHubOrgStandIn
 from tests.harness.gitserver import GitServer
+from tests.harness.repos_world import ReposPlaces
 
 pytestmark = pytest.mark.integration  # git, and the CLI as a subprocess
 
@@ -31,41 +32,15 @@ ORG = "acme"
 
 
 @dataclass
-class World:
+class World(ReposPlaces):
     server: GitServer
     github: GitHubOrgStandIn
     token: str
     tmp: Path
 
-    @property
-    def dest(self) -> Path:
-        return self.tmp / "backup"
-
-    @property
-    def store(self) -> Path:
-        return self.dest / ORG / "metadata"
-
-    @property
-    def report_path(self) -> Path:
-        return self.tmp / "report.json"
-
     def repo(self, name: str, **kw: Any) -> None:
         self.server.create(ORG, name)
         self.github.add_repo_metadata(f"{ORG}/{name}", **kw)
-
-    def args(self, *extra: str) -> list[str]:
-        return [
-            "repos",
-            "--org",
-            ORG,
-            "--dest",
-            str(self.dest),
-            "--report",
-            str(self.report_path),
-            "--log-format",
-            "json",
-            *extra,
-        ]
 
     def run(
         self, *extra: str, env: dict[str, str] | None = None
@@ -73,16 +48,8 @@ class World:
         environment = {"GITHUB_TOKEN": self.token, "GITHUB_API_URL": self.github.url}
         return run_cli(self.args(*extra), self.tmp, env=environment | (env or {}), timeout=240)
 
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.report_path.read_text())
-
     def doc(self, *parts: str) -> Any:
         return json.loads(self.store.joinpath(*parts).read_text())
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(self.store), *args], capture_output=True, text=True, check=True
-        ).stdout
 
     def at(self, rev: str, path: str) -> Any:
         return json.loads(self.git("show", f"{rev}:{path}"))

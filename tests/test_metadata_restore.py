@@ -22,6 +22,7 @@ import pytest
 from tests.harness.clirun import run_cli
 from tests.harness.github_meta import GitHubOrgStandIn, Json, Release, RepoMeta
 from tests.harness.gitserver import GitServer
+from tests.harness.repos_world import ReposPlaces
 
 pytestmark = pytest.mark.integration  # git, and the CLI as a subprocess
 
@@ -60,23 +61,11 @@ class RestoreStandIn(GitHubOrgStandIn):
 
 
 @dataclass
-class World:
+class World(ReposPlaces):
     server: GitServer
     github: RestoreStandIn
     token: str
     tmp: Path
-
-    @property
-    def dest(self) -> Path:
-        return self.tmp / "backup"
-
-    @property
-    def store(self) -> Path:
-        return self.dest / ORG / "metadata"
-
-    @property
-    def report_path(self) -> Path:
-        return self.tmp / "report.json"
 
     def repo(self, name: str, **kw: Any) -> None:
         self.server.create(ORG, name)
@@ -85,8 +74,7 @@ class World:
     def backup(self) -> str:
         """A `repos --metadata` run: the store's new commit."""
         env = {"GITHUB_TOKEN": self.token, "GITHUB_API_URL": self.github.url}
-        args = ["repos", "--org", ORG, "--dest", str(self.dest), "--metadata"]
-        result = run_cli([*args, "--log-format", "json"], self.tmp, env=env, timeout=240)
+        result = run_cli(self.args("--metadata"), self.tmp, env=env, timeout=240)
         assert result.returncode == 0, result.stderr[-3000:]
         return self.git("rev-parse", "HEAD").strip()
 
@@ -109,14 +97,6 @@ class World:
             *extra,
         ]
         return run_cli(args, self.tmp, env=environment | (env or {}), timeout=240)
-
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.report_path.read_text())
-
-    def git(self, *args: str) -> str:
-        return subprocess.run(
-            ["git", "-C", str(self.store), *args], capture_output=True, text=True, check=True
-        ).stdout
 
     def target(self) -> RepoMeta:
         return self.github.repo_meta[TARGET]

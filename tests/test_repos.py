@@ -14,7 +14,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import pytest
 
@@ -22,24 +22,18 @@ from github_org_backup.output.summary import markdown_text
 from tests.harness.clirun import COMMAND, ROOT, cli_env, run_cli
 from tests.harness.github_repos import GitHubReposStandIn, StandInRepo
 from tests.harness.gitserver import GitServer, git
+from tests.harness.repos_world import ReposPlaces
 
 ORG = "acme"
 
 
 @dataclass
-class World:
+class World(ReposPlaces):
     server: GitServer
     github: GitHubReposStandIn
     token: str
     tmp: Path
-
-    @property
-    def dest(self) -> Path:
-        return self.tmp / "mirrors"
-
-    @property
-    def report_path(self) -> Path:
-        return self.tmp / "report.json"
+    dest_folder: ClassVar[str] = "mirrors"
 
     def env(self, **extra: str) -> dict[str, str]:
         return {"GITHUB_TOKEN": self.token, "GITHUB_API_URL": self.github.url} | extra
@@ -51,27 +45,10 @@ class World:
             self.server.create(ORG, name)
         return repo
 
-    def args(self, *extra: str) -> list[str]:
-        return [
-            "repos",
-            "--org",
-            ORG,
-            "--dest",
-            str(self.dest),
-            "--report",
-            str(self.report_path),
-            "--log-format",
-            "json",
-            *extra,
-        ]
-
     def run(
         self, *extra: str, env: dict[str, str] | None = None
     ) -> subprocess.CompletedProcess[str]:
         return run_cli(self.args(*extra), self.tmp, env=env or self.env(), timeout=240)
-
-    def report(self) -> dict[str, Any]:
-        return json.loads(self.report_path.read_text())
 
     def entry(self, name: str) -> dict[str, Any]:
         found = [r for r in self.report()["repositories"] if r["repository"] == name]
