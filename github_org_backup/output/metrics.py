@@ -54,94 +54,128 @@ class Job(Generic[R]):
     duration_s: Callable[[R], float]
 
 
+def _gauge(registry: CollectorRegistry, name: str, help_text: str, value: float) -> None:
+    Gauge(name, help_text, registry=registry).set(value)
+
+
+def _by(
+    registry: CollectorRegistry, name: str, help_text: str, label: str, values: dict[str, float]
+) -> None:
+    """One gauge with a label, a value per label value."""
+    gauge = Gauge(name, help_text, [label], registry=registry)
+    for key, value in values.items():
+        gauge.labels(key).set(value)
+
+
 def _image_gauges(registry: CollectorRegistry, prefix: str, report: RunReport) -> None:
     figures = report.counts
-    images = Gauge(
-        f"{prefix}_images", "Images in the last run, by outcome", ["outcome"], registry=registry
+    _by(
+        registry,
+        f"{prefix}_images",
+        "Images in the last run, by outcome",
+        "outcome",
+        {
+            "copied": figures.images_copied,
+            "skipped": figures.images_skipped,
+            "failed": figures.images_failed,
+        },
     )
-    images.labels("copied").set(figures.images_copied)
-    images.labels("skipped").set(figures.images_skipped)
-    images.labels("failed").set(figures.images_failed)
-    blobs = Gauge(
-        f"{prefix}_blobs", "Blobs in the last run, by outcome", ["outcome"], registry=registry
+    _by(
+        registry,
+        f"{prefix}_blobs",
+        "Blobs in the last run, by outcome",
+        "outcome",
+        {
+            "copied": figures.blobs_copied,
+            "mounted": figures.blobs_mounted,
+            "skipped": figures.blobs_skipped,
+        },
     )
-    blobs.labels("copied").set(figures.blobs_copied)
-    blobs.labels("mounted").set(figures.blobs_mounted)
-    blobs.labels("skipped").set(figures.blobs_skipped)
-    Gauge(
+    _gauge(
+        registry,
         f"{prefix}_bytes_copied",
         "Blob bytes that crossed the network in the last run",
-        registry=registry,
-    ).set(figures.bytes_copied)
+        figures.bytes_copied,
+    )
     if report.history is not None:
-        Gauge(
+        _gauge(
+            registry,
             f"{prefix}_tags_moved",
             "Tags the source pointed at a different digest since the previous snapshot",
-            registry=registry,
-        ).set(len(report.history.moved))
+            len(report.history.moved),
+        )
     remaining = report.discovery.github_rate_limit_remaining if report.discovery else None
     if remaining is not None:
-        Gauge(
+        _gauge(
+            registry,
             f"{prefix}_github_rate_limit_remaining",
             "GitHub API requests left this hour",
-            registry=registry,
-        ).set(remaining)
+            remaining,
+        )
 
 
 def _repos_gauges(registry: CollectorRegistry, prefix: str, report: ReposReport) -> None:
     figures = report.counts
-    repos = Gauge(
+    _by(
+        registry,
         f"{prefix}_repositories",
         "Repositories in the last run, by outcome",
-        ["outcome"],
-        registry=registry,
+        "outcome",
+        {"copied": figures.copied, "unchanged": figures.unchanged, "failed": figures.failed},
     )
-    repos.labels("copied").set(figures.copied)
-    repos.labels("unchanged").set(figures.unchanged)
-    repos.labels("failed").set(figures.failed)
-    Gauge(
+    _gauge(
+        registry,
         f"{prefix}_refs_updated",
         "Refs created, moved or deleted in the last run",
-        registry=registry,
-    ).set(figures.refs_updated)
-    Gauge(
-        f"{prefix}_refs_kept", "Rewound or deleted tips kept under refs/backup/", registry=registry
-    ).set(figures.refs_kept)
+        figures.refs_updated,
+    )
+    _gauge(
+        registry,
+        f"{prefix}_refs_kept",
+        "Rewound or deleted tips kept under refs/backup/",
+        figures.refs_kept,
+    )
     if report.metadata is not None:
         _metadata_gauges(registry, prefix, report.metadata.counts)
 
 
 def _metadata_gauges(registry: CollectorRegistry, prefix: str, counts: MetadataCounts) -> None:
-    written = Gauge(
+    _by(
+        registry,
         f"{prefix}_metadata_documents_written",
         "Metadata documents written in the last run, by kind",
-        ["kind"],
-        registry=registry,
+        "kind",
+        {kind: counts.written(kind) for kind in COUNTED_KINDS},
     )
-    for kind in COUNTED_KINDS:
-        written.labels(kind).set(counts.written(kind))
-    assets = Gauge(
+    _by(
+        registry,
         f"{prefix}_metadata_assets",
         "Release assets in the last run, by outcome",
-        ["outcome"],
-        registry=registry,
+        "outcome",
+        {
+            "downloaded": counts.assets_downloaded,
+            "held": counts.assets_held,
+            "failed": counts.assets_failed,
+        },
     )
-    assets.labels("downloaded").set(counts.assets_downloaded)
-    assets.labels("held").set(counts.assets_held)
-    assets.labels("failed").set(counts.assets_failed)
-    Gauge(
+    _gauge(
+        registry,
         f"{prefix}_metadata_asset_bytes",
         "Release asset bytes downloaded in the last run",
-        registry=registry,
-    ).set(counts.asset_bytes)
-    Gauge(
-        f"{prefix}_metadata_failed", "Metadata parts that failed in the last run", registry=registry
-    ).set(counts.failed)
-    Gauge(
+        counts.asset_bytes,
+    )
+    _gauge(
+        registry,
+        f"{prefix}_metadata_failed",
+        "Metadata parts that failed in the last run",
+        counts.failed,
+    )
+    _gauge(
+        registry,
         f"{prefix}_metadata_github_requests_counted",
         "GitHub requests of the last run that count against the rate limit (not 304)",
-        registry=registry,
-    ).set(counts.requests_counted)
+        counts.requests_counted,
+    )
 
 
 IMAGES: Job[RunReport] = Job(JOB, PREFIX, _image_gauges, lambda r: r.counts.duration_s)
@@ -156,18 +190,25 @@ def _registry(
 ) -> CollectorRegistry:
     registry = CollectorRegistry()
     job.gauges(registry, job.prefix, report)
-    Gauge(f"{job.prefix}_duration_seconds", "Duration of the last run", registry=registry).set(
-        job.duration_s(report)
+    _gauge(
+        registry,
+        f"{job.prefix}_duration_seconds",
+        "Duration of the last run",
+        job.duration_s(report),
     )
-    Gauge(
-        f"{job.prefix}_last_run_success", "1 if the last run succeeded, else 0", registry=registry
-    ).set(1 if succeeded else 0)
+    _gauge(
+        registry,
+        f"{job.prefix}_last_run_success",
+        "1 if the last run succeeded, else 0",
+        1 if succeeded else 0,
+    )
     if last_success is not None:
-        Gauge(
+        _gauge(
+            registry,
             f"{job.prefix}_last_success_timestamp_seconds",
             "End of the last successful run",
-            registry=registry,
-        ).set(last_success)
+            last_success,
+        )
     return registry
 
 
