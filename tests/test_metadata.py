@@ -313,21 +313,26 @@ def test_the_token_appears_in_no_argv_file_log_or_report(world: World) -> None:
 
 def test_shapes_github_really_sends(world: World) -> None:
     """An archived repository, a pull request without reviews and a draft release are backed
-    up like any other, and pages past the first come through Link."""
+    up like any other; a list read whole (labels) is paged through Link."""
     world.repo("old")
     world.github.owners[ORG][-1].archived = True
     gh = world.github
     gh.populate(f"{ORG}/old", issues=150)
     pull = gh.pull(f"{ORG}/old", "No review yet")
     draft = gh.add_release(f"{ORG}/old", "v9.0.0", draft=True, assets={"draft.bin": b"d" * 10})
+    for n in range(150):
+        gh.label(f"{ORG}/old", f"area/{n}")
 
-    result = world.run("--metadata=issues,pulls,releases")
+    result = world.run("--metadata=issues,pulls,releases,labels")
 
     assert result.returncode == 0, result.stderr[-3000:]
     assert world.doc("repos", "old", "pulls", f"{pull.number}.json")["reviews"] == []
     assert world.doc("repos", "old", "releases", f"{draft.id}.json")["draft"] is True
     assert len(list((world.store / "repos" / "old" / "issues").glob("*.json"))) == 151
-    assert any("page=2" in path for path in gh.requests), gh.requests
+    assert len(world.doc("repos", "old", "labels.json")) == len(gh.repo_meta[f"{ORG}/old"].labels)
+    assert any(p.startswith("/repos/acme/old/labels?") and "page=2" in p for p in gh.requests)
+    # Issues past the first page are asked by a cursor on time, not by page number.
+    assert any("/issues?" in p and "since=" in p and "direction=asc" in p for p in gh.requests)
 
 
 def test_a_secondary_rate_limit_is_waited_out(world: World) -> None:

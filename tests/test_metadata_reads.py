@@ -109,3 +109,42 @@ def test_repeats_keep_their_newest_state() -> None:
     old, new = {"id": 1, "updated_at": stamp(1)}, {"id": 1, "updated_at": stamp(9)}
     assert newest_per_id([new, {"id": 2}, old]) == [new, {"id": 2}]
     assert newest_per_id([old, new]) == [new]
+
+
+def _delete(ident: int) -> Any:
+    def delete(live: LiveList) -> None:
+        del live.updated[ident]
+
+    return delete
+
+
+def test_a_first_read_loses_nothing_to_a_deletion_mid_read() -> None:
+    """The first read of 250 comments: after its first page the newest comment is deleted.
+    Asked by page number newest first, the comment that slid back onto the page already read
+    would be missed, and every later run would start after it. Read by the time cursor, every
+    remaining comment is read."""
+    live = LiveList({i: 10 + i for i in range(1, 251)})
+    live.between = [_delete(250)]  # after the probe page, which held it
+    changes = MetadataReader(live).read_changes(  # type: ignore[arg-type]
+        "/r/issues/comments", NEWEST_FIRST, None, None, has_since=True
+    )
+    assert {item["id"] for item in changes.items or []} >= set(range(1, 250))
+    assert changes.high_water == stamp(259)
+
+
+def test_an_edit_while_a_dense_second_is_crossed_by_number_holds_the_mark_back() -> None:
+    """150 comments in one second are crossed through Link by page number. An edit between
+    those pages slides an unread comment onto the page already read: this run cannot see it,
+    so the high-water mark stays before the dense second, and the next run reads it."""
+    live = LiveList({i: 100 for i in range(1, 151)})
+    # after the probe, after the first cursor page: comment 1 (read) is edited
+    live.between = [_nothing, _edit(1, 400)]
+    reader = MetadataReader(live)  # type: ignore[arg-type]
+    changes = reader.read_changes(
+        "/r/issues/comments", NEWEST_FIRST, None, stamp(50), has_since=True
+    )
+    assert changes.high_water is not None and changes.high_water < stamp(100)
+    later = reader.read_changes(
+        "/r/issues/comments", NEWEST_FIRST, None, changes.high_water, has_since=True
+    )
+    assert {item["id"] for item in later.items or []} >= set(range(1, 151))

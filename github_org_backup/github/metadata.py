@@ -114,6 +114,9 @@ def newest_per_id(items: list[Any]) -> list[Any]:
     return out
 
 
+_BEGINNING = "1970-01-01T00:00:00Z"  # since for a first read: every item
+
+
 def _ascending(since: str) -> dict[str, str]:
     return {"direction": "asc", "since": since, "per_page": str(PAGE_SIZE)}
 
@@ -227,39 +230,53 @@ class MetadataReader:
         if answer.status == 304:
             return Changes(None, answer.etag, high_water)
         first = self._items(answer, probe, None)
-        if high_water is None:  # the first read, or the list was empty then
+        if high_water is None and (answer.next_path is None or not has_since):
+            # The first read (or the list was empty then): one page, or pages by number
+            # for a list without since (pull requests, which cannot be deleted).
             items, _, _ = self._pages_from(answer, probe, None)
             return Changes(items, answer.etag, newest(items, None))
-        since = _since(high_water)
+        since = _since(high_water) if high_water else _BEGINNING
         oldest = updated_at(first[-1]) if first else ""
         reaches_back = bool(oldest) and oldest < since
+        dense_at, began = None, updated_at(first[0]) if first else ""
         if answer.next_path is None or reaches_back:
             changed = [i for i in first if updated_at(i) >= since or not updated_at(i)]
         elif has_since:
-            changed = self._since_cursor(path, params, since)
+            # By a cursor on time, also on a first read: a deletion mid-read shifts pages
+            # by number, and would push an unread item onto a page already read.
+            changed, dense_at = self._since_cursor(path, params, since)
         else:
             changed = self._until(answer, probe, since)
         changed = newest_per_id(changed)
-        return Changes(changed, answer.etag, newest(changed, high_water))
+        mark = newest(changed, high_water)
+        if dense_at is not None and any(updated_at(i) > began for i in changed):
+            # Pages were crossed by number while the list changed: an item may have been
+            # pushed onto a page already read, so the next run starts from the dense second.
+            mark = dense_at
+        return Changes(changed, answer.etag, mark)
 
-    def _since_cursor(self, path: str, params: dict[str, str], since: str) -> list[Any]:
+    def _since_cursor(
+        self, path: str, params: dict[str, str], since: str
+    ) -> tuple[list[Any], str | None]:
         """Every item updated at or after ``since``, oldest first, each request starting
         from the newest stamp the last page held. A second denser than a page is crossed
-        through ``Link`` instead, as the cursor cannot move past it."""
+        through ``Link`` instead, as the cursor cannot move past it: the cursor where that
+        first happened is returned with the items."""
         changed: list[Any] = []
-        cursor = since
+        cursor, dense_at = since, None
         next_path = with_query(path, params | _ascending(cursor))
         for _ in range(self._max_pages):
             answer = self.client.get_json(next_path, None)
             page = self._items(answer, next_path, None)
             changed += page
             if answer.next_path is None:
-                return changed
+                return changed, dense_at
             stamp = updated_at(page[-1]) if page else ""
             if stamp and _since(stamp) > cursor:
                 cursor = _since(stamp)
                 next_path = with_query(path, params | _ascending(cursor))
             else:
+                dense_at = dense_at or cursor
                 next_path = answer.next_path
         raise TooManyPages(self._max_pages, len(changed), self.api_url + path)
 
