@@ -408,6 +408,40 @@ def test_an_item_without_a_number_fails_its_part_and_is_read_again(world: World)
     assert world.doc("repos", "app", "issues", f"{odd}.json")["issue"]["number"] == odd
 
 
+def test_a_team_listed_without_its_id_deletes_no_team(world: World) -> None:
+    """A team listed without its id cannot be told from the stored ones: the part fails
+    naming the entry (exit 1), no stored team is removed, and the next run stores it."""
+    world.repo("app")
+    gh = world.github
+    gh.team(ORG, "platform", members=("alice",))
+    gh.team(ORG, "security", members=("bob",))
+    assert world.run("--metadata=org").returncode == 0
+    stored = sorted(p.name for p in (world.store / "org" / "teams").glob("*.json"))
+    assert len(stored) == 2
+    gh.team(ORG, "frontend", members=("carol",))  # the list changes: it is read again
+    route = gh._meta_route
+
+    def idless(method: str, path: str, *args: Any) -> Any:
+        found: Any = route(method, path, *args)
+        if found is None or path != f"/orgs/{ORG}/teams" or not isinstance(found[1], list):
+            return found
+        status, data, headers = found
+        return status, [t | {"id": None} if t["slug"] == "platform" else t for t in data], headers
+
+    gh._meta_route = idless  # type: ignore[method-assign,assignment]
+    second = world.run("--metadata=org")
+    assert second.returncode == 1, second.stderr[-3000:]
+    failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert [p["kind"] for p in failed] == ["org/teams"]
+    assert f"entry 1 of /orgs/{ORG}/teams has no id" in failed[0]["error"]
+    after = sorted(p.name for p in (world.store / "org" / "teams").glob("*.json"))
+    assert set(stored) < set(after)  # platform's document kept, frontend's added
+
+    gh._meta_route = route  # type: ignore[method-assign]
+    assert world.run("--metadata=org").returncode == 0
+    assert len(list((world.store / "org" / "teams").glob("*.json"))) == 3
+
+
 def test_verify_repos_checks_the_metadata_store(world: World) -> None:
     """verify --repos passes on a fresh store, then names an asset whose bytes changed
     (--deep) and a committed document that is no longer JSON."""

@@ -73,9 +73,10 @@ class OrganisationBackup:
         else:
             listed = teams
         each: dict[str, Any] = {}
-        for team in listed:
+        for index, team in enumerate(listed):
             ident, slug = number(team, "id"), team.get("slug") if isinstance(team, dict) else None
             if ident is None or not isinstance(slug, str) or not slug:
+                part.skip(f"entry {index} of {self.api_path}/teams has no id or slug")
                 continue
             old = known.get(str(ident))
             old = old if isinstance(old, dict) else {}
@@ -99,7 +100,7 @@ class OrganisationBackup:
             }
             if self.store.write(new, "org", "teams", f"{ident}.json"):
                 part.wrote("org", "teams", f"{ident}.json")
-        if teams is not None:
+        if teams is not None and not part.skipped:  # a team without an id may be any of them
             for name in self.store.names("org", "teams"):
                 if name not in each:
                     self.store.remove("org", "teams", f"{name}.json")
@@ -117,15 +118,16 @@ class OrganisationBackup:
         if rulesets is None:
             return
         kept = set()
-        for summary in rulesets:
+        for index, summary in enumerate(rulesets):
             ident = number(summary, "id")
             if ident is None:
+                part.skip(f"entry {index} of {self.api_path}/rulesets has no id")
                 continue
             kept.add(str(ident))
             full, _ = self.reader.get_object(f"{self.api_path}/rulesets/{ident}", None)
             if self.store.write(full, "org", "rulesets", f"{ident}.json"):
                 part.wrote("org", "rulesets", f"{ident}.json")
         for name in self.store.names("org", "rulesets"):
-            if name not in kept:
+            if name not in kept and not part.skipped:
                 self.store.remove("org", "rulesets", f"{name}.json")
                 part.wrote("org", "rulesets", f"{name}.json")
