@@ -257,7 +257,10 @@ def test_an_asset_whose_bytes_differ_fails_alone_and_is_not_kept(world: World) -
 
     gh.tampered.clear()
     world.github.reset_counts()
+    unreadable = world.store / "repos" / "app" / "releases" / "999.json"
+    unreadable.write_text("[]\n")  # not a release: the retry cannot read it, nor remove it
     assert world.run("--metadata").returncode == 0
+    assert unreadable.exists()  # the 304 says the releases are unchanged
     assert [p.name for p in (world.dest / ORG / "assets" / "sha256").iterdir()] == [
         hashlib.sha256(b"real bytes" * 100).hexdigest()
     ]

@@ -10,7 +10,7 @@ from typing import Any
 
 import pytest
 
-from github_org_backup.errors import MetadataStoreError, UsageError
+from github_org_backup.errors import GitHubRefused, MetadataStoreError, UsageError
 from github_org_backup.github.client import Answer
 from github_org_backup.github.http import ApiLimits
 from github_org_backup.github.metadata import MetadataReader, PageTag
@@ -237,6 +237,21 @@ def test_a_full_last_page_whose_next_page_is_not_empty_is_read_again_next_run() 
     assert [tag.path for tag in cold.pages] == [first]
     again = reader.read_list("/r/hooks", {}, cold.pages, cold.last_page_items)
     assert again.items == [1] * 100
+
+
+def test_a_refused_check_of_the_page_after_a_full_list_is_no_failure() -> None:
+    """The list was read whole; if the extra request for the page after it is refused, the
+    list is still returned, and the next run reads it again."""
+    first = "/r/hooks?per_page=100"
+
+    class Refusing(Pages):
+        def get_json(self, path: str, params: Any, etag: str | None = None) -> Answer:
+            if "page=2" in path:
+                raise GitHubRefused(502, "GitHub answered HTTP 502")
+            return super().get_json(path, params, etag)
+
+    cold = _reader(Refusing({first: ([1] * 100, None)})).read_list("/r/hooks", {})
+    assert cold.items == [1] * 100 and cold.last_page_items == 100
 
 
 @pytest.mark.integration

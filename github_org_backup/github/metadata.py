@@ -33,7 +33,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any
 from urllib.parse import urlencode
 
-from github_org_backup.errors import GitHubAnswerInvalid, TooManyPages
+from github_org_backup.errors import GitHubAnswerInvalid, GitHubRefused, TooManyPages
 from github_org_backup.github.client import Answer, GitHubClient
 from github_org_backup.github.http import PAGE_SIZE
 
@@ -208,8 +208,12 @@ class MetadataReader:
         after it is asked once and its tag kept: the next run checks it with the others.
         Anything but an empty last page keeps ``last`` full, and the next run reads again."""
         after = with_query(path, params | {"per_page": str(PAGE_SIZE), "page": str(len(tags) + 1)})
-        answer = self.client.get_json(after, None)
-        if answer.next_path is None and answer.etag and not self._items(answer, after, key):
+        try:
+            answer = self.client.get_json(after, None)
+            empty = answer.next_path is None and not self._items(answer, after, key)
+        except (GitHubRefused, GitHubAnswerInvalid):  # the list was read whole all the same
+            return last
+        if empty and answer.etag:
             tags.append(PageTag(after, answer.etag))
             return 0
         return last

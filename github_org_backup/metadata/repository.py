@@ -211,10 +211,11 @@ class RepositoryBackup:
         releases = self.runner.list_document(
             part, f"{self.api_path}/releases", {}, ("repos", self.name, "releases"), write=False
         )
+        listed = releases is not None  # else unchanged (304): retry from the stored ones
         if releases is None:
             if part.old.get("retry") is not True:
                 return
-            releases = self._stored_releases()  # unchanged since they were stored; retry
+            releases = self._stored_releases()
         kept: set[str] = set()
         assets: list[dict[str, Any]] = []
         failures = 0
@@ -249,10 +250,13 @@ class RepositoryBackup:
                         "sha256": sha256,
                     }
                 )
-        for name in self.store.names("repos", self.name, "releases"):
-            if name not in kept and not part.skipped:  # a release without an id may be it
-                self.store.remove("repos", self.name, "releases", f"{name}.json")
-                part.wrote("repos", self.name, "releases", f"{name}.json")
+        if part.skipped:  # a release without an id may be any stored one: keep them all
+            return
+        if listed:
+            for name in self.store.names("repos", self.name, "releases"):
+                if name not in kept:
+                    self.store.remove("repos", self.name, "releases", f"{name}.json")
+                    part.wrote("repos", self.name, "releases", f"{name}.json")
         assets.sort(key=lambda a: (a["release_id"], a["id"]))
         if self.store.write(assets, "repos", self.name, "assets.json"):
             part.wrote("repos", self.name, "assets.json")
