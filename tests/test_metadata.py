@@ -445,6 +445,26 @@ def test_a_team_listed_without_its_id_deletes_no_team(world: World) -> None:
     assert len(list((world.store / "org" / "teams").glob("*.json"))) == 3
 
 
+def test_state_that_cannot_be_saved_is_named_and_the_run_still_commits(world: World) -> None:
+    """The ETags and high-water marks cannot be written (a folder is in their way): the run
+    commits what it read, names the state as failed (exit 1), no traceback, and the next run
+    reads everything again instead of trusting a state it never saved."""
+    world.repo("app")
+    world.github.populate(f"{ORG}/app", issues=3)
+    assert world.run("--metadata=issues").returncode == 0
+    state = world.store / ".git" / "github-org-backup" / "state.json"
+    state.unlink()
+    (state / "in-the-way").mkdir(parents=True)
+    world.github.populate(f"{ORG}/app", issues=1)
+    result = world.run("--metadata=issues")
+    assert result.returncode == 1, result.stderr[-3000:]
+    assert "Traceback" not in result.stderr
+    failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
+    assert [p["kind"] for p in failed] == ["state"], failed
+    assert world.report()["summary"]["metadata"]["commit"] is not None
+    assert len(list((world.store / "repos" / "app" / "issues").glob("*.json"))) == 4
+
+
 def test_verify_repos_checks_the_metadata_store(world: World) -> None:
     """verify --repos passes on a fresh store, then names an asset whose bytes changed
     (--deep) and a committed document that is no longer JSON."""

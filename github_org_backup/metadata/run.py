@@ -96,6 +96,7 @@ class MetadataBackup:
         self._downloader.stop()
 
     def close(self) -> None:
+        self._downloader.stop()  # after a cancel, the worker thread may still be downloading
         self._client.close()
         self._downloader.close()
 
@@ -135,7 +136,11 @@ class MetadataBackup:
         commit = await asyncio.to_thread(self._commit)
         committed = self.tally.failed == failed_before  # a commit that failed counts one
         if not self.stopping and committed:  # else the next run reads again what changed
-            await asyncio.to_thread(self.store.save_state, state)
+            try:
+                await asyncio.to_thread(self.store.save_state, state)
+            except OSError as exc:
+                reason = f"state not saved ({exc}): the next run reads again what this one read"
+                self.runner.failed(job.owner.name, "state", reason)
         counts = self.tally.freeze(
             self._client.pages_requested,
             self._client.pages_not_modified,
@@ -168,7 +173,7 @@ class MetadataBackup:
         )
         try:
             return self.store.commit(message)
-        except BackupError as exc:
+        except (BackupError, OSError) as exc:
             self.runner.failed(self.job.owner.name, "store", f"not committed: {exc}")
             return None
 

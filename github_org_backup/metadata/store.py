@@ -133,7 +133,10 @@ class MetadataStore:
                 feeder.join(timeout=10)
 
     def _run(self, *args: str) -> str:
-        done = self.git(*args)
+        try:
+            done = self.git(*args)
+        except subprocess.TimeoutExpired:
+            raise MetadataStoreError(f"git {args[0]} in {self.root} took over 600 s") from None
         if done.returncode != 0:
             said = " ".join(done.stderr.split())[:300]
             raise MetadataStoreError(f"git {args[0]} in {self.root} failed: {said}")
@@ -204,7 +207,7 @@ class MetadataStore:
     def load_state(self) -> dict[str, Any]:
         try:
             state = jsonio.loads((self.root / ".git" / STATE_FILE).read_bytes(), _MAX_STATE_VALUES)
-        except (FileNotFoundError, ValueError):
+        except (OSError, ValueError):  # none yet, or unreadable: this run reads everything
             return {}
         return state if isinstance(state, dict) else {}
 
