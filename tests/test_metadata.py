@@ -14,7 +14,7 @@ import secrets
 import signal
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -376,6 +376,22 @@ def test_one_repository_failing_is_that_repository_alone(world: World) -> None:
     assert world.git("status", "--porcelain") == ""
 
 
+def _list_rewritten(gh: GitHubOrgStandIn, list_path: str, change: Callable[[Any], Any]) -> Any:
+    """Make the stand-in pass each item of the list at ``list_path`` through ``change``;
+    the route it had, to put back."""
+    route = gh._meta_route
+
+    def rewritten(method: str, path: str, *args: Any) -> Any:
+        found: Any = route(method, path, *args)
+        if found is None or path != list_path or not isinstance(found[1], list):
+            return found
+        status, data, headers = found
+        return status, [change(item) for item in data], headers
+
+    gh._meta_route = rewritten  # type: ignore[method-assign,assignment]
+    return route
+
+
 def test_an_item_without_a_number_fails_its_part_and_is_read_again(world: World) -> None:
     """An issue listed without its number cannot be stored: the part fails naming it (exit 1),
     the other issues are stored, and the high-water mark stays where it was, so the next run
@@ -384,16 +400,9 @@ def test_an_item_without_a_number_fails_its_part_and_is_read_again(world: World)
     gh = world.github
     gh.populate(f"{ORG}/app", issues=5)
     odd = sorted(gh.repo_meta[f"{ORG}/app"].issues)[2]
-    route = gh._meta_route
-
-    def numberless(method: str, path: str, *args: Any) -> Any:
-        found: Any = route(method, path, *args)
-        if found is None or path != f"/repos/{ORG}/app/issues" or not isinstance(found[1], list):
-            return found
-        status, data, headers = found
-        return status, [i | {"number": None} if i["number"] == odd else i for i in data], headers
-
-    gh._meta_route = numberless  # type: ignore[method-assign,assignment]
+    route = _list_rewritten(
+        gh, f"/repos/{ORG}/app/issues", lambda i: i | {"number": None} if i["number"] == odd else i
+    )
     first = world.run("--metadata=issues")
     assert first.returncode == 1, first.stderr[-3000:]
     assert "Traceback" not in first.stderr
@@ -422,16 +431,9 @@ def test_a_team_listed_without_its_id_deletes_no_team(world: World) -> None:
     stored = sorted(p.name for p in (world.store / "org" / "teams").glob("*.json"))
     assert len(stored) == 2
     gh.team(ORG, "frontend", members=("carol",))  # the list changes: it is read again
-    route = gh._meta_route
-
-    def idless(method: str, path: str, *args: Any) -> Any:
-        found: Any = route(method, path, *args)
-        if found is None or path != f"/orgs/{ORG}/teams" or not isinstance(found[1], list):
-            return found
-        status, data, headers = found
-        return status, [t | {"id": None} if t["slug"] == "platform" else t for t in data], headers
-
-    gh._meta_route = idless  # type: ignore[method-assign,assignment]
+    route = _list_rewritten(
+        gh, f"/orgs/{ORG}/teams", lambda t: t | {"id": None} if t["slug"] == "platform" else t
+    )
     second = world.run("--metadata=org")
     assert second.returncode == 1, second.stderr[-3000:]
     failed = [p for p in world.report()["metadata"] if p["status"] == "failed"]
