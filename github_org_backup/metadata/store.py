@@ -105,8 +105,9 @@ class MetadataStore:
         blobs = []
         for line in filter(None, listed.split("\0")):
             meta, _, path = line.partition("\t")
-            if meta.split()[1:2] == ["blob"]:
-                blobs.append((meta.split()[2], path))
+            _mode, kind, oid = meta.split()
+            if kind == "blob":
+                blobs.append((oid, path))
         with subprocess.Popen(
             [self._git, "-C", str(self.root), *_SAFE, "cat-file", "--batch"],
             env=_git_env(),
